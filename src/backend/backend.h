@@ -1,0 +1,151 @@
+// src/backend/backend.h — the one narrow interface between ops and devices.
+//
+// Ops (src/ops/*.cc) do shapes, dtypes, broadcasting and autograd; a Backend only runs kernels on
+// memory it owns. Each device has one folder with the same file names (backend/cpu/*.cc, later
+// backend/cuda/*.cu). Kernels take TensorRef: a raw pointer plus shape and element strides.
+//
+//   Backend& be = backend_for(t.device());
+//   be.unary(UnaryOp::Exp, ref(x), ref(out), 0.0);
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "attn/dtype.h"
+#include "attn/tensor.h"
+
+namespace attn::backend {
+
+struct TensorRef {
+  void* data = nullptr;  // element 0
+  DType dtype = kFloat32;
+  Shape shape;
+  Shape strides;  // in elements; 0 for broadcast dims
+  int64_t numel() const { return numel_of(shape); }
+  bool contiguous() const;
+};
+TensorRef ref(const Tensor& t);
+
+enum class UnaryOp {
+  Neg, Exp, Log, Sqrt, Rsqrt, Abs, Sin, Cos, Square, Sign, Sigmoid, Tanh, Relu,
+  LeakyRelu,   // alpha = negative slope
+  GeluErf, GeluTanh, LogicalNot,
+  PowScalar,   // x ** alpha
+  ClampMin,    // max(x, alpha)
+  ClampMax,    // min(x, alpha)
+  MulScalar,   // x * alpha
+  AddScalar,   // x + alpha
+};
+// Gradient of an elementwise function: gin = f'(x or y) * gout.
+enum class UnaryGradOp {
+  Sigmoid,     // uses y
+  Tanh,        // uses y
+  Relu,        // uses y (y > 0)
+  LeakyRelu,   // uses x, alpha = slope
+  GeluErf,     // uses x
+  GeluTanh,    // uses x
+};
+enum class BinaryOp { Add, Sub, Mul, Div, Pow, Maximum, Minimum, Eq, Ne, Lt, Le, Gt, Ge, LogicalAnd, LogicalOr };
+enum class ReduceOp { Sum, Mean, Max, Min };
+
+struct GemmArgs {
+  bool trans_a = false, trans_b = false;
+  int64_t m = 0, n = 0, k = 0;  // C(m, n) = alpha * op(A)(m, k) @ op(B)(k, n) + beta * C
+  double alpha = 1.0, beta = 0.0;
+  const void* a = nullptr;
+  int64_t lda = 0;
+  const void* b = nullptr;
+  int64_t ldb = 0;
+  void* c = nullptr;
+  int64_t ldc = 0;
+  int64_t batch = 1;  // strided batches
+  int64_t stride_a = 0, stride_b = 0, stride_c = 0;
+  DType dtype = kFloat32;  // kFloat32 or kFloat64 (row-major)
+};
+
+struct Conv2dArgs {
+  int64_t n, c_in, h, w, c_out, kh, kw, out_h, out_w;
+  int64_t stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups;
+  DType dtype = kFloat32;
+};
+struct Pool2dArgs {
+  int64_t n, c, h, w, out_h, out_w, kh, kw, stride_h, stride_w, pad_h, pad_w;
+  bool count_include_pad = true;
+  DType dtype = kFloat32;
+};
+
+struct AdamArgs {
+  double lr, beta1, beta2, eps, weight_decay;
+  bool decoupled_weight_decay;  // AdamW
+  bool amsgrad;
+  int64_t step;  // after increment (1 for the first step)
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual DeviceType type() const = 0;
+
+  // memory
+  virtual void* allocate(size_t nbytes) = 0;
+  virtual void deallocate(void* p, size_t nbytes) = 0;
+  virtual void copy(const TensorRef& src, const TensorRef& dst) = 0;  // same shape; converts dtype
+  virtual void fill(const TensorRef& dst, double value) = 0;
+
+  // elementwise; inputs already broadcast to out.shape (stride 0); out contiguous
+  virtual void unary(UnaryOp op, const TensorRef& x, const TensorRef& out, double alpha) = 0;
+  virtual void unary_backward(UnaryGradOp op, const TensorRef& x_or_y, const TensorRef& grad_out,
+                              const TensorRef& grad_in, double alpha) = 0;
+  virtual void binary(BinaryOp op, const TensorRef& a, const TensorRef& b, const TensorRef& out) = 0;
+  virtual void where(const TensorRef& cond, const TensorRef& a, const TensorRef& b, const TensorRef& out) = 0;
+
+  // reductions: out has x's rank with size 1 on reduced dims; out contiguous
+  virtual void reduce(ReduceOp op, const TensorRef& x, const TensorRef& out) = 0;
+  // values/indices: x's shape with size 1 at `dim`; indices int64
+  virtual void arg_reduce(ReduceOp op, const TensorRef& x, int64_t dim, const TensorRef& values,
+                          const TensorRef& indices) = 0;
+
+  // matrix multiply (row-major, strided batches)
+  virtual void gemm(const GemmArgs& args) = 0;
+
+  // rows = all dims but the last; x, y contiguous
+  virtual void softmax(const TensorRef& x, const TensorRef& y, bool log) = 0;
+  virtual void softmax_backward(const TensorRef& y, const TensorRef& grad_y, const TensorRef& grad_x,
+                                bool log) = 0;
+  // x: (rows, d) contiguous; weight/bias (d) or null data; mean/rstd: (rows) float32/64
+  virtual void layer_norm(const TensorRef& x, const TensorRef& weight, const TensorRef& bias, double eps,
+                          const TensorRef& y, const TensorRef& mean, const TensorRef& rstd) = 0;
+  virtual void layer_norm_backward(const TensorRef& grad_y, const TensorRef& x, const TensorRef& weight,
+                                   const TensorRef& mean, const TensorRef& rstd, const TensorRef& grad_x,
+                                   const TensorRef& grad_weight, const TensorRef& grad_bias) = 0;
+
+  // indexing; index int64 (int32 accepted)
+  virtual void gather(const TensorRef& x, int64_t dim, const TensorRef& index, const TensorRef& out) = 0;
+  virtual void scatter_add(const TensorRef& out, int64_t dim, const TensorRef& index, const TensorRef& src) = 0;
+  virtual void index_select(const TensorRef& x, int64_t dim, const TensorRef& index, const TensorRef& out) = 0;
+  virtual void index_add(const TensorRef& out, int64_t dim, const TensorRef& index, const TensorRef& src) = 0;
+
+  // convolution (NCHW, weight OIHW); grad_bias may have null data
+  virtual void conv2d(const Conv2dArgs& a, const void* x, const void* weight, const void* bias, void* y) = 0;
+  virtual void conv2d_backward(const Conv2dArgs& a, const void* x, const void* weight, const void* grad_y,
+                               void* grad_x, void* grad_weight, void* grad_bias) = 0;
+  // pooling; max pooling writes int64 argmax (flat h*w index within the plane) for the backward
+  virtual void max_pool2d(const Pool2dArgs& a, const void* x, void* y, int64_t* indices) = 0;
+  virtual void max_pool2d_backward(const Pool2dArgs& a, const void* grad_y, const int64_t* indices,
+                                   void* grad_x) = 0;
+  virtual void avg_pool2d(const Pool2dArgs& a, const void* x, void* y) = 0;
+  virtual void avg_pool2d_backward(const Pool2dArgs& a, const void* grad_y, void* grad_x) = 0;
+
+  // random: fills out (contiguous float) from Philox(seed, counter...)
+  virtual void uniform(const TensorRef& out, double lo, double hi, uint64_t seed, uint64_t counter) = 0;
+  virtual void normal(const TensorRef& out, double mean, double std, uint64_t seed, uint64_t counter) = 0;
+
+  // optimizers: update param, exp_avg, exp_avg_sq (and max_exp_avg_sq if amsgrad) in place
+  virtual void adam_step(const AdamArgs& a, const TensorRef& param, const TensorRef& grad,
+                         const TensorRef& exp_avg, const TensorRef& exp_avg_sq,
+                         const TensorRef& max_exp_avg_sq) = 0;
+};
+
+Backend& backend_for(Device d);
+
+}  // namespace attn::backend
