@@ -8,6 +8,7 @@
 // optional "__metadata__" (string -> string), then the data buffer. Every field is validated:
 // offsets inside the buffer, sizes matching dtype x shape, no overlaps; errors name file and key.
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -52,5 +53,9 @@ std::string serialize_safetensors(const std::map<std::string, Tensor>& tensors,
 
 // Atomic file write used by checkpoints too: temp file, fsync, rename, fsync of the directory.
 void write_file_atomic(const std::string& path, const std::string& bytes);
+// Streaming form: `produce` calls `write(data, n)` any number of times. If anything throws, the temp
+// file is removed, the old file at `path` is left untouched and the exception propagates.
+using ByteSink = std::function<void(const void* data, size_t n)>;
+void write_file_atomic(const std::string& path, const std::function<void(const ByteSink& write)>& produce);
 
 }  // namespace attn::io

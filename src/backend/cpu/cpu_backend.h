@@ -1,0 +1,51 @@
+// src/backend/cpu/cpu_backend.h — the CPU implementation of backend::Backend.
+// Fast kernels live in their own files (softmax.cc, layer_norm.cc, gemm.cc, conv.cc, …); this class
+// routes to them. Generic strided loops here are also the fallback for non-contiguous operands.
+#pragma once
+#include "backend/backend.h"
+
+namespace attn::cpu {
+
+class CpuBackend final : public backend::Backend {
+ public:
+  using TensorRef = backend::TensorRef;
+  DeviceType type() const override { return DeviceType::CPU; }
+  void* allocate(size_t nbytes) override;
+  void deallocate(void* p, size_t nbytes) override;
+  void copy(const TensorRef& src, const TensorRef& dst) override;
+  void fill(const TensorRef& dst, double value) override;
+  void unary(backend::UnaryOp op, const TensorRef& x, const TensorRef& out, double alpha) override;
+  void unary_backward(backend::UnaryGradOp op, const TensorRef& x_or_y, const TensorRef& grad_out,
+                      const TensorRef& grad_in, double alpha) override;
+  void binary(backend::BinaryOp op, const TensorRef& a, const TensorRef& b, const TensorRef& out) override;
+  void where(const TensorRef& cond, const TensorRef& a, const TensorRef& b, const TensorRef& out) override;
+  void reduce(backend::ReduceOp op, const TensorRef& x, const TensorRef& out) override;
+  void arg_reduce(backend::ReduceOp op, const TensorRef& x, int64_t dim, const TensorRef& values,
+                  const TensorRef& indices) override;
+  void gemm(const backend::GemmArgs& args) override;
+  void softmax(const TensorRef& x, const TensorRef& y, bool log) override;
+  void softmax_backward(const TensorRef& y, const TensorRef& grad_y, const TensorRef& grad_x, bool log) override;
+  void layer_norm(const TensorRef& x, const TensorRef& weight, const TensorRef& bias, double eps,
+                  const TensorRef& y, const TensorRef& mean, const TensorRef& rstd) override;
+  void layer_norm_backward(const TensorRef& grad_y, const TensorRef& x, const TensorRef& weight,
+                           const TensorRef& mean, const TensorRef& rstd, const TensorRef& grad_x,
+                           const TensorRef& grad_weight, const TensorRef& grad_bias) override;
+  void gather(const TensorRef& x, int64_t dim, const TensorRef& index, const TensorRef& out) override;
+  void scatter_add(const TensorRef& out, int64_t dim, const TensorRef& index, const TensorRef& src) override;
+  void index_select(const TensorRef& x, int64_t dim, const TensorRef& index, const TensorRef& out) override;
+  void index_add(const TensorRef& out, int64_t dim, const TensorRef& index, const TensorRef& src) override;
+  void conv2d(const backend::Conv2dArgs& a, const void* x, const void* weight, const void* bias, void* y) override;
+  void conv2d_backward(const backend::Conv2dArgs& a, const void* x, const void* weight, const void* grad_y,
+                       void* grad_x, void* grad_weight, void* grad_bias) override;
+  void max_pool2d(const backend::Pool2dArgs& a, const void* x, void* y, int64_t* indices) override;
+  void max_pool2d_backward(const backend::Pool2dArgs& a, const void* grad_y, const int64_t* indices,
+                           void* grad_x) override;
+  void avg_pool2d(const backend::Pool2dArgs& a, const void* x, void* y) override;
+  void avg_pool2d_backward(const backend::Pool2dArgs& a, const void* grad_y, void* grad_x) override;
+  void uniform(const TensorRef& out, double lo, double hi, uint64_t seed, uint64_t counter) override;
+  void normal(const TensorRef& out, double mean, double std, uint64_t seed, uint64_t counter) override;
+  void adam_step(const backend::AdamArgs& a, const TensorRef& param, const TensorRef& grad,
+                 const TensorRef& exp_avg, const TensorRef& exp_avg_sq, const TensorRef& max_exp_avg_sq) override;
+};
+
+}  // namespace attn::cpu

@@ -1,0 +1,82 @@
+#include "ops/op_utils.h"
+
+namespace attn::ops {
+
+Tensor empty_out(const Shape& shape, DType dtype, Device device) {
+  return empty(shape, {.dtype = dtype, .device = device});
+}
+
+namespace {
+int rank(DType t) {
+  switch (t) {
+    case kBool: return 0;
+    case kUInt8: return 1;
+    case kInt32: return 2;
+    case kInt64: return 3;
+    case kBFloat16: return 4;
+    case kFloat32: return 5;
+    case kFloat64: return 6;
+  }
+  return 0;
+}
+}  // namespace
+
+DType promote_types(DType a, DType b) { return rank(a) >= rank(b) ? a : b; }
+
+void check_defined(const Tensor& t, const char* op, const char* arg) {
+  if (!t.defined()) fail(std::string(op) + ": argument '" + arg + "' is an undefined tensor");
+}
+void check_same_device(const Tensor& a, const Tensor& b, const char* op) {
+  if (a.device() != b.device())
+    fail(std::string(op) + ": tensors on different devices (" + device_name(a.device()) + ", " +
+         device_name(b.device()) + ")");
+}
+void check_floating(const Tensor& t, const char* op) {
+  if (!is_floating(t.dtype()))
+    fail(std::string(op) + ": expected a floating point tensor, got " + dtype_name(t.dtype()));
+}
+
+void check_inplace(const Tensor& self, const char* op, std::initializer_list<const Tensor*> others) {
+  if (!grad_enabled()) return;
+  if (self.requires_grad() && self.is_leaf())
+    throw std::runtime_error(std::string(op) + ": a leaf tensor that requires grad " + shape_str(self.shape()) +
+                             " is used in an in-place operation; do it under attn::NoGradGuard");
+  bool tracked = self.requires_grad();
+  for (const Tensor* o : others) tracked = tracked || (o->defined() && o->requires_grad());
+  if (tracked)
+    throw std::runtime_error(std::string(op) + ": in-place operations are not recorded by autograd; use the "
+                             "out-of-place form, or run it under attn::NoGradGuard");
+}
+
+backend::TensorRef broadcast_ref(const Tensor& t, const Shape& shape) {
+  backend::TensorRef r = ref(t);
+  size_t lead = shape.size() - r.shape.size();
+  Shape st(shape.size(), 0);
+  for (size_t i = 0; i < r.shape.size(); ++i) st[lead + i] = r.shape[i] == 1 ? 0 : r.strides[i];
+  r.shape = shape;
+  r.strides = st;
+  return r;
+}
+
+Tensor binary_kernel(backend::BinaryOp op, const Tensor& a, const Tensor& b) {
+  check_same_device(a, b, "binary op");
+  Shape shape = broadcast_shapes(a.shape(), b.shape());
+  DType t = promote_types(a.dtype(), b.dtype());
+  DType compute = t == kBFloat16 ? kFloat32 : t;
+  Tensor x = a.dtype() == compute ? a : a.detach().to(compute);
+  Tensor y = b.dtype() == compute ? b : b.detach().to(compute);
+  bool cmp = op >= backend::BinaryOp::Eq;
+  Tensor out = empty_out(shape, cmp ? kBool : compute, a.device());
+  be(a).binary(op, broadcast_ref(x, shape), broadcast_ref(y, shape), ref(out));
+  if (!cmp && t == kBFloat16) return out.to(kBFloat16);
+  return out;
+}
+
+Tensor unary_kernel(backend::UnaryOp op, const Tensor& x, double alpha) {
+  if (x.dtype() == kBFloat16) return unary_kernel(op, x.detach().to(kFloat32), alpha).to(kBFloat16);
+  Tensor out = empty_like_out(x);
+  be(x).unary(op, ref(x), ref(out), alpha);
+  return out;
+}
+
+}  // namespace attn::ops

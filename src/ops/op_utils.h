@@ -1,0 +1,36 @@
+// src/ops/op_utils.h — helpers shared by the op families (shapes, dtypes, outputs, backends).
+#pragma once
+#include <stdexcept>
+#include <string>
+
+#include "attn/autograd.h"
+#include "attn/ops.h"
+#include "backend/backend.h"
+
+namespace attn::ops {
+
+inline backend::Backend& be(const Tensor& t) { return backend::backend_for(t.device()); }
+using backend::ref;
+
+// A new uninitialised contiguous tensor.
+Tensor empty_out(const Shape& shape, DType dtype, Device device);
+inline Tensor empty_like_out(const Tensor& t) { return empty_out(t.shape(), t.dtype(), t.device()); }
+
+DType promote_types(DType a, DType b);
+void check_defined(const Tensor& t, const char* op, const char* arg);
+void check_same_device(const Tensor& a, const Tensor& b, const char* op);
+void check_floating(const Tensor& t, const char* op);
+
+// Throws if an in-place op on `self` would have to be recorded by autograd.
+void check_inplace(const Tensor& self, const char* op, std::initializer_list<const Tensor*> others = {});
+
+// `t` broadcast to `shape` as a strided ref (stride 0 on broadcast dims), no copy.
+backend::TensorRef broadcast_ref(const Tensor& t, const Shape& shape);
+
+// Elementwise kernels with broadcasting and type promotion (no autograd).
+Tensor binary_kernel(backend::BinaryOp op, const Tensor& a, const Tensor& b);
+Tensor unary_kernel(backend::UnaryOp op, const Tensor& x, double alpha = 0.0);
+
+[[noreturn]] inline void fail(const std::string& msg) { throw std::invalid_argument(msg); }
+
+}  // namespace attn::ops
