@@ -1,0 +1,130 @@
+// src/io/heatmap.cc — PNG heat maps of attention weights, drawn with cairo.
+#include "attn/io/heatmap.h"
+
+#include <cairo.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <stdexcept>
+
+namespace attn::io {
+namespace {
+
+// A few stops of the viridis colour map, linearly interpolated.
+std::array<double, 3> viridis(double t) {
+  static const double stops[][3] = {{0.267, 0.005, 0.329}, {0.283, 0.141, 0.458}, {0.254, 0.265, 0.530},
+                                    {0.207, 0.372, 0.553}, {0.164, 0.471, 0.558}, {0.128, 0.567, 0.551},
+                                    {0.135, 0.659, 0.518}, {0.267, 0.749, 0.441}, {0.478, 0.821, 0.318},
+                                    {0.741, 0.873, 0.150}, {0.993, 0.906, 0.144}};
+  t = std::clamp(t, 0.0, 1.0) * 10.0;
+  int i = std::min(int(t), 9);
+  double f = t - i;
+  return {stops[i][0] + f * (stops[i + 1][0] - stops[i][0]), stops[i][1] + f * (stops[i + 1][1] - stops[i][1]),
+          stops[i][2] + f * (stops[i + 1][2] - stops[i][2])};
+}
+
+double text_width(cairo_t* cr, const std::string& s) {
+  cairo_text_extents_t e;
+  cairo_text_extents(cr, s.c_str(), &e);
+  return e.x_advance;
+}
+
+}  // namespace
+
+void write_heatmap_png(const std::string& path, const std::vector<float>& w, int rows, int cols,
+                       const HeatmapOptions& o) {
+  if (rows <= 0 || cols <= 0 || int64_t(rows) * cols != int64_t(w.size()))
+    throw std::invalid_argument("write_heatmap_png(" + path + "): " + std::to_string(w.size()) +
+                                " weights do not fill a " + std::to_string(rows) + "x" + std::to_string(cols) + " grid");
+  if ((!o.row_labels.empty() && int(o.row_labels.size()) != rows) ||
+      (!o.col_labels.empty() && int(o.col_labels.size()) != cols))
+    throw std::invalid_argument("write_heatmap_png(" + path + "): label counts do not match the grid");
+  if (rows > 2048 || cols > 2048) throw std::invalid_argument("write_heatmap_png(" + path + "): grid too large");
+  const int cell = std::max(4, o.cell);
+  const double font = std::min(14.0, cell * 0.5);
+
+  // measure labels
+  cairo_surface_t* probe = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, 1, 1);
+  cairo_t* pc = cairo_create(probe);
+  cairo_select_font_face(pc, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_font_size(pc, font);
+  double left = 10, top = 10;
+  for (const auto& s : o.row_labels) left = std::max(left, text_width(pc, s) + 12);
+  for (const auto& s : o.col_labels) top = std::max(top, text_width(pc, s) + 12);
+  cairo_destroy(pc);
+  cairo_surface_destroy(probe);
+  double title_h = o.title.empty() ? 0 : font * 2;
+  const int legend = 60;
+  int width = int(left + cols * cell + legend + 10), height = int(title_h + top + rows * cell + 10);
+
+  cairo_surface_t* surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height);
+  cairo_t* cr = cairo_create(surf);
+  cairo_set_source_rgb(cr, 1, 1, 1);
+  cairo_paint(cr);
+  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_font_size(cr, font);
+  cairo_set_source_rgb(cr, 0, 0, 0);
+  if (!o.title.empty()) {
+    cairo_move_to(cr, 8, font * 1.4);
+    cairo_show_text(cr, o.title.c_str());
+  }
+  double y0 = title_h + top;
+  float vmax = 0;
+  for (float v : w)
+    if (std::isfinite(v)) vmax = std::max(vmax, v);
+  if (vmax <= 0) vmax = 1;
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) {
+      float v = w[size_t(r) * cols + c];
+      auto rgb = viridis(std::isfinite(v) ? v / vmax : 0.0);
+      cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
+      cairo_rectangle(cr, left + c * cell, y0 + r * cell, cell, cell);
+      cairo_fill(cr);
+    }
+  cairo_set_source_rgb(cr, 0, 0, 0);
+  for (int r = 0; r < int(o.row_labels.size()); ++r) {
+    const std::string& s = o.row_labels[r];
+    cairo_move_to(cr, left - 6 - text_width(cr, s), y0 + r * cell + cell * 0.5 + font * 0.35);
+    cairo_show_text(cr, s.c_str());
+  }
+  for (int c = 0; c < int(o.col_labels.size()); ++c) {  // rotated column labels
+    cairo_save(cr);
+    cairo_move_to(cr, left + c * cell + cell * 0.5 + font * 0.35, y0 - 6);
+    cairo_rotate(cr, -M_PI / 2);
+    cairo_show_text(cr, o.col_labels[c].c_str());
+    cairo_restore(cr);
+  }
+  // colour bar
+  double bx = left + cols * cell + 15, bh = std::max(40, rows * cell);
+  for (int i = 0; i < int(bh); ++i) {
+    auto rgb = viridis(1.0 - i / bh);
+    cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
+    cairo_rectangle(cr, bx, y0 + i, 12, 1);
+    cairo_fill(cr);
+  }
+  cairo_set_source_rgb(cr, 0, 0, 0);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.2f", double(vmax));
+  cairo_set_font_size(cr, 10);
+  cairo_move_to(cr, bx + 15, y0 + 10);
+  cairo_show_text(cr, buf);
+  cairo_move_to(cr, bx + 15, y0 + bh);
+  cairo_show_text(cr, "0");
+  cairo_destroy(cr);
+
+  std::string tmp = path + ".tmp";
+  cairo_status_t st = cairo_surface_write_to_png(surf, tmp.c_str());
+  cairo_surface_destroy(surf);
+  if (st != CAIRO_STATUS_SUCCESS) {
+    std::remove(tmp.c_str());
+    throw std::runtime_error("write_heatmap_png: cannot write " + path + ": " + cairo_status_to_string(st));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) throw std::runtime_error("write_heatmap_png: cannot rename " + tmp + " to " + path + ": " + ec.message());
+}
+
+}  // namespace attn::io
