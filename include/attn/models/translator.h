@@ -1,0 +1,56 @@
+// attn/models/translator.h — the encoder-decoder Transformer translator of "Attention Is All You
+// Need": shared source/target embeddings scaled by sqrt(d_model), sinusoidal positions, nn::Transformer,
+// and a final Linear + log-softmax tied to the embeddings.
+//
+//   models::Translator model({.vocab_size = 8000, .d_model = 512, .nhead = 8});
+//   Tensor logits = model.forward(src, tgt_in);             // src (N, S), tgt_in (N, T) -> (N, T, V)
+//   Tensor loss = cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), {.ignore_index = 0, .label_smoothing = 0.1});
+//   model.eval();
+//   auto dec = model.start_decoding(src);                   // key/value cache, one step per token
+//   auto hyps = models::beam_search(*dec, {.beam_size = 5});
+#pragma once
+#include <memory>
+
+#include "attn/models/decoding.h"
+#include "attn/nn/embedding.h"
+#include "attn/nn/transformer.h"
+
+namespace attn::models {
+
+struct TranslatorOptions {
+  int64_t vocab_size = 8000;  // joint vocabulary for source and target
+  int64_t d_model = 512;
+  int64_t nhead = 8;
+  int64_t num_encoder_layers = 3;
+  int64_t num_decoder_layers = 3;
+  int64_t dim_feedforward = 2048;
+  double dropout = 0.1;
+  nn::Activation activation = nn::Activation::ReLU;
+  bool norm_first = false;     // post-LN as in the paper
+  int64_t max_len = 1024;      // longest sequence the positional table covers
+  bool tie_output = true;      // output projection shares the embedding matrix
+  int64_t pad_id = 0, bos_id = 2, eos_id = 3;
+};
+
+class Translator : public nn::Module {
+ public:
+  explicit Translator(const TranslatorOptions& options);
+
+  Tensor embed(const Tensor& tokens, int64_t start_pos = 0);                 // (N, T) -> (N, T, E)
+  Tensor encode(const Tensor& src);                                          // (N, S) -> memory (N, S, E)
+  Tensor decode(const Tensor& tgt_in, const Tensor& memory, const Tensor& src);  // -> logits (N, T, V)
+  Tensor forward(const Tensor& src, const Tensor& tgt_in);                   // logits (N, T, V)
+  Tensor project(const Tensor& h);                                           // (.., E) -> logits (.., V)
+
+  // Incremental decoding with a key/value cache (eval mode; equals full recomputation).
+  std::unique_ptr<IncrementalDecoder> start_decoding(const Tensor& src);
+
+  TranslatorOptions options;
+  std::shared_ptr<nn::Embedding> embedding;        // "embedding.weight" (V, E)
+  std::shared_ptr<nn::PositionalEncoding> positional;
+  std::shared_ptr<nn::Transformer> transformer;    // batch_first
+  std::shared_ptr<nn::Linear> generator;           // only when !tie_output
+  Tensor output_bias;                              // (V), "output_bias"
+};
+
+}  // namespace attn::models

@@ -1,0 +1,175 @@
+// src/models/translator.cc — the Transformer translator and its cached incremental decoder.
+#include "attn/models/translator.h"
+
+#include <cmath>
+#include <limits>
+
+#include "attn/autograd.h"
+#include "attn/ops.h"
+
+namespace attn::models {
+
+Translator::Translator(const TranslatorOptions& o) : options(o) {
+  if (o.vocab_size <= std::max({o.pad_id, o.bos_id, o.eos_id}))
+    throw std::invalid_argument("Translator: vocab_size " + std::to_string(o.vocab_size) + " does not cover the special ids");
+  embedding = register_module("embedding", nn::Embedding({.num_embeddings = o.vocab_size, .embedding_dim = o.d_model,
+                                                          .padding_idx = o.pad_id}));
+  {
+    NoGradGuard ng;  // N(0, d^-1/2) as for tied embeddings in the paper's reference implementation
+    embedding->weight.normal_(0.0, 1.0 / std::sqrt(double(o.d_model)));
+    embedding->weight.select(0, o.pad_id).zero_();
+  }
+  positional = register_module("positional", nn::PositionalEncoding({.d_model = o.d_model, .max_len = o.max_len,
+                                                                     .dropout = o.dropout, .batch_first = true}));
+  transformer = register_module("transformer", nn::Transformer({.d_model = o.d_model, .nhead = o.nhead,
+                                                                .num_encoder_layers = o.num_encoder_layers,
+                                                                .num_decoder_layers = o.num_decoder_layers,
+                                                                .dim_feedforward = o.dim_feedforward, .dropout = o.dropout,
+                                                                .activation = o.activation, .batch_first = true,
+                                                                .norm_first = o.norm_first}));
+  if (!o.tie_output) generator = register_module("generator", nn::Linear(o.d_model, o.vocab_size, false));
+  output_bias = register_parameter("output_bias", zeros({o.vocab_size}));
+}
+
+Tensor Translator::embed(const Tensor& tokens, int64_t start_pos) {
+  Tensor e = mul(embedding->forward(tokens), std::sqrt(double(options.d_model)));  // (N, T, E)
+  return positional->forward(e, start_pos);
+}
+
+Tensor Translator::encode(const Tensor& src) {
+  return transformer->encoder->forward(embed(src), {.src_key_padding_mask = eq(src, double(options.pad_id))});
+}
+
+Tensor Translator::project(const Tensor& h) {
+  return linear(h, options.tie_output ? embedding->weight : generator->weight, output_bias);
+}
+
+Tensor Translator::decode(const Tensor& tgt_in, const Tensor& memory, const Tensor& src) {
+  int64_t T = tgt_in.size(1);
+  Tensor h = transformer->decoder->forward(embed(tgt_in), memory,
+                                           {.tgt_mask = nn::causal_mask(T, tgt_in.device()),
+                                            .memory_key_padding_mask = eq(src, double(options.pad_id))});
+  return project(h);
+}
+
+Tensor Translator::forward(const Tensor& src, const Tensor& tgt_in) { return decode(tgt_in, encode(src), src); }
+
+namespace {
+
+// (rows, L, E) -> (rows, H, L, D)
+Tensor split_heads(const Tensor& x, int64_t H) {
+  int64_t rows = x.size(0), L = x.size(1), D = x.size(2) / H;
+  return x.reshape({rows, L, H, D}).permute({0, 2, 1, 3});
+}
+Tensor merge_heads(const Tensor& x) {  // (rows, H, L, D) -> (rows, L, E)
+  int64_t rows = x.size(0), H = x.size(1), L = x.size(2), D = x.size(3);
+  return x.permute({0, 2, 1, 3}).reshape({rows, L, H * D});
+}
+
+class TranslatorDecoder : public IncrementalDecoder {
+ public:
+  TranslatorDecoder(Translator& m, const Tensor& src) : m_(m) {
+    NoGradGuard ng;
+    Tensor memory = m.encode(src);  // (N, S, E)
+    kpm_ = eq(src, double(m.options.pad_id)).view({src.size(0), 1, 1, src.size(1)});
+    const int64_t E = m.options.d_model;
+    for (const auto& l : *m.transformer->decoder->layers) {
+      auto layer = std::static_pointer_cast<nn::TransformerDecoderLayer>(l);
+      layers_.push_back(layer);
+      auto& ca = *layer->multihead_attn;
+      Tensor w_k = ca.in_proj_weight.narrow(0, E, E), w_v = ca.in_proj_weight.narrow(0, 2 * E, E);
+      Tensor b_k = ca.in_proj_bias.defined() ? ca.in_proj_bias.narrow(0, E, E) : Tensor();
+      Tensor b_v = ca.in_proj_bias.defined() ? ca.in_proj_bias.narrow(0, 2 * E, E) : Tensor();
+      cross_k_.push_back(split_heads(linear(memory, w_k, b_k), ca.options.num_heads).contiguous());  // (N, H, S, D)
+      cross_v_.push_back(split_heads(linear(memory, w_v, b_v), ca.options.num_heads).contiguous());
+      self_k_.emplace_back();
+      self_v_.emplace_back();
+    }
+    rows_ = src.size(0);
+  }
+
+  int64_t rows() const override { return rows_; }
+  int64_t bos_id() const override { return m_.options.bos_id; }
+  int64_t eos_id() const override { return m_.options.eos_id; }
+
+  Tensor step(const Tensor& tokens) override {
+    NoGradGuard ng;
+    if (step_ >= m_.options.max_len)
+      throw std::out_of_range("Translator: decoding past max_len " + std::to_string(m_.options.max_len));
+    Tensor x = m_.embed(tokens.view({rows_, 1}), step_);  // (rows, 1, E)
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      auto& layer = *layers_[l];
+      auto sa = [&](const Tensor& h) { return self_attention(layer.self_attn, h, l); };
+      auto ca = [&](const Tensor& h) { return cross_attention(layer.multihead_attn, h, l); };
+      auto ff = [&](const Tensor& h) {
+        Tensor a = layer.linear1->forward(h);
+        a = layer.options.activation == nn::Activation::GELU ? gelu(a) : relu(a);
+        return layer.linear2->forward(a);
+      };
+      if (layer.options.norm_first) {
+        x = add(x, sa(layer.norm1->forward(x)));
+        x = add(x, ca(layer.norm2->forward(x)));
+        x = add(x, ff(layer.norm3->forward(x)));
+      } else {
+        x = layer.norm1->forward(add(x, sa(x)));
+        x = layer.norm2->forward(add(x, ca(x)));
+        x = layer.norm3->forward(add(x, ff(x)));
+      }
+    }
+    if (m_.transformer->decoder->norm) x = m_.transformer->decoder->norm->forward(x);
+    ++step_;
+    return log_softmax(m_.project(x.view({rows_, m_.options.d_model})), -1);  // (rows, V)
+  }
+
+  void select_rows(const std::vector<int64_t>& rows) override {
+    Tensor idx = from_vector(rows, {int64_t(rows.size())});
+    auto pick = [&](Tensor& t) {
+      if (t.defined()) t = index_select(t, 0, idx);
+    };
+    for (size_t l = 0; l < layers_.size(); ++l) {
+      pick(self_k_[l]);
+      pick(self_v_[l]);
+      pick(cross_k_[l]);
+      pick(cross_v_[l]);
+    }
+    pick(kpm_);
+    rows_ = int64_t(rows.size());
+  }
+
+ private:
+  Tensor self_attention(const std::shared_ptr<nn::MultiheadAttention>& a, const Tensor& h, size_t l) {
+    const int64_t H = a->options.num_heads;
+    std::vector<Tensor> qkv = chunk(linear(h, a->in_proj_weight, a->in_proj_bias), 3, -1);  // (rows, 1, E) each
+    Tensor q = split_heads(mul(qkv[0], 1.0 / std::sqrt(double(a->head_dim))), H);          // (rows, H, 1, D)
+    Tensor k = split_heads(qkv[1], H), v = split_heads(qkv[2], H);
+    self_k_[l] = self_k_[l].defined() ? cat({self_k_[l], k}, 2) : k.contiguous();           // (rows, H, t, D)
+    self_v_[l] = self_v_[l].defined() ? cat({self_v_[l], v}, 2) : v.contiguous();
+    Tensor w = softmax(matmul(q, self_k_[l].transpose(-2, -1)), -1);                        // (rows, H, 1, t)
+    return a->out_proj->forward(merge_heads(matmul(w, self_v_[l])));
+  }
+
+  Tensor cross_attention(const std::shared_ptr<nn::MultiheadAttention>& a, const Tensor& h, size_t l) {
+    const int64_t E = m_.options.d_model, H = a->options.num_heads;
+    Tensor b_q = a->in_proj_bias.defined() ? a->in_proj_bias.narrow(0, 0, E) : Tensor();
+    Tensor q = split_heads(mul(linear(h, a->in_proj_weight.narrow(0, 0, E), b_q), 1.0 / std::sqrt(double(a->head_dim))), H);
+    Tensor s = matmul(q, cross_k_[l].transpose(-2, -1));                                    // (rows, H, 1, S)
+    s = masked_fill(s, kpm_, -std::numeric_limits<double>::infinity());
+    return a->out_proj->forward(merge_heads(matmul(softmax(s, -1), cross_v_[l])));
+  }
+
+  Translator& m_;
+  std::vector<std::shared_ptr<nn::TransformerDecoderLayer>> layers_;
+  std::vector<Tensor> self_k_, self_v_, cross_k_, cross_v_;
+  Tensor kpm_;  // (rows, 1, 1, S) true at source padding
+  int64_t rows_ = 0, step_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<IncrementalDecoder> Translator::start_decoding(const Tensor& src) {
+  if (src.dim() != 2) throw std::invalid_argument("Translator::start_decoding: src must be (N, S), got " + shape_str(src.shape()));
+  if (is_training()) throw std::logic_error("Translator::start_decoding: call eval() first (dropout would make steps random)");
+  return std::make_unique<TranslatorDecoder>(*this, src);
+}
+
+}  // namespace attn::models

@@ -1,0 +1,215 @@
+// Translator: KV-cache decoding equals full recomputation; beam search equals brute-force search on
+// tiny models; greedy equals beam size 1; bad input is a clear error.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <limits>
+
+#include "attn/autograd.h"
+#include "attn/models/translator.h"
+#include "attn/ops.h"
+#include "attn/random.h"
+
+using namespace attn;
+using models::Hypothesis;
+
+namespace {
+
+models::TranslatorOptions tiny(int64_t vocab) {
+  return {.vocab_size = vocab, .d_model = 16, .nhead = 4, .num_encoder_layers = 2, .num_decoder_layers = 2,
+          .dim_feedforward = 24, .dropout = 0.0, .max_len = 64};
+}
+
+Tensor src_batch() {  // (2, 5), second sentence padded
+  return from_vector<int64_t>({5, 6, 7, 8, 3, 9, 4, 3, 0, 0}, {2, 5});
+}
+
+// Sum of log p(y_t | y_<t, x) for every prefix of `tokens` (BOS prepended), by full recomputation.
+double sequence_log_prob(models::Translator& m, const Tensor& src_row, const std::vector<int64_t>& tokens) {
+  std::vector<int64_t> in = {m.options.bos_id};
+  in.insert(in.end(), tokens.begin(), tokens.end() - 1);
+  Tensor logp = log_softmax(m.forward(src_row, from_vector(in, {1, int64_t(in.size())})), -1);  // (1, T, V)
+  std::vector<float> lp = logp.to_vector<float>();
+  int64_t V = logp.size(2);
+  double s = 0;
+  for (size_t t = 0; t < tokens.size(); ++t) s += lp[t * V + tokens[t]];
+  return s;
+}
+
+}  // namespace
+
+TEST(Translator, KvCacheEqualsFullRecomputation) {
+  for (bool norm_first : {false, true}) {
+    manual_seed(3);
+    auto o = tiny(13);
+    o.norm_first = norm_first;
+    models::Translator m(o);
+    m.eval();
+    NoGradGuard ng;
+    Tensor src = src_batch();
+    std::vector<int64_t> prefix = {2, 5, 9, 11, 4, 6};  // (T) teacher-forced tokens, BOS first
+    auto dec = m.start_decoding(src);
+    Tensor tgt = from_vector<int64_t>({2, 5, 9, 11, 4, 6, 2, 7, 7, 8, 12, 10}, {2, 6});
+    Tensor full = log_softmax(m.forward(src, tgt), -1);  // (2, 6, V)
+    for (int64_t t = 0; t < 6; ++t) {
+      Tensor step = dec->step(tgt.select(1, t).contiguous());  // (2, V)
+      EXPECT_TRUE(allclose(step, full.select(1, t), 1e-4, 1e-5)) << "step " << t << " norm_first " << norm_first;
+    }
+  }
+}
+
+TEST(Translator, RowSelectionFollowsBeams) {
+  manual_seed(4);
+  models::Translator m(tiny(13));
+  m.eval();
+  NoGradGuard ng;
+  Tensor src = src_batch();
+  auto a = m.start_decoding(src);
+  auto b = m.start_decoding(src.select(0, 1).unsqueeze(0));
+  a->step(from_vector<int64_t>({2, 2}, {2}));
+  b->step(from_vector<int64_t>({2}, {1}));
+  a->select_rows({1, 1, 1});
+  Tensor la = a->step(from_vector<int64_t>({7, 7, 7}, {3}));
+  Tensor lb = b->step(from_vector<int64_t>({7}, {1}));
+  for (int64_t r = 0; r < 3; ++r) EXPECT_TRUE(allclose(la.select(0, r), lb.select(0, 0), 1e-5, 1e-6));
+}
+
+// A toy model whose next-token distribution depends on the whole prefix (hashing), to test the search.
+class ToyDecoder : public models::IncrementalDecoder {
+ public:
+  explicit ToyDecoder(int64_t n) : prefixes_(n) {}
+  int64_t rows() const override { return int64_t(prefixes_.size()); }
+  int64_t bos_id() const override { return 0; }
+  int64_t eos_id() const override { return 1; }
+  static std::vector<float> dist(const std::vector<int64_t>& prefix) {  // log-probs over V = 5
+    uint64_t h = 1469598103934665603ull;
+    for (int64_t t : prefix) h = (h ^ uint64_t(t + 1)) * 1099511628211ull;
+    std::vector<double> z(5);
+    double mx = -1e9;
+    for (int v = 0; v < 5; ++v) {
+      h = h * 6364136223846793005ull + 1442695040888963407ull;
+      z[v] = double(h >> 40) / double(1 << 24) * 4.0;
+      if (v == 0) z[v] = -30;  // BOS is never generated
+      mx = std::max(mx, z[v]);
+    }
+    double s = 0;
+    for (double x : z) s += std::exp(x - mx);
+    std::vector<float> out(5);
+    for (int v = 0; v < 5; ++v) out[v] = float(z[v] - mx - std::log(s));
+    return out;
+  }
+  Tensor step(const Tensor& tokens) override {
+    std::vector<int64_t> t = tokens.to_vector<int64_t>();
+    std::vector<float> out;
+    for (size_t r = 0; r < prefixes_.size(); ++r) {
+      prefixes_[r].push_back(t[r]);
+      auto d = dist(prefixes_[r]);
+      out.insert(out.end(), d.begin(), d.end());
+    }
+    return from_vector(out, {rows(), 5});
+  }
+  void select_rows(const std::vector<int64_t>& rows) override {
+    std::vector<std::vector<int64_t>> p;
+    for (int64_t r : rows) p.push_back(prefixes_[r]);
+    prefixes_ = p;
+  }
+  std::vector<std::vector<int64_t>> prefixes_;
+};
+
+// Exhaustive search over all sequences up to max_len, scored like beam_search.
+static Hypothesis brute_force(const std::function<double(const std::vector<int64_t>&, bool)>& score_of, int64_t V,
+                              int64_t eos, int64_t bos, int64_t max_len, double alpha) {
+  Hypothesis best;
+  best.score = -std::numeric_limits<double>::infinity();
+  std::function<void(std::vector<int64_t>&)> rec = [&](std::vector<int64_t>& toks) {
+    for (int64_t v = 0; v < V; ++v) {
+      if (v == bos) continue;
+      toks.push_back(v);
+      bool finished = v == eos;
+      if (finished || int64_t(toks.size()) == max_len) {
+        double lp = score_of(toks, finished);
+        int64_t len = int64_t(toks.size());
+        double s = alpha == 0 ? lp : lp / std::pow(double(len), alpha);
+        if (s > best.score) {
+          best.score = s;
+          best.log_prob = lp;
+          best.finished = finished;
+          best.tokens.assign(toks.begin(), toks.end() - (finished ? 1 : 0));
+        }
+      } else {
+        rec(toks);
+      }
+      toks.pop_back();
+    }
+  };
+  std::vector<int64_t> toks;
+  rec(toks);
+  return best;
+}
+
+TEST(BeamSearch, EqualsBruteForceOnAToyModel) {
+  for (double alpha : {0.0, 1.0}) {
+    const int64_t max_len = 4;
+    auto score_of = [](const std::vector<int64_t>& toks, bool) {
+      std::vector<int64_t> prefix = {0};
+      double s = 0;
+      for (int64_t t : toks) {
+        s += ToyDecoder::dist(prefix)[t];
+        prefix.push_back(t);
+      }
+      return s;
+    };
+    Hypothesis want = brute_force(score_of, 5, 1, 0, max_len, alpha);
+    ToyDecoder dec(2);
+    auto got = models::beam_search(dec, {.beam_size = 256, .length_penalty = alpha, .n_best = 1, .max_len = max_len});
+    ASSERT_EQ(got.size(), 2u);
+    for (auto& g : got) {
+      EXPECT_EQ(g[0].tokens, want.tokens) << "alpha " << alpha;
+      EXPECT_NEAR(g[0].score, want.score, 1e-5);
+    }
+    // a narrow beam never beats the exhaustive optimum
+    ToyDecoder narrow(1);
+    auto n = models::beam_search(narrow, {.beam_size = 2, .length_penalty = alpha, .max_len = max_len});
+    EXPECT_LE(n[0][0].score, want.score + 1e-9);
+  }
+}
+
+TEST(BeamSearch, EqualsBruteForceOnATinyTranslator) {
+  manual_seed(5);
+  models::Translator m(tiny(6));  // V = 6: pad 0, unk 1, bos 2, eos 3, two words
+  m.eval();
+  NoGradGuard ng;
+  Tensor src = from_vector<int64_t>({4, 5, 4, 3}, {1, 4});
+  const int64_t max_len = 3;
+  auto score_of = [&](const std::vector<int64_t>& toks, bool) { return sequence_log_prob(m, src, toks); };
+  Hypothesis want = brute_force(score_of, 6, 3, 2, max_len, 1.0);
+  auto dec = m.start_decoding(src);
+  auto got = models::beam_search(*dec, {.beam_size = 200, .length_penalty = 1.0, .n_best = 3, .max_len = max_len});
+  ASSERT_EQ(got[0].size(), 3u);
+  EXPECT_EQ(got[0][0].tokens, want.tokens);
+  EXPECT_NEAR(got[0][0].score, want.score, 1e-4);
+  EXPECT_GE(got[0][0].score, got[0][1].score);
+  EXPECT_GE(got[0][1].score, got[0][2].score);
+}
+
+TEST(BeamSearch, GreedyEqualsBeamOfOne) {
+  manual_seed(6);
+  models::Translator m(tiny(13));
+  m.eval();
+  Tensor src = src_batch();
+  auto g = models::greedy_decode(*m.start_decoding(src), {.max_len = 10});
+  auto b = models::beam_search(*m.start_decoding(src), {.beam_size = 1, .length_penalty = 0.0, .max_len = 10});
+  ASSERT_EQ(g.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) EXPECT_EQ(g[i], b[i][0].tokens);
+}
+
+TEST(Translator, BadInput) {
+  EXPECT_THROW(models::Translator({.vocab_size = 3}), std::invalid_argument);
+  models::Translator m(tiny(13));
+  EXPECT_THROW(m.start_decoding(src_batch()), std::logic_error);  // still in training mode
+  m.eval();
+  EXPECT_THROW(m.start_decoding(from_vector<int64_t>({1, 2}, {2})), std::invalid_argument);
+  EXPECT_THROW(m.forward(from_vector<int64_t>({1, 99}, {1, 2}), from_vector<int64_t>({2}, {1, 1})), std::exception);
+  EXPECT_THROW(models::beam_search(*m.start_decoding(src_batch()), {.beam_size = 2, .n_best = 3}), std::invalid_argument);
+}
