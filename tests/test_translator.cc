@@ -213,3 +213,22 @@ TEST(Translator, BadInput) {
   EXPECT_THROW(m.forward(from_vector<int64_t>({1, 99}, {1, 2}), from_vector<int64_t>({2}, {1, 1})), std::exception);
   EXPECT_THROW(models::beam_search(*m.start_decoding(src_batch()), {.beam_size = 2, .n_best = 3}), std::invalid_argument);
 }
+
+TEST(Translator, AttentionMapsAreDistributions) {
+  manual_seed(7);
+  models::Translator m(tiny(13));
+  m.eval();
+  Tensor src = from_vector<int64_t>({5, 6, 7, 3}, {1, 4});
+  Tensor tgt = from_vector<int64_t>({2, 8, 9}, {1, 3});
+  auto maps = m.attention_maps(src, tgt);
+  ASSERT_EQ(maps.encoder_self.size(), 2u);
+  ASSERT_EQ(maps.decoder_cross.size(), 2u);
+  EXPECT_EQ(maps.encoder_self[0].shape(), (Shape{4, 4, 4}));   // (H, S, S)
+  EXPECT_EQ(maps.decoder_self[1].shape(), (Shape{4, 3, 3}));   // (H, T, T)
+  EXPECT_EQ(maps.decoder_cross[1].shape(), (Shape{4, 3, 4}));  // (H, T, S)
+  EXPECT_TRUE(allclose(sum(maps.decoder_cross[0], {-1}), ones({4, 3}), 1e-5, 1e-6));
+  // causal: no weight above the diagonal
+  EXPECT_EQ(maps.decoder_self[0].select(1, 0).narrow(1, 1, 2).abs().sum().item<float>(), 0.0f);
+  // the logits of the capturing pass equal the plain forward
+  EXPECT_THROW(m.attention_maps(from_vector<int64_t>({5, 6, 5, 6}, {2, 2}), tgt), std::invalid_argument);
+}

@@ -54,6 +54,33 @@ Tensor Translator::decode(const Tensor& tgt_in, const Tensor& memory, const Tens
 
 Tensor Translator::forward(const Tensor& src, const Tensor& tgt_in) { return decode(tgt_in, encode(src), src); }
 
+Translator::AttentionMaps Translator::attention_maps(const Tensor& src, const Tensor& tgt_in) {
+  if (src.dim() != 2 || tgt_in.dim() != 2 || src.size(0) != 1 || tgt_in.size(0) != 1)
+    throw std::invalid_argument("Translator::attention_maps: expects one sentence pair, (1, S) and (1, T); got " +
+                                shape_str(src.shape()) + " and " + shape_str(tgt_in.shape()));
+  NoGradGuard ng;
+  AttentionMaps maps;
+  Tensor src_kpm = eq(src, double(options.pad_id));
+  Tensor x = embed(src);
+  for (const auto& l : *transformer->encoder->layers) {
+    Tensor w;
+    x = std::static_pointer_cast<nn::TransformerEncoderLayer>(l)->forward(x, {.src_key_padding_mask = src_kpm},
+                                                                            {.self_attention = &w});
+    maps.encoder_self.push_back(w.select(0, 0));
+  }
+  Tensor memory = transformer->encoder->norm ? transformer->encoder->norm->forward(x) : x;
+  Tensor y = embed(tgt_in);
+  for (const auto& l : *transformer->decoder->layers) {
+    Tensor ws, wc;
+    y = std::static_pointer_cast<nn::TransformerDecoderLayer>(l)->forward(
+        y, memory, {.tgt_mask = nn::causal_mask(tgt_in.size(1)), .memory_key_padding_mask = src_kpm},
+        {.self_attention = &ws, .cross_attention = &wc});
+    maps.decoder_self.push_back(ws.select(0, 0));
+    maps.decoder_cross.push_back(wc.select(0, 0));
+  }
+  return maps;
+}
+
 namespace {
 
 // (rows, L, E) -> (rows, H, L, D)

@@ -138,10 +138,11 @@ TransformerEncoderLayer::TransformerEncoderLayer(const TransformerLayerOptions& 
   dropout2 = register_module("dropout2", Dropout(o.dropout));
 }
 
-Tensor TransformerEncoderLayer::self_attention_block(const Tensor& x, const EncoderMasks& m) {
-  Tensor a = self_attn->forward(x, x, x, {.key_padding_mask = m.src_key_padding_mask, .attn_mask = m.mask,
-                                          .need_weights = false, .is_causal = m.is_causal && !m.mask.defined()})
-                 .first;
+Tensor TransformerEncoderLayer::self_attention_block(const Tensor& x, const EncoderMasks& m, Tensor* weights) {
+  auto [a, w] = self_attn->forward(x, x, x, {.key_padding_mask = m.src_key_padding_mask, .attn_mask = m.mask,
+                                             .need_weights = weights != nullptr, .average_attn_weights = false,
+                                             .is_causal = m.is_causal && !m.mask.defined()});
+  if (weights) *weights = w.detach();
   return dropout1->forward(a);
 }
 
@@ -149,13 +150,13 @@ Tensor TransformerEncoderLayer::feed_forward_block(const Tensor& x) {
   return dropout2->forward(linear2->forward(dropout->forward(activate(options.activation, linear1->forward(x)))));
 }
 
-Tensor TransformerEncoderLayer::forward(const Tensor& src, const EncoderMasks& m) {
+Tensor TransformerEncoderLayer::forward(const Tensor& src, const EncoderMasks& m, const AttentionCapture& capture) {
   Tensor x = src;
   if (options.norm_first) {
-    x = add(x, self_attention_block(norm1->forward(x), m));
+    x = add(x, self_attention_block(norm1->forward(x), m, capture.self_attention));
     x = add(x, feed_forward_block(norm2->forward(x)));
   } else {
-    x = norm1->forward(add(x, self_attention_block(x, m)));
+    x = norm1->forward(add(x, self_attention_block(x, m, capture.self_attention)));
     x = norm2->forward(add(x, feed_forward_block(x)));
   }
   return x;
@@ -179,17 +180,23 @@ TransformerDecoderLayer::TransformerDecoderLayer(const TransformerLayerOptions& 
   dropout3 = register_module("dropout3", Dropout(o.dropout));
 }
 
-Tensor TransformerDecoderLayer::forward(const Tensor& tgt, const Tensor& memory, const DecoderMasks& m) {
+Tensor TransformerDecoderLayer::forward(const Tensor& tgt, const Tensor& memory, const DecoderMasks& m,
+                                        const AttentionCapture& capture) {
   auto sa = [&](const Tensor& x) {
-    return dropout1->forward(self_attn->forward(x, x, x, {.key_padding_mask = m.tgt_key_padding_mask,
-                                                          .attn_mask = m.tgt_mask, .need_weights = false,
-                                                          .is_causal = m.tgt_is_causal && !m.tgt_mask.defined()})
-                                 .first);
+    auto [a, w] = self_attn->forward(x, x, x, {.key_padding_mask = m.tgt_key_padding_mask, .attn_mask = m.tgt_mask,
+                                               .need_weights = capture.self_attention != nullptr,
+                                               .average_attn_weights = false,
+                                               .is_causal = m.tgt_is_causal && !m.tgt_mask.defined()});
+    if (capture.self_attention) *capture.self_attention = w.detach();
+    return dropout1->forward(a);
   };
   auto ca = [&](const Tensor& x) {
-    return dropout2->forward(multihead_attn->forward(x, memory, memory, {.key_padding_mask = m.memory_key_padding_mask,
-                                                                        .attn_mask = m.memory_mask, .need_weights = false})
-                                 .first);
+    auto [a, w] = multihead_attn->forward(x, memory, memory, {.key_padding_mask = m.memory_key_padding_mask,
+                                                              .attn_mask = m.memory_mask,
+                                                              .need_weights = capture.cross_attention != nullptr,
+                                                              .average_attn_weights = false});
+    if (capture.cross_attention) *capture.cross_attention = w.detach();
+    return dropout2->forward(a);
   };
   auto ff = [&](const Tensor& x) {
     return dropout3->forward(linear2->forward(dropout->forward(activate(options.activation, linear1->forward(x)))));

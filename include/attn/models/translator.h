@@ -42,6 +42,13 @@ class Translator : public nn::Module {
   Tensor forward(const Tensor& src, const Tensor& tgt_in);                   // logits (N, T, V)
   Tensor project(const Tensor& h);                                           // (.., E) -> logits (.., V)
 
+  // Per-layer, per-head attention weights for one sentence pair (src (1, S), tgt_in (1, T)), as in the
+  // lecture's pictures: encoder self-attention (H, S, S), decoder self- (H, T, T) and cross-attention (H, T, S).
+  struct AttentionMaps {
+    std::vector<Tensor> encoder_self, decoder_self, decoder_cross;
+  };
+  AttentionMaps attention_maps(const Tensor& src, const Tensor& tgt_in);
+
   // Incremental decoding with a key/value cache (eval mode; equals full recomputation).
   std::unique_ptr<IncrementalDecoder> start_decoding(const Tensor& src);
 

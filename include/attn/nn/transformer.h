@@ -74,10 +74,16 @@ struct EncoderMasks {
   bool is_causal = false;
 };
 
+// Where a layer stores its per-head attention weights (N, H, L, S) when asked (for pictures).
+struct AttentionCapture {
+  Tensor* self_attention = nullptr;
+  Tensor* cross_attention = nullptr;  // decoder layers only
+};
+
 class TransformerEncoderLayer : public Module {
  public:
   explicit TransformerEncoderLayer(const TransformerLayerOptions& options);
-  Tensor forward(const Tensor& src, const EncoderMasks& m);
+  Tensor forward(const Tensor& src, const EncoderMasks& m, const AttentionCapture& capture = {});
   Tensor forward(const Tensor& src) override { return forward(src, EncoderMasks{}); }
 
   TransformerLayerOptions options;
@@ -87,7 +93,7 @@ class TransformerEncoderLayer : public Module {
   std::shared_ptr<LayerNorm> norm1, norm2;
 
  private:
-  Tensor self_attention_block(const Tensor& x, const EncoderMasks& m);
+  Tensor self_attention_block(const Tensor& x, const EncoderMasks& m, Tensor* weights);
   Tensor feed_forward_block(const Tensor& x);
 };
 
@@ -102,7 +108,8 @@ struct DecoderMasks {
 class TransformerDecoderLayer : public Module {
  public:
   explicit TransformerDecoderLayer(const TransformerLayerOptions& options);
-  Tensor forward(const Tensor& tgt, const Tensor& memory, const DecoderMasks& m = {});
+  Tensor forward(const Tensor& tgt, const Tensor& memory, const DecoderMasks& m = {},
+                 const AttentionCapture& capture = {});
 
   TransformerLayerOptions options;
   std::shared_ptr<MultiheadAttention> self_attn, multihead_attn;
