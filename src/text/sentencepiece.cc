@@ -73,6 +73,7 @@ void SentencePiece::train(const SentencePieceTrainOptions& o) {
       {"eos_id", std::to_string(o.eos_id)},
       {"minloglevel", "2"},
       {"byte_fallback", o.byte_fallback ? "true" : "false"},
+      {"hard_vocab_limit", o.hard_vocab_limit ? "true" : "false"},
   };
   if (o.input_sentence_size > 0) {
     kw["input_sentence_size"] = std::to_string(o.input_sentence_size);

@@ -19,8 +19,8 @@ namespace attn::text {
 enum class SentencePieceModel { Unigram, Bpe, Char, Word };
 
 struct SentencePieceTrainOptions {
-  std::vector<std::string> input_files;  // one sentence per line
-  std::string model_prefix;              // writes <prefix>.model and <prefix>.vocab
+  std::vector<std::string> input_files = {};  // one sentence per line
+  std::string model_prefix = {};         // writes <prefix>.model and <prefix>.vocab
   int vocab_size = 8000;
   SentencePieceModel model_type = SentencePieceModel::Unigram;
   double character_coverage = 1.0;
@@ -29,8 +29,9 @@ struct SentencePieceTrainOptions {
   int num_threads = 2;
   // special ids (PyTorch/fairseq-style layout: pad 0, unk 1, bos 2, eos 3)
   int pad_id = 0, unk_id = 1, bos_id = 2, eos_id = 3;
-  std::vector<std::string> user_defined_symbols;
+  std::vector<std::string> user_defined_symbols = {};
   bool byte_fallback = false;  // unknown characters as UTF-8 byte pieces instead of <unk>
+  bool hard_vocab_limit = true;  // false: vocab_size is an upper bound (small corpora)
 };
 
 class SentencePiece {

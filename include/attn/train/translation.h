@@ -1,0 +1,95 @@
+// attn/train/translation.h — train the Transformer translator on parallel text, translate with it.
+//
+//   attn::train::TranslationTrainOptions o{.train_src = "data/bible/train.en", .train_tgt = "data/bible/train.es",
+//                                          .dev_src = "data/bible/dev.en", .dev_tgt = "data/bible/dev.es",
+//                                          .out_dir = "runs/translate", .time_budget_s = 600};
+//   attn::train::TranslationTrainResult r = attn::train::train_translator(o);   // resumes if out_dir has a checkpoint
+//   attn::train::TranslationSession s = attn::train::TranslationSession::load("runs/translate");
+//   std::vector<std::string> es = s.translate({"In the beginning God created the heavens."}, {.beam_size = 5});
+//
+// out_dir holds: spm.model (joint SentencePiece), config.json, checkpoint.safetensors (latest; model +
+// Adam + schedule + step + RNG + data position), best.safetensors (best dev BLEU), metrics.jsonl and a
+// TensorBoard event file. Running again with the same out_dir resumes exactly where it stopped.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "attn/models/translator.h"
+#include "attn/text/sentencepiece.h"
+
+namespace attn::train {
+
+struct TranslationTrainOptions {
+  std::string train_src, train_tgt;  // line-aligned parallel text
+  std::string dev_src, dev_tgt;      // validation (loss, BLEU) and early stopping
+  std::string out_dir = "runs/translate";
+  int64_t vocab_size = 8000;         // joint SentencePiece vocabulary, trained on train_src + train_tgt
+  models::TranslatorOptions model = {.d_model = 256, .nhead = 4, .num_encoder_layers = 3, .num_decoder_layers = 3,
+                                     .dim_feedforward = 1024, .dropout = 0.1};
+  int64_t max_len = 128;             // training pairs longer than this (tokens, per side) are skipped
+  int64_t max_tokens = 4096;         // padded source+target tokens per batch
+  double lr_factor = 1.0;            // paper schedule: factor * d_model^-0.5 * min(s^-0.5, s * warmup^-1.5)
+  int64_t warmup_steps = 4000;
+  double label_smoothing = 0.1;
+  double clip_grad_norm = 1.0;       // 0: off
+  int64_t max_steps = 0;             // 0: no limit
+  int64_t max_epochs = 1000;
+  double time_budget_s = 0;          // wall-clock budget of this invocation; 0: no limit
+  int64_t eval_every = 1000;         // steps between validations (and checkpoints)
+  int64_t eval_sentences = 300;      // dev sentences decoded (greedy) for BLEU at each validation
+  int64_t patience = 10;             // stop after this many validations without a better dev BLEU
+  uint64_t seed = 1;
+  bool resume = true;
+  int64_t log_every = 50;
+  bool progress = true;
+};
+
+struct TranslationTrainResult {
+  int64_t steps = 0;
+  int64_t epochs_done = 0;
+  double dev_bleu = 0, dev_chrf = 0, dev_loss = 0;  // at the last validation
+  double best_dev_bleu = 0;
+  double seconds = 0;                                // this invocation
+  std::string checkpoint, best_checkpoint;
+  bool stopped_early = false;
+};
+
+TranslationTrainResult train_translator(const TranslationTrainOptions& o);
+
+struct TranslateOptions {
+  int64_t beam_size = 5;       // 1: greedy (argmax)
+  double length_penalty = 1.0;
+  int64_t n_best = 1;
+  double max_len_a = 1.5;      // output at most a * source_tokens + b tokens
+  int64_t max_len_b = 10;
+  int64_t batch_size = 32;     // sentences decoded together (sorted by length)
+};
+
+// A trained model with its tokenizer, ready to translate.
+class TranslationSession {
+ public:
+  // Loads out_dir/spm.model, out_dir/config.json and the checkpoint (best.safetensors if present).
+  static TranslationSession load(const std::string& out_dir, const std::string& checkpoint = "");
+  TranslationSession(std::shared_ptr<models::Translator> model, std::shared_ptr<text::SentencePiece> sp);
+  // One output per input line; an empty line gives an empty translation; source lines longer than the
+  // model's positions are truncated (counted in truncated()).
+  std::vector<std::string> translate(const std::vector<std::string>& lines, const TranslateOptions& o = {});
+  // n-best lists with scores.
+  std::vector<std::vector<std::pair<std::string, double>>> translate_nbest(const std::vector<std::string>& lines,
+                                                                           const TranslateOptions& o);
+  // PNG heat maps of every layer and head for one sentence; returns the files written.
+  std::vector<std::string> write_attention_pictures(const std::string& source, const std::string& dir);
+  models::Translator& model() { return *model_; }
+  text::SentencePiece& tokenizer() { return *sp_; }
+  int64_t truncated() const { return truncated_; }
+
+ private:
+  std::vector<int64_t> source_ids(const std::string& line);
+  std::shared_ptr<models::Translator> model_;
+  std::shared_ptr<text::SentencePiece> sp_;
+  int64_t truncated_ = 0;
+};
+
+}  // namespace attn::train

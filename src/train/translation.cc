@@ -1,0 +1,395 @@
+// src/train/translation.cc — the translator's training loop (paper schedule, label smoothing,
+// clipping, validation with BLEU, checkpoints, exact resume, early stopping) and batch translation.
+#include "attn/train/translation.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+
+#include "attn/autograd.h"
+#include "attn/data/parallel_text.h"
+#include "attn/eval/bleu.h"
+#include "attn/io/checkpoint.h"
+#include "attn/io/heatmap.h"
+#include "attn/io/metrics.h"
+#include "attn/io/progress.h"
+#include "attn/io/safetensors.h"
+#include "attn/nn/utils.h"
+#include "attn/ops.h"
+#include "attn/optim/adam.h"
+#include "attn/random.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace attn::train {
+
+namespace {
+
+json model_json(const models::TranslatorOptions& m) {
+  return {{"vocab_size", m.vocab_size}, {"d_model", m.d_model}, {"nhead", m.nhead},
+          {"num_encoder_layers", m.num_encoder_layers}, {"num_decoder_layers", m.num_decoder_layers},
+          {"dim_feedforward", m.dim_feedforward}, {"dropout", m.dropout},
+          {"activation", m.activation == nn::Activation::GELU ? "gelu" : "relu"}, {"norm_first", m.norm_first},
+          {"max_len", m.max_len}, {"tie_output", m.tie_output}, {"pad_id", m.pad_id}, {"bos_id", m.bos_id},
+          {"eos_id", m.eos_id}};
+}
+
+models::TranslatorOptions model_from_json(const json& j, const std::string& file) {
+  try {
+    models::TranslatorOptions m;
+    m.vocab_size = j.at("vocab_size");
+    m.d_model = j.at("d_model");
+    m.nhead = j.at("nhead");
+    m.num_encoder_layers = j.at("num_encoder_layers");
+    m.num_decoder_layers = j.at("num_decoder_layers");
+    m.dim_feedforward = j.at("dim_feedforward");
+    m.dropout = j.at("dropout");
+    m.activation = j.at("activation") == "gelu" ? nn::Activation::GELU : nn::Activation::ReLU;
+    m.norm_first = j.at("norm_first");
+    m.max_len = j.at("max_len");
+    m.tie_output = j.at("tie_output");
+    m.pad_id = j.at("pad_id");
+    m.bos_id = j.at("bos_id");
+    m.eos_id = j.at("eos_id");
+    return m;
+  } catch (const json::exception& e) {
+    throw std::runtime_error(file + ": bad model config: " + e.what());
+  }
+}
+
+json read_json(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw std::runtime_error("cannot open " + path);
+  try {
+    return json::parse(f);
+  } catch (const json::exception& e) {
+    throw std::runtime_error(path + ": invalid JSON: " + e.what());
+  }
+}
+
+void write_text_atomic(const std::string& path, const std::string& text) { io::write_file_atomic(path, text); }
+
+double noam(int64_t step, int64_t d_model, int64_t warmup, double factor) {
+  double s = double(std::max<int64_t>(step, 1));
+  return factor * std::pow(double(d_model), -0.5) * std::min(std::pow(s, -0.5), s * std::pow(double(warmup), -1.5));
+}
+
+struct DevEval {
+  double loss = 0, bleu = 0, chrf = 0;
+};
+
+// Teacher-forced dev loss (no smoothing) and greedy BLEU on the first `sentences` dev pairs.
+DevEval evaluate(models::Translator& model, const text::SentencePiece& sp, const data::ParallelCorpus& dev,
+                 const std::vector<std::string>& dev_refs, int64_t sentences, int64_t max_tokens) {
+  NoGradGuard ng;
+  model.eval();
+  DevEval r;
+  data::TokenBatchOptions bo{.max_tokens = max_tokens, .shuffle = false, .pad_id = model.options.pad_id,
+                             .bos_id = model.options.bos_id, .eos_id = model.options.eos_id};
+  data::TokenBatcher batches(dev, bo);
+  double total = 0, count = 0;
+  for (int64_t b = 0; b < batches.num_batches(0); ++b) {
+    auto batch = batches.get(0, b);
+    Tensor logits = model.forward(batch.src, batch.tgt_in);
+    Tensor loss = cross_entropy(logits.flatten(0, 1), batch.tgt_out.flatten(),
+                                {.ignore_index = model.options.pad_id, .reduction = Reduction::Sum});
+    total += loss.item<double>();
+    count += double(batch.tgt_tokens);
+  }
+  r.loss = count > 0 ? total / count : 0;
+  TranslationSession session(std::shared_ptr<models::Translator>(&model, [](models::Translator*) {}),
+                             std::shared_ptr<text::SentencePiece>(const_cast<text::SentencePiece*>(&sp),
+                                                                  [](text::SentencePiece*) {}));
+  int64_t n = std::min<int64_t>(sentences, dev.size());
+  std::vector<std::string> src_lines, refs;
+  for (int64_t i = 0; i < n; ++i) {
+    std::vector<int> ids(dev.src[i].begin(), dev.src[i].end());
+    src_lines.push_back(sp.decode(ids));
+    refs.push_back(dev_refs[size_t(dev.line[i] - 1)]);
+  }
+  std::vector<std::string> hyps = session.translate(src_lines, {.beam_size = 1, .batch_size = 64});
+  r.bleu = eval::corpus_bleu(hyps, {refs}).score;
+  r.chrf = eval::corpus_chrf(hyps, {refs}).score;
+  model.train();
+  return r;
+}
+
+}  // namespace
+
+TranslationTrainResult train_translator(const TranslationTrainOptions& o) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  fs::create_directories(o.out_dir);
+  const std::string spm_path = o.out_dir + "/spm.model", config_path = o.out_dir + "/config.json";
+  const std::string ckpt_path = o.out_dir + "/checkpoint.safetensors", best_path = o.out_dir + "/best.safetensors";
+
+  // ---- tokenizer and configuration (the files in out_dir win on resume; a conflict is an error)
+  models::TranslatorOptions mo = o.model;
+  if (!fs::exists(spm_path)) {
+    text::SentencePiece::train({.input_files = {o.train_src, o.train_tgt}, .model_prefix = o.out_dir + "/spm",
+                                .vocab_size = int(o.vocab_size), .input_sentence_size = 200000,
+                                .pad_id = int(mo.pad_id), .unk_id = 1, .bos_id = int(mo.bos_id), .eos_id = int(mo.eos_id),
+                                .hard_vocab_limit = false});
+  }
+  auto sp = std::make_shared<text::SentencePiece>(spm_path);
+  mo.vocab_size = sp->vocab_size();
+  mo.max_len = std::max<int64_t>(mo.max_len, 2 * o.max_len + 16);
+  if (fs::exists(config_path)) {
+    models::TranslatorOptions saved = model_from_json(read_json(config_path).at("model"), config_path);
+    if (model_json(saved) != model_json(mo) && fs::exists(ckpt_path) && o.resume)
+      throw std::runtime_error(o.out_dir + " holds a model with config " + model_json(saved).dump() +
+                               " but this run asks for " + model_json(mo).dump() +
+                               "; use another out_dir or the same options");
+  }
+  write_text_atomic(config_path, json{{"model", model_json(mo)}, {"spm", "spm.model"}}.dump(1) + "\n");
+
+  // ---- data
+  data::ParallelCorpus train = data::ParallelCorpus::load(o.train_src, o.train_tgt, *sp, {.max_len = o.max_len});
+  data::ParallelCorpus dev = data::ParallelCorpus::load(o.dev_src, o.dev_tgt, *sp, {.max_len = 1 << 20});
+  std::vector<std::string> dev_refs = data::read_lines(o.dev_tgt);
+  data::TokenBatcher batches(train, {.max_tokens = o.max_tokens, .shuffle = true, .seed = o.seed,
+                                     .pad_id = mo.pad_id, .bos_id = mo.bos_id, .eos_id = mo.eos_id});
+
+  // ---- model, optimizer, state
+  manual_seed(o.seed);
+  auto model = std::make_shared<models::Translator>(mo);
+  optim::Adam opt(model->parameters(), {.lr = 0.0, .betas = {0.9, 0.98}, .eps = 1e-9});
+  int64_t step = 0, epoch = 0, batch_index = 0, bad_evals = 0;
+  double best_bleu = -1;
+  TranslationTrainResult res;
+  if (o.resume && fs::exists(ckpt_path)) {
+    io::Checkpoint ck = io::load_checkpoint(ckpt_path);
+    model->load_state_dict(ck.model);
+    opt.load_state_dict(ck.optimizer);
+    default_generator().set_state(ck.rng);
+    step = ck.step;
+    json extra = json::parse(ck.extra_json);
+    epoch = extra.at("epoch");
+    batch_index = extra.at("batch");
+    best_bleu = extra.at("best_bleu");
+    bad_evals = extra.at("bad_evals");
+    std::fprintf(stderr, "resuming from %s at step %lld (epoch %lld, batch %lld, best dev BLEU %.2f)\n",
+                 ckpt_path.c_str(), (long long)step, (long long)epoch, (long long)batch_index, best_bleu);
+  }
+  auto save = [&](const std::string& path) {
+    io::Checkpoint ck;
+    ck.model = model->state_dict();
+    ck.optimizer = opt.state_dict();
+    ck.step = step;
+    ck.rng = default_generator().state();
+    ck.extra_json = json{{"epoch", epoch}, {"batch", batch_index}, {"best_bleu", best_bleu}, {"bad_evals", bad_evals}}.dump();
+    io::save_checkpoint(path, ck);
+  };
+
+  io::MetricsWriter metrics({.log_dir = o.out_dir});
+  std::fprintf(stderr, "translator: %lld parameters, %lld training pairs (%lld empty, %lld too long dropped), "
+                       "%lld batches per epoch, vocabulary %lld\n",
+               (long long)model->num_parameters(), (long long)train.size(), (long long)train.dropped_empty,
+               (long long)train.dropped_long, (long long)batches.num_batches(epoch), (long long)mo.vocab_size);
+  model->train();
+  double run_loss = 0, run_tokens = 0;
+  int64_t tokens_since_log = 0;
+  auto log_t = std::chrono::steady_clock::now();
+  bool stop = false;
+  std::unique_ptr<io::ProgressBar> bar;
+  auto new_bar = [&] {
+    if (o.progress)
+      bar = std::make_unique<io::ProgressBar>(batches.num_batches(epoch),
+                                              io::ProgressBarOptions{.desc = "epoch " + std::to_string(epoch + 1),
+                                                                     .unit = "batch", .initial = batch_index});
+  };
+  new_bar();
+  while (!stop && epoch < o.max_epochs) {
+    if (batch_index >= batches.num_batches(epoch)) {
+      ++epoch;
+      batch_index = 0;
+      res.epochs_done++;
+      if (bar) bar->finish();
+      new_bar();
+      continue;
+    }
+    data::TranslationBatch b = batches.get(epoch, batch_index);
+    ++batch_index;
+    ++step;
+    opt.set_lr(noam(step, mo.d_model, o.warmup_steps, o.lr_factor));
+    Tensor logits = model->forward(b.src, b.tgt_in);  // (N, T, V)
+    Tensor loss = cross_entropy(logits.flatten(0, 1), b.tgt_out.flatten(),
+                                {.ignore_index = mo.pad_id, .label_smoothing = o.label_smoothing});
+    loss.backward();
+    if (o.clip_grad_norm > 0) nn::utils::clip_grad_norm_(model->parameters(), o.clip_grad_norm);
+    opt.step();
+    opt.zero_grad();
+    double l = loss.item<double>();
+    run_loss += l * double(b.tgt_tokens);
+    run_tokens += double(b.tgt_tokens);
+    tokens_since_log += b.src_tokens + b.tgt_tokens;
+    if (bar) bar->update(1, {{"loss", run_tokens > 0 ? run_loss / run_tokens : 0.0}, {"step", double(step)}});
+    if (step % o.log_every == 0) {
+      double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - log_t).count();
+      metrics.log(step, {{"train/loss", run_loss / std::max(1.0, run_tokens)},
+                         {"train/lr", noam(step, mo.d_model, o.warmup_steps, o.lr_factor)},
+                         {"train/tokens_per_s", double(tokens_since_log) / std::max(dt, 1e-9)}});
+      run_loss = run_tokens = 0;
+      tokens_since_log = 0;
+      log_t = std::chrono::steady_clock::now();
+    }
+    bool out_of_time = o.time_budget_s > 0 && elapsed() >= o.time_budget_s;
+    bool out_of_steps = o.max_steps > 0 && step >= o.max_steps;
+    if (step % o.eval_every == 0 || out_of_time || out_of_steps) {
+      DevEval ev = evaluate(*model, *sp, dev, dev_refs, o.eval_sentences, o.max_tokens);
+      res.dev_loss = ev.loss, res.dev_bleu = ev.bleu, res.dev_chrf = ev.chrf;
+      metrics.log(step, {{"dev/loss", ev.loss}, {"dev/bleu", ev.bleu}, {"dev/chrf", ev.chrf}});
+      if (bar) bar->finish();
+      std::fprintf(stderr, "step %lld: dev loss %.3f, BLEU %.2f, chrF %.2f\n", (long long)step, ev.loss, ev.bleu, ev.chrf);
+      if (ev.bleu > best_bleu) {
+        best_bleu = ev.bleu;
+        bad_evals = 0;
+        save(best_path);
+      } else if (++bad_evals >= o.patience) {
+        res.stopped_early = true;
+        stop = true;
+      }
+      save(ckpt_path);
+      if (out_of_time || out_of_steps) stop = true;
+      if (!stop) new_bar();
+    }
+  }
+  if (bar) bar->finish();
+  if (!fs::exists(ckpt_path) || step == 0) save(ckpt_path);
+  metrics.close();
+  res.steps = step;
+  res.best_dev_bleu = std::max(0.0, best_bleu);
+  res.seconds = elapsed();
+  res.checkpoint = ckpt_path;
+  res.best_checkpoint = fs::exists(best_path) ? best_path : ckpt_path;
+  return res;
+}
+
+// ---- translation
+TranslationSession::TranslationSession(std::shared_ptr<models::Translator> model, std::shared_ptr<text::SentencePiece> sp)
+    : model_(std::move(model)), sp_(std::move(sp)) {
+  if (sp_->vocab_size() != model_->options.vocab_size)
+    throw std::invalid_argument("translation: the tokenizer has " + std::to_string(sp_->vocab_size()) +
+                                " pieces but the model's vocabulary is " + std::to_string(model_->options.vocab_size));
+}
+
+TranslationSession TranslationSession::load(const std::string& dir, const std::string& checkpoint) {
+  models::TranslatorOptions mo = model_from_json(read_json(dir + "/config.json").at("model"), dir + "/config.json");
+  auto sp = std::make_shared<text::SentencePiece>(dir + "/spm.model");
+  auto model = std::make_shared<models::Translator>(mo);
+  std::string path = checkpoint;
+  if (path.empty()) path = fs::exists(dir + "/best.safetensors") ? dir + "/best.safetensors" : dir + "/checkpoint.safetensors";
+  io::Checkpoint ck = io::load_checkpoint(path);
+  try {
+    model->load_state_dict(ck.model);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(path + " does not fit the model in " + dir + "/config.json: " + e.what());
+  }
+  model->eval();
+  return TranslationSession(model, sp);
+}
+
+std::vector<int64_t> TranslationSession::source_ids(const std::string& line) {
+  std::vector<int> ids = sp_->encode(line);
+  int64_t limit = model_->options.max_len - 1;
+  if (int64_t(ids.size()) > limit) {
+    ids.resize(size_t(limit));
+    ++truncated_;
+  }
+  std::vector<int64_t> out(ids.begin(), ids.end());
+  out.push_back(model_->options.eos_id);
+  return out;
+}
+
+std::vector<std::vector<std::pair<std::string, double>>> TranslationSession::translate_nbest(
+    const std::vector<std::string>& lines, const TranslateOptions& o) {
+  NoGradGuard ng;
+  model_->eval();
+  std::vector<std::vector<std::pair<std::string, double>>> out(lines.size());
+  std::vector<std::vector<int64_t>> src(lines.size());
+  std::vector<size_t> order;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (lines[i].find_first_not_of(" \t\r\n") == std::string::npos) {
+      out[i] = {{"", 0.0}};
+      continue;
+    }
+    src[i] = source_ids(lines[i]);
+    order.push_back(i);
+  }
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return src[a].size() < src[b].size(); });
+  for (size_t start = 0; start < order.size(); start += size_t(std::max<int64_t>(1, o.batch_size))) {
+    size_t end = std::min(order.size(), start + size_t(std::max<int64_t>(1, o.batch_size)));
+    int64_t N = int64_t(end - start), S = 0;
+    for (size_t k = start; k < end; ++k) S = std::max<int64_t>(S, int64_t(src[order[k]].size()));
+    std::vector<int64_t> flat(size_t(N * S), model_->options.pad_id);
+    for (size_t k = start; k < end; ++k)
+      std::copy(src[order[k]].begin(), src[order[k]].end(), flat.begin() + int64_t(k - start) * S);
+    int64_t max_len = std::min<int64_t>(int64_t(o.max_len_a * double(S)) + o.max_len_b, model_->options.max_len);
+    auto dec = model_->start_decoding(from_vector(flat, {N, S}));
+    if (o.beam_size <= 1) {
+      auto g = models::greedy_decode(*dec, {.max_len = max_len});
+      for (int64_t r = 0; r < N; ++r)
+        out[order[start + size_t(r)]] = {{sp_->decode(std::vector<int>(g[size_t(r)].begin(), g[size_t(r)].end())), 0.0}};
+    } else {
+      auto hyps = models::beam_search(*dec, {.beam_size = o.beam_size, .length_penalty = o.length_penalty,
+                                             .n_best = std::min(o.n_best, o.beam_size), .max_len = max_len});
+      for (int64_t r = 0; r < N; ++r)
+        for (const auto& h : hyps[size_t(r)])
+          out[order[start + size_t(r)]].emplace_back(sp_->decode(std::vector<int>(h.tokens.begin(), h.tokens.end())), h.score);
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> TranslationSession::translate(const std::vector<std::string>& lines, const TranslateOptions& o) {
+  TranslateOptions one = o;
+  one.n_best = 1;
+  auto nb = translate_nbest(lines, one);
+  std::vector<std::string> out;
+  out.reserve(nb.size());
+  for (auto& v : nb) out.push_back(v.empty() ? std::string() : v[0].first);
+  return out;
+}
+
+std::vector<std::string> TranslationSession::write_attention_pictures(const std::string& source, const std::string& dir) {
+  NoGradGuard ng;
+  std::string hyp = translate({source}, {.beam_size = 1})[0];
+  std::vector<int64_t> src = source_ids(source);
+  std::vector<int> tgt_ids = sp_->encode(hyp);
+  std::vector<int64_t> tgt_in = {model_->options.bos_id};
+  tgt_in.insert(tgt_in.end(), tgt_ids.begin(), tgt_ids.end());
+  auto pieces = [&](const std::vector<int64_t>& ids) {
+    std::vector<std::string> p;
+    for (int64_t id : ids) p.push_back(sp_->id_to_piece(int(id)));
+    return p;
+  };
+  std::vector<std::string> src_tok = pieces(src), tgt_tok = pieces(tgt_in);
+  auto maps = model_->attention_maps(from_vector(src, {1, int64_t(src.size())}),
+                                     from_vector(tgt_in, {1, int64_t(tgt_in.size())}));
+  fs::create_directories(dir);
+  std::vector<std::string> files;
+  auto emit = [&](const std::vector<Tensor>& layers, const std::string& kind, const std::vector<std::string>& rows,
+                  const std::vector<std::string>& cols) {
+    for (size_t l = 0; l < layers.size(); ++l)
+      for (int64_t h = 0; h < layers[l].size(0); ++h) {
+        Tensor w = layers[l].select(0, h);  // (rows, cols)
+        std::string path = dir + "/" + kind + "_layer" + std::to_string(l) + "_head" + std::to_string(h) + ".png";
+        io::write_heatmap_png(path, w.to_vector<float>(), int(w.size(0)), int(w.size(1)),
+                              {.row_labels = rows, .col_labels = cols,
+                               .title = kind + " attention, layer " + std::to_string(l) + ", head " + std::to_string(h)});
+        files.push_back(path);
+      }
+  };
+  emit(maps.encoder_self, "encoder_self", src_tok, src_tok);
+  emit(maps.decoder_self, "decoder_self", tgt_tok, tgt_tok);
+  emit(maps.decoder_cross, "decoder_cross", tgt_tok, src_tok);
+  return files;
+}
+
+}  // namespace attn::train
