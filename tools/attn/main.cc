@@ -1,12 +1,31 @@
-// attn — command-line tool. Subcommands are added by their features (train, translate, ...).
-#include <CLI/CLI.hpp>
+// attn — command-line tool: train and demo (train_cmd.cc), version and info (info_cmd.cc).
+//
+//   attn train --model cnn --epochs 4 --out runs/cnn     # Fashion-MNIST; last stdout line is JSON
+//   attn train --model cnn --out runs/cnn --resume       # continue from runs/cnn/checkpoint.safetensors
+//   attn demo                                            # the default demo job
+//   attn info                                            # CPU features, threads, library versions
+#include <exception>
 #include <iostream>
+
+#include "commands.h"
+
+namespace attn::cli {
+int exit_code = 0;
+}
 
 int main(int argc, char** argv) {
   CLI::App app{"attn: build, train and serve attention models from C++"};
   app.require_subcommand(1);
-  auto* version = app.add_subcommand("version", "print the version");
-  version->callback([] { std::cout << "attn 0.1.0\n"; });
-  CLI11_PARSE(app, argc, argv);
-  return 0;
+  attn::cli::add_train_commands(app);
+  attn::cli::add_info_commands(app);
+  attn::cli::add_translate_commands(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    std::cerr << "attn: error: " << e.what() << "\n";
+    return 1;
+  }
+  return attn::cli::exit_code;
 }
