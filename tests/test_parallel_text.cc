@@ -61,7 +61,9 @@ TEST(ParallelText, BatchesRespectTheTokenBudgetAndCoverTheCorpus) {
     for (int64_t r = 0; r < N; ++r) {
       EXPECT_EQ(ti[size_t(r * T)], 2);  // BOS
       for (int64_t j = 0; j + 1 < T; ++j)
-        if (to[size_t(r * T + j)] != 3 && to[size_t(r * T + j)] != 0) EXPECT_EQ(ti[size_t(r * T + j + 1)], to[size_t(r * T + j)]);
+        if (to[size_t(r * T + j)] != 3 && to[size_t(r * T + j)] != 0) {
+          EXPECT_EQ(ti[size_t(r * T + j + 1)], to[size_t(r * T + j)]);
+        }
     }
     seen.insert(batch.indices.begin(), batch.indices.end());
   }

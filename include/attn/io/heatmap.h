@@ -11,9 +11,9 @@
 namespace attn::io {
 
 struct HeatmapOptions {
-  std::vector<std::string> row_labels;  // queries (y axis), top to bottom
-  std::vector<std::string> col_labels;  // keys (x axis), left to right
-  std::string title;
+  std::vector<std::string> row_labels = {};  // queries (y axis), top to bottom
+  std::vector<std::string> col_labels = {};  // keys (x axis), left to right
+  std::string title = {};
   int cell = 28;                        // pixels per cell
 };
 
