@@ -104,3 +104,10 @@ TEST(Reduce, SumMeanMaxVar) {
   EXPECT_EQ(i.to_vector<int64_t>(), (std::vector<int64_t>{1, 2}));
   EXPECT_NEAR(var(x).item<float>(), 3.5f, 1e-6);
 }
+
+TEST(Tensor, EmptyTensorsAreContiguousAndRandomFillable) {
+  Tensor e = randn({3, 0});
+  EXPECT_TRUE(e.is_contiguous());
+  EXPECT_EQ(e.numel(), 0);
+  EXPECT_EQ(sum(e).item<float>(), 0.0f);
+}

@@ -7,6 +7,7 @@
 namespace attn::backend {
 
 bool TensorRef::contiguous() const {
+  if (numel() == 0) return true;
   int64_t expected = 1;
   for (int64_t d = int64_t(shape.size()) - 1; d >= 0; --d) {
     if (shape[d] != 1 && strides[d] != expected) return false;

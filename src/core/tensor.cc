@@ -61,6 +61,7 @@ int64_t Tensor::size(int64_t d) const { return impl_->shape[wrap_dim(d, dim())];
 int64_t Tensor::stride(int64_t d) const { return impl_->strides[wrap_dim(d, dim())]; }
 int64_t Tensor::numel() const { return numel_of(impl_->shape); }
 bool Tensor::is_contiguous() const {
+  if (numel() == 0) return true;
   int64_t expected = 1;
   for (int64_t d = dim() - 1; d >= 0; --d) {
     if (impl_->shape[d] != 1 && impl_->strides[d] != expected) return false;

@@ -2,6 +2,7 @@
 // derivatives: the generic (strided) path and the reference for the vectorized kernels.
 #pragma once
 #include <cmath>
+#include <type_traits>
 
 #include "backend/backend.h"
 
@@ -32,7 +33,9 @@ template <typename T> inline T unary_scalar(backend::UnaryOp op, T x, T a) {
     case UnaryOp::Log: return std::log(x);
     case UnaryOp::Sqrt: return std::sqrt(x);
     case UnaryOp::Rsqrt: return T(1) / std::sqrt(x);
-    case UnaryOp::Abs: return std::abs(x);
+    case UnaryOp::Abs:
+      if constexpr (std::is_unsigned_v<T>) return x;
+      else return x < T(0) ? T(-x) : x;
     case UnaryOp::Sin: return std::sin(x);
     case UnaryOp::Cos: return std::cos(x);
     case UnaryOp::Square: return x * x;
