@@ -118,6 +118,17 @@ class Backend {
   virtual void layer_norm_backward(const TensorRef& grad_y, const TensorRef& x, const TensorRef& weight,
                                    const TensorRef& mean, const TensorRef& rstd, const TensorRef& grad_x,
                                    const TensorRef& grad_weight, const TensorRef& grad_bias) = 0;
+  // fused softmax cross-entropy (owner: nnops). x: (rows, C) contiguous float logits; target: (rows)
+  // int64/int32 class indices, each in [0, C) or == ignore_index (checked by the ops layer); weight: (C)
+  // or null data. loss (rows), dtype of x: with logp = log_softmax(x), ε = label_smoothing,
+  //   loss[r] = (1-ε)·(-w[t]·logp[t]) + ε/C·(-Σ_c w[c]·logp[c]),  0 where t == ignore_index.
+  virtual void cross_entropy(const TensorRef& x, const TensorRef& target, const TensorRef& weight,
+                             int64_t ignore_index, double label_smoothing, const TensorRef& loss) = 0;
+  // grad_x[r, c] = grad_loss[r]·((1-ε)·w[t]·(p[c] - δ(c,t)) + ε/C·(W·p[c] - w[c])), p = softmax(x),
+  // W = Σ_c w[c]; rows with t == ignore_index get 0. grad_loss: (rows), any stride (0 = broadcast).
+  virtual void cross_entropy_backward(const TensorRef& x, const TensorRef& target, const TensorRef& weight,
+                                      int64_t ignore_index, double label_smoothing, const TensorRef& grad_loss,
+                                      const TensorRef& grad_x) = 0;
 
   // indexing; index int64 (int32 accepted)
   virtual void gather(const TensorRef& x, int64_t dim, const TensorRef& index, const TensorRef& out) = 0;

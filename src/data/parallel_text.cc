@@ -69,7 +69,7 @@ const std::vector<std::vector<int64_t>>& TokenBatcher::plan(int64_t epoch) const
   const int64_t n = corpus_.size();
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
-  auto shuffle = [&](std::vector<auto>& v, uint64_t stream) {
+  auto shuffle = [&](auto& v, uint64_t stream) {  // (std::vector<auto>& is a gcc extension)
     for (int64_t i = int64_t(v.size()) - 1; i > 0; --i) {  // Fisher-Yates with Philox(seed, stream, i)
       Philox4 r = philox4x32(o_.seed ^ (stream * 0x9E3779B97F4A7C15ull), uint64_t(i));
       uint64_t x = (uint64_t(r.v[0]) << 32) | r.v[1];

@@ -27,13 +27,14 @@ class Dataset {
 };
 
 // Slices the first dim of `data` (and of `target`, if defined). Both are made contiguous once; the
-// DataLoader gathers rows of these tensors directly (no per-example tensors).
+// DataLoader gathers rows of these tensors directly (no per-example tensors), which is why get() is
+// final: to transform examples, wrap the dataset in another Dataset instead of overriding get().
 class TensorDataset : public Dataset {
  public:
   TensorDataset() = default;
   explicit TensorDataset(Tensor data, Tensor target = {});
-  int64_t size() const override { return data_.defined() ? data_.size(0) : 0; }
-  Example get(int64_t index) const override;  // views: data[index], target[index]; negative counts from the end
+  int64_t size() const final { return data_.defined() ? data_.size(0) : 0; }
+  Example get(int64_t index) const final;  // views: data[index], target[index]; negative counts from the end
   const Tensor& data() const { return data_; }
   const Tensor& targets() const { return target_; }
 

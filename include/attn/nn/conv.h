@@ -23,7 +23,14 @@ struct Size2 {
   constexpr Size2(std::pair<int64_t, int64_t> p) : first(p.first), second(p.second) {}  // NOLINT
   operator std::pair<int64_t, int64_t>() const { return {first, second}; }
   bool operator==(const Size2&) const = default;
-  std::string str() const { return "(" + std::to_string(first) + ", " + std::to_string(second) + ")"; }
+  std::string str() const {
+    std::string s = "(";
+    s += std::to_string(first);
+    s += ", ";
+    s += std::to_string(second);
+    s += ")";
+    return s;
+  }
 };
 
 struct Conv1dOptions {

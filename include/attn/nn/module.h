@@ -59,9 +59,9 @@ class Module {
   // ---- registration (returns the stored handle / module)
   // Marks a defined tensor requires_grad. An undefined tensor registers an absent parameter (e.g. a
   // Linear without bias): it is skipped everywhere.
-  Tensor& register_parameter(const std::string& name, Tensor t, bool requires_grad = true);
+  Tensor register_parameter(const std::string& name, Tensor t, bool requires_grad = true);
   // persistent = false: not part of state_dict (like PyTorch).
-  Tensor& register_buffer(const std::string& name, Tensor t, bool persistent = true);
+  Tensor register_buffer(const std::string& name, Tensor t, bool persistent = true);
   template <typename M>
   auto register_module(const std::string& name, M&& m) {
     using D = std::decay_t<M>;
@@ -86,8 +86,7 @@ class Module {
   std::vector<Tensor> buffers(bool recurse = true) const;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_children() const;
   std::vector<std::shared_ptr<Module>> children() const;
-  // Includes this module under the name "" (its shared_ptr is null unless it was found through a
-  // parent); use modules() / apply() when you only need references.
+  // This module first (named `prefix`, "" by default), then every descendant, depth first.
   std::vector<std::pair<std::string, Module*>> named_modules(const std::string& prefix = "") const;
   std::vector<Module*> modules() const;
   std::shared_ptr<Module> get_submodule(const std::string& dotted) const;  // throws naming the path

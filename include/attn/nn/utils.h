@@ -15,7 +15,7 @@ inline constexpr double kInfNorm = std::numeric_limits<double>::infinity();
 
 // Scales all gradients (in place) so that their joint norm is at most max_norm: each grad is
 // multiplied by min(1, max_norm / (total_norm + 1e-6)). Returns the total norm before clipping
-// (computed in float64). norm_type may be kInfNorm. Parameters without a grad are skipped; with none
+// (reductions accumulate in float64). norm_type may be kInfNorm. Parameters without a grad are skipped; with none
 // at all it returns 0. error_if_nonfinite: throw if the total norm is nan or inf.
 double clip_grad_norm_(const std::vector<Tensor>& parameters, double max_norm, double norm_type = 2.0,
                        bool error_if_nonfinite = false);

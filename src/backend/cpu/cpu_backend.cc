@@ -9,9 +9,13 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "attn/random.h"
 #include "backend/cpu/allocator.h"
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/linalg_kernels.h"
 #include "backend/cpu/scalar_math.h"
 #include "backend/cpu/strided.h"
 
@@ -37,6 +41,42 @@ template <typename To, typename From> inline To convert(From v) {
 
 [[noreturn]] void unsupported(const char* what, DType t) {
   throw std::invalid_argument(std::string(what) + ": dtype " + dtype_name(t) + " is not supported on cpu");
+}
+
+// ---- fast-path helpers (kernels.h)
+// If r (broadcast to `shape`) repeats every p elements in row-major order — leading dims stride 0,
+// trailing dims contiguous — returns p (numel: no broadcast, 1: a scalar); else 0.
+int64_t broadcast_period(const TensorRef& r, const Shape& shape) {
+  int64_t expected = 1;
+  int64_t d = int64_t(shape.size()) - 1;
+  for (; d >= 0; --d) {
+    if (shape[d] == 1) continue;
+    if (r.strides[d] != expected) break;
+    expected *= shape[d];
+  }
+  for (; d >= 0; --d)
+    if (shape[d] != 1 && r.strides[d] != 0) return 0;
+  return expected;
+}
+// Contiguous x reduced over one run of adjacent dims: x viewed as (outer, r, inner). False otherwise.
+bool reduce_as_3d(const TensorRef& x, const TensorRef& out, int64_t& outer, int64_t& r, int64_t& inner) {
+  if (!x.contiguous() || !out.contiguous() || x.shape.size() != out.shape.size()) return false;
+  std::vector<std::pair<int64_t, bool>> dims;  // (size, reduced) of x's dims of size > 1
+  for (size_t d = 0; d < x.shape.size(); ++d) {
+    if (x.shape[d] == 1) continue;
+    if (out.shape[d] != 1 && out.shape[d] != x.shape[d]) return false;
+    dims.emplace_back(x.shape[d], out.shape[d] == 1);
+  }
+  size_t i0 = 0;
+  while (i0 < dims.size() && !dims[i0].second) ++i0;
+  if (i0 == dims.size()) return false;
+  size_t i1 = i0;
+  while (i1 + 1 < dims.size() && dims[i1 + 1].second) ++i1;
+  for (size_t i = i1 + 1; i < dims.size(); ++i)
+    if (dims[i].second) return false;  // two separate runs of reduced dims
+  outer = r = inner = 1;
+  for (size_t i = 0; i < dims.size(); ++i) (i < i0 ? outer : i <= i1 ? r : inner) *= dims[i].first;
+  return true;
 }
 
 }  // namespace
@@ -90,6 +130,9 @@ void CpuBackend::fill(const TensorRef& dst, double value) {
 
 void CpuBackend::unary(UnaryOp op, const TensorRef& x, const TensorRef& out, double alpha) {
   if (x.dtype != out.dtype) unsupported("unary (in/out dtypes differ)", out.dtype);
+  if (x.dtype == kFloat32 && x.contiguous() && out.contiguous() &&
+      cpu::unary(op, ptr<const float>(x), ptr<float>(out), out.numel(), float(alpha)))
+    return;
   StridedLoop<2> loop(out.shape, {out.strides, x.strides});
   auto run = [&](auto t0) {
     using T = decltype(t0);
@@ -116,6 +159,11 @@ void CpuBackend::unary(UnaryOp op, const TensorRef& x, const TensorRef& out, dou
 
 void CpuBackend::unary_backward(UnaryGradOp op, const TensorRef& v, const TensorRef& grad_out,
                                 const TensorRef& grad_in, double alpha) {
+  if (v.dtype == kFloat32 && grad_out.dtype == kFloat32 && grad_in.dtype == kFloat32 && v.contiguous() &&
+      grad_out.contiguous() && grad_in.contiguous() &&
+      cpu::unary_backward(op, ptr<const float>(v), ptr<const float>(grad_out), ptr<float>(grad_in),
+                          grad_in.numel(), float(alpha)))
+    return;
   StridedLoop<3> loop(grad_in.shape, {grad_in.strides, v.strides, grad_out.strides});
   auto run = [&](auto t0) {
     using T = decltype(t0);
@@ -174,6 +222,12 @@ void CpuBackend::binary(BinaryOp op, const TensorRef& a, const TensorRef& b, con
   bool cmp = is_comparison(op);
   if (cmp && out.dtype != kBool) unsupported("comparison output", out.dtype);
   if (!cmp && out.dtype != a.dtype) unsupported("binary (output dtype differs)", out.dtype);
+  if (a.dtype == kFloat32 && !cmp && out.contiguous() && out.numel() > 0) {
+    const int64_t pa = broadcast_period(a, out.shape), pb = broadcast_period(b, out.shape);
+    if (pa > 0 && pb > 0 &&
+        cpu::binary(op, ptr<const float>(a), pa, ptr<const float>(b), pb, ptr<float>(out), out.numel()))
+      return;
+  }
   StridedLoop<3> loop(out.shape, {out.strides, a.strides, b.strides});
   auto run = [&](auto t0, auto o0) {
     using T = decltype(t0);
@@ -259,6 +313,13 @@ struct ReducePlan {
 }  // namespace
 
 void CpuBackend::reduce(ReduceOp op, const TensorRef& x, const TensorRef& out) {
+  int64_t outer, r, inner;
+  if ((x.dtype == kFloat32 || x.dtype == kFloat64) && out.dtype == x.dtype && x.numel() > 0 &&
+      reduce_as_3d(x, out, outer, r, inner)) {
+    if (x.dtype == kFloat32) cpu::reduce(op, ptr<const float>(x), ptr<float>(out), outer, r, inner);
+    else cpu::reduce(op, ptr<const double>(x), ptr<double>(out), outer, r, inner);
+    return;
+  }
   ReducePlan p(x, out);
   auto run = [&](auto t0) {
     using T = decltype(t0);
@@ -444,80 +505,145 @@ void CpuBackend::index_add(const TensorRef& out, int64_t dim, const TensorRef& i
 
 // ---- random (element i depends only on seed, counter and i)
 void CpuBackend::uniform(const TensorRef& out, double lo, double hi, uint64_t seed, uint64_t counter) {
-  int64_t n = out.numel();
-  auto run = [&](auto t0) {
-    using T = decltype(t0);
-    T* o = ptr<T>(out);
-#pragma omp parallel for if (n > 65536)
-    for (int64_t b = 0; b < (n + 3) / 4; ++b) {
-      Philox4 r = philox4x32(seed, counter + uint64_t(b));
-      for (int j = 0; j < 4 && b * 4 + j < n; ++j) {
-        double u = std::is_same_v<T, double> ? uint64_to_unit_double((uint64_t(r.v[j]) << 32) | r.v[(j + 1) & 3])
-                                             : double(uint32_to_unit_float(r.v[j]));
-        T v = T(lo + (hi - lo) * u);
-        if (v >= T(hi) && hi > lo) v = std::nextafter(T(hi), T(lo));
-        o[b * 4 + j] = v;
-      }
-    }
-  };
-  if (out.dtype == kFloat32) return run(float{});
-  if (out.dtype == kFloat64) return run(double{});
+  if (!out.contiguous()) throw std::invalid_argument("uniform: output must be contiguous");
+  if (out.dtype == kFloat32) return cpu::uniform(ptr<float>(out), out.numel(), lo, hi, seed, counter);
+  if (out.dtype == kFloat64) return cpu::uniform(ptr<double>(out), out.numel(), lo, hi, seed, counter);
   unsupported("uniform", out.dtype);
 }
 
 void CpuBackend::normal(const TensorRef& out, double mean, double std, uint64_t seed, uint64_t counter) {
-  int64_t n = out.numel();
-  auto run = [&](auto t0) {
-    using T = decltype(t0);
-    T* o = ptr<T>(out);
-#pragma omp parallel for if (n > 65536)
-    for (int64_t b = 0; b < (n + 1) / 2; ++b) {  // Box-Muller: one Philox block -> two normals
-      Philox4 r = philox4x32(seed, counter + uint64_t(b));
-      double u1 = uint64_to_unit_double((uint64_t(r.v[0]) << 32) | r.v[1]);
-      double u2 = uint64_to_unit_double((uint64_t(r.v[2]) << 32) | r.v[3]);
-      double rad = std::sqrt(-2.0 * std::log(1.0 - u1)), th = 2.0 * M_PI * u2;
-      o[2 * b] = T(mean + std * rad * std::cos(th));
-      if (2 * b + 1 < n) o[2 * b + 1] = T(mean + std * rad * std::sin(th));
-    }
-  };
-  if (out.dtype == kFloat32) return run(float{});
-  if (out.dtype == kFloat64) return run(double{});
+  if (!out.contiguous()) throw std::invalid_argument("normal: output must be contiguous");
+  if (out.dtype == kFloat32) return cpu::normal(ptr<float>(out), out.numel(), mean, std, seed, counter);
+  if (out.dtype == kFloat64) return cpu::normal(ptr<double>(out), out.numel(), mean, std, seed, counter);
   unsupported("normal", out.dtype);
 }
 
-// ---- implemented in their own files (wired by their owners)
-#define ATTN_NOT_WIRED(name) throw std::logic_error("cpu backend: " name " is not wired yet")
-void CpuBackend::gemm(const backend::GemmArgs&) { ATTN_NOT_WIRED("gemm"); }
-void CpuBackend::softmax(const TensorRef&, const TensorRef&, bool) { ATTN_NOT_WIRED("softmax"); }
-void CpuBackend::softmax_backward(const TensorRef&, const TensorRef&, const TensorRef&, bool) {
-  ATTN_NOT_WIRED("softmax_backward");
+// ---- GEMM, convolution, pooling: linalg_kernels.h (gemm.cc, conv.cc, pool.cc)
+void CpuBackend::gemm(const backend::GemmArgs& a) { cpu::gemm(a); }
+void CpuBackend::conv2d(const backend::Conv2dArgs& a, const void* x, const void* w, const void* b, void* y) {
+  cpu::conv2d(a, x, w, b, y);
 }
-void CpuBackend::layer_norm(const TensorRef&, const TensorRef&, const TensorRef&, double, const TensorRef&,
-                            const TensorRef&, const TensorRef&) {
-  ATTN_NOT_WIRED("layer_norm");
+void CpuBackend::conv2d_backward(const backend::Conv2dArgs& a, const void* x, const void* w, const void* gy,
+                                 void* gx, void* gw, void* gb) {
+  cpu::conv2d_backward(a, x, w, gy, gx, gw, gb);
 }
-void CpuBackend::layer_norm_backward(const TensorRef&, const TensorRef&, const TensorRef&, const TensorRef&,
-                                     const TensorRef&, const TensorRef&, const TensorRef&, const TensorRef&) {
-  ATTN_NOT_WIRED("layer_norm_backward");
+void CpuBackend::max_pool2d(const backend::Pool2dArgs& a, const void* x, void* y, int64_t* idx) {
+  cpu::max_pool2d(a, x, y, idx);
 }
-void CpuBackend::conv2d(const backend::Conv2dArgs&, const void*, const void*, const void*, void*) {
-  ATTN_NOT_WIRED("conv2d");
+void CpuBackend::max_pool2d_backward(const backend::Pool2dArgs& a, const void* gy, const int64_t* idx, void* gx) {
+  cpu::max_pool2d_backward(a, gy, idx, gx);
 }
-void CpuBackend::conv2d_backward(const backend::Conv2dArgs&, const void*, const void*, const void*, void*, void*,
-                                 void*) {
-  ATTN_NOT_WIRED("conv2d_backward");
+void CpuBackend::avg_pool2d(const backend::Pool2dArgs& a, const void* x, void* y) { cpu::avg_pool2d(a, x, y); }
+void CpuBackend::avg_pool2d_backward(const backend::Pool2dArgs& a, const void* gy, void* gx) {
+  cpu::avg_pool2d_backward(a, gy, gx);
 }
-void CpuBackend::max_pool2d(const backend::Pool2dArgs&, const void*, void*, int64_t*) { ATTN_NOT_WIRED("max_pool2d"); }
-void CpuBackend::max_pool2d_backward(const backend::Pool2dArgs&, const void*, const int64_t*, void*) {
-  ATTN_NOT_WIRED("max_pool2d_backward");
+
+// ---- softmax, layer norm, adam: kernels.h (softmax.cc, layer_norm.cc, optim.cc)
+namespace {
+void require(bool ok, const char* what) {
+  if (!ok) throw std::invalid_argument(std::string("cpu backend: ") + what);
 }
-void CpuBackend::avg_pool2d(const backend::Pool2dArgs&, const void*, void*) { ATTN_NOT_WIRED("avg_pool2d"); }
-void CpuBackend::avg_pool2d_backward(const backend::Pool2dArgs&, const void*, void*) {
-  ATTN_NOT_WIRED("avg_pool2d_backward");
+int64_t last_dim(const TensorRef& x) { return x.shape.empty() ? 1 : x.shape.back(); }
+}  // namespace
+
+void CpuBackend::softmax(const TensorRef& x, const TensorRef& y, bool log) {
+  require(x.contiguous() && y.contiguous() && x.dtype == y.dtype && x.numel() == y.numel(),
+          "softmax: x and y must be contiguous, of one dtype and size");
+  const int64_t d = last_dim(x), rows = d > 0 ? x.numel() / d : 0;
+  if (x.dtype == kFloat32) return cpu::softmax(ptr<const float>(x), ptr<float>(y), rows, d, log);
+  if (x.dtype == kFloat64) return cpu::softmax(ptr<const double>(x), ptr<double>(y), rows, d, log);
+  unsupported("softmax", x.dtype);
 }
-void CpuBackend::adam_step(const backend::AdamArgs&, const TensorRef&, const TensorRef&, const TensorRef&,
-                           const TensorRef&, const TensorRef&) {
-  ATTN_NOT_WIRED("adam_step");
+
+void CpuBackend::softmax_backward(const TensorRef& y, const TensorRef& grad_y, const TensorRef& grad_x, bool log) {
+  require(y.contiguous() && grad_y.contiguous() && grad_x.contiguous() && y.dtype == grad_y.dtype &&
+              y.dtype == grad_x.dtype && y.numel() == grad_y.numel() && y.numel() == grad_x.numel(),
+          "softmax_backward: y, grad_y, grad_x must be contiguous, of one dtype and size");
+  const int64_t d = last_dim(y), rows = d > 0 ? y.numel() / d : 0;
+  if (y.dtype == kFloat32)
+    return cpu::softmax_backward(ptr<const float>(y), ptr<const float>(grad_y), ptr<float>(grad_x), rows, d, log);
+  if (y.dtype == kFloat64)
+    return cpu::softmax_backward(ptr<const double>(y), ptr<const double>(grad_y), ptr<double>(grad_x), rows, d,
+                                 log);
+  unsupported("softmax_backward", y.dtype);
+}
+
+namespace {
+// Calls f(T{}, S{}) for x's dtype T (float32/64) and the stats dtype S (float32/64).
+template <typename F> void ln_dispatch(const char* what, DType t, DType s, F&& f) {
+  if (s != kFloat32 && s != kFloat64) unsupported(what, s);
+  auto with_s = [&](auto t0) {
+    if (s == kFloat32) f(t0, float{});
+    else f(t0, double{});
+  };
+  if (t == kFloat32) return with_s(float{});
+  if (t == kFloat64) return with_s(double{});
+  unsupported(what, t);
+}
+}  // namespace
+
+void CpuBackend::layer_norm(const TensorRef& x, const TensorRef& weight, const TensorRef& bias, double eps,
+                            const TensorRef& y, const TensorRef& mean, const TensorRef& rstd) {
+  const int64_t rows = mean.numel(), d = rows > 0 ? x.numel() / rows : 0;
+  require(x.contiguous() && y.contiguous() && mean.contiguous() && rstd.contiguous() && y.dtype == x.dtype &&
+              y.numel() == x.numel() && rstd.numel() == rows && rstd.dtype == mean.dtype && rows * d == x.numel(),
+          "layer_norm: x (rows, d), y contiguous; mean/rstd (rows)");
+  require((!weight.data || (weight.dtype == x.dtype && weight.numel() == d && weight.contiguous())) &&
+              (!bias.data || (bias.dtype == x.dtype && bias.numel() == d && bias.contiguous())),
+          "layer_norm: weight/bias must be contiguous (d) of x's dtype");
+  if (rows == 0) return;
+  ln_dispatch("layer_norm", x.dtype, mean.dtype, [&](auto t0, auto s0) {
+    using T = decltype(t0);
+    using S = decltype(s0);
+    cpu::layer_norm<T, S>(ptr<const T>(x), ptr<const T>(weight), ptr<const T>(bias), eps, ptr<T>(y), ptr<S>(mean),
+                          ptr<S>(rstd), rows, d);
+  });
+}
+
+void CpuBackend::layer_norm_backward(const TensorRef& grad_y, const TensorRef& x, const TensorRef& weight,
+                                     const TensorRef& mean, const TensorRef& rstd, const TensorRef& grad_x,
+                                     const TensorRef& grad_weight, const TensorRef& grad_bias) {
+  const int64_t rows = mean.numel(), d = rows > 0 ? x.numel() / rows : 0;
+  require(x.contiguous() && grad_y.contiguous() && mean.contiguous() && rstd.contiguous() &&
+              grad_y.dtype == x.dtype && grad_y.numel() == x.numel() && rstd.numel() == rows &&
+              rstd.dtype == mean.dtype && rows * d == x.numel(),
+          "layer_norm_backward: x, grad_y (rows, d) contiguous; mean/rstd (rows)");
+  require((!grad_x.data || (grad_x.contiguous() && grad_x.dtype == x.dtype && grad_x.numel() == x.numel())) &&
+              (!weight.data || (weight.contiguous() && weight.dtype == x.dtype && weight.numel() == d)) &&
+              (!grad_weight.data ||
+               (grad_weight.contiguous() && grad_weight.dtype == x.dtype && grad_weight.numel() == d)) &&
+              (!grad_bias.data || (grad_bias.contiguous() && grad_bias.dtype == x.dtype && grad_bias.numel() == d)),
+          "layer_norm_backward: grad_x like x; weight, grad_weight, grad_bias contiguous (d) of x's dtype");
+  if (rows == 0) {
+    if (grad_weight.data) fill(grad_weight, 0.0);
+    if (grad_bias.data) fill(grad_bias, 0.0);
+    return;
+  }
+  ln_dispatch("layer_norm_backward", x.dtype, mean.dtype, [&](auto t0, auto s0) {
+    using T = decltype(t0);
+    using S = decltype(s0);
+    cpu::layer_norm_backward<T, S>(ptr<const T>(grad_y), ptr<const T>(x), ptr<const T>(weight), ptr<const S>(mean),
+                                   ptr<const S>(rstd), ptr<T>(grad_x), ptr<T>(grad_weight), ptr<T>(grad_bias), rows,
+                                   d);
+  });
+}
+
+void CpuBackend::adam_step(const backend::AdamArgs& a, const TensorRef& param, const TensorRef& grad,
+                           const TensorRef& exp_avg, const TensorRef& exp_avg_sq, const TensorRef& max_exp_avg_sq) {
+  const int64_t n = param.numel();
+  auto same = [&](const TensorRef& t) {
+    return t.data && t.dtype == param.dtype && t.numel() == n && t.contiguous();
+  };
+  require(param.contiguous() && same(grad) && same(exp_avg) && same(exp_avg_sq) && (!a.amsgrad || same(max_exp_avg_sq)),
+          "adam_step: param, grad, exp_avg, exp_avg_sq (and max_exp_avg_sq with amsgrad) must be contiguous, "
+          "of one dtype and size");
+  if (param.dtype == kFloat32)
+    return cpu::adam_step<float>(a, ptr<float>(param), ptr<const float>(grad), ptr<float>(exp_avg),
+                                 ptr<float>(exp_avg_sq), ptr<float>(max_exp_avg_sq), n);
+  if (param.dtype == kFloat64)
+    return cpu::adam_step<double>(a, ptr<double>(param), ptr<const double>(grad), ptr<double>(exp_avg),
+                                  ptr<double>(exp_avg_sq), ptr<double>(max_exp_avg_sq), n);
+  unsupported("adam_step", param.dtype);
 }
 
 }  // namespace attn::cpu

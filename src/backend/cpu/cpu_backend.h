@@ -30,6 +30,12 @@ class CpuBackend final : public backend::Backend {
   void layer_norm_backward(const TensorRef& grad_y, const TensorRef& x, const TensorRef& weight,
                            const TensorRef& mean, const TensorRef& rstd, const TensorRef& grad_x,
                            const TensorRef& grad_weight, const TensorRef& grad_bias) override;
+  // cross_entropy.cc
+  void cross_entropy(const TensorRef& x, const TensorRef& target, const TensorRef& weight, int64_t ignore_index,
+                     double label_smoothing, const TensorRef& loss) override;
+  void cross_entropy_backward(const TensorRef& x, const TensorRef& target, const TensorRef& weight,
+                              int64_t ignore_index, double label_smoothing, const TensorRef& grad_loss,
+                              const TensorRef& grad_x) override;
   void gather(const TensorRef& x, int64_t dim, const TensorRef& index, const TensorRef& out) override;
   void scatter_add(const TensorRef& out, int64_t dim, const TensorRef& index, const TensorRef& src) override;
   void index_select(const TensorRef& x, int64_t dim, const TensorRef& index, const TensorRef& out) override;

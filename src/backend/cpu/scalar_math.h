@@ -35,6 +35,7 @@ template <typename T> inline T unary_scalar(backend::UnaryOp op, T x, T a) {
     case UnaryOp::Rsqrt: return T(1) / std::sqrt(x);
     case UnaryOp::Abs:
       if constexpr (std::is_unsigned_v<T>) return x;
+      else if constexpr (std::is_floating_point_v<T>) return std::fabs(x);
       else return x < T(0) ? T(-x) : x;
     case UnaryOp::Sin: return std::sin(x);
     case UnaryOp::Cos: return std::cos(x);
