@@ -1,0 +1,85 @@
+# attn — top-level entry points. Everything is re-runnable; CMake does the real work.
+#
+#   make deps     install the Debian packages (scripts/install-deps.sh; no-op when all are present)
+#   make build    Release build in build/
+#   make test     deps; Release build + ctest; ASan+UBSan build in build-asan/ + ctest;
+#                 install to build/install and build + run tests/consumer against it
+#   make demo     deps, build, run the CLI demo
+#   make bench    deps, Python venv outside the tree (scripts/setup-venv.sh), build, python bench/run.py $(ARGS)
+#   make clean    remove build/ and build-asan/
+#
+# Knobs: JOBS (default nproc), BUILD_DIR, ASAN_DIR, ATTN_VENV (default ~/.cache/attn/venv), ARGS, CMAKE_ARGS.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+JOBS       ?= $(shell nproc)
+BUILD_DIR  ?= build
+ASAN_DIR   ?= build-asan
+INSTALL_DIR = $(abspath $(BUILD_DIR))/install
+CONSUMER_DIR = $(BUILD_DIR)/consumer
+ATTN_VENV  ?= $(HOME)/.cache/attn/venv
+VENV_PYTHON = $(ATTN_VENV)/bin/python
+CMAKE_ARGS ?=
+ARGS       ?=
+
+# Tests: two OpenMP threads each, two tests at a time (the reference machine has 2 cores).
+export OMP_NUM_THREADS = 2
+CTEST = ctest --output-on-failure --no-tests=error -j2
+ASAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1 \
+           UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+.PHONY: all deps configure build test test-release test-asan test-install demo bench venv clean
+# Targets run in the order written (deps before build) even under make -j; CMake parallelises inside.
+.NOTPARALLEL:
+
+all: build
+
+deps:
+	bash scripts/install-deps.sh
+
+# Configuring an existing build dir again is quick and picks up CMAKE_ARGS.
+configure:
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
+
+build: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: deps
+	$(MAKE) --no-print-directory test-release
+	$(MAKE) --no-print-directory test-asan
+	$(MAKE) --no-print-directory test-install
+
+test-release: build
+	cd $(BUILD_DIR) && $(CTEST)
+
+# -O1 keeps ASan fast enough; benchmarks are skipped (meaningless under sanitizers).
+test-asan:
+	cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" -DATTN_SANITIZE=ON -DATTN_BUILD_BENCH=OFF $(CMAKE_ARGS)
+	cmake --build $(ASAN_DIR) -j $(JOBS)
+	cd $(ASAN_DIR) && $(ASAN_ENV) $(CTEST)
+
+# The installed package must work for an out-of-tree project: find_package(attn) + attn::attn.
+test-install: build
+	rm -rf $(INSTALL_DIR) $(CONSUMER_DIR)
+	cmake --install $(BUILD_DIR) --prefix $(INSTALL_DIR)
+	cmake -S tests/consumer -B $(CONSUMER_DIR) -DCMAKE_BUILD_TYPE=Release \
+	  -DCMAKE_PREFIX_PATH=$(INSTALL_DIR)
+	cmake --build $(CONSUMER_DIR) -j $(JOBS)
+	$(CONSUMER_DIR)/attn_consumer
+
+# TODO(lead): switch to the real training demo once the CLI has it, e.g.
+#   ./$(BUILD_DIR)/tools/attn/attn train --model cnn --data /usr/share/datasets/fashion-mnist ...
+demo: deps build
+	./$(BUILD_DIR)/tools/attn/attn demo $(ARGS)
+
+venv:
+	bash scripts/setup-venv.sh $(ATTN_VENV)
+
+bench: deps venv build
+	ATTN_BUILD_DIR=$(abspath $(BUILD_DIR)) $(VENV_PYTHON) bench/run.py $(ARGS)
+
+clean:
+	rm -rf $(BUILD_DIR) $(ASAN_DIR)

@@ -1,0 +1,125 @@
+// bench/gemm_bench.cc — the measurements behind the GEMM / conv / pooling choices in
+// src/backend/cpu/linalg_kernels.h, run on the kernels directly (no autograd, no allocation).
+//
+//   OMP_NUM_THREADS=2 gemm_bench gemm          # square sgemm 128..2048 and strided batches, GFLOP/s
+//   OMP_NUM_THREADS=1 gemm_bench conv          # the training CNN's convolutions, per direction, ms
+//   ATTN_CONV_LAYOUT=plain gemm_bench conv     # force oneDNN's plain (im2col + sgemm) layouts
+//   gemm_bench pool                            # max / avg pooling on the CNN's first pool
+//
+// With OMP_NUM_THREADS=1 it reports thread CPU time, which stays meaningful on a busy machine;
+// otherwise wall time. Each figure is the best of several rounds.
+#include <omp.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <vector>
+
+#include "backend/cpu/linalg_kernels.h"
+
+using namespace attn;
+
+namespace {
+
+double now(bool cpu_time) {
+  timespec ts;
+  clock_gettime(cpu_time ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+// Best milliseconds per call over `rounds` rounds of `reps` calls.
+double best_ms(const std::function<void()>& f, int reps, int rounds = 7) {
+  const bool cpu_time = omp_get_max_threads() == 1;
+  f();
+  f();
+  double best = 1e30;
+  for (int r = 0; r < rounds; ++r) {
+    const double t0 = now(cpu_time);
+    for (int i = 0; i < reps; ++i) f();
+    best = std::min(best, (now(cpu_time) - t0) / reps);
+  }
+  return best * 1e3;
+}
+
+std::vector<float> random_vec(size_t n) {
+  static std::mt19937 rng(0);
+  std::normal_distribution<float> d;
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+void bench_gemm() {
+  for (int64_t n : {128, 256, 512, 1024, 2048}) {
+    auto a = random_vec(size_t(n * n)), b = random_vec(size_t(n * n));
+    std::vector<float> c(size_t(n * n));
+    backend::GemmArgs g{.m = n, .n = n, .k = n, .a = a.data(), .lda = n, .b = b.data(), .ldb = n, .c = c.data(), .ldc = n};
+    const int reps = n >= 2048 ? 2 : n >= 1024 ? 5 : n >= 512 ? 20 : 100;
+    const double ms = best_ms([&] { cpu::gemm(g); }, reps, 9);
+    std::printf("sgemm %4ld^3: %8.3f ms %7.1f GFLOP/s\n", long(n), ms, 2.0 * double(n * n * n) / ms / 1e6);
+  }
+  struct Batch {
+    int64_t b, m, n, k;
+  };
+  for (Batch s : {Batch{64, 128, 128, 64}, Batch{64, 128, 64, 128}, Batch{256, 32, 32, 32}, Batch{16, 256, 256, 64}}) {
+    auto a = random_vec(size_t(s.b * s.m * s.k)), b = random_vec(size_t(s.b * s.k * s.n));
+    std::vector<float> c(size_t(s.b * s.m * s.n));
+    backend::GemmArgs g{.m = s.m, .n = s.n, .k = s.k, .a = a.data(), .lda = s.k, .b = b.data(), .ldb = s.n,
+                        .c = c.data(), .ldc = s.n, .batch = s.b, .stride_a = s.m * s.k, .stride_b = s.k * s.n,
+                        .stride_c = s.m * s.n};
+    const double ms = best_ms([&] { cpu::gemm(g); }, 10, 9);
+    std::printf("batched %ld x (%ld x %ld x %ld): %8.3f ms %7.1f GFLOP/s\n", long(s.b), long(s.m), long(s.n),
+                long(s.k), ms, 2.0 * double(s.b * s.m * s.n * s.k) / ms / 1e6);
+  }
+}
+
+void bench_conv() {
+  struct Shape {
+    int64_t n, c, o, hw;
+  };
+  for (Shape s : {Shape{64, 1, 32, 28}, Shape{64, 32, 64, 14}}) {
+    backend::Conv2dArgs a{s.n, s.c, s.hw, s.hw, s.o, 3, 3, s.hw, s.hw, 1, 1, 1, 1, 1, 1, 1, kFloat32};
+    auto x = random_vec(size_t(s.n * s.c * s.hw * s.hw)), w = random_vec(size_t(s.o * s.c * 9));
+    auto b = random_vec(size_t(s.o)), gy = random_vec(size_t(s.n * s.o * s.hw * s.hw));
+    std::vector<float> y(gy.size()), gx(x.size()), gw(w.size()), gb(b.size());
+    const double fwd = best_ms([&] { cpu::conv2d(a, x.data(), w.data(), b.data(), y.data()); }, 10);
+    const double bwd_data =
+        best_ms([&] { cpu::conv2d_backward(a, x.data(), w.data(), gy.data(), gx.data(), nullptr, nullptr); }, 10);
+    const double bwd_w =
+        best_ms([&] { cpu::conv2d_backward(a, x.data(), w.data(), gy.data(), nullptr, gw.data(), gb.data()); }, 10);
+    const double bwd_all =
+        best_ms([&] { cpu::conv2d_backward(a, x.data(), w.data(), gy.data(), gx.data(), gw.data(), gb.data()); }, 10);
+    const double gflop = 2.0 * double(s.n * s.o * s.hw * s.hw * s.c * 9) / 1e9;
+    std::printf("conv %ldx%ldx%ldx%ld -> %ld, 3x3 pad 1: fwd %.3f ms (%.0f GFLOP/s), bwd_data %.3f ms, "
+                "bwd_weight+bias %.3f ms, all three grads in one call %.3f ms\n",
+                long(s.n), long(s.c), long(s.hw), long(s.hw), long(s.o), fwd, gflop / fwd * 1e3, bwd_data, bwd_w,
+                bwd_all);
+  }
+}
+
+void bench_pool() {
+  backend::Pool2dArgs a{64, 32, 28, 28, 14, 14, 2, 2, 2, 2, 0, 0, true, kFloat32};
+  auto x = random_vec(size_t(64 * 32 * 28 * 28));
+  std::vector<float> y(size_t(64 * 32 * 14 * 14)), gx(x.size());
+  std::vector<int64_t> idx(y.size());
+  std::printf("max_pool2d 64x32x28x28 k2: fwd %.3f ms, bwd %.3f ms\n",
+              best_ms([&] { cpu::max_pool2d(a, x.data(), y.data(), idx.data()); }, 10),
+              best_ms([&] { cpu::max_pool2d_backward(a, y.data(), idx.data(), gx.data()); }, 10));
+  std::printf("avg_pool2d 64x32x28x28 k2: fwd %.3f ms, bwd %.3f ms\n",
+              best_ms([&] { cpu::avg_pool2d(a, x.data(), y.data()); }, 10),
+              best_ms([&] { cpu::avg_pool2d_backward(a, y.data(), gx.data()); }, 10));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const char* what = argc > 1 ? argv[1] : "all";
+  std::printf("threads: %d (%s)\n", omp_get_max_threads(), omp_get_max_threads() == 1 ? "thread CPU time" : "wall time");
+  if (!std::strcmp(what, "gemm") || !std::strcmp(what, "all")) bench_gemm();
+  if (!std::strcmp(what, "conv") || !std::strcmp(what, "all")) bench_conv();
+  if (!std::strcmp(what, "pool") || !std::strcmp(what, "all")) bench_pool();
+  return 0;
+}

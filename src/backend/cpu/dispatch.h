@@ -1,0 +1,48 @@
+// src/backend/cpu/dispatch.h — run-time choice of the instruction set for the float32 kernels.
+//
+// The same kernel source (kernels_simd.inc) is compiled twice, by kernels_avx512.cc and
+// kernels_avx2.cc; each exposes a KernelTable. The table is picked once with
+// __builtin_cpu_supports, and tests can force one:
+//
+//   attn::cpu::set_isa_for_testing(attn::cpu::Isa::Avx2);   // returns false if the CPU lacks it
+//   attn::cpu::softmax(x, y, rows, d, false);                // runs the AVX2 build
+//   attn::cpu::reset_isa();
+#pragma once
+#include <cstdint>
+
+#include "backend/backend.h"
+
+namespace attn::cpu {
+
+enum class Isa { Reference, Avx2, Avx512 };
+const char* isa_name(Isa isa);
+Isa active_isa();
+bool isa_supported(Isa isa);
+bool set_isa_for_testing(Isa isa);  // false (and no change) if the CPU cannot run it
+void reset_isa();                   // back to the best supported
+
+struct KernelTable {
+  void (*softmax)(const float* x, float* y, int64_t rows, int64_t d, bool log);
+  void (*softmax_backward)(const float* y, const float* gy, float* gx, int64_t rows, int64_t d, bool log);
+  void (*layer_norm)(const float* x, const float* w, const float* b, double eps, float* y, float* mean,
+                     float* rstd, int64_t rows, int64_t d);
+  void (*layer_norm_backward)(const float* gy, const float* x, const float* w, const float* mean,
+                              const float* rstd, float* gx, float* gw, float* gb, int64_t rows, int64_t d);
+  bool (*unary)(backend::UnaryOp op, const float* x, float* y, int64_t n, float alpha);
+  bool (*unary_backward)(backend::UnaryGradOp op, const float* x_or_y, const float* gy, float* gx, int64_t n,
+                         float alpha);
+  bool (*binary)(backend::BinaryOp op, const float* a, int64_t a_period, const float* b, int64_t b_period,
+                 float* out, int64_t n);
+  void (*reduce)(backend::ReduceOp op, const float* x, float* out, int64_t outer, int64_t r, int64_t inner);
+};
+
+const KernelTable& kernels();  // the active ISA's table
+
+namespace avx512 { const KernelTable& table(); }
+namespace avx2 { const KernelTable& table(); }
+const KernelTable& reference_table();  // ref:: kernels behind the same signatures (serial)
+
+// Work below this many elements runs on one thread (OpenMP start-up costs more than it saves).
+inline constexpr int64_t kParallelGrain = 32768;
+
+}  // namespace attn::cpu

@@ -1,0 +1,92 @@
+// src/backend/cpu/kernels.h — fast CPU kernels on contiguous memory (vectorized, OpenMP-parallel),
+// with run-time choice of AVX-512 or AVX2 (see dispatch.h) and a naive reference oracle for each
+// (namespace attn::cpu::ref, reference.cc) used by tests/test_kernels.cc.
+//
+//   attn::cpu::softmax(x, y, rows, d, /*log=*/false);          // x, y: (rows, d) float32
+//   attn::cpu::layer_norm(x, w, b, 1e-5, y, mean, rstd, rows, d);
+//   if (!attn::cpu::unary(UnaryOp::GeluErf, x, y, n, 0.f)) { /* op not vectorized: generic path */ }
+//
+// Every function takes plain pointers to contiguous buffers; callers check shapes and dtypes.
+// Optional pointers (weight, bias, grad outputs) may be nullptr.
+#pragma once
+#include <cstdint>
+
+#include "backend/backend.h"
+
+namespace attn::cpu {
+
+// ---- softmax / log_softmax over the last dim of (rows, d)
+void softmax(const float* x, float* y, int64_t rows, int64_t d, bool log);
+void softmax(const double* x, double* y, int64_t rows, int64_t d, bool log);
+// softmax:     gx = y * (gy - sum(gy * y))
+// log_softmax: gx = gy - exp(y) * sum(gy)
+void softmax_backward(const float* y, const float* gy, float* gx, int64_t rows, int64_t d, bool log);
+void softmax_backward(const double* y, const double* gy, double* gx, int64_t rows, int64_t d, bool log);
+
+// ---- layer norm over the last dim of (rows, d); weight/bias (d) or nullptr; mean/rstd (rows)
+template <typename T, typename S>
+void layer_norm(const T* x, const T* w, const T* b, double eps, T* y, S* mean, S* rstd, int64_t rows, int64_t d);
+// grad_x (rows, d), grad_w/grad_b (d): each may be nullptr (not needed). w may be nullptr (= ones).
+template <typename T, typename S>
+void layer_norm_backward(const T* gy, const T* x, const T* w, const S* mean, const S* rstd, T* gx, T* gw,
+                         T* gb, int64_t rows, int64_t d);
+
+// ---- elementwise float32 (contiguous). Return false when `op` has no fast kernel (caller falls back).
+using backend::BinaryOp;
+using backend::ReduceOp;
+using backend::UnaryGradOp;
+using backend::UnaryOp;
+bool unary(UnaryOp op, const float* x, float* y, int64_t n, float alpha);
+bool unary_backward(UnaryGradOp op, const float* x_or_y, const float* gy, float* gx, int64_t n, float alpha);
+// out[i] = a[i] op b[i % b_period] (b_period = n: same shape, 1: scalar, d: row broadcast), or with the
+// roles swapped when a_period != n (then b must be full). Add/Sub/Mul/Div/Maximum/Minimum only.
+bool binary(BinaryOp op, const float* a, int64_t a_period, const float* b, int64_t b_period, float* out,
+            int64_t n);
+
+// ---- reductions of contiguous x viewed as (outer, r, inner) over r -> out (outer, inner).
+// float32: Sum/Mean accumulate in float blocks folded into double; Max/Min propagate NaN.
+void reduce(ReduceOp op, const float* x, float* out, int64_t outer, int64_t r, int64_t inner);
+void reduce(ReduceOp op, const double* x, double* out, int64_t outer, int64_t r, int64_t inner);
+
+// ---- random (Philox 4x32-10, attn/random.h). Element i depends only on (seed, counter, i), so any
+// thread count gives the same values. uniform uses ceil(n/4) blocks: element i takes lane i%4 of block
+// counter + i/4 (float64 adds 21 low bits from the same lane under key seed ^ kPhiloxLowKey); values are
+// in [lo, hi). normal uses ceil(n/2) blocks: Box-Muller on the two 64-bit uniforms of block
+// counter + i/2, cos for even i, sin for odd i (float32 and float64 share the values up to rounding).
+inline constexpr uint64_t kPhiloxLowKey = 0x9E3779B97F4A7C15ull;
+inline int64_t uniform_blocks(int64_t n) { return n > 0 ? (n + 3) / 4 : 0; }
+inline int64_t normal_blocks(int64_t n) { return n > 0 ? (n + 1) / 2 : 0; }
+void uniform(float* out, int64_t n, double lo, double hi, uint64_t seed, uint64_t counter);
+void uniform(double* out, int64_t n, double lo, double hi, uint64_t seed, uint64_t counter);
+void normal(float* out, int64_t n, double mean, double std, uint64_t seed, uint64_t counter);
+void normal(double* out, int64_t n, double mean, double std, uint64_t seed, uint64_t counter);
+
+// ---- optimizers: torch.optim.Adam/AdamW (_single_tensor_adam) in place; max_exp_avg_sq only if amsgrad
+template <typename T>
+void adam_step(const backend::AdamArgs& a, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
+               T* max_exp_avg_sq, int64_t n);
+
+// ---- naive oracles (reference.cc): serial plain loops, double accumulation
+namespace ref {
+template <typename T> void softmax(const T* x, T* y, int64_t rows, int64_t d, bool log);
+template <typename T> void softmax_backward(const T* y, const T* gy, T* gx, int64_t rows, int64_t d, bool log);
+template <typename T, typename S>
+void layer_norm(const T* x, const T* w, const T* b, double eps, T* y, S* mean, S* rstd, int64_t rows, int64_t d);
+template <typename T, typename S>
+void layer_norm_backward(const T* gy, const T* x, const T* w, const S* mean, const S* rstd, T* gx, T* gw,
+                         T* gb, int64_t rows, int64_t d);
+// Every UnaryOp / UnaryGradOp / BinaryOp (Add..Minimum) / ReduceOp, computed in double.
+template <typename T> void unary(UnaryOp op, const T* x, T* y, int64_t n, double alpha);
+template <typename T>
+void unary_backward(UnaryGradOp op, const T* x_or_y, const T* gy, T* gx, int64_t n, double alpha);
+template <typename T>
+void binary(BinaryOp op, const T* a, int64_t a_period, const T* b, int64_t b_period, T* out, int64_t n);
+template <typename T> void reduce(ReduceOp op, const T* x, T* out, int64_t outer, int64_t r, int64_t inner);
+template <typename T> void uniform(T* out, int64_t n, double lo, double hi, uint64_t seed, uint64_t counter);
+template <typename T> void normal(T* out, int64_t n, double mean, double std, uint64_t seed, uint64_t counter);
+template <typename T>
+void adam_step(const backend::AdamArgs& a, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
+               T* max_exp_avg_sq, int64_t n);
+}  // namespace ref
+
+}  // namespace attn::cpu

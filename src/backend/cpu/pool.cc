@@ -1,0 +1,266 @@
+// src/backend/cpu/pool.cc — max and average 2-d pooling over contiguous (N, C, H, W), PyTorch semantics.
+//
+// Output (oh, ow) covers input rows [oh * stride - pad, oh * stride - pad + k) clipped to the input
+// (ceil_mode is already in out_h / out_w: the caller drops windows that would start in the padding).
+// max: the first maximum wins, NaN propagates (the last NaN's index, as PyTorch), argmax is the flat ih * W + iw index in the
+// plane. avg: the divisor counts the padded window (clipped to H + pad) when count_include_pad, else
+// only the input elements. Planes (n, c) are independent and split across OpenMP threads.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+#include "backend/cpu/linalg_kernels.h"
+
+namespace attn::cpu {
+
+using backend::Pool2dArgs;
+
+namespace {
+
+constexpr int64_t kParallelWork = 1 << 15;  // below this, one thread beats waking the team
+
+void check(const Pool2dArgs& a, const char* op) {
+  bool ok = a.n >= 0 && a.c >= 0 && a.h > 0 && a.w > 0 && a.out_h > 0 && a.out_w > 0 && a.kh > 0 && a.kw > 0 &&
+            a.stride_h > 0 && a.stride_w > 0 && a.pad_h >= 0 && a.pad_w >= 0 && a.pad_h * 2 <= a.kh &&
+            a.pad_w * 2 <= a.kw && (a.out_h - 1) * a.stride_h - a.pad_h < a.h &&
+            (a.out_w - 1) * a.stride_w - a.pad_w < a.w;
+  if (!ok) {
+    auto s = [](int64_t v) { return std::to_string(v); };
+    throw std::invalid_argument(std::string(op) + ": inconsistent arguments (input (" + s(a.n) + ", " + s(a.c) +
+                                ", " + s(a.h) + ", " + s(a.w) + "), output (" + s(a.out_h) + ", " + s(a.out_w) +
+                                "), kernel (" + s(a.kh) + ", " + s(a.kw) + "), stride (" + s(a.stride_h) + ", " +
+                                s(a.stride_w) + "), padding (" + s(a.pad_h) + ", " + s(a.pad_w) + "))");
+  }
+  if (a.dtype != kFloat32 && a.dtype != kFloat64)
+    throw std::invalid_argument(std::string(op) + ": unsupported dtype " + dtype_name(a.dtype));
+}
+
+// Each kernel works on one (n, c) plane and takes the arguments by value, so the compiler keeps them
+// in registers (through the shared reference of an OpenMP region they would be reloaded per element).
+
+// PyTorch's update: a later element wins if it is greater or NaN (so the first maximum and the last
+// NaN win).
+template <typename T> inline void take_max(T v, int64_t i, T& best, int64_t& best_i) {
+  if (v > best || v != v) {
+    best = v;
+    best_i = i;
+  }
+}
+
+template <typename T> void max_plane(const Pool2dArgs a, const T* xp, T* yp, int64_t* ip) {
+  for (int64_t oh = 0; oh < a.out_h; ++oh) {
+    const int64_t h0 = std::max<int64_t>(oh * a.stride_h - a.pad_h, 0);
+    const int64_t h1 = std::min(oh * a.stride_h - a.pad_h + a.kh, a.h);
+    for (int64_t ow = 0; ow < a.out_w; ++ow) {
+      const int64_t w0 = std::max<int64_t>(ow * a.stride_w - a.pad_w, 0);
+      const int64_t w1 = std::min(ow * a.stride_w - a.pad_w + a.kw, a.w);
+      T best = -std::numeric_limits<T>::infinity();
+      int64_t best_i = h0 * a.w + w0;
+      for (int64_t ih = h0; ih < h1; ++ih)
+        for (int64_t iw = w0; iw < w1; ++iw) take_max(xp[ih * a.w + iw], ih * a.w + iw, best, best_i);
+      yp[oh * a.out_w + ow] = best;
+      ip[oh * a.out_w + ow] = best_i;
+    }
+  }
+}
+
+#if defined(__SSE2__)
+// Four 2x2 windows per step (float): deinterleave even/odd columns of both rows, max tree, and the
+// argmax offset as the first lane equal to the max (0, 1, w, w + 1). Returns how many outputs of the
+// row it wrote (a multiple of 4); `nan` reports a NaN in any of them.
+inline int64_t max_row_2x2_sse(const float* r0, const float* r1, float* yr, int64_t* ir, int64_t n, int64_t w,
+                               int64_t base, bool& nan) {
+  const __m128i one = _mm_set1_epi32(1), wv = _mm_set1_epi32(int32_t(w)), w1 = _mm_set1_epi32(int32_t(w + 1));
+  const __m128i zero = _mm_setzero_si128(), lanes_lo = _mm_set_epi64x(2, 0), lanes_hi = _mm_set_epi64x(6, 4);
+  __m128 unord = _mm_setzero_ps();
+  int64_t ow = 0;
+  for (; ow + 4 <= n; ow += 4) {
+    const __m128 a0 = _mm_loadu_ps(r0 + 2 * ow), a1 = _mm_loadu_ps(r0 + 2 * ow + 4);
+    const __m128 b0 = _mm_loadu_ps(r1 + 2 * ow), b1 = _mm_loadu_ps(r1 + 2 * ow + 4);
+    const __m128 v0 = _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0)), v1 = _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1));
+    const __m128 v2 = _mm_shuffle_ps(b0, b1, _MM_SHUFFLE(2, 0, 2, 0)), v3 = _mm_shuffle_ps(b0, b1, _MM_SHUFFLE(3, 1, 3, 1));
+    const __m128 m = _mm_max_ps(_mm_max_ps(v0, v1), _mm_max_ps(v2, v3));
+    unord = _mm_or_ps(unord, _mm_or_ps(_mm_cmpunord_ps(v0, v1), _mm_cmpunord_ps(v2, v3)));
+    const __m128i e0 = _mm_castps_si128(_mm_cmpeq_ps(v0, m)), e1 = _mm_castps_si128(_mm_cmpeq_ps(v1, m));
+    const __m128i e2 = _mm_castps_si128(_mm_cmpeq_ps(v2, m));
+    __m128i off = _mm_or_si128(_mm_and_si128(e2, wv), _mm_andnot_si128(e2, w1));  // e2 ? w : w + 1
+    off = _mm_or_si128(_mm_and_si128(e1, one), _mm_andnot_si128(e1, off));        // e1 ? 1 : ...
+    off = _mm_andnot_si128(e0, off);                                               // e0 ? 0 : ...
+    _mm_storeu_ps(yr + ow, m);
+    const __m128i b64 = _mm_set1_epi64x(base + 2 * ow);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(ir + ow),
+                     _mm_add_epi64(_mm_unpacklo_epi32(off, zero), _mm_add_epi64(b64, lanes_lo)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(ir + ow + 2),
+                     _mm_add_epi64(_mm_unpackhi_epi32(off, zero), _mm_add_epi64(b64, lanes_hi)));
+  }
+  nan |= _mm_movemask_ps(unord) != 0;
+  return ow;
+}
+#endif
+
+// 2x2 windows, stride 2, no padding (the usual CNN pool) without data-dependent branches: random
+// data would mispredict most of them. The max comes from a max tree, the argmax is the first window
+// position holding it (= the first maximum). Rows with a NaN are redone by the exact loop above.
+template <typename T> void max_plane_2x2(const Pool2dArgs a, const T* xp, T* yp, int64_t* ip) {
+  const int64_t w = a.w, ow_n = a.out_w;
+  for (int64_t oh = 0; oh < a.out_h; ++oh) {
+    const T* r0 = xp + 2 * oh * w;
+    const T* r1 = r0 + w;
+    T* yr = yp + oh * ow_n;
+    int64_t* ir = ip + oh * ow_n;
+    bool nan = false;
+    int64_t ow = 0;
+#if defined(__SSE2__)
+    if constexpr (std::is_same_v<T, float>) {
+      if (w < (int64_t(1) << 30)) ow = max_row_2x2_sse(r0, r1, yr, ir, ow_n, w, 2 * oh * w, nan);
+    }
+#endif
+    for (; ow < ow_n; ++ow) {
+      const T v0 = r0[2 * ow], v1 = r0[2 * ow + 1], v2 = r1[2 * ow], v3 = r1[2 * ow + 1];
+      const T m = std::max(std::max(v0, v1), std::max(v2, v3));
+      const int64_t k = int64_t(v0 != m) * (1 + int64_t(v1 != m) * (1 + int64_t(v2 != m)));  // 0..3
+      yr[ow] = m;
+      ir[ow] = 2 * oh * w + 2 * ow + (k & 1) + (k >> 1) * w;
+      nan |= (v0 + v1 + v2 + v3) != (v0 + v1 + v2 + v3);  // also true for inf - inf: harmless
+    }
+    if (nan) {  // redo this row exactly
+      Pool2dArgs row = a;
+      row.h = 2;
+      row.out_h = 1;
+      max_plane(row, r0, yr, ir);
+      for (int64_t i = 0; i < ow_n; ++i) ir[i] += 2 * oh * w;
+    }
+  }
+}
+
+template <typename T> void max_fwd(const Pool2dArgs& a, const T* x, T* y, int64_t* idx) {
+  const int64_t planes = a.n * a.c, in_plane = a.h * a.w, out_plane = a.out_h * a.out_w;
+  const bool k2s2 = a.kh == 2 && a.kw == 2 && a.stride_h == 2 && a.stride_w == 2 && a.pad_h == 0 && a.pad_w == 0 &&
+                    2 * a.out_h <= a.h && 2 * a.out_w <= a.w;
+#pragma omp parallel for schedule(static) if (planes * out_plane * a.kh * a.kw > kParallelWork)
+  for (int64_t p = 0; p < planes; ++p) {
+    if (k2s2)
+      max_plane_2x2(a, x + p * in_plane, y + p * out_plane, idx + p * out_plane);
+    else
+      max_plane(a, x + p * in_plane, y + p * out_plane, idx + p * out_plane);
+  }
+}
+
+template <typename T> void max_bwd(const Pool2dArgs& a, const T* gy, const int64_t* idx, T* gx) {
+  const int64_t planes = a.n * a.c, in_plane = a.h * a.w, out_plane = a.out_h * a.out_w;
+  bool bad = false;
+#pragma omp parallel for schedule(static) reduction(|| : bad) if (planes * (in_plane + out_plane) > kParallelWork)
+  for (int64_t p = 0; p < planes; ++p) {
+    T* gp = gx + p * in_plane;
+    std::fill(gp, gp + in_plane, T(0));
+    const T* g = gy + p * out_plane;
+    const int64_t* ip = idx + p * out_plane;
+    for (int64_t o = 0; o < out_plane; ++o) {
+      const int64_t i = ip[o];
+      if (i < 0 || i >= in_plane) {
+        bad = true;
+        continue;
+      }
+      gp[i] += g[o];
+    }
+  }
+  if (bad) throw std::invalid_argument("max_pool2d_backward: argmax index outside the input plane");
+}
+
+// Window bounds and divisor for output position o along one axis (PyTorch's avg_pool2d).
+struct Span {
+  int64_t lo, hi, padded;
+};
+inline Span span(int64_t o, int64_t stride, int64_t pad, int64_t k, int64_t size) {
+  int64_t lo = o * stride - pad, hi = std::min(lo + k, size + pad);
+  const int64_t padded = hi - lo;
+  return {std::max<int64_t>(lo, 0), std::min(hi, size), padded};
+}
+inline int64_t divisor(const Pool2dArgs& a, const Span& sh, const Span& sw) {
+  return a.count_include_pad ? sh.padded * sw.padded : (sh.hi - sh.lo) * (sw.hi - sw.lo);
+}
+
+template <typename T> void avg_plane(const Pool2dArgs a, const T* xp, T* yp) {
+  for (int64_t oh = 0; oh < a.out_h; ++oh) {
+    const Span sh = span(oh, a.stride_h, a.pad_h, a.kh, a.h);
+    for (int64_t ow = 0; ow < a.out_w; ++ow) {
+      const Span sw = span(ow, a.stride_w, a.pad_w, a.kw, a.w);
+      const int64_t div = divisor(a, sh, sw);
+      T acc = 0;
+      for (int64_t ih = sh.lo; ih < sh.hi; ++ih)
+        for (int64_t iw = sw.lo; iw < sw.hi; ++iw) acc += xp[ih * a.w + iw];
+      yp[oh * a.out_w + ow] = div > 0 ? acc / T(div) : T(0);
+    }
+  }
+}
+
+template <typename T> void avg_plane_backward(const Pool2dArgs a, const T* g, T* gp) {
+  std::fill(gp, gp + a.h * a.w, T(0));
+  for (int64_t oh = 0; oh < a.out_h; ++oh) {
+    const Span sh = span(oh, a.stride_h, a.pad_h, a.kh, a.h);
+    for (int64_t ow = 0; ow < a.out_w; ++ow) {
+      const Span sw = span(ow, a.stride_w, a.pad_w, a.kw, a.w);
+      const int64_t div = divisor(a, sh, sw);
+      if (div <= 0) continue;
+      const T v = g[oh * a.out_w + ow] / T(div);
+      for (int64_t ih = sh.lo; ih < sh.hi; ++ih)
+        for (int64_t iw = sw.lo; iw < sw.hi; ++iw) gp[ih * a.w + iw] += v;
+    }
+  }
+}
+
+template <typename T> void avg_fwd(const Pool2dArgs& a, const T* x, T* y) {
+  const int64_t planes = a.n * a.c, in_plane = a.h * a.w, out_plane = a.out_h * a.out_w;
+#pragma omp parallel for schedule(static) if (planes * out_plane * a.kh * a.kw > kParallelWork)
+  for (int64_t p = 0; p < planes; ++p) avg_plane(a, x + p * in_plane, y + p * out_plane);
+}
+
+template <typename T> void avg_bwd(const Pool2dArgs& a, const T* gy, T* gx) {
+  const int64_t planes = a.n * a.c, in_plane = a.h * a.w, out_plane = a.out_h * a.out_w;
+#pragma omp parallel for schedule(static) if (planes * out_plane * a.kh * a.kw > kParallelWork)
+  for (int64_t p = 0; p < planes; ++p) avg_plane_backward(a, gy + p * out_plane, gx + p * in_plane);
+}
+
+}  // namespace
+
+void max_pool2d(const Pool2dArgs& a, const void* x, void* y, int64_t* indices) {
+  check(a, "max_pool2d");
+  if (a.dtype == kFloat32)
+    max_fwd(a, static_cast<const float*>(x), static_cast<float*>(y), indices);
+  else
+    max_fwd(a, static_cast<const double*>(x), static_cast<double*>(y), indices);
+}
+
+void max_pool2d_backward(const Pool2dArgs& a, const void* grad_y, const int64_t* indices, void* grad_x) {
+  check(a, "max_pool2d_backward");
+  if (a.dtype == kFloat32)
+    max_bwd(a, static_cast<const float*>(grad_y), indices, static_cast<float*>(grad_x));
+  else
+    max_bwd(a, static_cast<const double*>(grad_y), indices, static_cast<double*>(grad_x));
+}
+
+void avg_pool2d(const Pool2dArgs& a, const void* x, void* y) {
+  check(a, "avg_pool2d");
+  if (a.dtype == kFloat32)
+    avg_fwd(a, static_cast<const float*>(x), static_cast<float*>(y));
+  else
+    avg_fwd(a, static_cast<const double*>(x), static_cast<double*>(y));
+}
+
+void avg_pool2d_backward(const Pool2dArgs& a, const void* grad_y, void* grad_x) {
+  check(a, "avg_pool2d_backward");
+  if (a.dtype == kFloat32)
+    avg_bwd(a, static_cast<const float*>(grad_y), static_cast<float*>(grad_x));
+  else
+    avg_bwd(a, static_cast<const double*>(grad_y), static_cast<double*>(grad_x));
+}
+
+}  // namespace attn::cpu

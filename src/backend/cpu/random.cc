@@ -1,0 +1,67 @@
+// src/backend/cpu/random.cc — uniform and normal (Box-Muller) fills from Philox 4x32-10 (attn/random.h).
+// Philox blocks are independent, so blocks are split across threads and element i's value depends
+// only on (seed, counter, i): identical results for any thread count. Layout (kernels.h, and the
+// oracles ref::uniform / ref::normal): uniform takes lane i%4 of block counter + i/4 (ceil(n/4)
+// blocks), normal takes block counter + i/2 (ceil(n/2) blocks).
+#include <cmath>
+
+#include "attn/random.h"
+#include "backend/cpu/dispatch.h"
+#include "backend/cpu/kernels.h"
+
+namespace attn::cpu {
+
+namespace {
+constexpr double kTwoPi = 6.28318530717958647692;
+
+template <typename T> inline T below(double lo, double hi, double u) {  // lo + (hi - lo) u, kept < hi
+  T v = T(lo + (hi - lo) * u);
+  if (hi > lo && v >= T(hi)) v = std::nextafter(T(hi), T(lo));
+  return v;
+}
+
+template <typename T> void uniform_impl(T* out, int64_t n, double lo, double hi, uint64_t seed, uint64_t counter) {
+  const int64_t nb = uniform_blocks(n);
+#pragma omp parallel for schedule(static) if (n >= kParallelGrain / 4)
+  for (int64_t b = 0; b < nb; ++b) {
+    const Philox4 p = philox4x32(seed, counter + uint64_t(b));
+    if constexpr (sizeof(T) == 4) {
+      for (int64_t l = 0; l < 4 && 4 * b + l < n; ++l)
+        out[4 * b + l] = below<T>(lo, hi, double(uint32_to_unit_float(p.v[l])));
+    } else {
+      const Philox4 q = philox4x32(seed ^ kPhiloxLowKey, counter + uint64_t(b));
+      for (int64_t l = 0; l < 4 && 4 * b + l < n; ++l)
+        out[4 * b + l] = below<T>(lo, hi, uint64_to_unit_double((uint64_t(p.v[l]) << 32) | q.v[l]));
+    }
+  }
+}
+
+template <typename T> void normal_impl(T* out, int64_t n, double mean, double std, uint64_t seed, uint64_t counter) {
+  const int64_t nb = normal_blocks(n);
+#pragma omp parallel for schedule(static) if (n >= kParallelGrain / 8)
+  for (int64_t b = 0; b < nb; ++b) {
+    const Philox4 p = philox4x32(seed, counter + uint64_t(b));
+    const double u1 = 1.0 - uint64_to_unit_double((uint64_t(p.v[0]) << 32) | p.v[1]);  // (0, 1]
+    const double u2 = uint64_to_unit_double((uint64_t(p.v[2]) << 32) | p.v[3]);
+    const double radius = std::sqrt(-2.0 * std::log(u1));
+    const double theta = kTwoPi * u2;
+    out[2 * b] = T(mean + std * (radius * std::cos(theta)));
+    if (2 * b + 1 < n) out[2 * b + 1] = T(mean + std * (radius * std::sin(theta)));
+  }
+}
+}  // namespace
+
+void uniform(float* out, int64_t n, double lo, double hi, uint64_t seed, uint64_t counter) {
+  uniform_impl(out, n, lo, hi, seed, counter);
+}
+void uniform(double* out, int64_t n, double lo, double hi, uint64_t seed, uint64_t counter) {
+  uniform_impl(out, n, lo, hi, seed, counter);
+}
+void normal(float* out, int64_t n, double mean, double std, uint64_t seed, uint64_t counter) {
+  normal_impl(out, n, mean, std, seed, counter);
+}
+void normal(double* out, int64_t n, double mean, double std, uint64_t seed, uint64_t counter) {
+  normal_impl(out, n, mean, std, seed, counter);
+}
+
+}  // namespace attn::cpu

@@ -1,0 +1,38 @@
+// src/ops/dropout.cc — inverted dropout with a mask from the global generator.
+//
+//   attn::manual_seed(0);
+//   Tensor h = attn::dropout(x, 0.1, /*training=*/true);  // kept values scaled by 1 / 0.9
+//   Tensor e = attn::dropout(x, 0.1, false);              // identity: returns x itself
+#include <string>
+
+#include "ops/op_utils.h"
+
+namespace attn {
+
+using autograd::record;
+
+Tensor dropout(const Tensor& x, double p, bool training) {
+  ops::check_defined(x, "dropout", "input");
+  if (!(p >= 0.0 && p <= 1.0))
+    ops::fail("dropout: probability has to be between 0 and 1, but got " + std::to_string(p));
+  if (!training || p == 0.0 || x.numel() == 0) return x;
+  ops::check_floating(x, "dropout");
+  const DType dt = x.dtype();
+  Tensor mask, out;  // mask: 0 or 1 / (1 - p), x's dtype and shape
+  {
+    NoGradGuard ng;
+    if (p == 1.0) {
+      mask = zeros(x.shape(), {.dtype = dt, .device = x.device()});
+    } else {
+      // keep with probability 1 - p (PyTorch: bernoulli_(1 - p)); uniform draws advance the generator
+      Tensor u = empty(x.shape(), {.dtype = dt == kFloat64 ? kFloat64 : kFloat32, .device = x.device()});
+      u.uniform_(0.0, 1.0);
+      mask = mul(lt(u, 1.0 - p).to(dt), 1.0 / (1.0 - p));
+    }
+    out = mul(x.detach(), mask);
+  }
+  record("dropout", out, {x}, [mask](const Tensor& g) -> std::vector<Tensor> { return {mul(g, mask)}; });
+  return out;
+}
+
+}  // namespace attn
