@@ -251,6 +251,7 @@ TrainResult ClassifierTrainer::fit() {
   State s;
   if (!o.out_dir.empty()) std::filesystem::create_directories(o.out_dir);
   if (o.resume) result.resumed = load(s);
+  if (result.resumed) result.checkpoint = checkpoint_path();
 
   data::DataLoader loader(train_set_, {.batch_size = o.batch_size, .shuffle = true, .drop_last = false,
                                        .seed = o.seed, .prefetch = o.prefetch});

@@ -42,8 +42,10 @@ struct Recipe {
 };
 
 Recipe default_recipe(const std::string& model) {
-  if (model == "mlp") return {.epochs = 8, .batch_size = 128, .lr = 1e-3, .optimizer = "adam", .schedule = "cosine"};
-  return {.epochs = 4, .batch_size = 128, .lr = 1e-3, .optimizer = "adam", .schedule = "cosine"};
+  if (model == "mlp")  // 89.55 % test accuracy
+    return {.epochs = 8, .batch_size = 128, .lr = 1e-3, .optimizer = "adam", .schedule = "cosine"};
+  // 4 epochs reached 91.22 %, short of the 91.5 % target; 6 epochs reach 91.88 % (README, Results).
+  return {.epochs = 6, .batch_size = 128, .lr = 1e-3, .optimizer = "adam", .schedule = "cosine"};
 }
 
 struct TrainConfig {
