@@ -22,6 +22,7 @@ PACKAGES=(
   libpng-dev libcairo2-dev                # images and plots
   libsentencepiece-dev sentencepiece      # tokenizers
   dataset-fashion-mnist                   # /usr/share/datasets/fashion-mnist: the demo and tests' data
+  libsword-utils sword-text-web sword-text-sparv sword-text-kjv  # Bible corpus (scripts/prepare_bible.py)
   clang libomp-dev                        # libFuzzer targets; clang's -fopenmp needs LLVM's libomp
 )
 
