@@ -29,7 +29,8 @@ ARGS       ?=
 # Tests: two OpenMP threads each, two tests at a time (the reference machine has 2 cores).
 export OMP_NUM_THREADS = 2
 CTEST = ctest --output-on-failure --no-tests=error -j2 $(CTEST_ARGS)
-ASAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1 \
+ASAN_ENV = LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp) \
+           ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1 \
            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 .PHONY: all deps configure build test test-release test-asan test-install demo bench venv clean

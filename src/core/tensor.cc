@@ -119,8 +119,12 @@ std::string Tensor::to_string() const {
 
 // ---- factories
 Tensor empty(Shape shape, TensorOptions o) {
-  for (int64_t v : shape)
+  int64_t span = 1;  // product of max(dim, 1): bounds every stride, so none of them overflows
+  for (int64_t v : shape) {
     if (v < 0) throw std::invalid_argument("empty: negative dimension in shape " + shape_str(shape));
+    if (__builtin_mul_overflow(span, std::max<int64_t>(v, 1), &span) || span > (int64_t(1) << 48))
+      throw std::invalid_argument("empty: shape " + shape_str(shape) + " is too large");
+  }
   auto impl = std::make_shared<TensorImpl>();
   int64_t n = numel_of(shape);
   impl->storage = std::make_shared<Storage>(size_t(std::max<int64_t>(n, 1)) * element_size(o.dtype), o.device);

@@ -145,10 +145,12 @@ Tensor parse_idx(const void* data, size_t size, const std::string& name) {
   std::vector<uint8_t> dim_bytes(size_t(ndims) * 4);
   read_exact(src, dim_bytes.data(), dim_bytes.size(), 4, name, "dimension list");
   Shape shape;
-  uint64_t numel = 1;
+  uint64_t numel = 1, span = 1;  // span: product of max(dim, 1), which bounds the strides
   for (int i = 0; i < ndims; ++i) {
     uint32_t d = be32(&dim_bytes[size_t(i) * 4]);
     shape.push_back(int64_t(d));
+    if (__builtin_mul_overflow(span, uint64_t(std::max<uint32_t>(d, 1)), &span) || span > (uint64_t(1) << 48))
+      fail(name, "dims product overflows (dim " + std::to_string(i) + " = " + std::to_string(d) + ")");
     if (__builtin_mul_overflow(numel, uint64_t(d), &numel) || numel > uint64_t(std::numeric_limits<int64_t>::max()))
       fail(name, "dims product overflows (dim " + std::to_string(i) + " = " + std::to_string(d) + ")");
   }
