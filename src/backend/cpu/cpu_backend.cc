@@ -284,6 +284,18 @@ void CpuBackend::where(const TensorRef& cond, const TensorRef& a, const TensorRe
 
 // ---- reductions
 namespace {
+// Runs f(T{}) for the dtypes reductions support (float32/64, int32/64, uint8).
+template <typename F> void dispatch_numeric(DType t, const char* what, F&& f) {
+  switch (t) {
+    case kFloat32: return f(float{});
+    case kFloat64: return f(double{});
+    case kInt32: return f(int32_t{});
+    case kInt64: return f(int64_t{});
+    case kUInt8: return f(uint8_t{});
+    default: unsupported(what, t);
+  }
+}
+
 // Splits x's dims into kept (size == out size) and reduced (out size 1, x size > 1).
 struct ReducePlan {
   Shape kept_shape, kept_strides_x, red_shape, red_strides_x;
@@ -356,14 +368,7 @@ void CpuBackend::reduce(ReduceOp op, const TensorRef& x, const TensorRef& out) {
       }
     }
   };
-  switch (x.dtype) {
-    case kFloat32: return run(float{});
-    case kFloat64: return run(double{});
-    case kInt32: return run(int32_t{});
-    case kInt64: return run(int64_t{});
-    case kUInt8: return run(uint8_t{});
-    default: unsupported("reduce", x.dtype);
-  }
+  dispatch_numeric(x.dtype, "reduce", run);
 }
 
 void CpuBackend::arg_reduce(ReduceOp op, const TensorRef& x, int64_t dim, const TensorRef& values,
@@ -396,14 +401,7 @@ void CpuBackend::arg_reduce(ReduceOp op, const TensorRef& x, int64_t dim, const 
       io[i] = bi;
     }
   };
-  switch (x.dtype) {
-    case kFloat32: return run(float{});
-    case kFloat64: return run(double{});
-    case kInt32: return run(int32_t{});
-    case kInt64: return run(int64_t{});
-    case kUInt8: return run(uint8_t{});
-    default: unsupported("arg_reduce", x.dtype);
-  }
+  dispatch_numeric(x.dtype, "arg_reduce", run);
 }
 
 // ---- indexing (index int64 or int32; bounds checked by the ops layer)
