@@ -10,10 +10,13 @@
 // The PyTorch side of the comparison is `torch.set_num_threads(2)` with the same shapes (bench/torch_bench.py).
 #include <benchmark/benchmark.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <random>
+#include <string>
 #include <vector>
 
+#include "attn/attn.h"
 #include "backend/cpu/dispatch.h"
 #include "backend/cpu/kernels.h"
 
@@ -126,6 +129,34 @@ void BM_AdamStep(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * 7 * kN * 4);
 }
 
+// ---- fused scaled_dot_product_attention vs the composite matmul + mask + softmax + matmul, through the
+// ops (autograd included). Arg 0: 0 = training step (N=32, H=8, L=S=32, D=64, key padding; forward +
+// backward), 1 = greedy decoding step (L=1, S=32; forward, no grad). Arg 1: 1 = fused, 0 = composite.
+//   OMP_NUM_THREADS=1 ./kernels_bench --benchmark_filter=Sdpa
+void BM_Sdpa(benchmark::State& state) {
+  using attn::Tensor;
+  const bool decode = state.range(0) == 1, fused = state.range(1) == 1;
+  const int64_t N = 32, H = 8, L = decode ? 1 : 32, S = 32, D = 64;
+  attn::manual_seed(0);
+  Tensor q = attn::randn({N, H, L, D}).requires_grad_(!decode), k = attn::randn({N, H, S, D}).requires_grad_(!decode),
+         v = attn::randn({N, H, S, D}).requires_grad_(!decode), go = attn::randn({N, H, L, D});
+  Tensor kpm = attn::gt(attn::arange(S).view({1, S}), attn::add(attn::arange(N).view({N, 1}), double(S - 8)));  // (N, S)
+  for (auto _ : state) {
+    Tensor out;
+    if (fused) {
+      out = attn::scaled_dot_product_attention(q, k, v, {.key_padding_mask = kpm});
+    } else {
+      Tensor s = attn::matmul(attn::mul(q, 0.125), k.transpose(2, 3));  // (N, H, L, S)
+      s = attn::masked_fill(s, kpm.view({N, 1, 1, S}), -INFINITY);
+      out = attn::matmul(attn::softmax(s, -1), v);
+    }
+    if (!decode) attn::sum(attn::mul(out, go)).backward();
+    benchmark::DoNotOptimize(out);
+  }
+  state.SetLabel(std::string(decode ? "decode L=1 fwd" : "train L=S=32 fwd+bwd") + (fused ? ", fused" : ", composite"));
+}
+
+BENCHMARK(BM_Sdpa)->Args({0, 1})->Args({0, 0})->Args({1, 1})->Args({1, 0})->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_SoftmaxFwdBwd)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_LayerNormFwdBwd)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_GeluFwdBwd)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();

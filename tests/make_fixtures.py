@@ -142,6 +142,21 @@ def _bn(x, a, sp):
     return tuple(outs)
 
 
+def _sdpa(x, a, s):
+    """attn's key_padding_mask ((N, S), true = ignore) as torch's SDPA mask ((N, 1, 1, S), true = take part)."""
+    mask, kpm = by_name(x, s, "attn_mask"), by_name(x, s, "key_padding_mask")
+    if kpm is not None:
+        keep = ~kpm[:, None, None, :]
+        if mask is None:
+            mask = keep
+        elif mask.dtype == torch.bool:
+            mask = mask & keep
+        else:
+            mask = mask.masked_fill(~keep, -math.inf)
+    return F.scaled_dot_product_attention(x[0], x[1], x[2], attn_mask=mask, is_causal=a.get("is_causal", False),
+                                          scale=a.get("scale"))
+
+
 def _pool_stride(a):
     return a.get("stride", a["kernel_size"])
 
@@ -233,6 +248,8 @@ OPS = {
     "avg_pool2d": lambda x, a, s: F.avg_pool2d(x[0], a["kernel_size"], _pool_stride(a), a.get("padding", [0, 0]),
                                                ceil_mode=a.get("ceil_mode", False),
                                                count_include_pad=a.get("count_include_pad", True)),
+    # attention
+    "scaled_dot_product_attention": _sdpa,
     # joining, splitting, indexing
     "cat": lambda x, a, s: torch.cat(x, a.get("dim", 0)),
     "stack": lambda x, a, s: torch.stack(x, a.get("dim", 0)),
@@ -278,6 +295,7 @@ OPS = {
 
 # Ops whose outputs are not compared against a fixture: (reason) — checked in C++ another way.
 NOT_BY_FIXTURE = {"dropout": "training mode is random: statistical test in tests/test_ops_table.cc"}
+# (scaled_dot_product_attention's dropout_p > 0 is random too: tests/test_attention.cc)
 
 # ------------------------------------------------------------------------------------------- cases
 CASES = []  # (name, op, inputs, args, rtol, atol)
@@ -634,6 +652,24 @@ def define_cases():
     case("fill__", "fill_", [In([2, 3], **ng)], {"value": 3.25})
     case("zero__", "zero_", [In([2, 3], **ng)])
     case("add__noncontig_self", "add_", [In([4, 3], view=T(), **ng), In([3, 4], **ng)])
+
+    # ---- fused attention (appended last: earlier cases keep their random inputs)
+    sd = "scaled_dot_product_attention"
+    qkv = lambda L=5, S=7, D=4, Dv=4: [In([2, 2, L, D]), In([2, 2, S, D]), In([2, 2, S, Dv])]
+    case("sdpa", sd, qkv(), **L)
+    case("sdpa_causal", sd, qkv(L=6, S=6), {"is_causal": True}, **L)
+    case("sdpa_causal_l_ne_s", sd, qkv(L=5, S=7), {"is_causal": True}, **L)
+    case("sdpa_bool_mask", sd, qkv() + [In([5, 7], "bool", "bool", name="attn_mask", p=0.75)], **L)
+    case("sdpa_float_mask", sd, qkv() + [In([2, 1, 5, 7], grad=False, name="attn_mask")], **L)
+    case("sdpa_key_padding", sd, qkv() + [In([2, 7], "bool", "bool", name="key_padding_mask", p=0.3)], **L)
+    case("sdpa_bool_mask_key_padding", sd, qkv() + [In([5, 7], "bool", "bool", name="attn_mask", p=0.8),
+                                                    In([2, 7], "bool", "bool", name="key_padding_mask", p=0.2)], **L)
+    case("sdpa_noncontig", sd, [In([2, 5, 2, 4], view=[["permute", [0, 2, 1, 3]]]),
+                                In([7, 2, 2, 4], view=[["permute", [1, 2, 0, 3]]]),
+                                In([2, 2, 4, 7], view=T(2, 3))], **L)
+    case("sdpa_dv_ne_d", sd, qkv(L=3, S=9, D=5, Dv=3), **L)
+    case("sdpa_scale", sd, qkv(), {"scale": 0.3}, **L)
+    case("sdpa_long_keys", sd, qkv(L=3, S=70, D=8, Dv=8), {"is_causal": False}, **L)
 
 
 # ------------------------------------------------------------------------------------------ running

@@ -191,6 +191,13 @@ inline const std::map<std::string, OpFn>& op_table() {
        }},
       // ---- regularisation, embeddings, normalisation
       {"dropout", [](A a) { return attn::dropout(a[0], a.d("p"), a.b("training")); }},
+      {"scaled_dot_product_attention",
+       [](A a) {
+         return attn::scaled_dot_product_attention(a[0], a[1], a[2],
+                                                   {.attn_mask = a.named("attn_mask"),
+                                                    .key_padding_mask = a.named("key_padding_mask"),
+                                                    .is_causal = a.b("is_causal", false), .scale = a.opt_d("scale")});
+       }},
       {"embedding", [](A a) { return attn::embedding(a[0], a[1], a.i("padding_idx", -1)); }},
       {"layer_norm",
        [](A a) {

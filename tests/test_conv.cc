@@ -11,7 +11,9 @@
 
 #include "attn/autograd.h"
 #include "attn/ops.h"
+#include "backend/cpu/dispatch.h"
 #include "backend/cpu/linalg_kernels.h"
+#include "backend/cpu/pool_simd.h"
 #include "gradcheck.h"
 
 namespace {
@@ -300,6 +302,70 @@ void max_pool_oracle(const attn::backend::Pool2dArgs& a, const std::vector<float
         y[size_t((p * a.out_h + oh) * a.out_w + ow)] = best;
         idx[size_t((p * a.out_h + oh) * a.out_w + ow)] = bi;
       }
+}
+
+// The 2x2 / stride 2 path runs per instruction set (AVX-512 rows, SSE2 rows, scalar tails); each must
+// equal the exact oracle, and its backward must equal a zero fill + scatter of the same indices.
+struct PoolIsaCase {
+  attn::cpu::Isa isa;
+  int64_t w;
+};
+class PoolIsa : public ::testing::TestWithParam<PoolIsaCase> {
+ protected:
+  void SetUp() override {
+    if (!attn::cpu::set_isa_for_testing(GetParam().isa)) GTEST_SKIP() << "CPU lacks " << attn::cpu::isa_name(GetParam().isa);
+  }
+  void TearDown() override { attn::cpu::reset_isa(); }
+};
+INSTANTIATE_TEST_SUITE_P(Widths, PoolIsa,
+                         ::testing::Values(PoolIsaCase{attn::cpu::Isa::Avx512, 11}, PoolIsaCase{attn::cpu::Isa::Avx512, 28},
+                                           PoolIsaCase{attn::cpu::Isa::Avx512, 45}, PoolIsaCase{attn::cpu::Isa::Avx512, 70},
+                                           PoolIsaCase{attn::cpu::Isa::Avx2, 11}, PoolIsaCase{attn::cpu::Isa::Avx2, 45}));
+
+TEST_P(PoolIsa, MaxPool2x2ForwardAndBackwardMatchOracle) {
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> small(0, 3), pick(0, 60);
+  std::normal_distribution<float> normal;
+  attn::backend::Pool2dArgs a{};
+  a.n = 2, a.c = 3, a.h = 9, a.w = GetParam().w, a.kh = 2, a.kw = 2, a.stride_h = 2, a.stride_w = 2;
+  a.out_h = a.h / 2, a.out_w = a.w / 2;
+  const size_t nx = size_t(a.n * a.c * a.h * a.w), ny = size_t(a.n * a.c * a.out_h * a.out_w);
+  for (int with_nan = 0; with_nan < 2; ++with_nan) {
+    std::vector<float> x(nx);
+    for (float& v : x) {
+      const int r = pick(rng);
+      v = with_nan && r == 0 ? std::numeric_limits<float>::quiet_NaN() : r < 20 ? float(small(rng)) : normal(rng);
+    }
+    std::vector<float> y(ny), y_want(ny);
+    std::vector<int64_t> idx(ny), idx_want(ny);
+    attn::cpu::max_pool2d(a, x.data(), y.data(), idx.data());
+    max_pool_oracle(a, x, y_want, idx_want);
+    for (size_t i = 0; i < ny; ++i) {
+      ASSERT_EQ(idx[i], idx_want[i]) << "output " << i;
+      ASSERT_TRUE(y[i] == y_want[i] || (std::isnan(y[i]) && std::isnan(y_want[i]))) << "output " << i;
+    }
+    std::vector<float> gy(ny), gx(nx, 7.0f), gx_want(nx, 0.0f);
+    for (float& v : gy) v = normal(rng);
+    const int64_t in_plane = a.h * a.w, out_plane = a.out_h * a.out_w;
+    for (size_t i = 0; i < ny; ++i) gx_want[size_t(int64_t(i) / out_plane * in_plane + idx[i])] += gy[i];
+    attn::cpu::max_pool2d_backward(a, gy.data(), idx.data(), gx.data());
+    for (size_t i = 0; i < nx; ++i) ASSERT_EQ(gx[i], gx_want[i]) << "input " << i;
+    if (GetParam().isa == attn::cpu::Isa::Avx512) {  // the window-wise rows accept every forward index
+      std::vector<float> rows(size_t(2 * a.w));
+      for (int64_t r = 0; r < a.n * a.c * a.out_h; ++r) {
+        const int64_t base = (r % a.out_h) * 2 * a.w;
+        ASSERT_TRUE(attn::cpu::avx512::max_row_2x2_backward(gy.data() + r * a.out_w, idx.data() + r * a.out_w,
+                                                            rows.data(), rows.data() + a.w, a.out_w, a.w, base))
+            << "row " << r;
+      }
+    }
+    // an index inside the plane but outside its own window: still a correct scatter
+    idx[1] = 0;
+    std::fill(gx_want.begin(), gx_want.end(), 0.0f);
+    for (size_t i = 0; i < ny; ++i) gx_want[size_t(int64_t(i) / out_plane * in_plane + idx[i])] += gy[i];
+    attn::cpu::max_pool2d_backward(a, gy.data(), idx.data(), gx.data());
+    for (size_t i = 0; i < nx; ++i) ASSERT_EQ(gx[i], gx_want[i]) << "input " << i << " (foreign index)";
+  }
 }
 
 TEST(Pool, MaxPoolKernelMatchesOracleWithTiesInfAndNaN) {

@@ -220,6 +220,21 @@ const std::vector<GRow>& gradcheck_rows() {
          return dropout(x[0], 0.4, true);
        },
        {R({4, 6}).tr()}},
+      // ---- fused attention: odd sizes over several key blocks, masks, dropout with a fixed seed
+      {"sdpa_causal_noncontig",
+       [](const V& x) { return scaled_dot_product_attention(x[0], x[1], x[2], {.is_causal = true}); },
+       {R({2, 5, 2, 3}).perm({0, 2, 1, 3}), R({2, 2, 6, 3}), R({2, 2, 3, 6}).tr(2, 3)}},
+      {"sdpa_masks_long_keys",
+       [](const V& x) {
+         return scaled_dot_product_attention(x[0], x[1], x[2], {.attn_mask = x[3], .key_padding_mask = x[4], .scale = 0.7});
+       },
+       {R({1, 2, 3, 4}), R({1, 2, 70, 4}), R({1, 2, 70, 2}), K({3, 70}), B({1, 70})}},
+      {"sdpa_dropout_fixed_seed",
+       [](const V& x) {
+         manual_seed(7);
+         return scaled_dot_product_attention(x[0], x[1], x[2], {.dropout_p = 0.3});
+       },
+       {R({1, 2, 4, 3}), R({1, 2, 5, 3}), R({1, 2, 5, 3})}},
       // ---- embedding, normalisation
       {"embedding_repeat", [](const V& x) { return embedding(x[0], x[1]); },
        {R({4, 3}), Iv({2, 5}, {0, 1, 1, 3, 0, 3, 3, 2, 0, 1})}},

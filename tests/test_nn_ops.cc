@@ -430,6 +430,31 @@ TEST(NnOpsDropout, MaskScaleReproducibilityAndBackward) {
   }, {leaf({6, 7})}));
 }
 
+// The fused kernel draws the same uniforms uniform_ would (same generator advance) and keeps u < 1 - p,
+// so it equals the composite mask lt(u, 1 - p) * 1 / (1 - p), in float32 and float64, odd lengths too.
+TEST(NnOpsDropout, FusedKernelEqualsTheUniformComposite) {
+  for (DType dt : {kFloat32, kFloat64}) {
+    for (int64_t n : {int64_t(1), int64_t(7), int64_t(100003)}) {
+      Tensor x = add(rand({n}, {.dtype = dt}), 0.5);
+      manual_seed(77);
+      Tensor y = dropout(x, 0.25, true);
+      const uint64_t offset_after = default_generator().state().offset;
+      manual_seed(77);
+      Tensor u = empty({n}, {.dtype = dt});
+      u.uniform_(0.0, 1.0);
+      EXPECT_EQ(default_generator().state().offset, offset_after) << "n " << n;
+      Tensor want = mul(x, mul(lt(u, 1.0 - 0.25).to(dt), 1.0 / (1.0 - 0.25)));
+      EXPECT_TRUE(allclose(y, want, 0, 0)) << dtype_name(dt) << " n " << n;
+    }
+  }
+  // non-contiguous input
+  Tensor x = add(rand({64, 33}), 0.5).transpose(0, 1);
+  manual_seed(3);
+  Tensor y = dropout(x, 0.5, true);
+  manual_seed(3);
+  EXPECT_TRUE(allclose(y, dropout(x.contiguous(), 0.5, true), 0, 0));
+}
+
 // ---------------------------------------------------------------- embedding
 TEST(NnOpsEmbedding, ValuesPaddingAndErrors) {
   Tensor w = det({5, 3}, 0.0, 1.0, kFloat64, true);

@@ -123,6 +123,26 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
                   const Tensor& weight, const Tensor& bias, bool training, double momentum = 0.1,
                   double eps = 1e-5);
 
+// ---- attention
+// torch.nn.functional.scaled_dot_product_attention, fused: one tiled kernel (online softmax, backward
+// recomputing the probabilities), so no (L, S) scores, masks or dropout masks are materialised.
+//
+//   Tensor o = attn::scaled_dot_product_attention(q, k, v, {.is_causal = true});   // q (N, H, L, D),
+//   Tensor c = attn::scaled_dot_product_attention(q, k, v, {.key_padding_mask = pad,  // k (N, H, S, D),
+//                                                           .dropout_p = 0.1});       // v (N, H, S, Dv)
+//                                                                                     // -> (N, H, L, Dv)
+// Rows whose keys are all masked give 0 (and zero gradients), where PyTorch's composite gives NaN.
+struct SdpaOptions {
+  Tensor attn_mask = {};          // broadcastable to (N, H, L, S): bool (true = take part, as PyTorch's
+                                  // SDPA) or float (added to the scores); read through broadcast strides
+  Tensor key_padding_mask = {};   // (N, S): bool (true = ignore that key, as nn.MultiheadAttention) or float (added)
+  double dropout_p = 0.0;         // on the attention probabilities, whenever > 0; kept ones scaled by 1/(1-p)
+  bool is_causal = false;         // query i sees keys j <= i (top-left aligned); attn_mask must be empty
+  std::optional<double> scale = {};  // default 1/sqrt(D)
+};
+Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, const Tensor& value,
+                                    const SdpaOptions& o = {});
+
 // ---- convolution and pooling
 struct Conv1dOptions {
   int64_t stride = 1;

@@ -81,6 +81,28 @@ struct AdamArgs {
   int64_t step;  // after increment (1 for the first step)
 };
 
+// Fused scaled-dot-product attention (owner: sdpa; ops/attention.cc, cpu/attention.cc). Shapes:
+// q (N, H, L, D), k (N, H, S, D), v (N, H, S, Dv), out (N, H, L, Dv): any strides, dtype float32 or
+// float64 (all four alike). logsumexp (N, H, L) contiguous, same dtype: m + log(sum exp(s - m)) per row,
+// +inf for a row whose keys are all masked (its output is 0 and its gradients are 0).
+// attn_mask: data null, or broadcast to (N, H, L, S) by strides (0 on broadcast dims); bool (true =
+// take part, PyTorch's SDPA) or the dtype of q (added to the scores). key_padding_mask: data null, or
+// (N, S) by strides; bool (true = ignore that key) or q's dtype (added). Dropout keeps score (n, h, i, j)
+// iff lane j%4 of philox4x32(seed, offset + ((n*H + h)*L + i)*ceil(S/4) + j/4), as a unit float, is
+// < 1 - dropout_p (cpu::sdpa_keep); kept probabilities are scaled by 1/(1 - dropout_p).
+struct SdpaArgs {
+  int64_t n = 0, h = 0, l = 0, s = 0, d = 0, dv = 0;
+  double scale = 1.0;
+  bool is_causal = false;  // key j > query i is masked (top-left aligned, as torch.tril(ones(L, S)))
+  double dropout_p = 0.0;
+  uint64_t seed = 0, offset = 0;
+  TensorRef attn_mask, key_padding_mask;
+};
+// Philox blocks an SDPA dropout draws (the generator's reservation).
+inline uint64_t sdpa_dropout_blocks(const SdpaArgs& a) {
+  return uint64_t(a.n * a.h * a.l) * uint64_t((a.s + 3) / 4);
+}
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -130,6 +152,13 @@ class Backend {
                                       int64_t ignore_index, double label_smoothing, const TensorRef& grad_loss,
                                       const TensorRef& grad_x) = 0;
 
+  // fused attention (SdpaArgs above). grad_q/k/v: contiguous, shapes of q/k/v, overwritten.
+  virtual void sdpa_forward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v,
+                            const TensorRef& out, const TensorRef& logsumexp) = 0;
+  virtual void sdpa_backward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v,
+                             const TensorRef& out, const TensorRef& logsumexp, const TensorRef& grad_out,
+                             const TensorRef& grad_q, const TensorRef& grad_k, const TensorRef& grad_v) = 0;
+
   // indexing; index int64 (int32 accepted)
   virtual void gather(const TensorRef& x, int64_t dim, const TensorRef& index, const TensorRef& out) = 0;
   virtual void scatter_add(const TensorRef& out, int64_t dim, const TensorRef& index, const TensorRef& src) = 0;
@@ -150,6 +179,10 @@ class Backend {
   // random: fills out (contiguous float) from Philox(seed, counter...)
   virtual void uniform(const TensorRef& out, double lo, double hi, uint64_t seed, uint64_t counter) = 0;
   virtual void normal(const TensorRef& out, double mean, double std, uint64_t seed, uint64_t counter) = 0;
+  // Inverted dropout in one pass over contiguous x: u = the uniform(0, 1) draw `uniform` would make for
+  // element i, mask_i = u < 1 - p ? 1 / (1 - p) : 0, out = x * mask (x, out, mask: same dtype and shape).
+  virtual void dropout(const TensorRef& x, double p, uint64_t seed, uint64_t counter, const TensorRef& out,
+                       const TensorRef& mask) = 0;
 
   // optimizers: update param, exp_avg, exp_avg_sq (and max_exp_avg_sq if amsgrad) in place
   virtual void adam_step(const AdamArgs& a, const TensorRef& param, const TensorRef& grad,

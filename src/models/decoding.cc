@@ -6,6 +6,8 @@
 #include <limits>
 #include <numeric>
 #include <stdexcept>
+#include <tuple>
+#include <utility>
 
 #include "attn/autograd.h"
 #include "attn/ops.h"
@@ -80,18 +82,35 @@ std::vector<std::vector<Hypothesis>> beam_search(IncrementalDecoder& dec, const 
     for (int64_t s = 0; s < n; ++s) {
       std::vector<Beam> next;
       if (!done[s]) {
-        // candidates: (score, beam, token), best first
+        // candidates: (score, beam, token), best first; ties go to the lower beam, then the lower token.
+        // Only each live beam's 2B best tokens can be among the 2B best candidates, so each row is
+        // scanned once into a small sorted top list instead of materialising B * V candidates.
         std::vector<std::tuple<double, int64_t, int64_t>> cand;
-        cand.reserve(size_t(B * V));
+        const size_t K = size_t(std::min<int64_t>(2 * B, V));
+        cand.reserve(size_t(B) * K);
+        std::vector<std::pair<float, int64_t>> top;  // (log-prob, token), best first
+        top.reserve(K + 1);
         for (int64_t b = 0; b < B; ++b) {
           double base = alive[s][b].log_prob;
           if (base == neg_inf) continue;
           const float* row = logp.data() + (s * B + b) * V;
-          for (int64_t v = 0; v < V; ++v) cand.emplace_back(base + double(row[v]), b, v);
+          top.clear();
+          for (int64_t v = 0; v < V; ++v) {
+            const float x = row[v];
+            if (top.size() == K && !(x > top.back().first)) continue;  // NaN never enters
+            if (x != x) continue;
+            auto at = std::upper_bound(top.begin(), top.end(), x,
+                                       [](float val, const std::pair<float, int64_t>& e) { return val > e.first; });
+            top.insert(at, {x, v});
+            if (top.size() > K) top.pop_back();
+          }
+          for (const auto& [x, v] : top) cand.emplace_back(base + double(x), b, v);
         }
         size_t keep = std::min(cand.size(), size_t(2 * B));
-        std::partial_sort(cand.begin(), cand.begin() + keep, cand.end(),
-                          [](const auto& a, const auto& b) { return std::get<0>(a) > std::get<0>(b); });
+        std::partial_sort(cand.begin(), cand.begin() + keep, cand.end(), [](const auto& a, const auto& b) {
+          if (std::get<0>(a) != std::get<0>(b)) return std::get<0>(a) > std::get<0>(b);
+          return std::make_pair(std::get<1>(a), std::get<2>(a)) < std::make_pair(std::get<1>(b), std::get<2>(b));
+        });
         for (size_t c = 0; c < keep && int64_t(next.size()) < B; ++c) {
           auto [lp, b, v] = cand[c];
           std::vector<int64_t> toks = alive[s][b].tokens;

@@ -2,7 +2,6 @@
 #include "attn/models/translator.h"
 
 #include <cmath>
-#include <limits>
 
 #include "attn/autograd.h"
 #include "attn/ops.h"
@@ -98,7 +97,7 @@ class TranslatorDecoder : public IncrementalDecoder {
   TranslatorDecoder(Translator& m, const Tensor& src) : m_(m) {
     NoGradGuard ng;
     Tensor memory = m.encode(src);  // (N, S, E)
-    kpm_ = eq(src, double(m.options.pad_id)).view({src.size(0), 1, 1, src.size(1)});
+    kpm_ = eq(src, double(m.options.pad_id));  // (N, S)
     const int64_t E = m.options.d_model;
     for (const auto& l : *m.transformer->decoder->layers) {
       auto layer = std::static_pointer_cast<nn::TransformerDecoderLayer>(l);
@@ -164,30 +163,30 @@ class TranslatorDecoder : public IncrementalDecoder {
   }
 
  private:
+  // The fused scaled_dot_product_attention (no weights are captured while decoding): the new query row
+  // against the cached keys and values, unmasked (they are all in its past).
   Tensor self_attention(const std::shared_ptr<nn::MultiheadAttention>& a, const Tensor& h, size_t l) {
     const int64_t H = a->options.num_heads;
     std::vector<Tensor> qkv = chunk(linear(h, a->in_proj_weight, a->in_proj_bias), 3, -1);  // (rows, 1, E) each
-    Tensor q = split_heads(mul(qkv[0], 1.0 / std::sqrt(double(a->head_dim))), H);          // (rows, H, 1, D)
+    Tensor q = split_heads(qkv[0], H);                                                      // (rows, H, 1, D)
     Tensor k = split_heads(qkv[1], H), v = split_heads(qkv[2], H);
     self_k_[l] = self_k_[l].defined() ? cat({self_k_[l], k}, 2) : k.contiguous();           // (rows, H, t, D)
     self_v_[l] = self_v_[l].defined() ? cat({self_v_[l], v}, 2) : v.contiguous();
-    Tensor w = softmax(matmul(q, self_k_[l].transpose(-2, -1)), -1);                        // (rows, H, 1, t)
-    return a->out_proj->forward(merge_heads(matmul(w, self_v_[l])));
+    return a->out_proj->forward(merge_heads(scaled_dot_product_attention(q, self_k_[l], self_v_[l])));
   }
 
   Tensor cross_attention(const std::shared_ptr<nn::MultiheadAttention>& a, const Tensor& h, size_t l) {
     const int64_t E = m_.options.d_model, H = a->options.num_heads;
     Tensor b_q = a->in_proj_bias.defined() ? a->in_proj_bias.narrow(0, 0, E) : Tensor();
-    Tensor q = split_heads(mul(linear(h, a->in_proj_weight.narrow(0, 0, E), b_q), 1.0 / std::sqrt(double(a->head_dim))), H);
-    Tensor s = matmul(q, cross_k_[l].transpose(-2, -1));                                    // (rows, H, 1, S)
-    s = masked_fill(s, kpm_, -std::numeric_limits<double>::infinity());
-    return a->out_proj->forward(merge_heads(matmul(softmax(s, -1), cross_v_[l])));
+    Tensor q = split_heads(linear(h, a->in_proj_weight.narrow(0, 0, E), b_q), H);          // (rows, H, 1, D)
+    Tensor ctx = scaled_dot_product_attention(q, cross_k_[l], cross_v_[l], {.key_padding_mask = kpm_});
+    return a->out_proj->forward(merge_heads(ctx));                                          // (rows, 1, E)
   }
 
   Translator& m_;
   std::vector<std::shared_ptr<nn::TransformerDecoderLayer>> layers_;
   std::vector<Tensor> self_k_, self_v_, cross_k_, cross_v_;
-  Tensor kpm_;  // (rows, 1, 1, S) true at source padding
+  Tensor kpm_;  // (rows, S) true at source padding
   int64_t rows_ = 0, step_ = 0;
 };
 

@@ -1,5 +1,6 @@
 // src/nn/transformer.cc — MultiheadAttention, encoder/decoder layers and stacks, nn.Transformer,
-// sinusoidal positional encoding. Composites of ops; semantics of torch.nn (math path).
+// sinusoidal positional encoding. Composites of ops; semantics of torch.nn (math path). Attention runs the
+// fused scaled_dot_product_attention unless the weights are asked for (need_weights).
 #include "attn/nn/transformer.h"
 
 #include <cmath>
@@ -81,19 +82,13 @@ std::pair<Tensor, Tensor> MultiheadAttention::forward(const Tensor& q_in, const 
     k = linear(key, w[1], b[1]);
     v = linear(value, w[2], b[2]);
   }
-  q = mul(q, 1.0 / std::sqrt(double(D))).reshape({L, N, H, D}).permute({1, 2, 0, 3});  // (N, H, L, D)
-  k = k.reshape({S, N, H, D}).permute({1, 2, 3, 0});                                   // (N, H, D, S)
-  v = v.reshape({S, N, H, D}).permute({1, 2, 0, 3});                                   // (N, H, S, D)
-  Tensor scores = matmul(q, k);                                                        // (N, H, L, S)
-
   const double neg_inf = -std::numeric_limits<double>::infinity();
-  if (o.attn_mask.defined()) {
+  Tensor m = o.attn_mask;  // (L, S) or (N, H, L, S)
+  if (m.defined()) {
     if (o.is_causal) bad(where, "pass either attn_mask or is_causal, not both");
-    Tensor m = o.attn_mask;
     if (m.dim() == 2) {
       if (m.size(0) != L || m.size(1) != S)
         bad(where, "attn_mask " + shape_str(m.shape()) + " must be (" + std::to_string(L) + ", " + std::to_string(S) + ")");
-      m = m.view({1, 1, L, S});
     } else if (m.dim() == 3) {
       if (m.size(0) != N * H || m.size(1) != L || m.size(2) != S)
         bad(where, "attn_mask " + shape_str(m.shape()) + " must be (N*num_heads, L, S) = (" + std::to_string(N * H) +
@@ -102,20 +97,44 @@ std::pair<Tensor, Tensor> MultiheadAttention::forward(const Tensor& q_in, const 
     } else {
       bad(where, "attn_mask must be 2-d or 3-d, got " + shape_str(m.shape()));
     }
-    scores = m.dtype() == kBool ? masked_fill(scores, m, neg_inf) : add(scores, m);
+  }
+  const Tensor& kpm = o.key_padding_mask;
+  if (kpm.defined() && (kpm.dim() != 2 || kpm.size(0) != N || kpm.size(1) != S))
+    bad(where, "key_padding_mask " + shape_str(kpm.shape()) + " must be (N, S) = (" + std::to_string(N) + ", " +
+                   std::to_string(S) + ")");
+  const double p_drop = options.dropout > 0 && is_training() ? options.dropout : 0.0;
+
+  if (!o.need_weights) {  // the fused kernel: no (N, H, L, S) scores, masks or weights are materialised
+    q = q.reshape({L, N, H, D}).permute({1, 2, 0, 3});  // (N, H, L, D), a strided view
+    k = k.reshape({S, N, H, D}).permute({1, 2, 0, 3});  // (N, H, S, D)
+    v = v.reshape({S, N, H, D}).permute({1, 2, 0, 3});  // (N, H, S, D)
+    // attn_mask: MultiheadAttention's bool means "masked", SDPA's means "take part" (a copy the mask's size)
+    Tensor ctx = scaled_dot_product_attention(
+        q, k, v, {.attn_mask = m.defined() && m.dtype() == kBool ? logical_not(m) : m, .key_padding_mask = kpm,
+                  .dropout_p = p_drop, .is_causal = o.is_causal});         // (N, H, L, D)
+    Tensor out = out_proj->forward(ctx.permute({2, 0, 1, 3}).reshape({L, N, E}));  // (L, N, E)
+    if (options.batch_first) out = out.transpose(0, 1);
+    return {out, Tensor()};
+  }
+
+  // need_weights: the composite path, which also returns the (N, H, L, S) weights
+  q = mul(q, 1.0 / std::sqrt(double(D))).reshape({L, N, H, D}).permute({1, 2, 0, 3});  // (N, H, L, D)
+  k = k.reshape({S, N, H, D}).permute({1, 2, 3, 0});                                   // (N, H, D, S)
+  v = v.reshape({S, N, H, D}).permute({1, 2, 0, 3});                                   // (N, H, S, D)
+  Tensor scores = matmul(q, k);                                                        // (N, H, L, S)
+
+  if (m.defined()) {
+    scores = m.dtype() == kBool ? masked_fill(scores, m.dim() == 2 ? m.view({1, 1, L, S}) : m, neg_inf)
+                                : add(scores, m.dim() == 2 ? m.view({1, 1, L, S}) : m);
   } else if (o.is_causal) {
     scores = masked_fill(scores, causal_mask(L, q_in.device()).slice(1, 0, S), neg_inf);
   }
-  if (o.key_padding_mask.defined()) {
-    const Tensor& kpm = o.key_padding_mask;
-    if (kpm.dim() != 2 || kpm.size(0) != N || kpm.size(1) != S)
-      bad(where, "key_padding_mask " + shape_str(kpm.shape()) + " must be (N, S) = (" + std::to_string(N) + ", " +
-                     std::to_string(S) + ")");
-    Tensor m = kpm.view({N, 1, 1, S});
-    scores = kpm.dtype() == kBool ? masked_fill(scores, m, neg_inf) : add(scores, m);
+  if (kpm.defined()) {
+    Tensor km = kpm.view({N, 1, 1, S});
+    scores = kpm.dtype() == kBool ? masked_fill(scores, km, neg_inf) : add(scores, km);
   }
   Tensor weights = softmax(scores, -1);  // (N, H, L, S)
-  if (options.dropout > 0 && is_training()) weights = dropout(weights, options.dropout, true);
+  if (p_drop > 0) weights = dropout(weights, p_drop, true);
   Tensor ctx = matmul(weights, v).permute({2, 0, 1, 3}).reshape({L, N, E});  // (L, N, E)
   Tensor out = out_proj->forward(ctx);
   if (options.batch_first) out = out.transpose(0, 1);

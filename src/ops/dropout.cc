@@ -5,6 +5,7 @@
 //   Tensor e = attn::dropout(x, 0.1, false);              // identity: returns x itself
 #include <string>
 
+#include "attn/random.h"
 #include "ops/op_utils.h"
 
 namespace attn {
@@ -23,13 +24,21 @@ Tensor dropout(const Tensor& x, double p, bool training) {
     NoGradGuard ng;
     if (p == 1.0) {
       mask = zeros(x.shape(), {.dtype = dt, .device = x.device()});
-    } else {
-      // keep with probability 1 - p (PyTorch: bernoulli_(1 - p)); uniform draws advance the generator
-      Tensor u = empty(x.shape(), {.dtype = dt == kFloat64 ? kFloat64 : kFloat32, .device = x.device()});
+    } else if (dt == kFloat32 || dt == kFloat64) {
+      // keep with probability 1 - p (PyTorch: bernoulli_(1 - p)); one fused pass draws the uniforms
+      // (advancing the generator as uniform_ would), writes the mask and multiplies
+      const Tensor xc = x.detach().contiguous();
+      mask = empty(x.shape(), {.dtype = dt, .device = x.device()});
+      out = empty(x.shape(), {.dtype = dt, .device = x.device()});
+      Generator& gen = default_generator();
+      const uint64_t counter = gen.reserve(uint64_t((x.numel() + 3) / 4));
+      ops::be(x).dropout(backend::ref(xc), p, gen.seed(), counter, backend::ref(out), backend::ref(mask));
+    } else {  // reduced-precision storage: float32 draws, mask rounded to x's dtype
+      Tensor u = empty(x.shape(), {.dtype = kFloat32, .device = x.device()});
       u.uniform_(0.0, 1.0);
       mask = mul(lt(u, 1.0 - p).to(dt), 1.0 / (1.0 - p));
     }
-    out = mul(x.detach(), mask);
+    if (!out.defined()) out = mul(x.detach(), mask);
   }
   record("dropout", out, {x}, [mask](const Tensor& g) -> std::vector<Tensor> { return {mul(g, mask)}; });
   return out;

@@ -509,6 +509,18 @@ void CpuBackend::uniform(const TensorRef& out, double lo, double hi, uint64_t se
   unsupported("uniform", out.dtype);
 }
 
+void CpuBackend::dropout(const TensorRef& x, double p, uint64_t seed, uint64_t counter, const TensorRef& out,
+                         const TensorRef& mask) {
+  if (!x.contiguous() || !out.contiguous() || !mask.contiguous() || x.shape != out.shape || x.shape != mask.shape ||
+      x.dtype != out.dtype || x.dtype != mask.dtype)
+    throw std::invalid_argument("dropout: x, out and mask must be contiguous, of one shape and dtype");
+  if (x.dtype == kFloat32)
+    return cpu::dropout(ptr<const float>(x), x.numel(), p, seed, counter, ptr<float>(out), ptr<float>(mask));
+  if (x.dtype == kFloat64)
+    return cpu::dropout(ptr<const double>(x), x.numel(), p, seed, counter, ptr<double>(out), ptr<double>(mask));
+  unsupported("dropout", x.dtype);
+}
+
 void CpuBackend::normal(const TensorRef& out, double mean, double std, uint64_t seed, uint64_t counter) {
   if (!out.contiguous()) throw std::invalid_argument("normal: output must be contiguous");
   if (out.dtype == kFloat32) return cpu::normal(ptr<float>(out), out.numel(), mean, std, seed, counter);

@@ -36,6 +36,12 @@ class CpuBackend final : public backend::Backend {
   void cross_entropy_backward(const TensorRef& x, const TensorRef& target, const TensorRef& weight,
                               int64_t ignore_index, double label_smoothing, const TensorRef& grad_loss,
                               const TensorRef& grad_x) override;
+  // attention.cc
+  void sdpa_forward(const backend::SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v,
+                    const TensorRef& out, const TensorRef& logsumexp) override;
+  void sdpa_backward(const backend::SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v,
+                     const TensorRef& out, const TensorRef& logsumexp, const TensorRef& grad_out,
+                     const TensorRef& grad_q, const TensorRef& grad_k, const TensorRef& grad_v) override;
   void gather(const TensorRef& x, int64_t dim, const TensorRef& index, const TensorRef& out) override;
   void scatter_add(const TensorRef& out, int64_t dim, const TensorRef& index, const TensorRef& src) override;
   void index_select(const TensorRef& x, int64_t dim, const TensorRef& index, const TensorRef& out) override;
@@ -50,6 +56,8 @@ class CpuBackend final : public backend::Backend {
   void avg_pool2d_backward(const backend::Pool2dArgs& a, const void* grad_y, void* grad_x) override;
   void uniform(const TensorRef& out, double lo, double hi, uint64_t seed, uint64_t counter) override;
   void normal(const TensorRef& out, double mean, double std, uint64_t seed, uint64_t counter) override;
+  void dropout(const TensorRef& x, double p, uint64_t seed, uint64_t counter, const TensorRef& out,
+               const TensorRef& mask) override;
   void adam_step(const backend::AdamArgs& a, const TensorRef& param, const TensorRef& grad,
                  const TensorRef& exp_avg, const TensorRef& exp_avg_sq, const TensorRef& max_exp_avg_sq) override;
 };

@@ -59,6 +59,10 @@ inline int64_t normal_blocks(int64_t n) { return n > 0 ? (n + 1) / 2 : 0; }
 void uniform(float* out, int64_t n, double lo, double hi, uint64_t seed, uint64_t counter);
 void uniform(double* out, int64_t n, double lo, double hi, uint64_t seed, uint64_t counter);
 void normal(float* out, int64_t n, double mean, double std, uint64_t seed, uint64_t counter);
+// Inverted dropout from the uniform stream (same draws as uniform(.., 0, 1, seed, counter)), fused:
+// mask = u < 1 - p ? 1 / (1 - p) : 0, out = x * mask.
+void dropout(const float* x, int64_t n, double p, uint64_t seed, uint64_t counter, float* out, float* mask);
+void dropout(const double* x, int64_t n, double p, uint64_t seed, uint64_t counter, double* out, double* mask);
 void normal(double* out, int64_t n, double mean, double std, uint64_t seed, uint64_t counter);
 
 // ---- optimizers: torch.optim.Adam/AdamW (_single_tensor_adam) in place; max_exp_avg_sq only if amsgrad

@@ -30,7 +30,7 @@ void adam_loop(const backend::AdamArgs& a, T* param, const T* grad, T* exp_avg, 
   const T neg_step = T(-(a.lr / bias_correction1));
   const T bc2_sqrt = T(std::pow(bias_correction2, 0.5));
   const T eps = T(a.eps);
-#pragma omp parallel for schedule(static) if (n >= kParallelGrain)
+#pragma omp parallel for simd schedule(static) if (n >= kParallelGrain)
   for (int64_t i = 0; i < n; ++i) {
     T p = param[i];
     T g = grad[i];

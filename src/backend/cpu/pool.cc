@@ -17,7 +17,9 @@
 #include <emmintrin.h>
 #endif
 
+#include "backend/cpu/dispatch.h"
 #include "backend/cpu/linalg_kernels.h"
+#include "backend/cpu/pool_simd.h"
 
 namespace attn::cpu {
 
@@ -109,7 +111,7 @@ inline int64_t max_row_2x2_sse(const float* r0, const float* r1, float* yr, int6
 // 2x2 windows, stride 2, no padding (the usual CNN pool) without data-dependent branches: random
 // data would mispredict most of them. The max comes from a max tree, the argmax is the first window
 // position holding it (= the first maximum). Rows with a NaN are redone by the exact loop above.
-template <typename T> void max_plane_2x2(const Pool2dArgs a, const T* xp, T* yp, int64_t* ip) {
+template <typename T> void max_plane_2x2(const Pool2dArgs a, const T* xp, T* yp, int64_t* ip, bool avx512) {
   const int64_t w = a.w, ow_n = a.out_w;
   for (int64_t oh = 0; oh < a.out_h; ++oh) {
     const T* r0 = xp + 2 * oh * w;
@@ -118,11 +120,14 @@ template <typename T> void max_plane_2x2(const Pool2dArgs a, const T* xp, T* yp,
     int64_t* ir = ip + oh * ow_n;
     bool nan = false;
     int64_t ow = 0;
-#if defined(__SSE2__)
     if constexpr (std::is_same_v<T, float>) {
-      if (w < (int64_t(1) << 30)) ow = max_row_2x2_sse(r0, r1, yr, ir, ow_n, w, 2 * oh * w, nan);
-    }
+      if (w < (int64_t(1) << 30)) {
+        if (avx512) ow = avx512::max_row_2x2(r0, r1, yr, ir, ow_n, w, 2 * oh * w, nan);
+#if defined(__SSE2__)
+        else ow = max_row_2x2_sse(r0, r1, yr, ir, ow_n, w, 2 * oh * w, nan);
 #endif
+      }
+    }
     for (; ow < ow_n; ++ow) {
       const T v0 = r0[2 * ow], v1 = r0[2 * ow + 1], v2 = r1[2 * ow], v3 = r1[2 * ow + 1];
       const T m = std::max(std::max(v0, v1), std::max(v2, v3));
@@ -141,14 +146,33 @@ template <typename T> void max_plane_2x2(const Pool2dArgs a, const T* xp, T* yp,
   }
 }
 
+inline bool is_2x2_stride_2(const Pool2dArgs& a) {
+  return a.kh == 2 && a.kw == 2 && a.stride_h == 2 && a.stride_w == 2 && a.pad_h == 0 && a.pad_w == 0 &&
+         2 * a.out_h <= a.h && 2 * a.out_w <= a.w;
+}
+
+// Backward of one (n, c) plane of the 2x2 / stride 2 pool without a zero fill + scatter: each window
+// is written whole (grad at its argmax, 0 elsewhere), then the rows / column the windows leave out are
+// zeroed. False (nothing meaningful written) if an index lies outside its window: the caller scatters.
+inline bool max_plane_2x2_backward(const Pool2dArgs& a, const float* g, const int64_t* ip, float* gp) {
+  const int64_t w = a.w, ow_n = a.out_w;
+  for (int64_t oh = 0; oh < a.out_h; ++oh) {
+    float* r0 = gp + 2 * oh * w;
+    if (!avx512::max_row_2x2_backward(g + oh * ow_n, ip + oh * ow_n, r0, r0 + w, ow_n, w, 2 * oh * w)) return false;
+    for (int64_t c = 2 * ow_n; c < w; ++c) r0[c] = r0[w + c] = 0.0f;
+  }
+  std::fill(gp + 2 * a.out_h * w, gp + a.h * w, 0.0f);
+  return true;
+}
+
 template <typename T> void max_fwd(const Pool2dArgs& a, const T* x, T* y, int64_t* idx) {
   const int64_t planes = a.n * a.c, in_plane = a.h * a.w, out_plane = a.out_h * a.out_w;
-  const bool k2s2 = a.kh == 2 && a.kw == 2 && a.stride_h == 2 && a.stride_w == 2 && a.pad_h == 0 && a.pad_w == 0 &&
-                    2 * a.out_h <= a.h && 2 * a.out_w <= a.w;
+  const bool k2s2 = is_2x2_stride_2(a);
+  const bool avx512 = active_isa() == Isa::Avx512;
 #pragma omp parallel for schedule(static) if (planes * out_plane * a.kh * a.kw > kParallelWork)
   for (int64_t p = 0; p < planes; ++p) {
     if (k2s2)
-      max_plane_2x2(a, x + p * in_plane, y + p * out_plane, idx + p * out_plane);
+      max_plane_2x2(a, x + p * in_plane, y + p * out_plane, idx + p * out_plane, avx512);
     else
       max_plane(a, x + p * in_plane, y + p * out_plane, idx + p * out_plane);
   }
@@ -157,12 +181,17 @@ template <typename T> void max_fwd(const Pool2dArgs& a, const T* x, T* y, int64_
 template <typename T> void max_bwd(const Pool2dArgs& a, const T* gy, const int64_t* idx, T* gx) {
   const int64_t planes = a.n * a.c, in_plane = a.h * a.w, out_plane = a.out_h * a.out_w;
   bool bad = false;
+  const bool fast = std::is_same_v<T, float> && is_2x2_stride_2(a) && active_isa() == Isa::Avx512 &&
+                    a.w < (int64_t(1) << 30);
 #pragma omp parallel for schedule(static) reduction(|| : bad) if (planes * (in_plane + out_plane) > kParallelWork)
   for (int64_t p = 0; p < planes; ++p) {
     T* gp = gx + p * in_plane;
-    std::fill(gp, gp + in_plane, T(0));
     const T* g = gy + p * out_plane;
     const int64_t* ip = idx + p * out_plane;
+    if constexpr (std::is_same_v<T, float>) {
+      if (fast && max_plane_2x2_backward(a, g, ip, gp)) continue;
+    }
+    std::fill(gp, gp + in_plane, T(0));
     for (int64_t o = 0; o < out_plane; ++o) {
       const int64_t i = ip[o];
       if (i < 0 || i >= in_plane) {

@@ -49,7 +49,35 @@ template <typename T> void normal_impl(T* out, int64_t n, double mean, double st
     if (2 * b + 1 < n) out[2 * b + 1] = T(mean + std * (radius * std::sin(theta)));
   }
 }
+// Draws exactly as uniform_impl(.., 0, 1, ..) does; the comparison and scale are rounded to T as the
+// composite lt(u, 1 - p) * (1 / (1 - p)) rounds them, so the mask is the one that composite made.
+template <typename T>
+void dropout_impl(const T* x, int64_t n, double p, uint64_t seed, uint64_t counter, T* out, T* mask) {
+  const int64_t nb = uniform_blocks(n);
+  const T keep_below = T(1.0 - p), scale = T(1.0 / (1.0 - p));
+#pragma omp parallel for schedule(static) if (n >= kParallelGrain / 4)
+  for (int64_t b = 0; b < nb; ++b) {
+    const Philox4 r = philox4x32(seed, counter + uint64_t(b));
+    Philox4 q{};
+    if constexpr (sizeof(T) == 8) q = philox4x32(seed ^ kPhiloxLowKey, counter + uint64_t(b));
+    for (int64_t l = 0; l < 4 && 4 * b + l < n; ++l) {
+      T u;
+      if constexpr (sizeof(T) == 4) u = uint32_to_unit_float(r.v[l]);
+      else u = T(uint64_to_unit_double((uint64_t(r.v[l]) << 32) | q.v[l]));
+      const T m = u < keep_below ? scale : T(0);
+      mask[4 * b + l] = m;
+      out[4 * b + l] = x[4 * b + l] * m;
+    }
+  }
+}
 }  // namespace
+
+void dropout(const float* x, int64_t n, double p, uint64_t seed, uint64_t counter, float* out, float* mask) {
+  dropout_impl(x, n, p, seed, counter, out, mask);
+}
+void dropout(const double* x, int64_t n, double p, uint64_t seed, uint64_t counter, double* out, double* mask) {
+  dropout_impl(x, n, p, seed, counter, out, mask);
+}
 
 void uniform(float* out, int64_t n, double lo, double hi, uint64_t seed, uint64_t counter) {
   uniform_impl(out, n, lo, hi, seed, counter);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "attn/random.h"
+#include "backend/cpu/attention.h"
 #include "backend/cpu/kernels.h"
 
 namespace attn::cpu::ref {
@@ -283,5 +284,137 @@ void adam_step(const backend::AdamArgs& a, T* param, const T* grad_in, T* exp_av
 ATTN_REF_INSTANTIATE(float)
 ATTN_REF_INSTANTIATE(double)
 #undef ATTN_REF_INSTANTIATE
+
+// ---- fused attention (attention.h): one full score row at a time, double accumulation
+namespace {
+template <typename T> struct At4 {  // element (n, h, i, c) of a strided 4-d ref
+  T* p;
+  const Shape& st;
+  T& operator()(int64_t n, int64_t h, int64_t i, int64_t c) const {
+    return p[n * st[0] + h * st[1] + i * st[2] + c * st[3]];
+  }
+};
+template <typename T> double sdpa_mask(const backend::SdpaArgs& a, int64_t n, int64_t h, int64_t i, int64_t j) {
+  const double ninf = -std::numeric_limits<double>::infinity();
+  double add = 0;
+  if (const backend::TensorRef& m = a.attn_mask; m.data) {
+    const int64_t off = n * m.strides[0] + h * m.strides[1] + i * m.strides[2] + j * m.strides[3];
+    if (m.dtype == kBool) add = static_cast<const bool*>(m.data)[off] ? 0.0 : ninf;
+    else add = double(static_cast<const T*>(m.data)[off]);
+  }
+  if (const backend::TensorRef& m = a.key_padding_mask; m.data) {
+    const int64_t off = n * m.strides[0] + j * m.strides[1];
+    if (m.dtype == kBool) add += static_cast<const bool*>(m.data)[off] ? ninf : 0.0;
+    else add += double(static_cast<const T*>(m.data)[off]);
+  }
+  if (a.is_causal && j > i) add = ninf;
+  return add;
+}
+// probabilities p (undropped) of row i; false when every key is masked
+template <typename T>
+bool sdpa_row(const backend::SdpaArgs& a, const At4<const T>& q, const At4<const T>& k, int64_t n, int64_t h,
+              int64_t i, std::vector<double>& p, double* lse) {
+  double mx = -std::numeric_limits<double>::infinity();
+  for (int64_t j = 0; j < a.s; ++j) {
+    double dot = 0;
+    for (int64_t d = 0; d < a.d; ++d) dot += double(q(n, h, i, d)) * double(k(n, h, j, d));
+    p[size_t(j)] = dot * a.scale + sdpa_mask<T>(a, n, h, i, j);
+    mx = std::max(mx, p[size_t(j)]);
+  }
+  if (mx == -std::numeric_limits<double>::infinity()) {
+    std::fill(p.begin(), p.end(), 0.0);
+    *lse = std::numeric_limits<double>::infinity();
+    return false;
+  }
+  double sum = 0;
+  for (double& x : p) sum += (x = std::exp(x - mx));
+  for (double& x : p) x /= sum;
+  *lse = mx + std::log(sum);
+  return true;
+}
+template <typename T> double sdpa_keep_scale(const backend::SdpaArgs& a, int64_t row, int64_t j) {
+  if (a.dropout_p <= 0) return 1.0;
+  return sdpa_keep(a, row, j) ? 1.0 / (1.0 - a.dropout_p) : 0.0;
+}
+
+template <typename T>
+void sdpa_forward_t(const backend::SdpaArgs& a, const backend::TensorRef& q_, const backend::TensorRef& k_,
+                    const backend::TensorRef& v_, const backend::TensorRef& out_, const backend::TensorRef& lse_) {
+  At4<const T> q{static_cast<const T*>(q_.data), q_.strides}, k{static_cast<const T*>(k_.data), k_.strides},
+      v{static_cast<const T*>(v_.data), v_.strides};
+  At4<T> out{static_cast<T*>(out_.data), out_.strides};
+  T* lse = static_cast<T*>(lse_.data);
+  std::vector<double> p(size_t(a.s));
+  for (int64_t n = 0; n < a.n; ++n)
+    for (int64_t h = 0; h < a.h; ++h)
+      for (int64_t i = 0; i < a.l; ++i) {
+        const int64_t row = (n * a.h + h) * a.l + i;
+        double l;
+        sdpa_row<T>(a, q, k, n, h, i, p, &l);
+        lse[row] = T(l);
+        for (int64_t e = 0; e < a.dv; ++e) {
+          double acc = 0;
+          for (int64_t j = 0; j < a.s; ++j) acc += p[size_t(j)] * sdpa_keep_scale<T>(a, row, j) * double(v(n, h, j, e));
+          out(n, h, i, e) = T(acc);
+        }
+      }
+}
+
+template <typename T>
+void sdpa_backward_t(const backend::SdpaArgs& a, const backend::TensorRef& q_, const backend::TensorRef& k_,
+                     const backend::TensorRef& v_, const backend::TensorRef& go_, const backend::TensorRef& gq_,
+                     const backend::TensorRef& gk_, const backend::TensorRef& gv_) {
+  At4<const T> q{static_cast<const T*>(q_.data), q_.strides}, k{static_cast<const T*>(k_.data), k_.strides},
+      v{static_cast<const T*>(v_.data), v_.strides}, go{static_cast<const T*>(go_.data), go_.strides};
+  At4<T> gq{static_cast<T*>(gq_.data), gq_.strides}, gk{static_cast<T*>(gk_.data), gk_.strides},
+      gv{static_cast<T*>(gv_.data), gv_.strides};
+  std::vector<double> p(size_t(a.s)), dp(size_t(a.s)), dk(size_t(a.s * a.d)), dv(size_t(a.s * a.dv));
+  for (int64_t n = 0; n < a.n; ++n)
+    for (int64_t h = 0; h < a.h; ++h) {
+      std::fill(dk.begin(), dk.end(), 0.0);
+      std::fill(dv.begin(), dv.end(), 0.0);
+      for (int64_t i = 0; i < a.l; ++i) {
+        const int64_t row = (n * a.h + h) * a.l + i;
+        double l;
+        sdpa_row<T>(a, q, k, n, h, i, p, &l);
+        double di = 0;  // sum_j P_j dP_j
+        for (int64_t j = 0; j < a.s; ++j) {
+          double g = 0;
+          for (int64_t e = 0; e < a.dv; ++e) g += double(go(n, h, i, e)) * double(v(n, h, j, e));
+          const double ks = sdpa_keep_scale<T>(a, row, j);
+          dp[size_t(j)] = g * ks;
+          di += p[size_t(j)] * dp[size_t(j)];
+          for (int64_t e = 0; e < a.dv; ++e) dv[size_t(j * a.dv + e)] += p[size_t(j)] * ks * double(go(n, h, i, e));
+        }
+        for (int64_t d = 0; d < a.d; ++d) {
+          double acc = 0;
+          for (int64_t j = 0; j < a.s; ++j) {
+            const double ds = p[size_t(j)] * (dp[size_t(j)] - di) * a.scale;
+            acc += ds * double(k(n, h, j, d));
+            dk[size_t(j * a.d + d)] += ds * double(q(n, h, i, d));
+          }
+          gq(n, h, i, d) = T(acc);
+        }
+      }
+      for (int64_t j = 0; j < a.s; ++j) {
+        for (int64_t d = 0; d < a.d; ++d) gk(n, h, j, d) = T(dk[size_t(j * a.d + d)]);
+        for (int64_t e = 0; e < a.dv; ++e) gv(n, h, j, e) = T(dv[size_t(j * a.dv + e)]);
+      }
+    }
+}
+}  // namespace
+
+void sdpa_forward(const backend::SdpaArgs& a, const backend::TensorRef& q, const backend::TensorRef& k,
+                  const backend::TensorRef& v, const backend::TensorRef& out, const backend::TensorRef& logsumexp) {
+  if (q.dtype == kFloat64) sdpa_forward_t<double>(a, q, k, v, out, logsumexp);
+  else sdpa_forward_t<float>(a, q, k, v, out, logsumexp);
+}
+void sdpa_backward(const backend::SdpaArgs& a, const backend::TensorRef& q, const backend::TensorRef& k,
+                   const backend::TensorRef& v, const backend::TensorRef&, const backend::TensorRef&,
+                   const backend::TensorRef& grad_out, const backend::TensorRef& grad_q, const backend::TensorRef& grad_k,
+                   const backend::TensorRef& grad_v) {
+  if (q.dtype == kFloat64) sdpa_backward_t<double>(a, q, k, v, grad_out, grad_q, grad_k, grad_v);
+  else sdpa_backward_t<float>(a, q, k, v, grad_out, grad_q, grad_k, grad_v);
+}
 
 }  // namespace attn::cpu::ref

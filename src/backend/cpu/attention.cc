@@ -1,0 +1,383 @@
+// src/backend/cpu/attention.cc — fused scaled-dot-product attention, FlashAttention-2 style (attention.h).
+//
+// Forward, per (n, h, block of up to 64 query rows): for each block of up to 64 keys, S = (scale Q) Kᵀ
+// (tile product), masks applied while the tile is hot (bool/float attn_mask and key padding read through
+// their strides, causal by index), online softmax (running max m and sum l per row), O += P V; at the end
+// O /= l and logsumexp = m + log l is stored. Backward, per (n, h): P is recomputed per tile from Q, K and
+// logsumexp; dV += Pᵀ dO, dP = dO Vᵀ, dS = P ∘ (dP − rowsum(dO ∘ O)), dQ += scale dS K, dK += scale dSᵀ Q.
+// Dropout regenerates its keep-mask from Philox (attention.h), so nothing (L, S) is ever stored.
+//
+// Tiles are packed (any input strides) into zero-padded buffers whose column counts are multiples of 16,
+// so the float32 micro-kernels (attention_simd.inc) run full vectors only; float64 (and the Reference ISA)
+// use the scalar micro-kernels below. Rows whose keys are all masked: output 0, logsumexp +inf, grads 0.
+#include "backend/cpu/attention.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/dispatch.h"
+
+namespace attn::cpu {
+
+namespace {
+
+constexpr int64_t kBr = 64, kBc = 64;  // query rows, keys per tile
+inline int64_t pad16(int64_t x) { return (x + 15) / 16 * 16; }
+
+template <typename T> struct Micro {
+  void (*gemm)(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t m, int64_t k, int64_t n,
+               bool accumulate);
+  T (*exp_row)(T* s, int64_t n, T m);
+};
+
+template <typename T>
+void gemm_scalar(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t m, int64_t k, int64_t n,
+                 bool accumulate) {
+  for (int64_t i = 0; i < m; ++i) {
+    T* ci = c + i * ldc;
+    if (!accumulate) std::fill(ci, ci + n, T(0));
+    for (int64_t p = 0; p < k; ++p) {
+      const T av = a[i * lda + p];
+      const T* bp = b + p * ldb;
+      for (int64_t j = 0; j < n; ++j) ci[j] += av * bp[j];
+    }
+  }
+}
+
+template <typename T> T exp_row_scalar(T* s, int64_t n, T m) {
+  T sum = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    s[j] = s[j] == -std::numeric_limits<T>::infinity() ? T(0) : std::exp(s[j] - m);
+    sum += s[j];
+  }
+  return sum;
+}
+
+template <typename T> Micro<T> micro() {
+  if constexpr (std::is_same_v<T, float>) {
+    const SdpaKernels* t = nullptr;
+    switch (active_isa()) {
+      case Isa::Avx512: t = &avx512::sdpa_kernels(); break;
+      case Isa::Avx2: t = &avx2::sdpa_kernels(); break;
+      case Isa::Reference: break;
+    }
+    if (t) return {t->gemm, t->exp_row};
+  }
+  return {&gemm_scalar<T>, &exp_row_scalar<T>};
+}
+
+// A strided 4-d operand (N, H, rows, cols).
+template <typename T> struct Op4 {
+  T* p;
+  int64_t s0, s1, s2, s3;
+  explicit Op4(const TensorRef& r)
+      : p(static_cast<T*>(r.data)), s0(r.strides[0]), s1(r.strides[1]), s2(r.strides[2]), s3(r.strides[3]) {}
+  T* row(int64_t n, int64_t h, int64_t i) const { return p + n * s0 + h * s1 + i * s2; }
+};
+
+// Masks of one call, applied to one row of a score tile.
+template <typename T> struct Masker {
+  const SdpaArgs& a;
+  const bool* mb = nullptr;  // attn_mask, bool: true = take part
+  const T* mf = nullptr;     // attn_mask, float: added
+  int64_t ms[4] = {0, 0, 0, 0};
+  const bool* kb = nullptr;  // key_padding_mask, bool: true = ignore
+  const T* kf = nullptr;     // key_padding_mask, float: added
+  int64_t ks[2] = {0, 0};
+  explicit Masker(const SdpaArgs& args) : a(args) {
+    if (a.attn_mask.data) {
+      if (a.attn_mask.dtype == kBool) mb = static_cast<const bool*>(a.attn_mask.data);
+      else mf = static_cast<const T*>(a.attn_mask.data);
+      for (int i = 0; i < 4; ++i) ms[i] = a.attn_mask.strides[size_t(i)];
+    }
+    if (a.key_padding_mask.data) {
+      if (a.key_padding_mask.dtype == kBool) kb = static_cast<const bool*>(a.key_padding_mask.data);
+      else kf = static_cast<const T*>(a.key_padding_mask.data);
+      for (int i = 0; i < 2; ++i) ks[i] = a.key_padding_mask.strides[size_t(i)];
+    }
+  }
+  bool has_key_bias() const { return kb || kf; }
+  // the key padding of keys j0 .. j0 + bc of batch n as an additive bias (0 or -inf, or the float mask):
+  // the same for every query row, so made once per key block
+  void key_bias(int64_t n, int64_t j0, int64_t bc, T* bias) const {
+    constexpr T ninf = -std::numeric_limits<T>::infinity();
+    if (kb) {
+      const bool* m = kb + n * ks[0] + j0 * ks[1];
+      for (int64_t c = 0; c < bc; ++c) bias[c] = m[c * ks[1]] ? ninf : T(0);
+    } else {
+      const T* m = kf + n * ks[0] + j0 * ks[1];
+      for (int64_t c = 0; c < bc; ++c) bias[c] = m[c * ks[1]];
+    }
+  }
+  // s[c]: the score of key j0 + c, c < bc, for query i of (n, h); kbias from key_bias() or null.
+  void apply(T* s, int64_t n, int64_t h, int64_t i, int64_t j0, int64_t bc, const T* kbias) const {
+    constexpr T ninf = -std::numeric_limits<T>::infinity();
+    if (mb) {
+      const bool* m = mb + n * ms[0] + h * ms[1] + i * ms[2] + j0 * ms[3];
+      for (int64_t c = 0; c < bc; ++c)
+        if (!m[c * ms[3]]) s[c] = ninf;
+    } else if (mf) {
+      const T* m = mf + n * ms[0] + h * ms[1] + i * ms[2] + j0 * ms[3];
+      for (int64_t c = 0; c < bc; ++c) s[c] += m[c * ms[3]];
+    }
+    if (kbias)
+      for (int64_t c = 0; c < bc; ++c) s[c] += kbias[c];
+    if (a.is_causal)
+      for (int64_t c = std::max<int64_t>(0, i - j0 + 1); c < bc; ++c) s[c] = ninf;
+  }
+};
+
+// Keys a query block [i0, i0 + br) can see: all S, or j <= i0 + br - 1 when causal.
+inline int64_t key_end(const SdpaArgs& a, int64_t i0, int64_t br) {
+  return a.is_causal ? std::min(a.s, i0 + br) : a.s;
+}
+
+// rows (n, h, i0 .. i0 + br) x cols of a strided operand -> dst (br, ld), scaled; pad columns untouched.
+template <typename T>
+void pack_rows(const Op4<const T>& x, int64_t n, int64_t h, int64_t i0, int64_t br, int64_t cols, T scale, T* dst,
+               int64_t ld) {
+  for (int64_t r = 0; r < br; ++r) {
+    const T* src = x.row(n, h, i0 + r);
+    T* d = dst + r * ld;
+    if (x.s3 == 1)
+      for (int64_t c = 0; c < cols; ++c) d[c] = src[c] * scale;
+    else
+      for (int64_t c = 0; c < cols; ++c) d[c] = src[c * x.s3] * scale;
+  }
+}
+// the transpose: dst (cols, ld) with dst[c][r] = x[i0 + r][c]; columns br .. ld zeroed.
+template <typename T>
+void pack_transposed(const Op4<const T>& x, int64_t n, int64_t h, int64_t i0, int64_t br, int64_t cols, T* dst,
+                     int64_t ld) {
+  if (br < ld)
+    for (int64_t c = 0; c < cols; ++c) std::fill(dst + c * ld + br, dst + (c + 1) * ld, T(0));
+  for (int64_t r = 0; r < br; ++r) {
+    const T* src = x.row(n, h, i0 + r);
+    for (int64_t c = 0; c < cols; ++c) dst[c * ld + r] = src[c * x.s3];
+  }
+}
+
+template <typename T> bool worth_threads(const SdpaArgs& a) {
+  return double(a.n * a.h) * double(a.l) * double(a.s) * double(a.d + a.dv) >= double(1 << 18);
+}
+
+template <typename T>
+void forward_impl(const SdpaArgs& a, const TensorRef& q_, const TensorRef& k_, const TensorRef& v_,
+                  const TensorRef& out_, T* lse) {
+  const Micro<T> mk = micro<T>();
+  const Op4<const T> q(q_), k(k_), v(v_);
+  const Op4<T> out(out_);
+  const int64_t H = a.h, L = a.l, D = a.d, Dv = a.dv, dpad = pad16(D), dvpad = pad16(Dv);
+  const int64_t nqb = (L + kBr - 1) / kBr, work = a.n * H * nqb;
+  const Masker<T> masker(a);
+  const T scale = T(a.scale), ninf = -std::numeric_limits<T>::infinity();
+  const bool drop = a.dropout_p > 0;
+  const T keep_scale = drop ? T(1.0 / (1.0 - a.dropout_p)) : T(1);
+#pragma omp parallel if (work > 1 && worth_threads<T>(a))
+  {
+    std::vector<T> qs(size_t(kBr * dpad), T(0)), kt(size_t(std::max<int64_t>(D, 1) * kBc)),
+        vp(size_t(kBc * dvpad), T(0)), st(size_t(kBr * kBc)), o(size_t(kBr * dvpad)), m(kBr), l(kBr);
+    std::vector<T> kbias(kBc);
+    std::vector<uint8_t> keep(kBc);
+    const T* kb = masker.has_key_bias() ? kbias.data() : nullptr;
+#pragma omp for schedule(static)
+    for (int64_t w = 0; w < work; ++w) {
+      const int64_t nh = w / nqb, n = nh / H, h = nh % H, i0 = (w % nqb) * kBr, br = std::min(kBr, L - i0);
+      pack_rows(q, n, h, i0, br, D, scale, qs.data(), dpad);
+      std::fill(o.begin(), o.end(), T(0));
+      std::fill(m.begin(), m.end(), ninf);
+      std::fill(l.begin(), l.end(), T(0));
+      const int64_t j_end = key_end(a, i0, br);
+      for (int64_t j0 = 0; j0 < j_end; j0 += kBc) {
+        const int64_t bc = std::min(kBc, j_end - j0), bcp = pad16(bc);
+        pack_transposed(k, n, h, j0, bc, D, kt.data(), bcp);  // (D, bcp)
+        pack_rows(v, n, h, j0, bc, Dv, T(1), vp.data(), dvpad);
+        mk.gemm(qs.data(), dpad, kt.data(), bcp, st.data(), bcp, br, D, bcp, false);  // (br, bcp)
+        if (kb) masker.key_bias(n, j0, bc, kbias.data());
+        for (int64_t r = 0; r < br; ++r) {
+          T* s = st.data() + r * bcp;
+          masker.apply(s, n, h, i0 + r, j0, bc, kb);
+          std::fill(s + bc, s + bcp, ninf);
+          T mx = m[size_t(r)];
+          for (int64_t c = 0; c < bc; ++c) mx = std::max(mx, s[c]);
+          if (mx == ninf) {  // every key so far masked
+            std::fill(s, s + bcp, T(0));
+            continue;
+          }
+          const T alpha = m[size_t(r)] == ninf ? T(0) : std::exp(m[size_t(r)] - mx);
+          l[size_t(r)] = l[size_t(r)] * alpha + mk.exp_row(s, bcp, mx);
+          m[size_t(r)] = mx;
+          if (alpha != T(1))
+            for (int64_t e = 0; e < Dv; ++e) o[size_t(r * dvpad + e)] *= alpha;
+          if (drop) {
+            sdpa_keep_row(a, (nh * L) + i0 + r, j0, bc, keep.data());
+            for (int64_t c = 0; c < bc; ++c) s[c] = keep[size_t(c)] ? s[c] * keep_scale : T(0);
+          }
+        }
+        mk.gemm(st.data(), bcp, vp.data(), dvpad, o.data(), dvpad, br, bc, dvpad, true);  // O += P V
+      }
+      for (int64_t r = 0; r < br; ++r) {
+        const T lr = l[size_t(r)], inv = lr > 0 ? T(1) / lr : T(0);
+        T* dst = out.row(n, h, i0 + r);
+        for (int64_t e = 0; e < Dv; ++e) dst[e * out.s3] = o[size_t(r * dvpad + e)] * inv;
+        lse[nh * L + i0 + r] = lr > 0 ? m[size_t(r)] + std::log(lr) : std::numeric_limits<T>::infinity();
+      }
+    }
+  }
+}
+
+template <typename T>
+void backward_impl(const SdpaArgs& a, const TensorRef& q_, const TensorRef& k_, const TensorRef& v_,
+                   const TensorRef& out_, const T* lse, const TensorRef& gout_, const TensorRef& gq_,
+                   const TensorRef& gk_, const TensorRef& gv_) {
+  const Micro<T> mk = micro<T>();
+  const Op4<const T> q(q_), k(k_), v(v_), out(out_), gout(gout_);
+  const Op4<T> gq(gq_), gk(gk_), gv(gv_);
+  const int64_t H = a.h, L = a.l, S = a.s, D = a.d, Dv = a.dv, dpad = pad16(D), dvpad = pad16(Dv);
+  const int64_t work = a.n * H;
+  const Masker<T> masker(a);
+  const T scale = T(a.scale), ninf = -std::numeric_limits<T>::infinity(), inf = -ninf;
+  const bool drop = a.dropout_p > 0;
+  const T keep_scale = drop ? T(1.0 / (1.0 - a.dropout_p)) : T(1);
+#pragma omp parallel if (work > 1 && worth_threads<T>(a))
+  {
+    std::vector<T> qs(size_t(kBr * dpad), T(0)), dos(size_t(kBr * dvpad), T(0)), dr(kBr), dq(size_t(kBr * dpad));
+    std::vector<T> kt(size_t(std::max<int64_t>(D, 1) * kBc)), kp(size_t(kBc * dpad), T(0)),
+        vt(size_t(std::max<int64_t>(Dv, 1) * kBc)), st(size_t(kBr * kBc)), dp(size_t(kBr * kBc)),
+        tt(size_t(kBc * kBr));
+    std::vector<T> dk(size_t(S * dpad)), dv(size_t(S * dvpad));  // this (n, h)'s dK, dV accumulators
+    std::vector<T> kbias(kBc);
+    std::vector<uint8_t> keep(kBc);
+    const T* kb = masker.has_key_bias() ? kbias.data() : nullptr;
+#pragma omp for schedule(static)
+    for (int64_t nh = 0; nh < work; ++nh) {
+      const int64_t n = nh / H, h = nh % H;
+      std::fill(dk.begin(), dk.end(), T(0));
+      std::fill(dv.begin(), dv.end(), T(0));
+      for (int64_t i0 = 0; i0 < L; i0 += kBr) {
+        const int64_t br = std::min(kBr, L - i0);
+        pack_rows(q, n, h, i0, br, D, scale, qs.data(), dpad);
+        pack_rows(gout, n, h, i0, br, Dv, T(1), dos.data(), dvpad);
+        for (int64_t r = 0; r < br; ++r) {  // D_i = rowsum(dO ∘ O)
+          const T* orow = out.row(n, h, i0 + r);
+          T acc = 0;
+          for (int64_t e = 0; e < Dv; ++e) acc += dos[size_t(r * dvpad + e)] * orow[e * out.s3];
+          dr[size_t(r)] = acc;
+        }
+        std::fill(dq.begin(), dq.end(), T(0));
+        const int64_t j_end = key_end(a, i0, br);
+        for (int64_t j0 = 0; j0 < j_end; j0 += kBc) {
+          const int64_t bc = std::min(kBc, j_end - j0), bcp = pad16(bc);
+          pack_transposed(k, n, h, j0, bc, D, kt.data(), bcp);   // (D, bcp)
+          pack_rows(k, n, h, j0, bc, D, T(1), kp.data(), dpad);  // (bc, dpad)
+          pack_transposed(v, n, h, j0, bc, Dv, vt.data(), bcp);  // (Dv, bcp)
+          mk.gemm(qs.data(), dpad, kt.data(), bcp, st.data(), bcp, br, D, bcp, false);   // S
+          mk.gemm(dos.data(), dvpad, vt.data(), bcp, dp.data(), bcp, br, Dv, bcp, false);  // dP = dO Vᵀ
+          if (kb) masker.key_bias(n, j0, bc, kbias.data());
+          for (int64_t r = 0; r < br; ++r) {
+            T* s = st.data() + r * bcp;
+            T* g = dp.data() + r * bcp;
+            const T lr = lse[nh * L + i0 + r];
+            if (lr == inf) {
+              std::fill(s, s + bcp, T(0));
+            } else {
+              masker.apply(s, n, h, i0 + r, j0, bc, kb);
+              std::fill(s + bc, s + bcp, ninf);
+              mk.exp_row(s, bcp, lr);  // P
+            }
+            if (drop) sdpa_keep_row(a, nh * L + i0 + r, j0, bc, keep.data());
+            for (int64_t c = 0; c < bc; ++c) {
+              const T ks = drop ? (keep[size_t(c)] ? keep_scale : T(0)) : T(1);
+              tt[size_t(c * kBr + r)] = s[c] * ks;             // dropped P, transposed
+              s[c] = s[c] * (g[c] * ks - dr[size_t(r)]);       // dS = P ∘ (dP − D)
+            }
+          }
+          // dV += Pᵀ dO
+          mk.gemm(tt.data(), kBr, dos.data(), dvpad, dv.data() + j0 * dvpad, dvpad, bc, br, dvpad, true);
+          // dQ += dS K (scaled at the end)
+          mk.gemm(st.data(), bcp, kp.data(), dpad, dq.data(), dpad, br, bc, dpad, true);
+          for (int64_t r = 0; r < br; ++r)
+            for (int64_t c = 0; c < bc; ++c) tt[size_t(c * kBr + r)] = st[size_t(r * bcp + c)];
+          // dK += dSᵀ (scale Q)
+          mk.gemm(tt.data(), kBr, qs.data(), dpad, dk.data() + j0 * dpad, dpad, bc, br, dpad, true);
+        }
+        for (int64_t r = 0; r < br; ++r) {
+          T* dst = gq.row(n, h, i0 + r);
+          for (int64_t e = 0; e < D; ++e) dst[e * gq.s3] = dq[size_t(r * dpad + e)] * scale;
+        }
+      }
+      for (int64_t j = 0; j < S; ++j) {
+        T* dst = gk.row(n, h, j);
+        for (int64_t e = 0; e < D; ++e) dst[e * gk.s3] = dk[size_t(j * dpad + e)];
+        T* dst2 = gv.row(n, h, j);
+        for (int64_t e = 0; e < Dv; ++e) dst2[e * gv.s3] = dv[size_t(j * dvpad + e)];
+      }
+    }
+  }
+}
+
+void check(bool ok, const char* what) {
+  if (!ok) throw std::invalid_argument(std::string("sdpa (cpu): ") + what);
+}
+void check_args(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v, const TensorRef& out,
+                const TensorRef& lse) {
+  check(q.shape == Shape{a.n, a.h, a.l, a.d} && k.shape == Shape{a.n, a.h, a.s, a.d} &&
+            v.shape == Shape{a.n, a.h, a.s, a.dv} && out.shape == Shape{a.n, a.h, a.l, a.dv},
+        "q, k, v, out shapes do not match the args");
+  check(k.dtype == q.dtype && v.dtype == q.dtype && out.dtype == q.dtype && lse.dtype == q.dtype,
+        "q, k, v, out, logsumexp must share one dtype");
+  check(lse.contiguous() && lse.numel() == a.n * a.h * a.l, "logsumexp must be contiguous (N, H, L)");
+  check(q.dtype == kFloat32 || q.dtype == kFloat64, "dtype must be float32 or float64");
+  check(!a.attn_mask.data || (a.attn_mask.strides.size() == 4 &&
+                              (a.attn_mask.dtype == kBool || a.attn_mask.dtype == q.dtype)),
+        "attn_mask must be a 4-d bool or q-dtype ref");
+  check(!a.key_padding_mask.data || (a.key_padding_mask.strides.size() == 2 &&
+                                     (a.key_padding_mask.dtype == kBool || a.key_padding_mask.dtype == q.dtype)),
+        "key_padding_mask must be a 2-d bool or q-dtype ref");
+}
+
+}  // namespace
+
+void sdpa_forward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v, const TensorRef& out,
+                  const TensorRef& logsumexp) {
+  check_args(a, q, k, v, out, logsumexp);
+  if (a.n * a.h * a.l == 0) return;
+  if (q.dtype == kFloat32) forward_impl<float>(a, q, k, v, out, static_cast<float*>(logsumexp.data));
+  else forward_impl<double>(a, q, k, v, out, static_cast<double*>(logsumexp.data));
+}
+
+void sdpa_backward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v,
+                   const TensorRef& out, const TensorRef& logsumexp, const TensorRef& grad_out, const TensorRef& grad_q,
+                   const TensorRef& grad_k, const TensorRef& grad_v) {
+  check_args(a, q, k, v, out, logsumexp);
+  check(grad_out.shape == out.shape && grad_q.shape == q.shape && grad_k.shape == k.shape && grad_v.shape == v.shape,
+        "gradient shapes do not match");
+  check(grad_out.dtype == q.dtype && grad_q.dtype == q.dtype && grad_k.dtype == q.dtype && grad_v.dtype == q.dtype,
+        "gradients must have q's dtype");
+  if (a.n * a.h == 0) return;
+  if (q.dtype == kFloat32)
+    backward_impl<float>(a, q, k, v, out, static_cast<const float*>(logsumexp.data), grad_out, grad_q, grad_k, grad_v);
+  else
+    backward_impl<double>(a, q, k, v, out, static_cast<const double*>(logsumexp.data), grad_out, grad_q, grad_k,
+                          grad_v);
+}
+
+// ---- the CpuBackend entries
+void CpuBackend::sdpa_forward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v,
+                              const TensorRef& out, const TensorRef& logsumexp) {
+  cpu::sdpa_forward(a, q, k, v, out, logsumexp);
+}
+void CpuBackend::sdpa_backward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v,
+                               const TensorRef& out, const TensorRef& logsumexp, const TensorRef& grad_out,
+                               const TensorRef& grad_q, const TensorRef& grad_k, const TensorRef& grad_v) {
+  cpu::sdpa_backward(a, q, k, v, out, logsumexp, grad_out, grad_q, grad_k, grad_v);
+}
+}  // namespace attn::cpu

@@ -1,0 +1,65 @@
+// src/backend/cpu/attention.h — fused scaled-dot-product attention on CPU (FlashAttention-2 style).
+//
+//   backend::SdpaArgs a{.n = N, .h = H, .l = L, .s = S, .d = D, .dv = Dv, .scale = 0.125};
+//   attn::cpu::sdpa_forward(a, q, k, v, out, lse);       // TensorRefs: q (N, H, L, D), ..., lse (N, H, L)
+//   attn::cpu::ref::sdpa_forward(a, q, k, v, out, lse);  // the naive oracle (tests)
+//
+// attention.cc tiles queries and keys in blocks of 64 and keeps O(block x block) working memory per
+// thread (plus (S, D) gradient accumulators in the backward); the float32 tile products and the exps run
+// the active ISA's micro-kernels (attention_simd.inc, built as attention_avx512.cc / attention_avx2.cc).
+#pragma once
+#include <cstdint>
+
+#include "attn/random.h"
+#include "backend/backend.h"
+
+namespace attn::cpu {
+
+// Dropout keep-mask of backend::SdpaArgs: score (row, j) with row = (n*H + h)*L + i.
+inline uint64_t sdpa_row_counter(const backend::SdpaArgs& a, int64_t row) {
+  return a.offset + uint64_t(row) * uint64_t((a.s + 3) / 4);
+}
+inline bool sdpa_keep_value(uint32_t bits, double p) { return double(uint32_to_unit_float(bits)) < 1.0 - p; }
+inline bool sdpa_keep(const backend::SdpaArgs& a, int64_t row, int64_t j) {
+  const Philox4 r = philox4x32(a.seed, sdpa_row_counter(a, row) + uint64_t(j / 4));
+  return sdpa_keep_value(r.v[j % 4], a.dropout_p);
+}
+// keep[c] for keys j0 .. j0 + count - 1 of one row (one Philox block per 4 keys).
+inline void sdpa_keep_row(const backend::SdpaArgs& a, int64_t row, int64_t j0, int64_t count, uint8_t* keep) {
+  const uint64_t base = sdpa_row_counter(a, row);
+  for (int64_t j = j0; j < j0 + count;) {
+    const Philox4 r = philox4x32(a.seed, base + uint64_t(j / 4));
+    for (int64_t lane = j % 4; lane < 4 && j < j0 + count; ++lane, ++j)
+      keep[j - j0] = sdpa_keep_value(r.v[lane], a.dropout_p);
+  }
+}
+
+// float32 micro-kernels of one ISA, on contiguous row-major tiles; n is a multiple of 16.
+struct SdpaKernels {
+  // c (m, n) = a (m, k) @ b (k, n)  (+ c when accumulate)
+  void (*gemm)(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t m,
+               int64_t k, int64_t n, bool accumulate);
+  // s[j] = exp(s[j] - m), 0 where s[j] == -inf; returns the sum. m finite.
+  float (*exp_row)(float* s, int64_t n, float m);
+};
+namespace avx512 { const SdpaKernels& sdpa_kernels(); }
+namespace avx2 { const SdpaKernels& sdpa_kernels(); }
+
+using backend::SdpaArgs;
+using backend::TensorRef;
+void sdpa_forward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v, const TensorRef& out,
+                  const TensorRef& logsumexp);
+void sdpa_backward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v,
+                   const TensorRef& out, const TensorRef& logsumexp, const TensorRef& grad_out, const TensorRef& grad_q,
+                   const TensorRef& grad_k, const TensorRef& grad_v);
+
+namespace ref {
+// Naive oracles (reference.cc): one full score row at a time, double accumulation, serial.
+void sdpa_forward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v, const TensorRef& out,
+                  const TensorRef& logsumexp);
+void sdpa_backward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v,
+                   const TensorRef& out, const TensorRef& logsumexp, const TensorRef& grad_out, const TensorRef& grad_q,
+                   const TensorRef& grad_k, const TensorRef& grad_v);
+}  // namespace ref
+
+}  // namespace attn::cpu
