@@ -7,7 +7,7 @@
 // Each workload builds its inputs, then `measure` runs warm-up iterations and reports the median
 // time per iteration over several repeats. The PyTorch twin of every workload is in
 // bench/torch_bench.py (same names, shapes and units). To add a workload: add a row to kWorkloads
-// here, a function in torch_bench.py and a row in bench/run.py's WORKLOADS.
+// here and a function of the same name in torch_bench.py's WORKLOADS (optionally a NOTES entry in run.py).
 #include <omp.h>
 
 #include <cstdio>
@@ -32,6 +32,7 @@ struct Result {
   double value = 0;  // throughput in `unit`
   std::string unit;
   bench::Timing timing;
+  nlohmann::ordered_json extra = nlohmann::ordered_json::object();  // workload-specific fields
 };
 
 // Training step of a classifier: forward, cross-entropy, backward, Adam.
@@ -57,6 +58,69 @@ Result fwd_bwd(const std::function<Tensor(const Tensor&)>& op, const std::vector
     y.backward(g);
   });
   return {1.0 / t.median_s, "it/s", t};
+}
+
+// The translator of `attn train-translator` (models/translator.h) at the paper's base width with 3 + 3
+// layers: embeddings * sqrt(d), sinusoidal positions, post-LN nn::Transformer, output projection tied to
+// the embedding (+ bias), dropout 0.1. torch_bench.py builds the same model from torch.nn (same count).
+models::TranslatorOptions bench_translator_options() {
+  return {.vocab_size = 8000, .d_model = 512, .nhead = 8, .num_encoder_layers = 3, .num_decoder_layers = 3,
+          .dim_feedforward = 2048, .dropout = 0.1, .max_len = 1024, .tie_output = true};
+}
+constexpr int64_t kSentences = 32, kSrcLen = 32, kTgtLen = 32;
+
+// One training step of the translator exactly as train_translator() runs it (minus clipping and the LR
+// schedule): batch of 32 pairs x (32 source + 32 target) random tokens, no padding.
+Result transformer_train_step() {
+  auto model = std::make_shared<models::Translator>(bench_translator_options());
+  model->train();
+  const int64_t V = model->options.vocab_size;
+  Tensor src = randint(4, V, {kSentences, kSrcLen});      // ids 0-3 are pad/unk/bos/eos
+  Tensor tgt_in = randint(4, V, {kSentences, kTgtLen});
+  Tensor tgt_out = randint(4, V, {kSentences, kTgtLen});
+  optim::Adam opt(model->parameters(), {.lr = 1e-4, .betas = {0.9, 0.98}, .eps = 1e-9});
+  bench::Timing t = bench::measure(
+      [&] {
+        Tensor logits = model->forward(src, tgt_in);  // (N, T, V)
+        Tensor loss = cross_entropy(logits.flatten(0, 1), tgt_out.flatten(),
+                                    {.ignore_index = model->options.pad_id, .label_smoothing = 0.1});
+        loss.backward();
+        opt.step();
+        opt.zero_grad();
+      },
+      {.warmup = 2, .repeats = 5});
+  Result r{double(kSentences * (kSrcLen + kTgtLen)) / t.median_s, "tokens/s", t};
+  r.extra = {{"parameters", model->num_parameters()}};
+  return r;
+}
+
+// Greedy decoding of 32 source sentences (32 tokens each) to exactly 32 target tokens with the
+// key/value-cached decoder (models/decoding.h), eval mode, no_grad. EOS gets a -1e9 output bias on
+// both sides so that no sentence stops early: every run does the same 32 steps.
+Result greedy_decode_bench() {
+  auto model = std::make_shared<models::Translator>(bench_translator_options());
+  model->eval();
+  {
+    NoGradGuard ng;
+    model->output_bias.narrow(0, model->options.eos_id, 1).fill_(-1e9);
+  }
+  Tensor src = randint(4, model->options.vocab_size, {kSentences, kSrcLen});
+  int64_t generated = 0;
+  bench::Timing t = bench::measure(
+      [&] {
+        NoGradGuard ng;
+        auto dec = model->start_decoding(src);
+        auto out = models::greedy_decode(*dec, {.max_len = kTgtLen});
+        generated = 0;
+        for (const auto& o : out) generated += int64_t(o.size());
+      },
+      {.warmup = 2, .repeats = 5});
+  if (generated != kSentences * kTgtLen)
+    throw std::runtime_error("greedy_decode: " + std::to_string(generated) + " tokens generated, expected " +
+                             std::to_string(kSentences * kTgtLen));
+  Result r{double(kSentences * kTgtLen) / t.median_s, "tokens/s", t};
+  r.extra = {{"parameters", model->num_parameters()}};
+  return r;
 }
 
 struct Workload {
@@ -89,6 +153,8 @@ const std::vector<Workload> kWorkloads = {
        return fwd_bwd([w, b](const Tensor& x) { return layer_norm(x, {512}, w, b); }, {w, b});
      }},
     {"gelu_fwd_bwd", [] { return fwd_bwd([](const Tensor& x) { return gelu(x); }); }},
+    {"transformer_train_step", transformer_train_step},
+    {"greedy_decode", greedy_decode_bench},
 };
 
 int usage(const char* argv0) {
@@ -131,6 +197,7 @@ int main(int argc, char** argv) {
                                   {"repeats", r.timing.repeats},
                                   {"threads", omp_get_max_threads()},
                                   {"peak_rss_mib", bench::peak_rss_mib()}};
+      for (auto& [k, v] : r.extra.items()) j[k] = v;
       std::printf("%s\n", j.dump().c_str());
       return 0;
     } catch (const std::exception& e) {

@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
@@ -130,33 +131,67 @@ void BM_AdamStep(benchmark::State& state) {
 }
 
 // ---- fused scaled_dot_product_attention vs the composite matmul + mask + softmax + matmul, through the
-// ops (autograd included). Arg 0: 0 = training step (N=32, H=8, L=S=32, D=64, key padding; forward +
-// backward), 1 = greedy decoding step (L=1, S=32; forward, no grad). Arg 1: 1 = fused, 0 = composite.
+// ops (autograd included). Arg 0: the shape (kSdpaShapes: the Transformer training step's encoder self-,
+// decoder causal self- and cross-attention, longer sequences, a greedy decoding step). Arg 1: 1 = fused,
+// 0 = composite. Arg 2: 1 = forward + backward, 0 = forward only (no grad).
 //   OMP_NUM_THREADS=1 ./kernels_bench --benchmark_filter=Sdpa
+struct SdpaShape {
+  const char* name;
+  int64_t n, h, l, s, d;
+  bool causal, key_padding;
+};
+constexpr SdpaShape kSdpaShapes[] = {
+    {"enc self N32 L=S=32 kpm", 32, 8, 32, 32, 64, false, true},
+    {"dec self N32 L=S=32 causal", 32, 8, 32, 32, 64, true, false},
+    {"cross N32 L=32 S=40 kpm", 32, 8, 32, 40, 64, false, true},
+    {"N4 L=S=128 kpm", 4, 8, 128, 128, 64, false, true},
+    {"N4 L=S=128 causal", 4, 8, 128, 128, 64, true, false},
+    {"N4 L=S=512 kpm", 4, 8, 512, 512, 64, false, true},
+    {"N4 L=S=512 causal", 4, 8, 512, 512, 64, true, false},
+    {"decode N32 L=1 S=32 kpm", 32, 8, 1, 32, 64, false, true},
+    {"decode N32 L=1 S=64 kpm", 32, 8, 1, 64, 64, false, true},
+};
 void BM_Sdpa(benchmark::State& state) {
   using attn::Tensor;
-  const bool decode = state.range(0) == 1, fused = state.range(1) == 1;
-  const int64_t N = 32, H = 8, L = decode ? 1 : 32, S = 32, D = 64;
+  const SdpaShape& sh = kSdpaShapes[state.range(0)];
+  const bool fused = state.range(1) == 1, bwd = state.range(2) == 1;
+  const int64_t N = sh.n, H = sh.h, L = sh.l, S = sh.s, D = sh.d;
   attn::manual_seed(0);
-  Tensor q = attn::randn({N, H, L, D}).requires_grad_(!decode), k = attn::randn({N, H, S, D}).requires_grad_(!decode),
-         v = attn::randn({N, H, S, D}).requires_grad_(!decode), go = attn::randn({N, H, L, D});
-  Tensor kpm = attn::gt(attn::arange(S).view({1, S}), attn::add(attn::arange(N).view({N, 1}), double(S - 8)));  // (N, S)
+  Tensor q = attn::randn({N, H, L, D}).requires_grad_(bwd), k = attn::randn({N, H, S, D}).requires_grad_(bwd),
+         v = attn::randn({N, H, S, D}).requires_grad_(bwd), go = attn::randn({N, H, L, D});
+  // batch n pads its last n % 8 keys
+  std::vector<bool> pad(size_t(N * S));
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t j = 0; j < S; ++j) pad[size_t(n * S + j)] = j >= S - n % 8;
+  Tensor kpm = attn::from_vector<bool>(pad, {N, S});
+  Tensor causal = attn::gt(attn::arange(S).view({1, S}), attn::arange(L).view({L, 1}));  // (L, S): true = masked
   for (auto _ : state) {
     Tensor out;
     if (fused) {
-      out = attn::scaled_dot_product_attention(q, k, v, {.key_padding_mask = kpm});
+      attn::SdpaOptions o;
+      if (sh.key_padding) o.key_padding_mask = kpm;
+      o.is_causal = sh.causal;
+      out = attn::scaled_dot_product_attention(q, k, v, o);
     } else {
-      Tensor s = attn::matmul(attn::mul(q, 0.125), k.transpose(2, 3));  // (N, H, L, S)
-      s = attn::masked_fill(s, kpm.view({N, 1, 1, S}), -INFINITY);
+      Tensor s = attn::matmul(attn::mul(q, 1.0 / std::sqrt(double(D))), k.transpose(2, 3));  // (N, H, L, S)
+      if (sh.key_padding) s = attn::masked_fill(s, kpm.view({N, 1, 1, S}), -INFINITY);
+      if (sh.causal) s = attn::masked_fill(s, causal, -INFINITY);
       out = attn::matmul(attn::softmax(s, -1), v);
     }
-    if (!decode) attn::sum(attn::mul(out, go)).backward();
+    if (bwd) attn::sum(attn::mul(out, go)).backward();
     benchmark::DoNotOptimize(out);
   }
-  state.SetLabel(std::string(decode ? "decode L=1 fwd" : "train L=S=32 fwd+bwd") + (fused ? ", fused" : ", composite"));
+  state.SetLabel(std::string(sh.name) + (bwd ? " fwd+bwd" : " fwd") + (fused ? ", fused" : ", composite"));
+}
+void sdpa_args(benchmark::internal::Benchmark* b) {
+  for (int64_t s = 0; s < int64_t(std::size(kSdpaShapes)); ++s)
+    for (int64_t bwd : {1, 0}) {
+      if (kSdpaShapes[s].l == 1 && bwd) continue;
+      for (int64_t fused : {1, 0}) b->Args({s, fused, bwd});
+    }
 }
 
-BENCHMARK(BM_Sdpa)->Args({0, 1})->Args({0, 0})->Args({1, 1})->Args({1, 0})->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Sdpa)->Apply(sdpa_args)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_SoftmaxFwdBwd)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_LayerNormFwdBwd)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_GeluFwdBwd)->Arg(1)->Arg(0)->Unit(benchmark::kMillisecond)->UseRealTime();

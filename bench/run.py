@@ -27,9 +27,20 @@ ROOT = os.path.dirname(HERE)
 PEAK_GFLOPS = 380.0  # fp32 peak of this 2-core machine, for gemm's "% of peak"
 
 # Optional extra text per workload: f(attn_result, peer_result) -> str
+def params_note(a, p):
+    """Parameter counts of both models (they must agree: the same architecture on both sides)."""
+    note = f"{a['parameters'] / 1e6:.2f}M parameters"
+    if p and p.get("parameters") != a["parameters"]:
+        note += f" (PYTORCH HAS {p.get('parameters')}: NOT THE SAME MODEL)"
+    return note
+
+
 NOTES = {
     "gemm_2048": lambda a, p: (f"attn {100 * a['value'] / PEAK_GFLOPS:.1f}% of {PEAK_GFLOPS:.0f} GFLOP/s"
                                + (f", pytorch {100 * p['value'] / PEAK_GFLOPS:.1f}%" if p else "")),
+    "transformer_train_step": lambda a, p: params_note(a, p) + "; tokens = 32 x (32 src + 32 tgt) per step",
+    "greedy_decode": lambda a, p: (params_note(a, p) + "; 32 x 32 generated tokens per run; attn KV cache, "
+                                   "pytorch re-runs the decoder on the prefix"),
 }
 
 

@@ -9,6 +9,7 @@ reports the median seconds per iteration over several repeats (same policy as be
 """
 import argparse
 import json
+import math
 import resource
 import statistics
 import sys
@@ -87,6 +88,114 @@ def layer_norm_fwd_bwd():
     return fwd_bwd(op)
 
 
+# ---- the translator (attn's models::Translator, built the way PyTorch users build it)
+class PositionalEncoding(nn.Module):
+    """Sinusoidal positions (sin at even, cos at odd features) added to (N, T, E), then dropout."""
+
+    def __init__(self, d_model, dropout=0.1, max_len=1024):
+        super().__init__()
+        pos = torch.arange(max_len, dtype=torch.float64).unsqueeze(1)
+        div = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float64) * (-math.log(10000.0) / d_model))
+        pe = torch.zeros(max_len, d_model, dtype=torch.float64)
+        pe[:, 0::2] = torch.sin(pos * div)
+        pe[:, 1::2] = torch.cos(pos * div)
+        self.register_buffer("pe", pe.float(), persistent=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, start=0):
+        return self.dropout(x + self.pe[start:start + x.size(1)])
+
+
+class Translator(nn.Module):
+    """Shared source/target embedding * sqrt(d), sinusoidal PE, post-LN nn.Transformer (batch_first),
+    generator Linear whose weight is the embedding matrix (+ its own bias) — attn's models::Translator."""
+
+    def __init__(self, vocab_size=8000, d_model=512, nhead=8, num_encoder_layers=3, num_decoder_layers=3,
+                 dim_feedforward=2048, dropout=0.1, max_len=1024, pad_id=0, bos_id=2, eos_id=3):
+        super().__init__()
+        self.d_model, self.pad_id, self.bos_id, self.eos_id = d_model, pad_id, bos_id, eos_id
+        self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=pad_id)
+        self.positional = PositionalEncoding(d_model, dropout, max_len)
+        # nn.Transformer initialises its own parameters (xavier_uniform_ on every matrix), as attn's does.
+        self.transformer = nn.Transformer(d_model=d_model, nhead=nhead, num_encoder_layers=num_encoder_layers,
+                                          num_decoder_layers=num_decoder_layers, dim_feedforward=dim_feedforward,
+                                          dropout=dropout, batch_first=True)
+        self.generator = nn.Linear(d_model, vocab_size)
+        with torch.no_grad():
+            nn.init.normal_(self.embedding.weight, 0.0, d_model ** -0.5)
+            self.embedding.weight[pad_id].zero_()
+            self.generator.bias.zero_()
+        self.generator.weight = self.embedding.weight  # tied
+
+    def embed(self, tokens, start=0):
+        return self.positional(self.embedding(tokens) * math.sqrt(self.d_model), start)
+
+    def encode(self, src):
+        return self.transformer.encoder(self.embed(src), src_key_padding_mask=src == self.pad_id)
+
+    def decode(self, tgt_in, memory, src):
+        t = tgt_in.size(1)
+        mask = nn.Transformer.generate_square_subsequent_mask(t)
+        return self.transformer.decoder(self.embed(tgt_in), memory, tgt_mask=mask, tgt_is_causal=True,
+                                        memory_key_padding_mask=src == self.pad_id)
+
+    def forward(self, src, tgt_in):
+        return self.generator(self.decode(tgt_in, self.encode(src), src))
+
+
+def bench_translator():
+    return Translator(vocab_size=8000, d_model=512, nhead=8, num_encoder_layers=3, num_decoder_layers=3,
+                      dim_feedforward=2048, dropout=0.1, max_len=1024)
+
+
+SENTENCES, SRC_LEN, TGT_LEN = 32, 32, 32
+
+
+def transformer_train_step():
+    model = bench_translator()
+    model.train()
+    V = model.embedding.num_embeddings
+    src = torch.randint(4, V, (SENTENCES, SRC_LEN))  # ids 0-3: pad/unk/bos/eos; no padding
+    tgt_in = torch.randint(4, V, (SENTENCES, TGT_LEN))
+    tgt_out = torch.randint(4, V, (SENTENCES, TGT_LEN))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
+
+    def step():
+        logits = model(src, tgt_in)
+        loss = F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=model.pad_id,
+                               label_smoothing=0.1)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    t = measure(step, warmup=2, repeats=5)
+    params = sum(p.numel() for p in model.parameters())
+    return t, "tokens/s", SENTENCES * (SRC_LEN + TGT_LEN) / t["median_s"], {"parameters": params}
+
+
+def greedy_decode():
+    """The nn.Transformer users' greedy loop: encoder once, then the decoder re-run over the whole prefix
+    (causal mask) at every step, argmax of the last position. EOS gets a -1e9 bias, as on attn's side,
+    so every run makes exactly 32 steps."""
+    model = bench_translator()
+    model.eval()
+    with torch.no_grad():
+        model.generator.bias[model.eos_id] = -1e9
+    src = torch.randint(4, model.embedding.num_embeddings, (SENTENCES, SRC_LEN))
+
+    def run():
+        with torch.inference_mode():
+            memory = model.encode(src)
+            ys = torch.full((SENTENCES, 1), model.bos_id, dtype=torch.long)
+            for _ in range(TGT_LEN):
+                out = model.decode(ys, memory, src)
+                next_tok = model.generator(out[:, -1]).argmax(-1)
+                ys = torch.cat([ys, next_tok.unsqueeze(1)], dim=1)
+        assert ys.size(1) == TGT_LEN + 1
+    t = measure(run, warmup=2, repeats=5)
+    params = sum(p.numel() for p in model.parameters())
+    return t, "tokens/s", SENTENCES * TGT_LEN / t["median_s"], {"parameters": params}
+
+
 WORKLOADS = {
     "gemm_2048": gemm_2048,
     "mlp_train_step": lambda: train_step(mlp(), torch.randn(128, 1, 28, 28), torch.randint(0, 10, (128,))),
@@ -94,6 +203,8 @@ WORKLOADS = {
     "softmax_fwd_bwd": lambda: fwd_bwd(lambda x: torch.softmax(x, -1)),
     "layer_norm_fwd_bwd": layer_norm_fwd_bwd,
     "gelu_fwd_bwd": lambda: fwd_bwd(F.gelu),
+    "transformer_train_step": transformer_train_step,
+    "greedy_decode": greedy_decode,
 }
 
 
@@ -114,10 +225,11 @@ def main():
     out = WORKLOADS[a.workload]()
     timing, unit = out[0], out[1]
     value = out[2] if len(out) > 2 else 1.0 / timing["median_s"]
+    extra = out[3] if len(out) > 3 else {}  # workload-specific fields (e.g. parameter count)
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
     print(json.dumps({"workload": a.workload, "value": value, "unit": unit, **timing,
                       "threads": torch.get_num_threads(), "peak_rss_mib": rss_mib,
-                      "torch": torch.__version__}))
+                      "torch": torch.__version__, **extra}))
     return 0
 
 

@@ -1,7 +1,10 @@
 // src/models/translator.cc — the Transformer translator and its cached incremental decoder.
 #include "attn/models/translator.h"
 
+#include <algorithm>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 #include "attn/autograd.h"
 #include "attn/ops.h"
@@ -112,6 +115,8 @@ class TranslatorDecoder : public IncrementalDecoder {
       self_v_.emplace_back();
     }
     rows_ = src.size(0);
+    sentence_.resize(size_t(rows_));
+    for (int64_t r = 0; r < rows_; ++r) sentence_[size_t(r)] = r;
   }
 
   int64_t rows() const override { return rows_; }
@@ -147,18 +152,34 @@ class TranslatorDecoder : public IncrementalDecoder {
     return log_softmax(m_.project(x.view({rows_, m_.options.d_model})), -1);  // (rows, V)
   }
 
+  // Reorders the self-attention caches (whole buffers, capacity included: one copy) and, only when some
+  // row now belongs to another source sentence, the cross-attention keys/values and the padding mask.
+  // Beam search reorders beams within each sentence at every step, so that second part runs only for
+  // the initial expansion.
   void select_rows(const std::vector<int64_t>& rows) override {
+    NoGradGuard ng;
     Tensor idx = from_vector(rows, {int64_t(rows.size())});
     auto pick = [&](Tensor& t) {
       if (t.defined()) t = index_select(t, 0, idx);
     };
+    std::vector<int64_t> sentence(rows.size());
+    for (size_t r = 0; r < rows.size(); ++r) {
+      if (rows[r] < 0 || rows[r] >= rows_)
+        throw std::out_of_range("Translator decoder: select_rows index " + std::to_string(rows[r]) + " outside 0.." +
+                                std::to_string(rows_ - 1));
+      sentence[r] = sentence_[size_t(rows[r])];
+    }
+    const bool same_sentences = sentence == sentence_;
     for (size_t l = 0; l < layers_.size(); ++l) {
       pick(self_k_[l]);
       pick(self_v_[l]);
-      pick(cross_k_[l]);
-      pick(cross_v_[l]);
+      if (!same_sentences) {
+        pick(cross_k_[l]);
+        pick(cross_v_[l]);
+      }
     }
-    pick(kpm_);
+    if (!same_sentences) pick(kpm_);
+    sentence_ = std::move(sentence);
     rows_ = int64_t(rows.size());
   }
 
@@ -169,10 +190,21 @@ class TranslatorDecoder : public IncrementalDecoder {
     const int64_t H = a->options.num_heads;
     std::vector<Tensor> qkv = chunk(linear(h, a->in_proj_weight, a->in_proj_bias), 3, -1);  // (rows, 1, E) each
     Tensor q = split_heads(qkv[0], H);                                                      // (rows, H, 1, D)
-    Tensor k = split_heads(qkv[1], H), v = split_heads(qkv[2], H);
-    self_k_[l] = self_k_[l].defined() ? cat({self_k_[l], k}, 2) : k.contiguous();           // (rows, H, t, D)
-    self_v_[l] = self_v_[l].defined() ? cat({self_v_[l], v}, 2) : v.contiguous();
-    return a->out_proj->forward(merge_heads(scaled_dot_product_attention(q, self_k_[l], self_v_[l])));
+    Tensor k = split_heads(qkv[1], H), v = split_heads(qkv[2], H);                         // (rows, H, 1, D)
+    // caches (rows, H, capacity, D): step t writes slot t; the capacity doubles when full
+    const int64_t t = step_;
+    for (Tensor* c : {&self_k_[l], &self_v_[l]}) {
+      if (!c->defined() || c->size(2) <= t) {
+        const int64_t cap = std::max<int64_t>(16, 2 * t);
+        Tensor grown = empty({rows_, H, cap, k.size(3)}, {.dtype = k.dtype(), .device = k.device()});
+        if (c->defined() && t > 0) grown.narrow(2, 0, t).copy_(c->narrow(2, 0, t));
+        *c = grown;
+      }
+    }
+    self_k_[l].narrow(2, t, 1).copy_(k);
+    self_v_[l].narrow(2, t, 1).copy_(v);
+    Tensor keys = self_k_[l].narrow(2, 0, t + 1), values = self_v_[l].narrow(2, 0, t + 1);  // (rows, H, t+1, D)
+    return a->out_proj->forward(merge_heads(scaled_dot_product_attention(q, keys, values)));
   }
 
   Tensor cross_attention(const std::shared_ptr<nn::MultiheadAttention>& a, const Tensor& h, size_t l) {
@@ -187,6 +219,7 @@ class TranslatorDecoder : public IncrementalDecoder {
   std::vector<std::shared_ptr<nn::TransformerDecoderLayer>> layers_;
   std::vector<Tensor> self_k_, self_v_, cross_k_, cross_v_;
   Tensor kpm_;  // (rows, S) true at source padding
+  std::vector<int64_t> sentence_;  // source sentence of each row (what the cross caches hold)
   int64_t rows_ = 0, step_ = 0;
 };
 

@@ -162,6 +162,7 @@ TranslationTrainResult train_translator(const TranslationTrainOptions& o) {
   optim::Adam opt(model->parameters(), {.lr = 0.0, .betas = {0.9, 0.98}, .eps = 1e-9});
   int64_t step = 0, epoch = 0, batch_index = 0, bad_evals = 0;
   double best_bleu = -1;
+  double train_seconds = 0;  // time in training steps only (no setup, validation or checkpoints), all invocations
   TranslationTrainResult res;
   if (o.resume && fs::exists(ckpt_path)) {
     io::Checkpoint ck = io::load_checkpoint(ckpt_path);
@@ -174,6 +175,7 @@ TranslationTrainResult train_translator(const TranslationTrainOptions& o) {
     batch_index = extra.at("batch");
     best_bleu = extra.at("best_bleu");
     bad_evals = extra.at("bad_evals");
+    train_seconds = extra.value("train_seconds", 0.0);
     std::fprintf(stderr, "resuming from %s at step %lld (epoch %lld, batch %lld, best dev BLEU %.2f)\n",
                  ckpt_path.c_str(), (long long)step, (long long)epoch, (long long)batch_index, best_bleu);
   }
@@ -183,7 +185,8 @@ TranslationTrainResult train_translator(const TranslationTrainOptions& o) {
     ck.optimizer = opt.state_dict();
     ck.step = step;
     ck.rng = default_generator().state();
-    ck.extra_json = json{{"epoch", epoch}, {"batch", batch_index}, {"best_bleu", best_bleu}, {"bad_evals", bad_evals}}.dump();
+    ck.extra_json = json{{"epoch", epoch}, {"batch", batch_index}, {"best_bleu", best_bleu}, {"bad_evals", bad_evals},
+                        {"train_seconds", train_seconds}}.dump();
     io::save_checkpoint(path, ck);
   };
 
@@ -214,6 +217,7 @@ TranslationTrainResult train_translator(const TranslationTrainOptions& o) {
       new_bar();
       continue;
     }
+    auto step_t0 = std::chrono::steady_clock::now();
     data::TranslationBatch b = batches.get(epoch, batch_index);
     ++batch_index;
     ++step;
@@ -226,6 +230,7 @@ TranslationTrainResult train_translator(const TranslationTrainOptions& o) {
     opt.step();
     opt.zero_grad();
     double l = loss.item<double>();
+    train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - step_t0).count();
     run_loss += l * double(b.tgt_tokens);
     run_tokens += double(b.tgt_tokens);
     tokens_since_log += b.src_tokens + b.tgt_tokens;
@@ -234,7 +239,8 @@ TranslationTrainResult train_translator(const TranslationTrainOptions& o) {
       double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - log_t).count();
       metrics.log(step, {{"train/loss", run_loss / std::max(1.0, run_tokens)},
                          {"train/lr", noam(step, mo.d_model, o.warmup_steps, o.lr_factor)},
-                         {"train/tokens_per_s", double(tokens_since_log) / std::max(dt, 1e-9)}});
+                         {"train/tokens_per_s", double(tokens_since_log) / std::max(dt, 1e-9)},
+                         {"train/seconds", train_seconds}});
       run_loss = run_tokens = 0;
       tokens_since_log = 0;
       log_t = std::chrono::steady_clock::now();
@@ -244,7 +250,8 @@ TranslationTrainResult train_translator(const TranslationTrainOptions& o) {
     if (step % o.eval_every == 0 || out_of_time || out_of_steps) {
       DevEval ev = evaluate(*model, *sp, dev, dev_refs, o.eval_sentences, o.max_tokens);
       res.dev_loss = ev.loss, res.dev_bleu = ev.bleu, res.dev_chrf = ev.chrf;
-      metrics.log(step, {{"dev/loss", ev.loss}, {"dev/bleu", ev.bleu}, {"dev/chrf", ev.chrf}});
+      metrics.log(step, {{"dev/loss", ev.loss}, {"dev/bleu", ev.bleu}, {"dev/chrf", ev.chrf},
+                         {"train/seconds", train_seconds}});
       if (bar) bar->finish();
       std::fprintf(stderr, "step %lld: dev loss %.3f, BLEU %.2f, chrF %.2f\n", (long long)step, ev.loss, ev.bleu, ev.chrf);
       if (ev.bleu > best_bleu) {
