@@ -120,6 +120,23 @@ TEST_P(SdpaIsa, Float32MatchesOracle) {
     for (MaskKind k : kKinds) kernel_vs_oracle(sh, k, kFloat32);
 }
 
+// The float32 SIMD path around its tile and vector boundaries: L, S in {1, 15, 16, 17, 63, 64, 65, 100}
+// (one key block written straight to the output, several blocks with the online softmax, causal tiles
+// skipped or crossing the diagonal, partial 16-row transposes), with D = Dv = 64 (operands and gradients
+// used in place) and D = 20, Dv = 24 (packed), contiguous and strided.
+TEST_P(SdpaIsa, Float32TileBoundariesMatchOracle) {
+  const int64_t sizes[] = {1, 15, 16, 17, 63, 64, 65, 100};
+  for (int64_t l : sizes)
+    for (int64_t s : sizes) {
+      for (MaskKind k : {MaskKind::KeyPadBool, MaskKind::Causal}) kernel_vs_oracle({1, 2, l, s, 64, 64}, k, kFloat32);
+      for (MaskKind k : {MaskKind::None, MaskKind::Dropout, MaskKind::Noncontig})
+        kernel_vs_oracle({2, 1, l, s, 20, 24}, k, kFloat32);
+    }
+  kernel_vs_oracle({2, 2, 100, 65, 64, 64}, MaskKind::Noncontig, kFloat32);
+  kernel_vs_oracle({2, 2, 65, 100, 64, 64}, MaskKind::FloatN1LS, kFloat32);
+  kernel_vs_oracle({2, 2, 17, 100, 64, 64}, MaskKind::Dropout, kFloat32);
+}
+
 INSTANTIATE_TEST_SUITE_P(Isa, SdpaIsa, ::testing::Values(cpu::Isa::Reference, cpu::Isa::Avx2, cpu::Isa::Avx512),
                          [](const ::testing::TestParamInfo<cpu::Isa>& p) { return std::string(cpu::isa_name(p.param)); });
 

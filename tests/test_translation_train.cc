@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "attn/io/checkpoint.h"
 #include "attn/train/translation.h"
 
@@ -89,6 +91,12 @@ TEST(TranslationTrain, LearnsResumesExactlyAndTranslates) {
   auto out = session.translate({"god light", "", "king of bread %%%"}, {.beam_size = 3});
   ASSERT_EQ(out.size(), 3u);
   EXPECT_EQ(out[1], "");
+  // an over-long sentence is cut to the model's positions (counted), not refused or crashed on
+  std::string longline;
+  for (int i = 0; i < 1100; ++i) longline += i % 2 ? "light " : "god ";  // > the 1024 positions
+  auto long_out = session.translate({longline}, {.beam_size = 2, .max_len_a = 0.0, .max_len_b = 5});
+  ASSERT_EQ(long_out.size(), 1u);
+  EXPECT_EQ(session.truncated(), 1);
   auto files = session.write_attention_pictures("god light day", (root / "pics").string());
   EXPECT_EQ(files.size(), size_t(3 * 4));  // (enc self, dec self, dec cross) x 1 layer x 4 heads
   for (auto& f : files) EXPECT_TRUE(fs::exists(f)) << f;
@@ -98,5 +106,17 @@ TEST(TranslationTrain, LearnsResumesExactlyAndTranslates) {
   bad.model.d_model = 64;
   bad.max_steps = 1;
   EXPECT_THROW(train::train_translator(bad), std::runtime_error);
+  // a tokenizer from another run with a larger vocabulary than the model's is refused on load
+  {
+    nlohmann::json cfg = nlohmann::json::parse(std::ifstream(a.out_dir + "/config.json"));
+    cfg["model"]["vocab_size"] = 5;
+    std::ofstream(a.out_dir + "/config.json") << cfg.dump();
+    try {
+      train::TranslationSession::load(a.out_dir);
+      ADD_FAILURE() << "a model vocabulary smaller than the tokenizer's was accepted";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("spm.model"), std::string::npos) << e.what();
+    }
+  }
   fs::remove_all(root);
 }

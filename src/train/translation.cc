@@ -289,6 +289,10 @@ TranslationSession::TranslationSession(std::shared_ptr<models::Translator> model
 TranslationSession TranslationSession::load(const std::string& dir, const std::string& checkpoint) {
   models::TranslatorOptions mo = model_from_json(read_json(dir + "/config.json").at("model"), dir + "/config.json");
   auto sp = std::make_shared<text::SentencePiece>(dir + "/spm.model");
+  if (sp->vocab_size() > mo.vocab_size)  // ids the embedding has no row for
+    throw std::runtime_error(dir + "/spm.model has " + std::to_string(sp->vocab_size()) + " pieces but the model in " +
+                             dir + "/config.json has a vocabulary of " + std::to_string(mo.vocab_size) +
+                             ": tokenizer and model come from different runs");
   auto model = std::make_shared<models::Translator>(mo);
   std::string path = checkpoint;
   if (path.empty()) path = fs::exists(dir + "/best.safetensors") ? dir + "/best.safetensors" : dir + "/checkpoint.safetensors";

@@ -117,6 +117,19 @@ template <typename T> struct Masker {
       for (int64_t c = 0; c < bc; ++c) bias[c] = m[c * ks[1]];
     }
   }
+  bool has_attn_mask() const { return mb || mf; }
+  // attn_mask only (key padding and causal are handled by the caller)
+  void apply_attn_mask(T* s, int64_t n, int64_t h, int64_t i, int64_t j0, int64_t bc) const {
+    constexpr T ninf = -std::numeric_limits<T>::infinity();
+    if (mb) {
+      const bool* m = mb + n * ms[0] + h * ms[1] + i * ms[2] + j0 * ms[3];
+      for (int64_t c = 0; c < bc; ++c)
+        if (!m[c * ms[3]]) s[c] = ninf;
+    } else if (mf) {
+      const T* m = mf + n * ms[0] + h * ms[1] + i * ms[2] + j0 * ms[3];
+      for (int64_t c = 0; c < bc; ++c) s[c] += m[c * ms[3]];
+    }
+  }
   // s[c]: the score of key j0 + c, c < bc, for query i of (n, h); kbias from key_bias() or null.
   void apply(T* s, int64_t n, int64_t h, int64_t i, int64_t j0, int64_t bc, const T* kbias) const {
     constexpr T ninf = -std::numeric_limits<T>::infinity();
@@ -324,6 +337,279 @@ void backward_impl(const SdpaArgs& a, const TensorRef& q_, const TensorRef& k_, 
   }
 }
 
+// ---- float32 with the SIMD micro-kernels (attention_simd.inc). Per (n, h) head, K and V are packed once:
+// K row-major (S16, dpad) and transposed per key block (dpad, 64), V row-major (forward) or transposed
+// (backward), with vectorised W x W transposes; the key padding of batch n (and the -inf of the pad
+// columns beyond S) becomes one additive bias row; causal limits the key range of a query block and masks
+// by index inside the tiles that cross the diagonal. The backward computes dS once per tile and takes
+// dV += Pᵀ dO and dK += dSᵀ Q with "aᵀ b" micro-kernels (a's columns broadcast), so no tile is transposed.
+// Working memory per thread: O(S D) for the packed head and the dK, dV accumulators, O(64 x 64) tiles.
+
+// rows [r0, r0 + rows) x cols of a strided operand -> dst (rows, ld); pad columns (up to ld) zeroed
+inline void pack_rows_f32(const Op4<const float>& x, int64_t n, int64_t h, int64_t r0, int64_t rows, int64_t cols,
+                          float* dst, int64_t ld) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = x.row(n, h, r0 + r);
+    float* d = dst + r * ld;
+    if (x.s3 == 1) std::copy(src, src + cols, d);
+    else
+      for (int64_t c = 0; c < cols; ++c) d[c] = src[c * x.s3];
+    std::fill(d + cols, d + ld, 0.f);
+  }
+}
+
+// rows [r0, r0 + rows) of a strided operand as a row-major view: in place when its columns are unit-stride
+// and a multiple of 16 (vector loads of the padded width stay inside each row), else packed into buf (ld).
+struct View {
+  const float* p;
+  int64_t ld;
+  const float* row(int64_t r) const { return p + r * ld; }
+};
+inline bool in_place(const Op4<const float>& x, int64_t cols) { return x.s3 == 1 && cols % 16 == 0; }
+inline View view_rows(const Op4<const float>& x, int64_t n, int64_t h, int64_t r0, int64_t rows, int64_t cols,
+                      float* buf, int64_t ld) {
+  if (in_place(x, cols)) return {x.row(n, h, r0), x.s2};
+  pack_rows_f32(x, n, h, r0, rows, cols, buf, ld);
+  return {buf, ld};
+}
+// the transpose of rows [0, s_used) of a view (cols a multiple of 16) into key blocks (cols, 64) at dst,
+// columns up to pad16 zero; tmp: 16 x cols
+void transpose_keys(const SdpaKernels& mk, const View& x, int64_t s_used, int64_t cols, float* dst, float* tmp) {
+  for (int64_t j0 = 0; j0 < s_used; j0 += kBc) {
+    const int64_t rows = std::min(kBc, s_used - j0), full = rows / 16 * 16;
+    float* d = dst + (j0 / kBc) * cols * kBc;
+    if (full) mk.transpose(x.row(j0), x.ld, d, kBc, full, cols);
+    if (full < rows) {
+      for (int64_t r = 0; r < 16; ++r) {
+        float* t = tmp + r * cols;
+        if (full + r < rows) std::copy(x.row(j0 + full + r), x.row(j0 + full + r) + cols, t);
+        else std::fill(t, t + cols, 0.f);
+      }
+      mk.transpose(tmp, cols, d + full, kBc, 16, cols);
+    }
+  }
+}
+
+// Scratch of one thread, kept across calls (grown, never shrunk).
+struct Scratch {
+  std::vector<float> buf;
+  float* get(size_t n) {
+    if (buf.size() < n) buf.assign(n, 0.f);
+    return buf.data();
+  }
+};
+thread_local Scratch tl_scratch;
+
+struct Layout {  // sizes of one head's packed operands
+  int64_t S16, nkb, dpad, dvpad;
+  explicit Layout(const SdpaArgs& a)
+      : S16(pad16(a.s)), nkb((a.s + kBc - 1) / kBc), dpad(pad16(a.d)), dvpad(pad16(a.dv)) {}
+};
+
+// the bias row of batch n: key padding (0 / -inf or the float mask) and -inf for columns >= S, nkb*64 long
+void make_bias(const Masker<float>& masker, const SdpaArgs& a, int64_t n, int64_t len, float* bias) {
+  if (masker.has_key_bias()) masker.key_bias(n, 0, a.s, bias);
+  else std::fill(bias, bias + a.s, 0.f);
+  std::fill(bias + a.s, bias + len, -std::numeric_limits<float>::infinity());
+}
+
+constexpr int64_t kNoCausal = std::numeric_limits<int64_t>::max() / 4;
+
+void forward_f32(const SdpaKernels& mk, const SdpaArgs& a, const TensorRef& q_, const TensorRef& k_,
+                 const TensorRef& v_, const TensorRef& out_, float* lse) {
+  const Op4<const float> q(q_), k(k_), v(v_);
+  const Op4<float> out(out_);
+  const int64_t H = a.h, L = a.l, D = a.d, Dv = a.dv;
+  const Layout ly(a);
+  const int64_t dpad = ly.dpad, dvpad = ly.dvpad, S16 = ly.S16, nkb = ly.nkb, blen = nkb * kBc;
+  const int64_t nqb = (L + kBr - 1) / kBr, heads = a.n * H;
+  const Masker<float> masker(a);
+  const float scale = float(a.scale), ninf = -std::numeric_limits<float>::infinity();
+  const bool drop = a.dropout_p > 0;
+  const float keep_scale = drop ? float(1.0 / (1.0 - a.dropout_p)) : 1.f;
+  const bool threads = heads * nqb > 1 && worth_threads<float>(a);
+  // one work item per head when there are heads enough for the threads, else per (head, query block)
+  const int64_t chunks = !threads || heads >= 2 * omp_get_max_threads() ? 1 : nqb, qb_per = (nqb + chunks - 1) / chunks;
+  const int64_t work = heads * chunks;
+  // scratch: kt (nkb, dpad, 64) | kv rows (S16, max(dpad, dvpad)) | vp (S16, dvpad) | bias | qs | st | o | m | l | keep
+  const size_t n_kt = size_t(nkb * dpad * kBc), n_kr = size_t(S16 * std::max(dpad, dvpad)),
+               n_vp = size_t(S16 * dvpad), n_b = size_t(blen), n_qs = size_t(kBr * dpad), n_st = size_t(kBr * kBc),
+               n_o = size_t(kBr * dvpad);
+  const size_t total = n_kt + n_kr + n_vp + n_b + n_qs + n_st + n_o + 3 * size_t(kBr) + 16;
+#pragma omp parallel if (threads)
+  {
+    float* base = tl_scratch.get(total);
+    float *kt = base, *kr = kt + n_kt, *vp = kr + n_kr, *bias = vp + n_vp, *qs = bias + n_b, *st = qs + n_qs,
+          *o = st + n_st, *m = o + n_o, *l = m + kBr;
+    std::vector<uint8_t> keep(drop ? size_t(kBc) : 0);
+#pragma omp for schedule(static)
+    for (int64_t w = 0; w < work; ++w) {
+      const int64_t nh = w / chunks, n = nh / H, h = nh % H, qb0 = (w % chunks) * qb_per,
+                    qb1 = std::min(nqb, qb0 + qb_per);
+      if (qb0 >= qb1) continue;
+      // keys the query blocks of this item can see
+      const int64_t s_used = a.is_causal ? std::min(a.s, qb1 * kBr) : a.s;
+      transpose_keys(mk, view_rows(k, n, h, 0, s_used, D, kr, dpad), s_used, dpad, kt, qs);
+      const View vv = view_rows(v, n, h, 0, s_used, Dv, vp, dvpad);
+      make_bias(masker, a, n, blen, bias);
+      for (int64_t qb = qb0; qb < qb1; ++qb) {
+        const int64_t i0 = qb * kBr, br = std::min(kBr, L - i0);
+        const View qv = view_rows(q, n, h, i0, br, D, qs, dpad);
+        std::fill(m, m + br, ninf);
+        std::fill(l, l + br, 0.f);
+        const int64_t j_end = key_end(a, i0, br);
+        // one key block: the exact softmax, normalised before P V, which then writes the output rows
+        const bool direct = j_end <= kBc && out.s3 == 1 && Dv % 16 == 0;
+        if (!direct) std::fill(o, o + br * dvpad, 0.f);
+        for (int64_t j0 = 0; j0 < j_end; j0 += kBc) {
+          const int64_t bc = std::min(kBc, j_end - j0), bcp = pad16(bc);
+          mk.gemm(qv.p, qv.ld, kt + (j0 / kBc) * dpad * kBc, kBc, st, bcp, br, D, bcp, false);  // (br, bcp)
+          mk.score_tile(st, bcp, br, bcp, scale, bias + j0, a.is_causal ? i0 - j0 + 1 : kNoCausal);
+          if (masker.has_attn_mask())
+            for (int64_t r = 0; r < br; ++r) masker.apply_attn_mask(st + r * bcp, n, h, i0 + r, j0, bc);
+          mk.softmax_tile(st, bcp, br, bcp, m, l, o, dvpad, dvpad);
+          if (direct) mk.scale_rows(st, bcp, br, bcp, l);
+          if (drop)
+            for (int64_t r = 0; r < br; ++r) {
+              sdpa_keep_row(a, (nh * L) + i0 + r, j0, bc, keep.data());
+              float* sr = st + r * bcp;
+              for (int64_t c = 0; c < bc; ++c) sr[c] = keep[size_t(c)] ? sr[c] * keep_scale : 0.f;
+            }
+          if (direct) mk.gemm(st, bcp, vv.row(j0), vv.ld, out.row(n, h, i0), out.s2, br, bc, Dv, false);
+          else mk.gemm(st, bcp, vv.row(j0), vv.ld, o, dvpad, br, bc, dvpad, true);  // O += P V
+        }
+        if (direct) {
+          for (int64_t r = 0; r < br; ++r)
+            lse[nh * L + i0 + r] = l[r] > 0 ? m[r] + std::log(l[r]) : std::numeric_limits<float>::infinity();
+          continue;
+        }
+        for (int64_t r = 0; r < br; ++r) {
+          const float lr = l[r], inv = lr > 0 ? 1.f / lr : 0.f;
+          float* dst = out.row(n, h, i0 + r);
+          const float* orow = o + r * dvpad;
+          if (out.s3 == 1)
+            for (int64_t e = 0; e < Dv; ++e) dst[e] = orow[e] * inv;
+          else
+            for (int64_t e = 0; e < Dv; ++e) dst[e * out.s3] = orow[e] * inv;
+          lse[nh * L + i0 + r] = lr > 0 ? m[r] + std::log(lr) : std::numeric_limits<float>::infinity();
+        }
+      }
+    }
+  }
+}
+
+void backward_f32(const SdpaKernels& mk, const SdpaArgs& a, const TensorRef& q_, const TensorRef& k_,
+                  const TensorRef& v_, const TensorRef& out_, const float* lse, const TensorRef& gout_,
+                  const TensorRef& gq_, const TensorRef& gk_, const TensorRef& gv_) {
+  const Op4<const float> q(q_), k(k_), v(v_), out(out_), gout(gout_);
+  const Op4<float> gq(gq_), gk(gk_), gv(gv_);
+  const int64_t H = a.h, L = a.l, S = a.s, D = a.d, Dv = a.dv;
+  const Layout ly(a);
+  const int64_t dpad = ly.dpad, dvpad = ly.dvpad, S16 = ly.S16, nkb = ly.nkb, blen = nkb * kBc;
+  const int64_t work = a.n * H;
+  const Masker<float> masker(a);
+  const float scale = float(a.scale);
+  const bool drop = a.dropout_p > 0;
+  const float keep_scale = drop ? float(1.0 / (1.0 - a.dropout_p)) : 1.f;
+  // scratch: kt (nkb, dpad, 64) | vt (nkb, dvpad, 64) | kp (S16, dpad) | tmp rows (S16, dvpad) | dk (S16, dpad) |
+  // dv (S16, dvpad) | bias | qs | dos | os | dq | st | dp | pd | dr
+  const size_t n_kt = size_t(nkb * dpad * kBc), n_vt = size_t(nkb * dvpad * kBc), n_kp = size_t(S16 * dpad),
+               n_vr = size_t(S16 * dvpad), n_b = size_t(blen), n_qs = size_t(kBr * dpad), n_do = size_t(kBr * dvpad),
+               n_st = size_t(kBr * kBc);
+  const size_t total = n_kt + n_vt + 2 * n_kp + 2 * n_vr + n_b + 2 * n_qs + 2 * n_do + 3 * n_st + size_t(kBr) + 16;
+#pragma omp parallel if (work > 1 && worth_threads<float>(a))
+  {
+    float* base = tl_scratch.get(total);
+    float *kt = base, *vt = kt + n_kt, *kp = vt + n_vt, *vr = kp + n_kp, *dk = vr + n_vr, *dv = dk + n_kp,
+          *bias = dv + n_vr, *qs = bias + n_b, *dq = qs + n_qs, *dos = dq + n_qs, *os = dos + n_do, *st = os + n_do,
+          *dp = st + n_st, *pd = dp + n_st, *dr = pd + n_st;
+    std::vector<uint8_t> keep(drop ? size_t(kBc) : 0);
+#pragma omp for schedule(static)
+    for (int64_t nh = 0; nh < work; ++nh) {
+      const int64_t n = nh / H, h = nh % H;
+      const int64_t s_used = a.is_causal ? std::min(S, L) : S, s16 = pad16(s_used);  // keys some query sees
+      const View kv = view_rows(k, n, h, 0, s_used, D, kp, dpad);
+      transpose_keys(mk, kv, s_used, dpad, kt, dq);
+      transpose_keys(mk, view_rows(v, n, h, 0, s_used, Dv, vr, dvpad), s_used, dvpad, vt, dos);
+      make_bias(masker, a, n, blen, bias);
+      (void)s16;
+      // the gradient accumulators: the output rows themselves when they allow vector stores, else scratch
+      const bool gq_in = gq.s3 == 1 && D % 16 == 0, gk_in = gk.s3 == 1 && D % 16 == 0,
+                 gv_in = gv.s3 == 1 && Dv % 16 == 0;
+      float* dkp = gk_in ? gk.row(n, h, 0) : dk;
+      float* dvp = gv_in ? gv.row(n, h, 0) : dv;
+      const int64_t ldk = gk_in ? gk.s2 : dpad, ldv = gv_in ? gv.s2 : dvpad;
+      for (int64_t i0 = 0; i0 < L; i0 += kBr) {
+        const int64_t br = std::min(kBr, L - i0);
+        const View qv = view_rows(q, n, h, i0, br, D, qs, dpad), gv_ = view_rows(gout, n, h, i0, br, Dv, dos, dvpad),
+                   ov = view_rows(out, n, h, i0, br, Dv, os, dvpad);
+        for (int64_t r = 0; r < br; ++r) dr[r] = mk.row_dot(gv_.row(r), ov.row(r), dvpad);  // rowsum(dO ∘ O)
+        float* dqp = gq_in ? gq.row(n, h, i0) : dq;
+        const int64_t ldq = gq_in ? gq.s2 : dpad;
+        const float* lrow = lse + nh * L + i0;
+        const int64_t j_end = key_end(a, i0, br);
+        for (int64_t j0 = 0; j0 < j_end; j0 += kBc) {
+          const int64_t bc = std::min(kBc, j_end - j0), bcp = pad16(bc), jb = j0 / kBc;
+          mk.gemm(qv.p, qv.ld, kt + jb * dpad * kBc, kBc, st, bcp, br, D, bcp, false);  // S
+          mk.score_tile(st, bcp, br, bcp, scale, bias + j0, a.is_causal ? i0 - j0 + 1 : kNoCausal);
+          if (masker.has_attn_mask())
+            for (int64_t r = 0; r < br; ++r) masker.apply_attn_mask(st + r * bcp, n, h, i0 + r, j0, bc);
+          mk.prob_tile(st, bcp, br, bcp, lrow);                                           // P
+          mk.gemm(gv_.p, gv_.ld, vt + jb * dvpad * kBc, kBc, dp, bcp, br, Dv, bcp, false);  // dP = dO Vᵀ
+          const float* pv = st;  // the P of dV += Pᵀ dO: dropped when dropout
+          if (drop) {
+            for (int64_t r = 0; r < br; ++r) {
+              sdpa_keep_row(a, nh * L + i0 + r, j0, bc, keep.data());
+              const float* sr = st + r * bcp;
+              float *pr = pd + r * bcp, *gr = dp + r * bcp;
+              for (int64_t c = 0; c < bc; ++c) {
+                const float ks = keep[size_t(c)] ? keep_scale : 0.f;
+                pr[c] = sr[c] * ks;
+                gr[c] *= ks;
+              }
+              std::fill(pr + bc, pr + bcp, 0.f);
+            }
+            pv = pd;
+          }
+          mk.ds_tile(st, bcp, dp, bcp, br, bcp, dr, scale);  // dS = scale P ∘ (dP − D), into dp
+          // the first query block that sees key block jb writes its dK, dV rows, later ones add
+          const bool kv_acc = i0 / kBr != (a.is_causal ? jb : 0), q_acc = j0 > 0;
+          mk.gemm_at(pv, bcp, gv_.p, gv_.ld, dvp + j0 * ldv, ldv, bc, br, dvpad, kv_acc);  // dV += Pᵀ dO
+          mk.gemm(dp, bcp, kv.row(j0), kv.ld, dqp, ldq, br, bc, dpad, q_acc);             // dQ += dS K
+          mk.gemm_at(dp, bcp, qv.p, qv.ld, dkp + j0 * ldk, ldk, bc, br, dpad, kv_acc);      // dK += dSᵀ Q
+        }
+        if (!gq_in)
+          for (int64_t r = 0; r < br; ++r) {
+            float* dst = gq.row(n, h, i0 + r);
+            for (int64_t e = 0; e < D; ++e) dst[e * gq.s3] = dq[r * dpad + e];
+          }
+      }
+      for (int64_t j = 0; j < S; ++j) {
+        float* dst = gk.row(n, h, j);
+        float* dst2 = gv.row(n, h, j);
+        if (j >= s_used) {  // keys no query sees (causal, S > L)
+          for (int64_t e = 0; e < D; ++e) dst[e * gk.s3] = 0.f;
+          for (int64_t e = 0; e < Dv; ++e) dst2[e * gv.s3] = 0.f;
+          continue;
+        }
+        if (!gk_in)
+          for (int64_t e = 0; e < D; ++e) dst[e * gk.s3] = dk[j * dpad + e];
+        if (!gv_in)
+          for (int64_t e = 0; e < Dv; ++e) dst2[e * gv.s3] = dv[j * dvpad + e];
+      }
+    }
+  }
+}
+
+const SdpaKernels* simd_kernels() {
+  switch (active_isa()) {
+    case Isa::Avx512: return &avx512::sdpa_kernels();
+    case Isa::Avx2: return &avx2::sdpa_kernels();
+    case Isa::Reference: break;
+  }
+  return nullptr;
+}
+
 void check(bool ok, const char* what) {
   if (!ok) throw std::invalid_argument(std::string("sdpa (cpu): ") + what);
 }
@@ -350,7 +636,9 @@ void sdpa_forward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, con
                   const TensorRef& logsumexp) {
   check_args(a, q, k, v, out, logsumexp);
   if (a.n * a.h * a.l == 0) return;
-  if (q.dtype == kFloat32) forward_impl<float>(a, q, k, v, out, static_cast<float*>(logsumexp.data));
+  const SdpaKernels* mk = q.dtype == kFloat32 && a.s > 0 ? simd_kernels() : nullptr;
+  if (mk) forward_f32(*mk, a, q, k, v, out, static_cast<float*>(logsumexp.data));
+  else if (q.dtype == kFloat32) forward_impl<float>(a, q, k, v, out, static_cast<float*>(logsumexp.data));
   else forward_impl<double>(a, q, k, v, out, static_cast<double*>(logsumexp.data));
 }
 
@@ -363,7 +651,10 @@ void sdpa_backward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, co
   check(grad_out.dtype == q.dtype && grad_q.dtype == q.dtype && grad_k.dtype == q.dtype && grad_v.dtype == q.dtype,
         "gradients must have q's dtype");
   if (a.n * a.h == 0) return;
-  if (q.dtype == kFloat32)
+  const SdpaKernels* mk = q.dtype == kFloat32 && a.s > 0 ? simd_kernels() : nullptr;
+  if (mk)
+    backward_f32(*mk, a, q, k, v, out, static_cast<const float*>(logsumexp.data), grad_out, grad_q, grad_k, grad_v);
+  else if (q.dtype == kFloat32)
     backward_impl<float>(a, q, k, v, out, static_cast<const float*>(logsumexp.data), grad_out, grad_q, grad_k, grad_v);
   else
     backward_impl<double>(a, q, k, v, out, static_cast<const double*>(logsumexp.data), grad_out, grad_q, grad_k,

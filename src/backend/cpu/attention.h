@@ -41,6 +41,27 @@ struct SdpaKernels {
                int64_t k, int64_t n, bool accumulate);
   // s[j] = exp(s[j] - m), 0 where s[j] == -inf; returns the sum. m finite.
   float (*exp_row)(float* s, int64_t n, float m);
+  // c (m, n) = a (k, m)ᵀ @ b (k, n)  (+ c when accumulate)
+  void (*gemm_at)(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t m,
+                  int64_t k, int64_t n, bool accumulate);
+  // dst[c][r] = src[r][c]; rows and cols multiples of 16
+  void (*transpose)(const float* src, int64_t lds, float* dst, int64_t ldd, int64_t rows, int64_t cols);
+  // s[r][c] = s[r][c] * scale + bias[c], -inf where c >= causal_first + r; ncols a multiple of 16
+  void (*score_tile)(float* s, int64_t lds, int64_t rows, int64_t ncols, float scale, const float* bias,
+                     int64_t causal_first);
+  // online softmax step per row r: m[r] = max(m[r], s[r][.]), s = exp(s - m) (0 at -inf), l[r] and o's row
+  // rescaled by exp(m_old - m_new) and l[r] += rowsum; rows with m = -inf zeroed
+  void (*softmax_tile)(float* s, int64_t lds, int64_t rows, int64_t ncols, float* m, float* l, float* o,
+                       int64_t ldo, int64_t ocols);
+  // s = exp(s - lse[r]) (0 at -inf; whole row 0 where lse[r] = +inf)
+  void (*prob_tile)(float* s, int64_t lds, int64_t rows, int64_t ncols, const float* lse);
+  // dp = scale * p * (dp - dr[r])
+  void (*ds_tile)(const float* p, int64_t ldp, float* dp, int64_t lddp, int64_t rows, int64_t ncols,
+                  const float* dr, float scale);
+  // sum a[e] b[e], n a multiple of 16
+  float (*row_dot)(const float* a, const float* b, int64_t n);
+  // s[r][.] *= 1 / l[r] (0 where l[r] = 0)
+  void (*scale_rows)(float* s, int64_t lds, int64_t rows, int64_t ncols, const float* l);
 };
 namespace avx512 { const SdpaKernels& sdpa_kernels(); }
 namespace avx2 { const SdpaKernels& sdpa_kernels(); }

@@ -32,6 +32,41 @@ static inline float vhsum(vf a) {
   s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
   return _mm_cvtss_f32(s);
 }
+static inline float vhmax(vf a) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+static inline vf vmin(vf a, vf b) { return _mm256_min_ps(a, b); }
+// lanes >= k (k may be <= 0 or >= 8) replaced by y's
+static inline vf vmask_from(vf x, vf y, int64_t k) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const int kk = k <= 0 ? 0 : k >= 8 ? 8 : int(k);
+  const __m256 masked = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(kk), lane));  // lane < k: keep
+  return _mm256_blendv_ps(y, x, masked);
+}
+// dst[c * ldd + r] = src[r * lds + c], r, c < 8
+static inline void vtranspose_block(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * lds);
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 2; ++i) {  // r[4i + k]: rows 4i .. 4i+3 of columns k (low half) and k+4 (high half)
+    const __m256d a = _mm256_castps_pd(t[4 * i]), b = _mm256_castps_pd(t[4 * i + 1]),
+                  c = _mm256_castps_pd(t[4 * i + 2]), d = _mm256_castps_pd(t[4 * i + 3]);
+    r[4 * i + 0] = _mm256_castpd_ps(_mm256_unpacklo_pd(a, c));
+    r[4 * i + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(a, c));
+    r[4 * i + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(b, d));
+    r[4 * i + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(b, d));
+  }
+  for (int k = 0; k < 4; ++k) {
+    _mm256_storeu_ps(dst + k * ldd, _mm256_permute2f128_ps(r[k], r[4 + k], 0x20));
+    _mm256_storeu_ps(dst + (k + 4) * ldd, _mm256_permute2f128_ps(r[k], r[4 + k], 0x31));
+  }
+}
 
 }  // namespace attn::cpu::avx2_sdpa
 
