@@ -37,7 +37,11 @@ def params_note(a, p):
 
 NOTES = {
     "gemm_2048": lambda a, p: (f"attn {100 * a['value'] / PEAK_GFLOPS:.1f}% of {PEAK_GFLOPS:.0f} GFLOP/s"
-                               + (f", pytorch {100 * p['value'] / PEAK_GFLOPS:.1f}%" if p else "")),
+                               + (f", pytorch {100 * p['value'] / PEAK_GFLOPS:.1f}%" if p else "")
+                               + (f"; FMA ceiling measured now {a['fma_peak_gflops']:.0f} GFLOP/s: attn "
+                                  f"{100 * a['value'] / a['fma_peak_gflops']:.1f}%"
+                                  + (f", pytorch {100 * p['value'] / a['fma_peak_gflops']:.1f}%" if p else "")
+                                  if a.get('fma_peak_gflops') else "")),
     "transformer_train_step": lambda a, p: params_note(a, p) + "; tokens = 32 x (32 src + 32 tgt) per step",
     "greedy_decode": lambda a, p: (params_note(a, p) + "; 32 x 32 generated tokens per run; attn KV cache, "
                                    "pytorch re-runs the decoder on the prefix"),

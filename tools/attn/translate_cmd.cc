@@ -184,7 +184,7 @@ void add_translate_commands(CLI::App& app) {
   dc->o.time_budget_s = 540;
   dc->o.eval_every = 500;
   dc->o.eval_sentences = 200;
-  dc->o.warmup_steps = 1500;
+  dc->o.warmup_steps = 1000;  // short runs: reach the peak rate early (the recipe of the PyTorch comparison)
   dc->o.lr_factor = 1.0;
   auto test = std::make_shared<std::string>("data/bible/test");
   auto demo_beam = std::make_shared<int64_t>(4);
@@ -197,6 +197,7 @@ void add_translate_commands(CLI::App& app) {
     auto o = resolve(*dc);
     auto r = train::train_translator(o);
     train::TranslationSession s = train::TranslationSession::load(o.out_dir);
+    std::cerr << "translating the held-out " << *test << "." << dc->src << " (beam " << *demo_beam << ") ..." << std::endl;
     json ev = evaluate_file(s, *test + "." + dc->src, *test + "." + dc->tgt, o.out_dir + "/test.hyp." + dc->tgt,
                             {.beam_size = *demo_beam});
     auto src = data::read_lines(*test + "." + dc->src), ref = data::read_lines(*test + "." + dc->tgt);
