@@ -8,6 +8,7 @@
 #include "attn/random.h"
 #include "backend/cpu/dispatch.h"
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/random_simd.h"
 
 namespace attn::cpu {
 
@@ -49,14 +50,21 @@ template <typename T> void normal_impl(T* out, int64_t n, double mean, double st
     if (2 * b + 1 < n) out[2 * b + 1] = T(mean + std * (radius * std::sin(theta)));
   }
 }
+
 // Draws exactly as uniform_impl(.., 0, 1, ..) does; the comparison and scale are rounded to T as the
 // composite lt(u, 1 - p) * (1 / (1 - p)) rounds them, so the mask is the one that composite made.
 template <typename T>
 void dropout_impl(const T* x, int64_t n, double p, uint64_t seed, uint64_t counter, T* out, T* mask) {
   const int64_t nb = uniform_blocks(n);
   const T keep_below = T(1.0 - p), scale = T(1.0 / (1.0 - p));
-#pragma omp parallel for schedule(static) if (n >= kParallelGrain / 4)
-  for (int64_t b = 0; b < nb; ++b) {
+  int64_t b_first = 0;  // blocks below this were done by the vector path
+#if defined(__x86_64__)
+  if constexpr (sizeof(T) == 4) {
+    if (active_isa() == Isa::Avx512) b_first = avx512::dropout_f32(x, n, keep_below, scale, seed, counter, out, mask) / 4;
+  }
+#endif
+#pragma omp parallel for schedule(static) if ((nb - b_first) * 4 >= kParallelGrain)
+  for (int64_t b = b_first; b < nb; ++b) {
     const Philox4 r = philox4x32(seed, counter + uint64_t(b));
     Philox4 q{};
     if constexpr (sizeof(T) == 8) q = philox4x32(seed ^ kPhiloxLowKey, counter + uint64_t(b));

@@ -1,0 +1,14 @@
+// src/backend/cpu/random_simd.h — instruction-set-specific Philox streams (random_avx512.cc), chosen
+// by random.cc when cpu::active_isa() is AVX-512; random.cc's scalar loops are the fallback and the
+// oracle (tests/test_nn_ops.cc compares fused dropout with the scalar uniform_ stream).
+//
+//   int64_t done = attn::cpu::avx512::dropout_f32(x, n, keep_below, scale, seed, counter, out, mask);
+#pragma once
+#include <cstdint>
+
+namespace attn::cpu::avx512 {
+// Dropout of x[0, done) with done = n rounded down to 64 (16 Philox blocks): the uniform of element i is
+// word i % 4 of block counter + i / 4, as in uniform(); mask = u < keep_below ? scale : 0; out = x * mask.
+int64_t dropout_f32(const float* x, int64_t n, float keep_below, float scale, uint64_t seed, uint64_t counter,
+                    float* out, float* mask);
+}  // namespace attn::cpu::avx512
