@@ -1,6 +1,7 @@
 // tests/test_linalg.cc — GEMM kernel vs the naive oracle; matmul / mm / bmm / linear vs a
 // broadcast-multiply-and-sum oracle (no GEMM involved) and finite differences in float64.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <cmath>
 #include <limits>
@@ -85,6 +86,21 @@ TEST(Gemm, MatchesNaiveOracle) {
         run_gemm_case<float>(c, attn::kFloat32);
         run_gemm_case<double>(c, attn::kFloat64);
       }
+}
+
+// Single large products are split into one panel of C per thread (columns when n >= m, else rows);
+// every layout, uneven panel counts and alpha/beta must still equal the oracle.
+TEST(Gemm, LargeProductsSplitIntoPanels) {
+  const int saved = omp_get_max_threads();
+  for (int threads : {2, 3}) {
+    omp_set_num_threads(threads);
+    for (auto [m, n, k] : std::vector<std::array<int64_t, 3>>{{129, 301, 140}, {333, 130, 150}, {200, 200, 64}})
+      for (int t = 0; t < 4; ++t) {
+        run_gemm_case<float>({m, n, k, bool(t & 1), bool(t & 2), 3, 1.0, 0.0, 1, false}, attn::kFloat32);
+        run_gemm_case<float>({m, n, k, bool(t & 1), bool(t & 2), 0, -0.5, 1.5, 1, false}, attn::kFloat32);
+      }
+  }
+  omp_set_num_threads(saved);
 }
 
 TEST(Gemm, AlphaBetaAndBatches) {

@@ -5,6 +5,7 @@
 // batches of small matrices run one single-threaded sgemm per item across the OpenMP threads
 // (oneDNN's sgemm runs sequentially inside a parallel region), large ones use all threads per item.
 // float64: the blocked loop kernel below (op(B) packed once, k-blocked, rows split across threads).
+#include <cstdlib>
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 
@@ -117,13 +118,63 @@ void sgemm_one(const GemmArgs& g, const float* a, const float* b, float* c) {
     throw std::runtime_error("gemm: dnnl_sgemm failed with status " + std::to_string(int(st)) + " " + describe(g));
 }
 
+// One large product split into one panel of C per thread (columns when n is the wider side, else
+// rows), each a single-threaded dnnl_sgemm: no synchronisation inside the product. Measured on the
+// 2-core machine (bench/gemm_bench.cc) against dnnl_sgemm's own threading; ATTN_GEMM_PANELS=0 turns it off.
+bool panels_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("ATTN_GEMM_PANELS");
+    return !(e && std::string(e) == "0");
+  }();
+  return on;
+}
+
+void sgemm_panels(const GemmArgs& g, const float* a, const float* b, float* c, int nt) {
+  const bool by_cols = g.n >= g.m;
+  const int64_t extent = by_cols ? g.n : g.m;
+  const int64_t per = ((extent + nt - 1) / nt + 15) / 16 * 16;  // multiples of 16
+  dnnl_status_t first_error = dnnl_success;
+#pragma omp parallel for schedule(static, 1) num_threads(nt)
+  for (int t = 0; t < nt; ++t) {
+    const int64_t lo = std::min<int64_t>(extent, t * per), hi = std::min<int64_t>(extent, lo + per);
+    if (lo >= hi) continue;
+    GemmArgs p = g;
+    const float *pa = a, *pb = b;
+    float* pc = c;
+    if (by_cols) {
+      p.n = hi - lo;
+      pb = b + (g.trans_b ? lo * g.ldb : lo);
+      pc = c + lo;
+    } else {
+      p.m = hi - lo;
+      pa = a + (g.trans_a ? lo : lo * g.lda);
+      pc = c + lo * g.ldc;
+    }
+    dnnl_status_t st = dnnl_sgemm(p.trans_a ? 'T' : 'N', p.trans_b ? 'T' : 'N', p.m, p.n, p.k, float(p.alpha), pa,
+                                  p.lda, pb, p.ldb, float(p.beta), pc, p.ldc);
+    if (st != dnnl_success) {
+#pragma omp critical(attn_gemm_error)
+      first_error = st;
+    }
+  }
+  if (first_error != dnnl_success)
+    throw std::runtime_error("gemm: dnnl_sgemm failed with status " + std::to_string(int(first_error)) + " " +
+                             describe(g));
+}
+
 void sgemm(const GemmArgs& g) {
   const float* a = static_cast<const float*>(g.a);
   const float* b = static_cast<const float*>(g.b);
   float* c = static_cast<float*>(g.c);
   const double work = double(g.m) * double(g.n) * double(g.k);
   if (work <= 16.0 * 16 * 16) return blocked<float>(g);
-  if (g.batch == 1) return sgemm_one(g, a, b, c);
+  if (g.batch == 1) {
+    const int nt = omp_get_max_threads();
+    if (nt > 1 && !omp_in_parallel() && panels_enabled() && work >= 128.0 * 128 * 128 &&
+        std::max(g.m, g.n) >= 64 * int64_t(nt))
+      return sgemm_panels(g, a, b, c, nt);
+    return sgemm_one(g, a, b, c);
+  }
   // Per-item threading only pays off for large matrices; otherwise split the batch.
   if (work >= 256.0 * 256 * 256 || omp_get_max_threads() == 1 || omp_in_parallel()) {
     for (int64_t i = 0; i < g.batch; ++i) sgemm_one(g, a + i * g.stride_a, b + i * g.stride_b, c + i * g.stride_c);
