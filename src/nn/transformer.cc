@@ -71,17 +71,20 @@ std::pair<Tensor, Tensor> MultiheadAttention::forward(const Tensor& q_in, const 
     bad(where, "key/value shapes " + shape_str(k_in.shape()) + ", " + shape_str(v_in.shape()) +
                    " do not match the query " + shape_str(q_in.shape()));
 
+  // Projections in the inputs' own layout ((N, L, E) when batch_first: no transposed copies), then
+  // viewed as (L|S, N, E) for the code below.
   Tensor q, k, v;  // (L|S, N, E)
   if (self_attention) {
-    std::vector<Tensor> qkv = chunk(linear(query, in_proj_weight, in_proj_bias), 3, -1);
+    std::vector<Tensor> qkv = chunk(linear(q_in, in_proj_weight, in_proj_bias), 3, -1);
     q = qkv[0], k = qkv[1], v = qkv[2];
   } else {
     std::vector<Tensor> w = split(in_proj_weight, E, 0);
     std::vector<Tensor> b = in_proj_bias.defined() ? split(in_proj_bias, E, 0) : std::vector<Tensor>(3);
-    q = linear(query, w[0], b[0]);
-    k = linear(key, w[1], b[1]);
-    v = linear(value, w[2], b[2]);
+    q = linear(q_in, w[0], b[0]);
+    k = linear(k_in, w[1], b[1]);
+    v = linear(v_in, w[2], b[2]);
   }
+  if (options.batch_first) q = q.transpose(0, 1), k = k.transpose(0, 1), v = v.transpose(0, 1);
   const double neg_inf = -std::numeric_limits<double>::infinity();
   Tensor m = o.attn_mask;  // (L, S) or (N, H, L, S)
   if (m.defined()) {
@@ -105,16 +108,17 @@ std::pair<Tensor, Tensor> MultiheadAttention::forward(const Tensor& q_in, const 
   const double p_drop = options.dropout > 0 && is_training() ? options.dropout : 0.0;
 
   if (!o.need_weights) {  // the fused kernel: no (N, H, L, S) scores, masks or weights are materialised
-    q = q.reshape({L, N, H, D}).permute({1, 2, 0, 3});  // (N, H, L, D), a strided view
-    k = k.reshape({S, N, H, D}).permute({1, 2, 0, 3});  // (N, H, S, D)
-    v = v.reshape({S, N, H, D}).permute({1, 2, 0, 3});  // (N, H, S, D)
+    // (L, N, E) -> (L, N, H, D) -> (N, H, L, D): strided views (also of batch-first memory)
+    q = q.view({L, N, H, D}).permute({1, 2, 0, 3});  // (N, H, L, D)
+    k = k.view({S, N, H, D}).permute({1, 2, 0, 3});  // (N, H, S, D)
+    v = v.view({S, N, H, D}).permute({1, 2, 0, 3});  // (N, H, S, D)
     // attn_mask: MultiheadAttention's bool means "masked", SDPA's means "take part" (a copy the mask's size)
     Tensor ctx = scaled_dot_product_attention(
         q, k, v, {.attn_mask = m.defined() && m.dtype() == kBool ? logical_not(m) : m, .key_padding_mask = kpm,
                   .dropout_p = p_drop, .is_causal = o.is_causal});         // (N, H, L, D)
-    Tensor out = out_proj->forward(ctx.permute({2, 0, 1, 3}).reshape({L, N, E}));  // (L, N, E)
-    if (options.batch_first) out = out.transpose(0, 1);
-    return {out, Tensor()};
+    if (options.batch_first)  // ctx's memory is (N, L, H, D): merging the heads is a view
+      return {out_proj->forward(ctx.permute({0, 2, 1, 3}).reshape({N, L, E})), Tensor()};  // (N, L, E)
+    return {out_proj->forward(ctx.permute({2, 0, 1, 3}).reshape({L, N, E})), Tensor()};    // (L, N, E)
   }
 
   // need_weights: the composite path, which also returns the (N, H, L, S) weights

@@ -88,11 +88,13 @@ Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, cons
     a.offset = g.reserve(backend::sdpa_dropout_blocks(a));
   }
   const Tensor q = query.detach(), k = key.detach(), v = value.detach();  // read through their strides
-  Tensor y = ops::empty_out({N, H, L, Dv}, dt, query.device());           // (N, H, L, Dv)
+  // (N, H, L, Dv) over (N, L, H, Dv) memory: merging the heads afterwards ((N, L, H * Dv), what
+  // MultiheadAttention's out_proj reads) is then a free view instead of a copy.
+  Tensor y = ops::empty_out({N, L, H, Dv}, dt, query.device()).permute({0, 2, 1, 3});  // (N, H, L, Dv)
   Tensor lse = ops::empty_out({N, H, L}, dt, query.device());             // (N, H, L)
   ops::be(q).sdpa_forward(a, ops::ref(q), ops::ref(k), ops::ref(v), ops::ref(y), ops::ref(lse));
   if (!autograd::needs_grad({&query, &key, &value})) return y;
-  Tensor out = y.view(y.shape());  // a distinct handle for the graph; y stays a plain tensor (no cycle)
+  Tensor out = y.permute({0, 1, 2, 3});  // a distinct handle for the graph; y stays a plain tensor (no cycle)
   std::vector<Tensor> saved{q, k, v, y};
   if (mask.defined()) saved.push_back(mask);
   if (kpm.defined()) saved.push_back(kpm);
