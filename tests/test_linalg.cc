@@ -1,6 +1,7 @@
 // tests/test_linalg.cc — GEMM kernel vs the naive oracle; matmul / mm / bmm / linear vs a
 // broadcast-multiply-and-sum oracle (no GEMM involved) and finite differences in float64.
 #include <gtest/gtest.h>
+#include <cstdlib>
 #include <omp.h>
 
 #include <cmath>
@@ -91,6 +92,7 @@ TEST(Gemm, MatchesNaiveOracle) {
 // Single large products are split into one panel of C per thread (columns when n >= m, else rows);
 // every layout, uneven panel counts and alpha/beta must still equal the oracle.
 TEST(Gemm, LargeProductsSplitIntoPanels) {
+  const bool panels_before = attn::cpu::set_gemm_panels(true);
   const int saved = omp_get_max_threads();
   for (int threads : {2, 3}) {
     omp_set_num_threads(threads);
@@ -101,6 +103,7 @@ TEST(Gemm, LargeProductsSplitIntoPanels) {
       }
   }
   omp_set_num_threads(saved);
+  attn::cpu::set_gemm_panels(panels_before);
 }
 
 TEST(Gemm, AlphaBetaAndBatches) {

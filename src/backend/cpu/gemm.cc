@@ -10,6 +10,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -119,15 +120,17 @@ void sgemm_one(const GemmArgs& g, const float* a, const float* b, float* c) {
 }
 
 // One large product split into one panel of C per thread (columns when n is the wider side, else
-// rows), each a single-threaded dnnl_sgemm: no synchronisation inside the product. Measured on the
-// 2-core machine (bench/gemm_bench.cc) against dnnl_sgemm's own threading; ATTN_GEMM_PANELS=0 turns it off.
-bool panels_enabled() {
-  static const bool on = [] {
+// rows), each a single-threaded dnnl_sgemm: no synchronisation inside the product. Off by default:
+// measured on the 2-core machine (bench/gemm_bench.cc gemm, 2 threads), dnnl_sgemm's own threading was
+// faster from 128^3 to 1024^3 (265-320 vs 160-235 GFLOP/s) and equal at 2048^3. ATTN_GEMM_PANELS=1 turns it on.
+std::atomic<bool>& panels_flag() {
+  static std::atomic<bool> on = [] {
     const char* e = std::getenv("ATTN_GEMM_PANELS");
-    return !(e && std::string(e) == "0");
+    return e && std::string(e) == "1";
   }();
   return on;
 }
+bool panels_enabled() { return panels_flag().load(std::memory_order_relaxed); }
 
 void sgemm_panels(const GemmArgs& g, const float* a, const float* b, float* c, int nt) {
   const bool by_cols = g.n >= g.m;
@@ -197,6 +200,8 @@ void sgemm(const GemmArgs& g) {
 }
 
 }  // namespace
+
+bool set_gemm_panels(bool on) { return panels_flag().exchange(on); }
 
 void gemm(const GemmArgs& in) {
   const GemmArgs g = normalized(in);

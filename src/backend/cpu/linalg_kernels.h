@@ -26,6 +26,9 @@ namespace attn::cpu {
 // ---- C = alpha * op(A) @ op(B) + beta * C, row-major, strided batches; float32 or float64.
 // beta == 0 means C is not read. Leading dimensions smaller than a matrix's row length throw.
 void gemm(const backend::GemmArgs& g);
+// Per-thread panels for single large float32 products instead of dnnl_sgemm's threading (default off,
+// or ATTN_GEMM_PANELS=1); returns the previous setting.
+bool set_gemm_panels(bool on);
 
 // ---- convolution, x: (N, C_in, H, W), weight: (C_out, C_in / groups, kH, kW), y: (N, C_out, oH, oW),
 // all contiguous. bias (C_out) may be nullptr. In the backward any of grad_x, grad_weight, grad_bias
