@@ -320,7 +320,10 @@ class PoolIsa : public ::testing::TestWithParam<PoolIsaCase> {
 INSTANTIATE_TEST_SUITE_P(Widths, PoolIsa,
                          ::testing::Values(PoolIsaCase{attn::cpu::Isa::Avx512, 11}, PoolIsaCase{attn::cpu::Isa::Avx512, 28},
                                            PoolIsaCase{attn::cpu::Isa::Avx512, 45}, PoolIsaCase{attn::cpu::Isa::Avx512, 70},
-                                           PoolIsaCase{attn::cpu::Isa::Avx2, 11}, PoolIsaCase{attn::cpu::Isa::Avx2, 45}));
+                                           PoolIsaCase{attn::cpu::Isa::Avx2, 11}, PoolIsaCase{attn::cpu::Isa::Avx2, 45}),
+                         [](const ::testing::TestParamInfo<PoolIsaCase>& i) {
+                           return std::string(attn::cpu::isa_name(i.param.isa)) + "_w" + std::to_string(i.param.w);
+                         });
 
 TEST_P(PoolIsa, MaxPool2x2ForwardAndBackwardMatchOracle) {
   std::mt19937 rng(5);
