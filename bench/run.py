@@ -4,6 +4,7 @@
     python bench/run.py                        # every workload
     python bench/run.py gemm_2048 gelu_fwd_bwd # a subset (make bench ARGS="gemm_2048 gelu_fwd_bwd")
     python bench/run.py --markdown docs.md     # also write the table as Markdown
+    python bench/run.py --rounds 3             # 3 alternating rounds per side; the median-ratio round is shown
 
 Prints one line per workload and peer, tab separated:
 
@@ -84,6 +85,9 @@ def main():
     ap.add_argument("--markdown", help="also write the results as a Markdown table to this file")
     ap.add_argument("--json", help="also write the raw results as JSON to this file")
     ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run each workload this many times per side, alternating attn and PyTorch, and report "
+                         "the round with the median ratio (for noisy, shared hosts)")
     a = ap.parse_args()
 
     exe = a.attn_bench or find_attn_bench(a.build_dir, a.build)
@@ -104,21 +108,34 @@ def main():
     rows = []
     failed = False
     for name in names:
-        try:
-            ar = run_json([exe, name, "--threads", str(a.threads)], env, a.timeout)
-        except (RuntimeError, subprocess.TimeoutExpired) as e:
-            print(f"run.py: attn {name}: {e}", file=sys.stderr)
-            failed = True
-            continue
-        pr = None
-        if peer_ok:
+        rounds = []  # (attn result, peer result) per round, attn and PyTorch alternating
+        for _ in range(max(1, a.rounds)):
             try:
-                pr = run_json([a.python, os.path.join(HERE, "torch_bench.py"), name, "--threads", str(a.threads)],
-                              env, a.timeout)
+                ar = run_json([exe, name, "--threads", str(a.threads)], env, a.timeout)
             except (RuntimeError, subprocess.TimeoutExpired) as e:
-                print(f"run.py: pytorch {name}: {e}", file=sys.stderr)
+                print(f"run.py: attn {name}: {e}", file=sys.stderr)
+                failed = True
+                break
+            pr = None
+            if peer_ok:
+                try:
+                    pr = run_json([a.python, os.path.join(HERE, "torch_bench.py"), name, "--threads", str(a.threads)],
+                                  env, a.timeout)
+                except (RuntimeError, subprocess.TimeoutExpired) as e:
+                    print(f"run.py: pytorch {name}: {e}", file=sys.stderr)
+            rounds.append((ar, pr))
+        if not rounds:
+            continue
+        if len(rounds) > 1 and all(p for _, p in rounds):
+            rounds.sort(key=lambda r: r[0]["value"] / r[1]["value"])
+            ar, pr = rounds[len(rounds) // 2]
+            ar = dict(ar, round_ratios=[round(x["value"] / y["value"], 3) for x, y in rounds])
+        else:
+            ar, pr = rounds[-1]
         ratio = ar["value"] / pr["value"] if pr else None
         note = NOTES[name](ar, pr) if name in NOTES else ""
+        if "round_ratios" in ar:
+            note = (note + "; " if note else "") + "ratios of the rounds: " + ", ".join(f"{r:.2f}" for r in ar["round_ratios"])
         row = {"workload": name, "peer": "pytorch", "attn": ar, "pytorch": pr, "ratio": ratio, "note": note}
         rows.append(row)
         print("\t".join([name, "pytorch", fmt(ar["value"]), fmt(pr["value"] if pr else None), ar["unit"],
