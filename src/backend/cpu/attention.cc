@@ -133,14 +133,7 @@ template <typename T> struct Masker {
   // s[c]: the score of key j0 + c, c < bc, for query i of (n, h); kbias from key_bias() or null.
   void apply(T* s, int64_t n, int64_t h, int64_t i, int64_t j0, int64_t bc, const T* kbias) const {
     constexpr T ninf = -std::numeric_limits<T>::infinity();
-    if (mb) {
-      const bool* m = mb + n * ms[0] + h * ms[1] + i * ms[2] + j0 * ms[3];
-      for (int64_t c = 0; c < bc; ++c)
-        if (!m[c * ms[3]]) s[c] = ninf;
-    } else if (mf) {
-      const T* m = mf + n * ms[0] + h * ms[1] + i * ms[2] + j0 * ms[3];
-      for (int64_t c = 0; c < bc; ++c) s[c] += m[c * ms[3]];
-    }
+    apply_attn_mask(s, n, h, i, j0, bc);
     if (kbias)
       for (int64_t c = 0; c < bc; ++c) s[c] += kbias[c];
     if (a.is_causal)
