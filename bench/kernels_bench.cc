@@ -1,12 +1,8 @@
 // bench/kernels_bench.cc — Google Benchmark timings of the raw CPU kernels (src/backend/cpu/kernels.h)
-// on preallocated (8192, 512) float32 buffers, per instruction set. Build (not part of `make bench`):
+// on preallocated (8192, 512) float32 buffers, per instruction set. Built by CMake when Google
+// Benchmark (libbenchmark-dev) is installed; not part of `make bench`:
 //
-//   find_package(benchmark REQUIRED)
-//   add_executable(kernels_bench kernels_bench.cc)
-//   target_include_directories(kernels_bench PRIVATE ${PROJECT_SOURCE_DIR}/src)
-//   target_link_libraries(kernels_bench PRIVATE attn benchmark::benchmark)
-//
-//   OMP_NUM_THREADS=2 ./kernels_bench --benchmark_filter=Gelu
+//   OMP_NUM_THREADS=2 build/bench/kernels_bench --benchmark_filter=Gelu
 // The PyTorch side of the comparison is `torch.set_num_threads(2)` with the same shapes (bench/torch_bench.py).
 #include <benchmark/benchmark.h>
 

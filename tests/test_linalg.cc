@@ -106,6 +106,18 @@ TEST(Gemm, LargeProductsSplitIntoPanels) {
   attn::cpu::set_gemm_panels(panels_before);
 }
 
+// Deep products with a transposed operand run on oneDNN's matmul primitive (gemm.cc's
+// prefer_matmul_primitive): leading-dimension padding, alpha as an output scale and beta as a sum
+// post-op must still equal the oracle, and so must the dnnl_sgemm layouts of the same shapes.
+TEST(Gemm, DeepTransposedProductsUseMatmulPrimitive) {
+  for (auto [m, n, k] : std::vector<std::array<int64_t, 3>>{{300, 260, 1030}, {256, 257, 1024}, {64, 1100, 1500}})
+    for (int t = 0; t < 4; ++t) {
+      run_gemm_case<float>({m, n, k, bool(t & 1), bool(t & 2), 0, 1.0, 0.0, 1, false}, attn::kFloat32);
+      run_gemm_case<float>({m, n, k, bool(t & 1), bool(t & 2), 3, -0.5, 1.5, 1, false}, attn::kFloat32);
+      run_gemm_case<float>({m, n, k, bool(t & 1), bool(t & 2), 1, 2.0, 1.0, 1, false}, attn::kFloat32);
+    }
+}
+
 TEST(Gemm, AlphaBetaAndBatches) {
   const std::vector<GemmCase> cases = {
       {7, 9, 11, false, false, 0, 0.5, 2.0, 1, false},

@@ -4,10 +4,14 @@
 // Tiny problems (m * n * k <= 16^3) skip its ~0.6 us call overhead and use the blocked loop kernel;
 // batches of small matrices run one single-threaded sgemm per item across the OpenMP threads
 // (oneDNN's sgemm runs sequentially inside a parallel region), large ones use all threads per item.
+// Single products with a transposed operand and a deep k (>= 1024: the weight gradient of a Linear,
+// whose k is the token count, and x @ W^T with a wide input) go through oneDNN's matmul primitive
+// instead, whose brgemm kernels beat dnnl_sgemm there (see prefer_matmul_primitive).
 // float64: the blocked loop kernel below (op(B) packed once, k-blocked, rows split across threads).
 #include <cstdlib>
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -165,6 +169,62 @@ void sgemm_panels(const GemmArgs& g, const float* a, const float* b, float* c, i
                              describe(g));
 }
 
+// Which single float32 products run on oneDNN's matmul primitive (brgemm) rather than dnnl_sgemm.
+// Measured on the 2-core AVX-512 machine (2 threads, best of 30 calls, GFLOP/s matmul vs sgemm):
+//   (m, n, k)            A @ B       A^T @ B     A @ B^T     A^T @ B^T
+//   2048, 512, 1024    255 / 261   257 / 202   254 / 212   246 / 168
+//   1024, 512, 2048    307 / 317   289 / 200   304 / 233   295 / 201
+//    512, 512, 1024    255 / 263   252 / 217   254 / 204   251 / 201
+//   1024, 1536, 512    254 / 309   164 / 173   249 / 159   172 / 175
+//   1024, 8000, 512    205 / 236   192 / 239   261 / 279   226 / 243
+// so: a transposed operand and k >= 1024. The primitive is created per shape; oneDNN's primitive
+// cache makes a repeated shape cost ~10 us, a new one ~0.15 ms. ATTN_GEMM_MATMUL=0 / 1 forces the
+// choice off / on for every single product (for benchmarking the rule).
+int matmul_override() {
+  static const int v = [] {
+    const char* e = std::getenv("ATTN_GEMM_MATMUL");
+    return e && (e[0] == '0' || e[0] == '1') ? e[0] - '0' : -1;
+  }();
+  return v;
+}
+bool prefer_matmul_primitive(const GemmArgs& g) {
+  if (omp_in_parallel()) return false;  // the primitive would run its own parallel region
+  const int forced = matmul_override();
+  if (forced >= 0) return forced == 1;
+  return (g.trans_a || g.trans_b) && g.k >= 1024 && double(g.m) * double(g.n) >= 256.0 * 256;
+}
+
+dnnl::engine& matmul_engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+// C = alpha op(A) op(B) + beta C through dnnl::matmul (alpha as an output scale, beta as a sum post-op).
+void sgemm_matmul(const GemmArgs& g, const float* a, const float* b, float* c) {
+  using dnnl::memory;
+  using dims = memory::dims;
+  try {
+    const memory::desc ad({g.m, g.k}, memory::data_type::f32, g.trans_a ? dims{1, g.lda} : dims{g.lda, 1});
+    const memory::desc bd({g.k, g.n}, memory::data_type::f32, g.trans_b ? dims{1, g.ldb} : dims{g.ldb, 1});
+    const memory::desc cd({g.m, g.n}, memory::data_type::f32, dims{g.ldc, 1});
+    dnnl::primitive_attr attr;
+    if (g.alpha != 1.0) attr.set_output_scales(0, {float(g.alpha)});
+    if (g.beta != 0.0) {
+      dnnl::post_ops po;
+      po.append_sum(float(g.beta));
+      attr.set_post_ops(po);
+    }
+    dnnl::engine& eng = matmul_engine();
+    dnnl::matmul prim(dnnl::matmul::primitive_desc(dnnl::matmul::desc(ad, bd, cd), attr, eng));
+    thread_local dnnl::stream stream(eng);
+    memory am(ad, eng, const_cast<float*>(a)), bm(bd, eng, const_cast<float*>(b)), cm(cd, eng, c);
+    prim.execute(stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    throw std::runtime_error(std::string("gemm: oneDNN matmul failed (") + e.what() + ") " + describe(g));
+  }
+}
+
 void sgemm(const GemmArgs& g) {
   const float* a = static_cast<const float*>(g.a);
   const float* b = static_cast<const float*>(g.b);
@@ -176,6 +236,7 @@ void sgemm(const GemmArgs& g) {
     if (nt > 1 && !omp_in_parallel() && panels_enabled() && work >= 128.0 * 128 * 128 &&
         std::max(g.m, g.n) >= 64 * int64_t(nt))
       return sgemm_panels(g, a, b, c, nt);
+    if (prefer_matmul_primitive(g)) return sgemm_matmul(g, a, b, c);
     return sgemm_one(g, a, b, c);
   }
   // Per-item threading only pays off for large matrices; otherwise split the batch.
