@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "backend/cpu/linalg_kernels.h"
+#include "backend/cpu/onednn.h"
 
 namespace attn::cpu {
 
@@ -56,14 +57,8 @@ using dnnl::memory;
 using tag = memory::format_tag;
 using dt = memory::data_type;
 
-dnnl::engine& engine() {
-  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
-  return e;
-}
-dnnl::stream& stream() {
-  thread_local dnnl::stream s(engine());
-  return s;
-}
+dnnl::engine& engine() { return onednn_engine(); }
+dnnl::stream& stream() { return onednn_stream(); }
 
 // Which directions let oneDNN pick a blocked layout (nChw16c activations; reorders around the call
 // into cached scratch) instead of running on the plain buffers (its im2col + sgemm path). Measured on

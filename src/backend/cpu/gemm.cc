@@ -11,7 +11,6 @@
 #include <cstdlib>
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
-#include <oneapi/dnnl/dnnl.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -20,6 +19,7 @@
 #include <vector>
 
 #include "backend/cpu/linalg_kernels.h"
+#include "backend/cpu/onednn.h"
 
 namespace attn::cpu {
 
@@ -116,11 +116,17 @@ template <typename T> void blocked(const GemmArgs& g) {
   }
 }
 
-void sgemm_one(const GemmArgs& g, const float* a, const float* b, float* c) {
-  dnnl_status_t st = dnnl_sgemm(g.trans_a ? 'T' : 'N', g.trans_b ? 'T' : 'N', g.m, g.n, g.k, float(g.alpha), a,
-                                g.lda, b, g.ldb, float(g.beta), c, g.ldc);
+// One dnnl_sgemm with g's sizes, transposes, leading dimensions and scalars on these pointers.
+dnnl_status_t dnnl_sgemm_of(const GemmArgs& g, const float* a, const float* b, float* c) {
+  return dnnl_sgemm(g.trans_a ? 'T' : 'N', g.trans_b ? 'T' : 'N', g.m, g.n, g.k, float(g.alpha), a, g.lda, b, g.ldb,
+                    float(g.beta), c, g.ldc);
+}
+void check_sgemm(dnnl_status_t st, const GemmArgs& g) {
   if (st != dnnl_success)
     throw std::runtime_error("gemm: dnnl_sgemm failed with status " + std::to_string(int(st)) + " " + describe(g));
+}
+void sgemm_one(const GemmArgs& g, const float* a, const float* b, float* c) {
+  check_sgemm(dnnl_sgemm_of(g, a, b, c), g);
 }
 
 // One large product split into one panel of C per thread (columns when n is the wider side, else
@@ -157,16 +163,13 @@ void sgemm_panels(const GemmArgs& g, const float* a, const float* b, float* c, i
       pa = a + (g.trans_a ? lo : lo * g.lda);
       pc = c + lo * g.ldc;
     }
-    dnnl_status_t st = dnnl_sgemm(p.trans_a ? 'T' : 'N', p.trans_b ? 'T' : 'N', p.m, p.n, p.k, float(p.alpha), pa,
-                                  p.lda, pb, p.ldb, float(p.beta), pc, p.ldc);
+    const dnnl_status_t st = dnnl_sgemm_of(p, pa, pb, pc);
     if (st != dnnl_success) {
 #pragma omp critical(attn_gemm_error)
       first_error = st;
     }
   }
-  if (first_error != dnnl_success)
-    throw std::runtime_error("gemm: dnnl_sgemm failed with status " + std::to_string(int(first_error)) + " " +
-                             describe(g));
+  check_sgemm(first_error, g);
 }
 
 // Which single float32 products run on oneDNN's matmul primitive (brgemm) rather than dnnl_sgemm.
@@ -194,11 +197,6 @@ bool prefer_matmul_primitive(const GemmArgs& g) {
   return (g.trans_a || g.trans_b) && g.k >= 1024 && double(g.m) * double(g.n) >= 256.0 * 256;
 }
 
-dnnl::engine& matmul_engine() {
-  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
-  return e;
-}
-
 // C = alpha op(A) op(B) + beta C through dnnl::matmul (alpha as an output scale, beta as a sum post-op).
 void sgemm_matmul(const GemmArgs& g, const float* a, const float* b, float* c) {
   using dnnl::memory;
@@ -214,10 +212,10 @@ void sgemm_matmul(const GemmArgs& g, const float* a, const float* b, float* c) {
       po.append_sum(float(g.beta));
       attr.set_post_ops(po);
     }
-    dnnl::engine& eng = matmul_engine();
+    dnnl::engine& eng = onednn_engine();
     dnnl::matmul prim(dnnl::matmul::primitive_desc(dnnl::matmul::desc(ad, bd, cd), attr, eng));
-    thread_local dnnl::stream stream(eng);
     memory am(ad, eng, const_cast<float*>(a)), bm(bd, eng, const_cast<float*>(b)), cm(cd, eng, c);
+    dnnl::stream& stream = onednn_stream();
     prim.execute(stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
     stream.wait();
   } catch (const dnnl::error& e) {
@@ -247,17 +245,13 @@ void sgemm(const GemmArgs& g) {
   dnnl_status_t first_error = dnnl_success;
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < g.batch; ++i) {
-    dnnl_status_t st = dnnl_sgemm(g.trans_a ? 'T' : 'N', g.trans_b ? 'T' : 'N', g.m, g.n, g.k, float(g.alpha),
-                                  a + i * g.stride_a, g.lda, b + i * g.stride_b, g.ldb, float(g.beta),
-                                  c + i * g.stride_c, g.ldc);
+    const dnnl_status_t st = dnnl_sgemm_of(g, a + i * g.stride_a, b + i * g.stride_b, c + i * g.stride_c);
     if (st != dnnl_success) {
 #pragma omp critical(attn_gemm_error)
       first_error = st;
     }
   }
-  if (first_error != dnnl_success)
-    throw std::runtime_error("gemm: dnnl_sgemm failed with status " + std::to_string(int(first_error)) + " " +
-                             describe(g));
+  check_sgemm(first_error, g);
 }
 
 }  // namespace

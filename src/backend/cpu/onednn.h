@@ -1,0 +1,14 @@
+// src/backend/cpu/onednn.h — the one oneDNN CPU engine of the process and a stream per thread,
+// shared by the primitives of gemm.cc (matmul) and conv.cc (convolution, reorders).
+//
+//   dnnl::memory m(desc, attn::cpu::onednn_engine(), ptr);
+//   prim.execute(attn::cpu::onednn_stream(), {{DNNL_ARG_SRC, m}, ...});
+#pragma once
+#include <oneapi/dnnl/dnnl.hpp>
+
+namespace attn::cpu {
+
+dnnl::engine& onednn_engine();
+dnnl::stream& onednn_stream();  // the calling thread's (in-order, CPU)
+
+}  // namespace attn::cpu
