@@ -142,8 +142,9 @@ def _bn(x, a, sp):
     return tuple(outs)
 
 
-def _sdpa(x, a, s):
+def _sdpa(x, a, s, q=None, k=None, v=None):
     """attn's key_padding_mask ((N, S), true = ignore) as torch's SDPA mask ((N, 1, 1, S), true = take part)."""
+    q, k, v = (x[0], x[1], x[2]) if q is None else (q, k, v)
     mask, kpm = by_name(x, s, "attn_mask"), by_name(x, s, "key_padding_mask")
     if kpm is not None:
         keep = ~kpm[:, None, None, :]
@@ -153,8 +154,21 @@ def _sdpa(x, a, s):
             mask = mask & keep
         else:
             mask = mask.masked_fill(~keep, -math.inf)
-    return F.scaled_dot_product_attention(x[0], x[1], x[2], attn_mask=mask, is_causal=a.get("is_causal", False),
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=a.get("is_causal", False),
                                           scale=a.get("scale"))
+
+
+def _packed_sdpa(x, a, s):
+    """Heads read from column blocks of packed (N, T, C) projections: sources "qkv" (x[0] for all three),
+    "q_kv" (x[0]; x[1] for key and value) or "q_k_v"."""
+    H, E = a["num_heads"], a["embed_dim"]
+    n = {"qkv": 1, "q_kv": 2, "q_k_v": 3}[a["sources"]]
+    src = [x[0], x[min(1, n - 1)], x[n - 1]]
+
+    def heads(t, c):
+        return t[..., c:c + E].reshape(t.shape[0], t.shape[1], H, E // H).transpose(1, 2)
+    q, k, v = (heads(t, c) for t, c in zip(src, a["columns"]))
+    return _sdpa(x, a, s, q, k, v)
 
 
 def _pool_stride(a):
@@ -250,6 +264,7 @@ OPS = {
                                                count_include_pad=a.get("count_include_pad", True)),
     # attention
     "scaled_dot_product_attention": _sdpa,
+    "packed_scaled_dot_product_attention": _packed_sdpa,
     # joining, splitting, indexing
     "cat": lambda x, a, s: torch.cat(x, a.get("dim", 0)),
     "stack": lambda x, a, s: torch.stack(x, a.get("dim", 0)),
@@ -670,6 +685,21 @@ def define_cases():
     case("sdpa_dv_ne_d", sd, qkv(L=3, S=9, D=5, Dv=3), **L)
     case("sdpa_scale", sd, qkv(), {"scale": 0.3}, **L)
     case("sdpa_long_keys", sd, qkv(L=3, S=70, D=8, Dv=8), {"is_causal": False}, **L)
+
+    # ---- attention on packed projections (appended after the above: their random inputs stay)
+    ps = "packed_scaled_dot_product_attention"
+    case("packed_sdpa_self", ps, [In([2, 5, 12])],
+         {"sources": "qkv", "columns": [0, 4, 8], "num_heads": 2, "embed_dim": 4}, **L)
+    case("packed_sdpa_self_causal_permuted_blocks", ps, [In([5, 2, 24], view=[["transpose", 0, 1]])],
+         {"sources": "qkv", "columns": [16, 0, 8], "num_heads": 2, "embed_dim": 8, "is_causal": True}, **L)
+    case("packed_sdpa_cross_key_padding", ps,
+         [In([2, 5, 8]), In([2, 7, 16]), In([2, 7], "bool", "bool", name="key_padding_mask", p=0.3)],
+         {"sources": "q_kv", "columns": [0, 0, 8], "num_heads": 4, "embed_dim": 8}, **L)
+    case("packed_sdpa_separate_uncovered_columns_mask", ps,
+         [In([2, 5, 10]), In([2, 7, 6]), In([2, 7, 9]), In([5, 7], "bool", "bool", name="attn_mask", p=0.75)],
+         {"sources": "q_k_v", "columns": [3, 0, 1], "num_heads": 3, "embed_dim": 6}, **L)
+    case("packed_sdpa_overlapping_blocks", ps, [In([2, 5, 6])],
+         {"sources": "qkv", "columns": [0, 2, 0], "num_heads": 1, "embed_dim": 4, "scale": 0.4}, **L)
 
 
 # ------------------------------------------------------------------------------------------ running

@@ -198,6 +198,18 @@ inline const std::map<std::string, OpFn>& op_table() {
                                                     .key_padding_mask = a.named("key_padding_mask"),
                                                     .is_causal = a.b("is_causal", false), .scale = a.opt_d("scale")});
        }},
+      {"packed_scaled_dot_product_attention",
+       [](A a) {
+         const std::string src = a.s("sources", "q_k_v");  // qkv: one source; q_kv: q and [k | v]; q_k_v
+         const Tensor& qs = a[0];
+         const Tensor& ks = src == "qkv" ? a[0] : a[1];
+         const Tensor& vs = src == "qkv" ? a[0] : src == "q_kv" ? a[1] : a[2];
+         const Shape c = a.shape("columns");
+         return attn::packed_scaled_dot_product_attention(
+             {qs, c[0]}, {ks, c[1]}, {vs, c[2]}, a.i("num_heads"), a.i("embed_dim"),
+             {.attn_mask = a.named("attn_mask"), .key_padding_mask = a.named("key_padding_mask"),
+              .is_causal = a.b("is_causal", false), .scale = a.opt_d("scale")});
+       }},
       {"embedding", [](A a) { return attn::embedding(a[0], a[1], a.i("padding_idx", -1)); }},
       {"layer_norm",
        [](A a) {

@@ -235,6 +235,21 @@ const std::vector<GRow>& gradcheck_rows() {
          return scaled_dot_product_attention(x[0], x[1], x[2], {.dropout_p = 0.3});
        },
        {R({1, 2, 4, 3}), R({1, 2, 5, 3}), R({1, 2, 5, 3})}},
+      {"packed_sdpa_self_causal_transposed",  // one [q | k | v] source, seen through a transpose
+       [](const V& x) {
+         return packed_scaled_dot_product_attention({x[0], 0}, {x[0], 6}, {x[0], 12}, 2, 6, {.is_causal = true});
+       },
+       {R({5, 2, 18}).tr()}},
+      {"packed_sdpa_kv_dropout_uncovered",  // q and a [k | v] source with a column no block reads
+       [](const V& x) {
+         manual_seed(11);
+         return packed_scaled_dot_product_attention({x[0], 1}, {x[1], 0}, {x[1], 4}, 2, 4,
+                                                    {.key_padding_mask = x[2], .dropout_p = 0.25});
+       },
+       {R({2, 3, 5}), R({2, 6, 8}), B({2, 6})}},
+      {"packed_sdpa_overlapping_blocks",  // q and v read the same columns: their gradients add up
+       [](const V& x) { return packed_scaled_dot_product_attention({x[0], 0}, {x[0], 3}, {x[0], 0}, 3, 6); },
+       {R({1, 4, 9})}},
       // ---- embedding, normalisation
       {"embedding_repeat", [](const V& x) { return embedding(x[0], x[1]); },
        {R({4, 3}), Iv({2, 5}, {0, 1, 1, 3, 0, 3, 3, 2, 0, 1})}},

@@ -143,6 +143,24 @@ struct SdpaOptions {
 Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, const Tensor& value,
                                     const SdpaOptions& o = {});
 
+// The same attention read straight out of packed projections (FlashAttention's qkv-packed form; what
+// MultiheadAttention runs): query, key and value are `embed_dim` columns of (N, L|S, C) tensors, starting
+// at `column`, split into `num_heads` heads of embed_dim / num_heads. Blocks of one source tensor (the
+// same Tensor object) that do not overlap are one input of the graph, and the backward writes that
+// source's gradient whole, instead of the zero-padded per-block gradients (summed afterwards) of
+// chunk() + scaled_dot_product_attention. Columns of a source outside every block get zero gradient.
+//
+//   Tensor qkv = linear(x, in_proj_weight, in_proj_bias);                   // (N, L, 3E)
+//   Tensor ctx = packed_scaled_dot_product_attention({qkv, 0}, {qkv, E}, {qkv, 2 * E}, H, E,
+//                                                    {.is_causal = true});  // (N, H, L, E / H)
+// The result's memory is (N, L, H, E / H), so merging the heads (permute + reshape to (N, L, E)) is a view.
+struct HeadBlock {
+  Tensor source;       // (N, L|S, C), any strides
+  int64_t column = 0;  // the block is source[..., column : column + embed_dim]
+};
+Tensor packed_scaled_dot_product_attention(const HeadBlock& query, const HeadBlock& key, const HeadBlock& value,
+                                           int64_t num_heads, int64_t embed_dim, const SdpaOptions& o = {});
+
 // ---- convolution and pooling
 struct Conv1dOptions {
   int64_t stride = 1;

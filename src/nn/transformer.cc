@@ -71,20 +71,25 @@ std::pair<Tensor, Tensor> MultiheadAttention::forward(const Tensor& q_in, const 
     bad(where, "key/value shapes " + shape_str(k_in.shape()) + ", " + shape_str(v_in.shape()) +
                    " do not match the query " + shape_str(q_in.shape()));
 
-  // Projections in the inputs' own layout ((N, L, E) when batch_first: no transposed copies), then
-  // viewed as (L|S, N, E) for the code below.
-  Tensor q, k, v;  // (L|S, N, E)
+  // Projections in the inputs' own layout ((N, L, E) when batch_first: no transposed copies): one
+  // [q | k | v] GEMM for self-attention, q and one [k | v] GEMM when key is value (encoder-decoder
+  // attention), else three. q, k, v are column blocks [qc|kc|vc, + E) of their sources.
+  auto proj = [&](const Tensor& x, int64_t row, int64_t rows) {
+    const Tensor b = in_proj_bias.defined() ? in_proj_bias.narrow(0, row, rows) : Tensor();
+    return linear(x, in_proj_weight.narrow(0, row, rows), b);
+  };
+  Tensor q_src, k_src, v_src;  // (N, L|S, C) when batch_first, else (L|S, N, C)
+  int64_t qc = 0, kc = 0, vc = 0;
   if (self_attention) {
-    std::vector<Tensor> qkv = chunk(linear(q_in, in_proj_weight, in_proj_bias), 3, -1);
-    q = qkv[0], k = qkv[1], v = qkv[2];
+    q_src = k_src = v_src = linear(q_in, in_proj_weight, in_proj_bias);
+    kc = E, vc = 2 * E;
+  } else if (k_in.is_same(v_in)) {
+    q_src = proj(q_in, 0, E);
+    k_src = v_src = proj(k_in, E, 2 * E);
+    vc = E;
   } else {
-    std::vector<Tensor> w = split(in_proj_weight, E, 0);
-    std::vector<Tensor> b = in_proj_bias.defined() ? split(in_proj_bias, E, 0) : std::vector<Tensor>(3);
-    q = linear(q_in, w[0], b[0]);
-    k = linear(k_in, w[1], b[1]);
-    v = linear(v_in, w[2], b[2]);
+    q_src = proj(q_in, 0, E), k_src = proj(k_in, E, E), v_src = proj(v_in, 2 * E, E);
   }
-  if (options.batch_first) q = q.transpose(0, 1), k = k.transpose(0, 1), v = v.transpose(0, 1);
   const double neg_inf = -std::numeric_limits<double>::infinity();
   Tensor m = o.attn_mask;  // (L, S) or (N, H, L, S)
   if (m.defined()) {
@@ -108,19 +113,24 @@ std::pair<Tensor, Tensor> MultiheadAttention::forward(const Tensor& q_in, const 
   const double p_drop = options.dropout > 0 && is_training() ? options.dropout : 0.0;
 
   if (!o.need_weights) {  // the fused kernel: no (N, H, L, S) scores, masks or weights are materialised
-    // (L, N, E) -> (L, N, H, D) -> (N, H, L, D): strided views (also of batch-first memory)
-    q = q.view({L, N, H, D}).permute({1, 2, 0, 3});  // (N, H, L, D)
-    k = k.view({S, N, H, D}).permute({1, 2, 0, 3});  // (N, H, S, D)
-    v = v.view({S, N, H, D}).permute({1, 2, 0, 3});  // (N, H, S, D)
+    // (N, L|S, C) views of the sources, one handle per distinct source (so the kernel's backward writes
+    // each source's gradient whole)
+    auto nlc = [&](const Tensor& t) { return options.batch_first ? t : t.transpose(0, 1); };
+    const Tensor qs = nlc(q_src);
+    const Tensor ks = k_src.is_same(q_src) ? qs : nlc(k_src);
+    const Tensor vs = v_src.is_same(q_src) ? qs : v_src.is_same(k_src) ? ks : nlc(v_src);
     // attn_mask: MultiheadAttention's bool means "masked", SDPA's means "take part" (a copy the mask's size)
-    Tensor ctx = scaled_dot_product_attention(
-        q, k, v, {.attn_mask = m.defined() && m.dtype() == kBool ? logical_not(m) : m, .key_padding_mask = kpm,
-                  .dropout_p = p_drop, .is_causal = o.is_causal});         // (N, H, L, D)
-    if (options.batch_first)  // ctx's memory is (N, L, H, D): merging the heads is a view
+    Tensor ctx = packed_scaled_dot_product_attention(
+        {qs, qc}, {ks, kc}, {vs, vc}, H, E,
+        {.attn_mask = m.defined() && m.dtype() == kBool ? logical_not(m) : m, .key_padding_mask = kpm,
+         .dropout_p = p_drop, .is_causal = o.is_causal});  // (N, H, L, D) over (N, L, H, D) memory
+    if (options.batch_first)  // merging the heads is a view
       return {out_proj->forward(ctx.permute({0, 2, 1, 3}).reshape({N, L, E})), Tensor()};  // (N, L, E)
     return {out_proj->forward(ctx.permute({2, 0, 1, 3}).reshape({L, N, E})), Tensor()};    // (L, N, E)
   }
 
+  Tensor q = q_src.narrow(-1, qc, E), k = k_src.narrow(-1, kc, E), v = v_src.narrow(-1, vc, E);
+  if (options.batch_first) q = q.transpose(0, 1), k = k.transpose(0, 1), v = v.transpose(0, 1);  // (L|S, N, E)
   // need_weights: the composite path, which also returns the (N, H, L, S) weights
   q = mul(q, 1.0 / std::sqrt(double(D))).reshape({L, N, H, D}).permute({1, 2, 0, 3});  // (N, H, L, D)
   k = k.reshape({S, N, H, D}).permute({1, 2, 3, 0});                                   // (N, H, D, S)

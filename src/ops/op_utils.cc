@@ -1,9 +1,25 @@
 #include "ops/op_utils.h"
 
+#include <algorithm>
+#include <numeric>
+
 namespace attn::ops {
 
 Tensor empty_out(const Shape& shape, DType dtype, Device device) {
   return empty(shape, {.dtype = dtype, .device = device});
+}
+
+Tensor empty_dense_like(const Tensor& t) {
+  const int64_t nd = t.dim();
+  Shape order(static_cast<size_t>(nd));  // dims, outermost in memory first
+  std::iota(order.begin(), order.end(), int64_t(0));
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return t.stride(a) > t.stride(b); });
+  Shape mem(order.size()), inverse(order.size());
+  for (size_t i = 0; i < order.size(); ++i) {
+    mem[i] = t.size(order[i]);
+    inverse[size_t(order[i])] = int64_t(i);
+  }
+  return empty_out(mem, t.dtype(), t.device()).permute(inverse);
 }
 
 namespace {

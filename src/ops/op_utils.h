@@ -15,6 +15,10 @@ using backend::ref;
 // A new uninitialised contiguous tensor.
 Tensor empty_out(const Shape& shape, DType dtype, Device device);
 inline Tensor empty_like_out(const Tensor& t) { return empty_out(t.shape(), t.dtype(), t.device()); }
+// A new uninitialised dense tensor of t's shape whose memory order follows t's strides (largest stride
+// outermost; PyTorch's empty_like with preserve_format). A gradient allocated this way for a permuted
+// view is the same permutation of dense memory, so the permute's backward hands on contiguous memory.
+Tensor empty_dense_like(const Tensor& t);
 
 DType promote_types(DType a, DType b);
 void check_defined(const Tensor& t, const char* op, const char* arg);
