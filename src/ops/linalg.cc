@@ -231,21 +231,6 @@ template <typename T> void fill_rows(T* out, const T* bias, int64_t rows, int64_
   for (int64_t i = 0; i < rows; ++i) std::memcpy(out + i * d, bias, size_t(d) * sizeof(T));
 }
 
-// gb (d) = sum over rows of g (rows, d) contiguous.
-template <typename T> void column_sums(const T* g, T* gb, int64_t rows, int64_t d) {
-  constexpr int64_t kBlock = 256;
-#pragma omp parallel for schedule(static) if (rows * d > (1 << 16))
-  for (int64_t j0 = 0; j0 < d; j0 += kBlock) {
-    const int64_t j1 = std::min(d, j0 + kBlock);
-    double acc[kBlock] = {};
-    for (int64_t i = 0; i < rows; ++i) {
-      const T* row = g + i * d;
-      for (int64_t j = j0; j < j1; ++j) acc[j - j0] += double(row[j]);
-    }
-    for (int64_t j = j0; j < j1; ++j) gb[j] = T(acc[j - j0]);
-  }
-}
-
 }  // namespace
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
@@ -287,13 +272,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
              gin_w = ops::empty_out(weight.shape(), g.dtype(), g.device());
              batched_gemm(gin_w, operand(g2, true), operand(x2, false), 0.0);
            }
-           if (gb) {
-             Tensor gc = g2.contiguous();
+           if (gb) {  // db (out) = column sums of g (rows, out): the backend's vectorised reduction
              gin_b = ops::empty_out({out_f}, g.dtype(), g.device());
-             if (g.dtype() == kFloat32)
-               column_sums(gc.data_ptr<float>(), gin_b.data_ptr<float>(), rows, out_f);
-             else
-               column_sums(gc.data_ptr<double>(), gin_b.data_ptr<double>(), rows, out_f);
+             ops::be(g).reduce(backend::ReduceOp::Sum, ops::ref(g2), ops::ref(gin_b.view({1, out_f})));
            }
            return {gin_x, gin_w, gin_b};
          },
