@@ -101,32 +101,29 @@ std::vector<Module*> Module::modules() const {
   return out;
 }
 
+void Module::walk_state(const StateVisitor& fn, bool recurse, const std::string& prefix) const {
+  for (auto& p : params_)
+    if (p.tensor.defined()) fn(join(prefix, p.name), p.tensor, true, true);
+  for (auto& b : buffers_)
+    if (b.tensor.defined()) fn(join(prefix, b.name), b.tensor, false, b.persistent);
+  if (recurse)
+    for (auto& [name, child] : children_) child->walk_state(fn, true, join(prefix, name));
+}
+
 std::vector<std::pair<std::string, Tensor>> Module::named_parameters(bool recurse) const {
   std::vector<std::pair<std::string, Tensor>> out;
   std::set<const TensorImpl*> seen;  // shared (tied) parameters are listed once, like PyTorch
-  auto visit = [&](const std::string& prefix, const Module* m) {
-    for (auto& p : m->params_)
-      if (p.tensor.defined() && seen.insert(p.tensor.impl()).second) out.emplace_back(join(prefix, p.name), p.tensor);
-  };
-  if (!recurse) {
-    visit("", this);
-    return out;
-  }
-  for (auto& [prefix, m] : named_modules()) visit(prefix, m);
+  walk_state([&](const std::string& key, const Tensor& t, bool is_parameter, bool) {
+    if (is_parameter && seen.insert(t.impl()).second) out.emplace_back(key, t);
+  }, recurse);
   return out;
 }
 
 std::vector<std::pair<std::string, Tensor>> Module::named_buffers(bool recurse) const {
   std::vector<std::pair<std::string, Tensor>> out;
-  auto visit = [&](const std::string& prefix, const Module* m) {
-    for (auto& b : m->buffers_)
-      if (b.tensor.defined()) out.emplace_back(join(prefix, b.name), b.tensor);
-  };
-  if (!recurse) {
-    visit("", this);
-    return out;
-  }
-  for (auto& [prefix, m] : named_modules()) visit(prefix, m);
+  walk_state([&](const std::string& key, const Tensor& t, bool is_parameter, bool) {
+    if (!is_parameter) out.emplace_back(key, t);
+  }, recurse);
   return out;
 }
 
@@ -171,29 +168,24 @@ std::shared_ptr<Module> Module::get_submodule(const std::string& dotted) const {
   return found;
 }
 
+namespace {
+// The module that holds the last component of a dotted name (kept alive by its parent), and that component.
+std::pair<const Module*, std::string> holder_of(const Module& root, const std::string& dotted) {
+  const auto dot = dotted.rfind('.');
+  if (dot == std::string::npos) return {&root, dotted};
+  return {root.get_submodule(dotted.substr(0, dot)).get(), dotted.substr(dot + 1)};
+}
+}  // namespace
+
 Tensor Module::get_parameter(const std::string& dotted) const {
-  auto dot = dotted.rfind('.');
-  const Module* m = this;
-  std::shared_ptr<Module> holder;
-  if (dot != std::string::npos) {
-    holder = get_submodule(dotted.substr(0, dot));
-    m = holder.get();
-  }
-  std::string leaf = dot == std::string::npos ? dotted : dotted.substr(dot + 1);
+  const auto [m, leaf] = holder_of(*this, dotted);
   for (auto& p : m->params_)
     if (p.name == leaf && p.tensor.defined()) return p.tensor;
   throw std::invalid_argument(type_name() + ".get_parameter: no parameter \"" + dotted + "\"");
 }
 
 Tensor Module::get_buffer(const std::string& dotted) const {
-  auto dot = dotted.rfind('.');
-  const Module* m = this;
-  std::shared_ptr<Module> holder;
-  if (dot != std::string::npos) {
-    holder = get_submodule(dotted.substr(0, dot));
-    m = holder.get();
-  }
-  std::string leaf = dot == std::string::npos ? dotted : dotted.substr(dot + 1);
+  const auto [m, leaf] = holder_of(*this, dotted);
   for (auto& b : m->buffers_)
     if (b.name == leaf && b.tensor.defined()) return b.tensor;
   throw std::invalid_argument(type_name() + ".get_buffer: no buffer \"" + dotted + "\"");
@@ -201,29 +193,25 @@ Tensor Module::get_buffer(const std::string& dotted) const {
 
 // ------------------------------------------------------------------------------------ state_dict
 
-void Module::collect_state(const std::string& prefix, std::map<std::string, Tensor>& out) const {
-  for (auto& p : params_)
-    if (p.tensor.defined()) out.emplace(join(prefix, p.name), p.tensor.detach());
-  for (auto& b : buffers_)
-    if (b.tensor.defined() && b.persistent) out.emplace(join(prefix, b.name), b.tensor.detach());
-  for (auto& [name, child] : children_) child->collect_state(join(prefix, name), out);
-}
-
 std::map<std::string, Tensor> Module::state_dict() const {
   std::map<std::string, Tensor> out;
-  collect_state("", out);
+  walk_state([&](const std::string& key, const Tensor& t, bool, bool persistent) {
+    if (persistent) out.emplace(key, t.detach());
+  });
   return out;
 }
 
-void Module::load_walk(const std::string& prefix, const std::map<std::string, Tensor>& state,
-                       std::vector<std::string>& missing, std::vector<std::string>& used) {
-  auto load_one = [&](const std::string& key, const Tensor& dst) {
+LoadStateDictResult Module::load_state_dict(const std::map<std::string, Tensor>& state, bool strict) {
+  LoadStateDictResult r;
+  std::set<std::string> used_set;
+  walk_state([&](const std::string& key, const Tensor& dst, bool, bool persistent) {
+    if (!persistent) return;
     auto it = state.find(key);
     if (it == state.end()) {
-      missing.push_back(key);
+      r.missing_keys.push_back(key);
       return;
     }
-    used.push_back(key);
+    used_set.insert(key);
     const Tensor& src = it->second;
     if (!src.defined()) throw std::invalid_argument("load_state_dict: \"" + key + "\" is an undefined tensor");
     if (src.shape() != dst.shape())
@@ -231,19 +219,7 @@ void Module::load_walk(const std::string& prefix, const std::map<std::string, Te
                                   shape_str(src.shape()) + ", the module has shape " + shape_str(dst.shape()));
     NoGradGuard ng;
     Tensor(dst).copy_(src);  // converts dtype and device
-  };
-  for (auto& p : params_)
-    if (p.tensor.defined()) load_one(join(prefix, p.name), p.tensor);
-  for (auto& b : buffers_)
-    if (b.tensor.defined() && b.persistent) load_one(join(prefix, b.name), b.tensor);
-  for (auto& [name, child] : children_) child->load_walk(join(prefix, name), state, missing, used);
-}
-
-LoadStateDictResult Module::load_state_dict(const std::map<std::string, Tensor>& state, bool strict) {
-  LoadStateDictResult r;
-  std::vector<std::string> used;
-  load_walk("", state, r.missing_keys, used);
-  std::set<std::string> used_set(used.begin(), used.end());
+  });
   for (auto& [k, v] : state)
     if (!used_set.count(k)) r.unexpected_keys.push_back(k);
   if (strict && (!r.missing_keys.empty() || !r.unexpected_keys.empty())) {
@@ -310,25 +286,17 @@ Module& Module::to(DType dtype) {
   if (!is_floating(dtype)) throw std::invalid_argument(type_name() + ".to: target dtype must be floating point, got " +
                                                        std::string(dtype_name(dtype)));
   NoGradGuard ng;
-  for (auto* m : modules()) {
-    for (auto& p : m->params_)
-      if (p.tensor.defined() && is_floating(p.tensor.dtype()) && p.tensor.dtype() != dtype)
-        set_data(p.tensor, p.tensor.detach().to(dtype).contiguous());
-    for (auto& b : m->buffers_)
-      if (b.tensor.defined() && is_floating(b.tensor.dtype()) && b.tensor.dtype() != dtype)
-        set_data(b.tensor, b.tensor.to(dtype).contiguous());
-  }
+  walk_state([&](const std::string&, const Tensor& t, bool, bool) {  // tied tensors: converted once
+    if (is_floating(t.dtype()) && t.dtype() != dtype) set_data(t, t.detach().to(dtype).contiguous());
+  });
   return *this;
 }
 
 Module& Module::to(Device device) {
   NoGradGuard ng;
-  for (auto* m : modules()) {
-    for (auto& p : m->params_)
-      if (p.tensor.defined() && p.tensor.device() != device) set_data(p.tensor, p.tensor.detach().to(device));
-    for (auto& b : m->buffers_)
-      if (b.tensor.defined() && b.tensor.device() != device) set_data(b.tensor, b.tensor.to(device));
-  }
+  walk_state([&](const std::string&, const Tensor& t, bool, bool) {
+    if (t.device() != device) set_data(t, t.detach().to(device));
+  });
   return *this;
 }
 

@@ -134,9 +134,11 @@ class Module {
  private:
   void add_child(const std::string& name, std::shared_ptr<Module> m);
   void check_new_name(const std::string& name, const char* what) const;
-  void load_walk(const std::string& prefix, const std::map<std::string, Tensor>& state,
-                 std::vector<std::string>& missing, std::vector<std::string>& used);
-  void collect_state(const std::string& prefix, std::map<std::string, Tensor>& out) const;
+  // The one walk behind traversal, state_dict, load_state_dict and to(): fn(key, tensor, is_parameter,
+  // persistent) for every defined parameter, then buffer, of this module, then (when recurse) of each
+  // child in registration order, with dotted keys under `prefix`.
+  using StateVisitor = std::function<void(const std::string& key, const Tensor& t, bool is_parameter, bool persistent)>;
+  void walk_state(const StateVisitor& fn, bool recurse = true, const std::string& prefix = "") const;
 
   std::vector<ParamSlot> params_;
   std::vector<BufferSlot> buffers_;
