@@ -281,3 +281,35 @@ TEST(ClipGradNorm, MatchesPyTorch) {
   nn::utils::clip_grad_value_({a}, 1.0);
   expect_close(a.grad(), from_vector<float>({-1.0f, 0.5f}, {2}), 0, 0, "clip_grad_value_");
 }
+
+// A model moved to another dtype after some steps (Module::to): the optimizer's state follows the
+// parameters (converted on the next step, as PyTorch's load_state_dict casts), and the run continues
+// as one that had float64 state from the start.
+TEST(Optim, StateFollowsModuleTo) {
+  for (const std::string kind : {"Adam", "AdamW", "SGD"}) {
+    auto run = [&](bool move_midway) {
+      manual_seed(3);
+      auto net = std::make_shared<nn::Sequential>(nn::Linear(4, 5), nn::Tanh(), nn::Linear(5, 2));
+      if (!move_midway) net->to(kFloat64);
+      std::unique_ptr<optim::Optimizer> opt;
+      const auto params = net->parameters();
+      if (kind == "Adam") opt = std::make_unique<optim::Adam>(params, optim::AdamOptions{.lr = 0.05});
+      else if (kind == "AdamW") opt = std::make_unique<optim::AdamW>(params, optim::AdamWOptions{.lr = 0.05});
+      else opt = std::make_unique<optim::SGD>(params, optim::SGDOptions{.lr = 0.05, .momentum = 0.9});
+      Tensor x = randn({8, 4}, {.dtype = kFloat64}), y = randn({8, 2}, {.dtype = kFloat64});
+      for (int step = 0; step < 4; ++step) {
+        if (move_midway && step == 2) net->to(kFloat64);
+        DType dt = net->parameters()[0].dtype();
+        opt->zero_grad();
+        mse_loss(net->forward(x.to(dt)), y.to(dt)).backward();
+        opt->step();
+      }
+      for (auto& p : net->parameters())
+        for (auto& [name, buf] : opt->state_of(p)->buffers) EXPECT_EQ(buf.dtype(), kFloat64) << kind << " " << name;
+      return net->parameters()[0].clone();
+    };
+    Tensor moved = run(true), f64 = run(false);
+    // the first two steps ran in float32: close to, not equal to, the all-float64 run
+    EXPECT_LT(max(abs(sub(moved, f64))).item(), 1e-4) << kind;
+  }
+}

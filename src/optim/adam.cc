@@ -77,7 +77,7 @@ void Adam::step() {
   NoGradGuard ng;
   for (auto& group : groups_)
     for (auto& p : group.params)
-      if (p.impl()->grad) adam_update("Adam", p, state(p), hyper(group.options, false));
+      if (p.impl()->grad) adam_update("Adam", p, state(p, "Adam"), hyper(group.options, false));
 }
 
 AdamW::AdamW(std::vector<Tensor> params, AdamWOptions options) { add_param_group({std::move(params), options}); }
@@ -90,7 +90,7 @@ void AdamW::step() {
   NoGradGuard ng;
   for (auto& group : groups_)
     for (auto& p : group.params)
-      if (p.impl()->grad) adam_update("AdamW", p, state(p), hyper(group.options, true));
+      if (p.impl()->grad) adam_update("AdamW", p, state(p, "AdamW"), hyper(group.options, true));
 }
 
 }  // namespace attn::optim

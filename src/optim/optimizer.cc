@@ -32,6 +32,19 @@ std::vector<Tensor> Optimizer::parameters() const {
   return out;
 }
 
+Optimizer::ParamState& Optimizer::state(const Tensor& param, const char* who) {
+  ParamState& st = state_[param.impl()];
+  for (auto& [name, buf] : st.buffers) {
+    if (!buf.defined()) continue;
+    if (buf.shape() != param.shape())
+      throw std::runtime_error(std::string(who) + ": state \"" + name + "\" has shape " + shape_str(buf.shape()) +
+                               ", the parameter " + shape_str(param.shape()));
+    if (buf.dtype() != param.dtype() || buf.device() != param.device())
+      buf = buf.to(param.dtype()).to(param.device()).contiguous();
+  }
+  return st;
+}
+
 const Optimizer::ParamState* Optimizer::state_of(const Tensor& param) const {
   auto it = state_.find(param.impl());
   return it == state_.end() ? nullptr : &it->second;

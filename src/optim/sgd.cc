@@ -37,7 +37,7 @@ void SGD::step() {
                                  shape_str(p.shape()));
       if (o.maximize) g = neg(g);
       if (o.weight_decay != 0) g = add(g, p, o.weight_decay);
-      ParamState& st = state(p);
+      ParamState& st = state(p, "SGD");
       st.step += 1;
       if (o.momentum != 0) {
         Tensor& buf = st.buffers["momentum_buffer"];

@@ -59,7 +59,10 @@ class Optimizer {
   const ParamState* state_of(const Tensor& param) const;  // null before its first step
 
  protected:
-  ParamState& state(const Tensor& param) { return state_[param.impl()]; }
+  // The state of `param`, its buffers in the parameter's dtype and device: buffers made before the
+  // model moved (Module::to) are converted, like PyTorch's load_state_dict casts loaded state; a buffer
+  // whose shape no longer matches throws, naming `who`, the buffer and both shapes.
+  ParamState& state(const Tensor& param, const char* who = "optimizer");
   // Calls fn(name, double*, bool*) for each option of group g (exactly one pointer set).
   using HParamFn = std::function<void(const std::string& name, double* d, bool* b)>;
   virtual void visit_group_options(size_t group, const HParamFn& fn) = 0;
