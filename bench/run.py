@@ -4,7 +4,7 @@
     python bench/run.py                        # every workload
     python bench/run.py gemm_2048 gelu_fwd_bwd # a subset (make bench ARGS="gemm_2048 gelu_fwd_bwd")
     python bench/run.py --markdown docs.md     # also write the table as Markdown
-    python bench/run.py --rounds 3             # 3 alternating rounds per side; the median-ratio round is shown
+    python bench/run.py --rounds 9             # 9 alternating rounds per side (default 3); the median-ratio round is shown
 
 Prints one line per workload and peer, tab separated:
 
@@ -85,9 +85,10 @@ def main():
     ap.add_argument("--markdown", help="also write the results as a Markdown table to this file")
     ap.add_argument("--json", help="also write the raw results as JSON to this file")
     ap.add_argument("--timeout", type=float, default=600)
-    ap.add_argument("--rounds", type=int, default=1,
+    ap.add_argument("--rounds", type=int, default=3,
                     help="run each workload this many times per side, alternating attn and PyTorch, and report "
-                         "the round with the median ratio (for noisy, shared hosts)")
+                         "the round with the median ratio (default 3: one round's ratio moves by 20-40%% on a "
+                         "shared host)")
     a = ap.parse_args()
 
     exe = a.attn_bench or find_attn_bench(a.build_dir, a.build)
