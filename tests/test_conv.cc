@@ -447,3 +447,60 @@ TEST(Pool, GradcheckFloat64) {
 }
 
 }  // namespace
+
+// Average pooling written out the way PyTorch defines it (window clipped to the input; the divisor
+// counts the window clipped to size + padding, or only the input cells without count_include_pad),
+// against the separable kernel (row sums, then column sums; the 2 x 2 / stride 2 rows use one divisor),
+// forward and backward, over kernels, strides, padding, ceil-mode windows and odd widths.
+TEST(Pool, AvgPoolKernelMatchesOracle) {
+  std::mt19937 rng(9);
+  std::normal_distribution<double> normal;
+  struct Cfg {
+    int64_t h, w, kh, kw, sh, sw, ph, pw;
+    bool ceil, count_pad;
+  };
+  const Cfg cfgs[] = {{6, 8, 2, 2, 2, 2, 0, 0, false, true},  {7, 9, 2, 2, 2, 2, 0, 0, false, true},
+                      {7, 9, 2, 2, 2, 2, 0, 0, true, true},   {5, 7, 3, 3, 2, 2, 1, 1, false, true},
+                      {5, 7, 3, 3, 2, 2, 1, 1, true, false},  {6, 6, 2, 2, 2, 2, 1, 1, false, false},
+                      {6, 7, 2, 3, 1, 2, 0, 1, false, true},  {4, 30, 2, 2, 2, 2, 0, 0, false, false}};
+  for (const Cfg& c : cfgs) {
+    auto out = [&](int64_t size, int64_t k, int64_t s, int64_t p) {
+      int64_t o = (size + 2 * p - k + (c.ceil ? s - 1 : 0)) / s + 1;
+      if (c.ceil && (o - 1) * s >= size + p) --o;  // PyTorch: the last window must start inside
+      return o;
+    };
+    attn::backend::Pool2dArgs a{};
+    a.n = 2, a.c = 3, a.h = c.h, a.w = c.w, a.kh = c.kh, a.kw = c.kw, a.stride_h = c.sh, a.stride_w = c.sw;
+    a.pad_h = c.ph, a.pad_w = c.pw, a.count_include_pad = c.count_pad, a.dtype = attn::kFloat64;
+    a.out_h = out(c.h, c.kh, c.sh, c.ph), a.out_w = out(c.w, c.kw, c.sw, c.pw);
+    const int64_t planes = a.n * a.c;
+    std::vector<double> x(size_t(planes * a.h * a.w)), gy(size_t(planes * a.out_h * a.out_w));
+    for (double& v : x) v = normal(rng);
+    for (double& v : gy) v = normal(rng);
+    std::vector<double> y_want(gy.size()), gx_want(x.size(), 0.0);
+    for (int64_t p = 0; p < planes; ++p)
+      for (int64_t oh = 0; oh < a.out_h; ++oh)
+        for (int64_t ow = 0; ow < a.out_w; ++ow) {
+          const int64_t h0 = oh * a.stride_h - a.pad_h, w0 = ow * a.stride_w - a.pad_w;
+          const int64_t h1 = std::min(h0 + a.kh, a.h + a.pad_h), w1 = std::min(w0 + a.kw, a.w + a.pad_w);
+          const int64_t lo_h = std::max<int64_t>(h0, 0), hi_h = std::min(h1, a.h);
+          const int64_t lo_w = std::max<int64_t>(w0, 0), hi_w = std::min(w1, a.w);
+          const double div = double(c.count_pad ? (h1 - h0) * (w1 - w0) : (hi_h - lo_h) * (hi_w - lo_w));
+          const size_t o = size_t((p * a.out_h + oh) * a.out_w + ow);
+          double s = 0;
+          for (int64_t ih = lo_h; ih < hi_h; ++ih)
+            for (int64_t iw = lo_w; iw < hi_w; ++iw) {
+              s += x[size_t((p * a.h + ih) * a.w + iw)];
+              gx_want[size_t((p * a.h + ih) * a.w + iw)] += gy[o] / div;
+            }
+          y_want[o] = s / div;
+        }
+    std::vector<double> y(gy.size(), 7.0), gx(x.size(), 7.0);
+    attn::cpu::avg_pool2d(a, x.data(), y.data());
+    attn::cpu::avg_pool2d_backward(a, gy.data(), gx.data());
+    const std::string what = "h=" + std::to_string(c.h) + " w=" + std::to_string(c.w) + " k=" + std::to_string(c.kh) +
+                             "x" + std::to_string(c.kw) + " ceil=" + std::to_string(c.ceil);
+    for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(y[i], y_want[i], 1e-12) << what << " output " << i;
+    for (size_t i = 0; i < gx.size(); ++i) ASSERT_NEAR(gx[i], gx_want[i], 1e-12) << what << " input " << i;
+  }
+}

@@ -217,45 +217,94 @@ inline int64_t divisor(const Pool2dArgs& a, const Span& sh, const Span& sw) {
   return a.count_include_pad ? sh.padded * sw.padded : (sh.hi - sh.lo) * (sw.hi - sw.lo);
 }
 
-template <typename T> void avg_plane(const Pool2dArgs a, const T* xp, T* yp) {
-  for (int64_t oh = 0; oh < a.out_h; ++oh) {
-    const Span sh = span(oh, a.stride_h, a.pad_h, a.kh, a.h);
+// Separable: for each output row, the window's input rows are summed into one row (vectorisable), then
+// each output sums its columns of that row. Spans and divisors depend on the position only, so they are
+// computed once per call.
+struct AvgPlan {
+  std::vector<Span> rows, cols;
+  bool pairs = true;  // every column window is [2 ow, 2 ow + 2), unclipped (kernel 2, stride 2, no padding)
+  explicit AvgPlan(const Pool2dArgs& a) {
+    for (int64_t oh = 0; oh < a.out_h; ++oh) rows.push_back(span(oh, a.stride_h, a.pad_h, a.kh, a.h));
     for (int64_t ow = 0; ow < a.out_w; ++ow) {
-      const Span sw = span(ow, a.stride_w, a.pad_w, a.kw, a.w);
+      cols.push_back(span(ow, a.stride_w, a.pad_w, a.kw, a.w));
+      pairs = pairs && cols.back().lo == 2 * ow && cols.back().hi == 2 * ow + 2 && cols.back().padded == 2;
+    }
+  }
+};
+
+template <typename T> void avg_plane(const Pool2dArgs& a, const AvgPlan& plan, const T* xp, T* yp, T* row) {
+  for (int64_t oh = 0; oh < a.out_h; ++oh) {
+    const Span& sh = plan.rows[size_t(oh)];
+    std::fill(row, row + a.w, T(0));
+    for (int64_t ih = sh.lo; ih < sh.hi; ++ih) {
+      const T* x = xp + ih * a.w;
+#pragma omp simd
+      for (int64_t iw = 0; iw < a.w; ++iw) row[iw] += x[iw];
+    }
+    if (plan.pairs && a.out_w > 0 && divisor(a, sh, plan.cols[0]) > 0) {  // one divisor for the whole row
+      const T div = T(divisor(a, sh, plan.cols[0]));
+      T* y = yp + oh * a.out_w;
+#pragma omp simd
+      for (int64_t ow = 0; ow < a.out_w; ++ow) y[ow] = (row[2 * ow] + row[2 * ow + 1]) / div;
+      continue;
+    }
+    for (int64_t ow = 0; ow < a.out_w; ++ow) {
+      const Span& sw = plan.cols[size_t(ow)];
       const int64_t div = divisor(a, sh, sw);
       T acc = 0;
-      for (int64_t ih = sh.lo; ih < sh.hi; ++ih)
-        for (int64_t iw = sw.lo; iw < sw.hi; ++iw) acc += xp[ih * a.w + iw];
+      for (int64_t iw = sw.lo; iw < sw.hi; ++iw) acc += row[iw];
       yp[oh * a.out_w + ow] = div > 0 ? acc / T(div) : T(0);
     }
   }
 }
 
-template <typename T> void avg_plane_backward(const Pool2dArgs a, const T* g, T* gp) {
+template <typename T> void avg_plane_backward(const Pool2dArgs& a, const AvgPlan& plan, const T* g, T* gp, T* row) {
   std::fill(gp, gp + a.h * a.w, T(0));
   for (int64_t oh = 0; oh < a.out_h; ++oh) {
-    const Span sh = span(oh, a.stride_h, a.pad_h, a.kh, a.h);
-    for (int64_t ow = 0; ow < a.out_w; ++ow) {
-      const Span sw = span(ow, a.stride_w, a.pad_w, a.kw, a.w);
-      const int64_t div = divisor(a, sh, sw);
-      if (div <= 0) continue;
-      const T v = g[oh * a.out_w + ow] / T(div);
-      for (int64_t ih = sh.lo; ih < sh.hi; ++ih)
-        for (int64_t iw = sw.lo; iw < sw.hi; ++iw) gp[ih * a.w + iw] += v;
+    const Span& sh = plan.rows[size_t(oh)];
+    std::fill(row, row + a.w, T(0));
+    if (plan.pairs && a.out_w > 0 && divisor(a, sh, plan.cols[0]) > 0) {
+      const T div = T(divisor(a, sh, plan.cols[0]));
+      const T* gr = g + oh * a.out_w;
+#pragma omp simd
+      for (int64_t ow = 0; ow < a.out_w; ++ow) row[2 * ow] = row[2 * ow + 1] = gr[ow] / div;
+    } else {
+      for (int64_t ow = 0; ow < a.out_w; ++ow) {
+        const Span& sw = plan.cols[size_t(ow)];
+        const int64_t div = divisor(a, sh, sw);
+        if (div <= 0) continue;
+        const T v = g[oh * a.out_w + ow] / T(div);
+        for (int64_t iw = sw.lo; iw < sw.hi; ++iw) row[iw] += v;
+      }
+    }
+    for (int64_t ih = sh.lo; ih < sh.hi; ++ih) {
+      T* x = gp + ih * a.w;
+#pragma omp simd
+      for (int64_t iw = 0; iw < a.w; ++iw) x[iw] += row[iw];
     }
   }
 }
 
 template <typename T> void avg_fwd(const Pool2dArgs& a, const T* x, T* y) {
   const int64_t planes = a.n * a.c, in_plane = a.h * a.w, out_plane = a.out_h * a.out_w;
-#pragma omp parallel for schedule(static) if (planes * out_plane * a.kh * a.kw > kParallelWork)
-  for (int64_t p = 0; p < planes; ++p) avg_plane(a, x + p * in_plane, y + p * out_plane);
+  const AvgPlan plan(a);
+#pragma omp parallel if (planes * out_plane * a.kh * a.kw > kParallelWork)
+  {
+    std::vector<T> row(size_t(a.w));
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < planes; ++p) avg_plane(a, plan, x + p * in_plane, y + p * out_plane, row.data());
+  }
 }
 
 template <typename T> void avg_bwd(const Pool2dArgs& a, const T* gy, T* gx) {
   const int64_t planes = a.n * a.c, in_plane = a.h * a.w, out_plane = a.out_h * a.out_w;
-#pragma omp parallel for schedule(static) if (planes * out_plane * a.kh * a.kw > kParallelWork)
-  for (int64_t p = 0; p < planes; ++p) avg_plane_backward(a, gy + p * out_plane, gx + p * in_plane);
+  const AvgPlan plan(a);
+#pragma omp parallel if (planes * out_plane * a.kh * a.kw > kParallelWork)
+  {
+    std::vector<T> row(size_t(a.w));
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < planes; ++p) avg_plane_backward(a, plan, gy + p * out_plane, gx + p * in_plane, row.data());
+  }
 }
 
 }  // namespace
