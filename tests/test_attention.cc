@@ -282,6 +282,17 @@ TEST(Sdpa, ErrorsNameTheShapes) {
   EXPECT_NE(message([&] { scaled_dot_product_attention(q, k, v, {.dropout_p = 1.0}); }).find("dropout_p"),
             std::string::npos);
   EXPECT_NE(message([&] { scaled_dot_product_attention(q, k.to(kFloat64), v); }).find("dtype"), std::string::npos);
+  // the packed form names itself, the bad block and the source's shape
+  Tensor qkv = rnd({2, 4, 12});  // (N, L, 3E) with E = 4
+  const std::string over = message([&] { packed_scaled_dot_product_attention({qkv, 0}, {qkv, 4}, {qkv, 10}, 2, 4); });
+  EXPECT_NE(over.find("packed_scaled_dot_product_attention: value columns [10, 14)"), std::string::npos) << over;
+  EXPECT_NE(over.find("(2, 4, 12)"), std::string::npos) << over;
+  const std::string mask = message([&] {
+    packed_scaled_dot_product_attention({qkv, 0}, {qkv, 4}, {qkv, 8}, 2, 4, {.attn_mask = ones({3, 3})});
+  });
+  EXPECT_NE(mask.find("packed_scaled_dot_product_attention: attn_mask (3, 3)"), std::string::npos) << mask;
+  EXPECT_NE(message([&] { packed_scaled_dot_product_attention({qkv, 0}, {qkv, 4}, {qkv, 8}, 3, 4); }).find("multiple"),
+            std::string::npos);
 }
 
 TEST(Sdpa, InPlaceChangeOfASavedInputIsDetected) {

@@ -17,8 +17,6 @@ using autograd::record;
 namespace {
 constexpr const char* kName = "scaled_dot_product_attention";
 
-[[noreturn]] void bad(const std::string& what) { ops::fail(std::string(kName) + ": " + what); }
-
 // m broadcastable to `to` (right-aligned, each dim 1 or equal)?
 bool broadcastable(const Shape& m, const Shape& to) {
   if (m.size() > to.size()) return false;
@@ -29,11 +27,12 @@ bool broadcastable(const Shape& m, const Shape& to) {
   return true;
 }
 
-// Checks q (N, H, L, D), k (N, H, S, D), v (N, H, S, Dv), the options and the masks.
-void check_inputs(const Tensor& query, const Tensor& key, const Tensor& value, const SdpaOptions& o) {
-  ops::check_defined(query, kName, "query");
-  ops::check_defined(key, kName, "key");
-  ops::check_defined(value, kName, "value");
+// Checks q (N, H, L, D), k (N, H, S, D), v (N, H, S, Dv), the options and the masks; errors name `op`.
+void check_inputs(const char* op, const Tensor& query, const Tensor& key, const Tensor& value, const SdpaOptions& o) {
+  auto bad = [op](const std::string& what) { ops::fail(std::string(op) + ": " + what); };
+  ops::check_defined(query, op, "query");
+  ops::check_defined(key, op, "key");
+  ops::check_defined(value, op, "value");
   if (query.dim() != 4 || key.dim() != 4 || value.dim() != 4)
     bad("expects 4-d query (N, H, L, D), key (N, H, S, D) and value (N, H, S, Dv), got " + shape_str(query.shape()) +
         ", " + shape_str(key.shape()) + ", " + shape_str(value.shape()));
@@ -45,9 +44,9 @@ void check_inputs(const Tensor& query, const Tensor& key, const Tensor& value, c
   if (key.dtype() != query.dtype() || value.dtype() != query.dtype())
     bad(std::string("query, key and value must have one dtype, got ") + dtype_name(query.dtype()) + ", " +
         dtype_name(key.dtype()) + ", " + dtype_name(value.dtype()));
-  ops::check_floating(query, kName);
-  ops::check_same_device(query, key, kName);
-  ops::check_same_device(query, value, kName);
+  ops::check_floating(query, op);
+  ops::check_same_device(query, key, op);
+  ops::check_same_device(query, value, op);
   if (!(o.dropout_p >= 0.0 && o.dropout_p < 1.0)) bad("dropout_p must be in [0, 1), got " + std::to_string(o.dropout_p));
   if (o.is_causal && o.attn_mask.defined()) bad("pass either attn_mask or is_causal, not both");
   const Shape full{N, H, L, S};
@@ -121,7 +120,7 @@ std::vector<Tensor> saved_tensors(const Prepared& p, std::vector<Tensor> t) {
 }  // namespace
 
 Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, const Tensor& value, const SdpaOptions& o) {
-  check_inputs(query, key, value, o);
+  check_inputs(kName, query, key, value, o);
   if (query.dtype() == kBFloat16)
     return scaled_dot_product_attention(query.to(kFloat32), key.to(kFloat32), value.to(kFloat32), o).to(kBFloat16);
   const Prepared p = prepare(query, key, value, o);
@@ -197,7 +196,7 @@ Tensor packed_scaled_dot_product_attention(const HeadBlock& query, const HeadBlo
   const Tensor q = heads_of(query.source.detach(), query.column, H, E);  // (N, H, L, D)
   const Tensor k = heads_of(key.source.detach(), key.column, H, E);      // (N, H, S, D)
   const Tensor v = heads_of(value.source.detach(), value.column, H, E);  // (N, H, S, D)
-  check_inputs(q, k, v, o);
+  check_inputs(kPacked, q, k, v, o);
   const Prepared p = prepare(q, k, v, o);
   Tensor lse;
   Tensor y = run_forward(p, q, k, v, lse);

@@ -57,9 +57,6 @@ using dnnl::memory;
 using tag = memory::format_tag;
 using dt = memory::data_type;
 
-dnnl::engine& engine() { return onednn_engine(); }
-dnnl::stream& stream() { return onednn_stream(); }
-
 // Which directions let oneDNN pick a blocked layout (nChw16c activations; reorders around the call
 // into cached scratch) instead of running on the plain buffers (its im2col + sgemm path). Measured on
 // the training CNN shapes (thread CPU time, one thread, ms; bench/gemm_bench.cc conv):
@@ -129,7 +126,7 @@ void make_fwd(Prims& p, const Conv2dArgs& a) {
                                                  x, w, y, p.strides, p.dilates, p.pad_l, p.pad_r)
                : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
                                                  x, w, p.b_md, y, p.strides, p.dilates, p.pad_l, p.pad_r);
-  p.fwd_pd.emplace(d, engine());
+  p.fwd_pd.emplace(d, onednn_engine());
 }
 
 std::shared_ptr<Prims> lookup(const Conv2dArgs& a, bool bias) {
@@ -191,7 +188,8 @@ struct Scratch {
 dnnl::reorder& reorder_for(Prims& p, const memory::desc& from, const memory::desc& to) {
   for (auto& [f, t, r] : p.reorders)
     if (f == from && t == to) return r;
-  p.reorders.emplace_back(from, to, dnnl::reorder(dnnl::reorder::primitive_desc(engine(), from, engine(), to)));
+  dnnl::engine& eng = onednn_engine();
+  p.reorders.emplace_back(from, to, dnnl::reorder(dnnl::reorder::primitive_desc(eng, from, eng, to)));
   return std::get<2>(p.reorders.back());
 }
 
@@ -203,17 +201,17 @@ Scratch& scratch() {
 // Runs `prim` on the caller's buffers (temporaries in scratch slots from `first_slot` on); caller
 // holds p.mu.
 void execute(Prims& p, const dnnl::primitive& prim, const std::vector<Arg>& args, size_t first_slot = 1) {
-  dnnl::stream& s = stream();
+  dnnl::stream& s = onednn_stream();
   std::unordered_map<int, memory> exec_args;
   std::vector<std::pair<memory, memory>> outputs;  // (primitive's, caller's) to reorder back
   size_t slot = first_slot;
   for (const Arg& a : args) {
-    memory user(a.user, engine(), a.ptr);
+    memory user(a.user, onednn_engine(), a.ptr);
     if (a.want == a.user) {
       exec_args.emplace(a.id, user);
       continue;
     }
-    memory tmp(a.want, engine(), scratch().get(slot++, a.want.get_size()));
+    memory tmp(a.want, onednn_engine(), scratch().get(slot++, a.want.get_size()));
     if (a.output)
       outputs.emplace_back(tmp, user);
     else
@@ -268,7 +266,7 @@ void conv2d_backward_dnnl(const Conv2dArgs& a, const void* x, const void* w, con
       dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct,
                                               blk ? any_like(p.x_md) : p.x_md, blk ? any_like(p.w_md) : p.w_md,
                                               blk ? any_like(p.y_md) : p.y_md, p.strides, p.dilates, p.pad_l, p.pad_r);
-      p.bwd_data_pd.emplace(d, engine(), *p.fwd_pd);
+      p.bwd_data_pd.emplace(d, onednn_engine(), *p.fwd_pd);
       p.bwd_data.emplace(*p.bwd_data_pd);
     }
     if (gw && !p.bwd_w) {
@@ -279,7 +277,7 @@ void conv2d_backward_dnnl(const Conv2dArgs& a, const void* x, const void* w, con
                                                  blk ? any_like(p.x_md) : p.x_md, blk ? any_like(p.w_md) : p.w_md,
                                                  b_md, blk ? any_like(p.y_md) : p.y_md, p.strides, p.dilates,
                                                  p.pad_l, p.pad_r);
-      p.bwd_w_pd.emplace(d, engine(), *p.fwd_pd);
+      p.bwd_w_pd.emplace(d, onednn_engine(), *p.fwd_pd);
       p.bwd_w.emplace(*p.bwd_w_pd);
     }
   } catch (const dnnl::error& e) {
@@ -292,9 +290,10 @@ void conv2d_backward_dnnl(const Conv2dArgs& a, const void* x, const void* w, con
       p.bwd_w_pd->diff_dst_desc() != p.y_md) {
     gy_md = p.bwd_w_pd->diff_dst_desc();
     gy_ptr = scratch().get(0, gy_md.get_size());
-    memory from(p.y_md, engine(), const_cast<void*>(gy)), to(gy_md, engine(), gy_ptr);
-    reorder_for(p, p.y_md, gy_md).execute(stream(), from, to);
-    stream().wait();
+    memory from(p.y_md, onednn_engine(), const_cast<void*>(gy)), to(gy_md, onednn_engine(), gy_ptr);
+    dnnl::stream& s = onednn_stream();
+    reorder_for(p, p.y_md, gy_md).execute(s, from, to);
+    s.wait();
   }
   if (gx) {
     const auto& pd = *p.bwd_data_pd;

@@ -230,6 +230,10 @@ struct AvgPlan {
       pairs = pairs && cols.back().lo == 2 * ow && cols.back().hi == 2 * ow + 2 && cols.back().padded == 2;
     }
   }
+  // The divisor shared by every window of an output row when `pairs`, else 0 (use the per-window path).
+  int64_t row_divisor(const Pool2dArgs& a, const Span& sh) const {
+    return pairs && !cols.empty() ? divisor(a, sh, cols[0]) : 0;
+  }
 };
 
 template <typename T> void avg_plane(const Pool2dArgs& a, const AvgPlan& plan, const T* xp, T* yp, T* row) {
@@ -241,11 +245,10 @@ template <typename T> void avg_plane(const Pool2dArgs& a, const AvgPlan& plan, c
 #pragma omp simd
       for (int64_t iw = 0; iw < a.w; ++iw) row[iw] += x[iw];
     }
-    if (plan.pairs && a.out_w > 0 && divisor(a, sh, plan.cols[0]) > 0) {  // one divisor for the whole row
-      const T div = T(divisor(a, sh, plan.cols[0]));
+    if (const int64_t div = plan.row_divisor(a, sh); div > 0) {  // 2 x 2 / stride 2: one divisor per row
       T* y = yp + oh * a.out_w;
 #pragma omp simd
-      for (int64_t ow = 0; ow < a.out_w; ++ow) y[ow] = (row[2 * ow] + row[2 * ow + 1]) / div;
+      for (int64_t ow = 0; ow < a.out_w; ++ow) y[ow] = (row[2 * ow] + row[2 * ow + 1]) / T(div);
       continue;
     }
     for (int64_t ow = 0; ow < a.out_w; ++ow) {
@@ -263,11 +266,10 @@ template <typename T> void avg_plane_backward(const Pool2dArgs& a, const AvgPlan
   for (int64_t oh = 0; oh < a.out_h; ++oh) {
     const Span& sh = plan.rows[size_t(oh)];
     std::fill(row, row + a.w, T(0));
-    if (plan.pairs && a.out_w > 0 && divisor(a, sh, plan.cols[0]) > 0) {
-      const T div = T(divisor(a, sh, plan.cols[0]));
+    if (const int64_t div = plan.row_divisor(a, sh); div > 0) {
       const T* gr = g + oh * a.out_w;
 #pragma omp simd
-      for (int64_t ow = 0; ow < a.out_w; ++ow) row[2 * ow] = row[2 * ow + 1] = gr[ow] / div;
+      for (int64_t ow = 0; ow < a.out_w; ++ow) row[2 * ow] = row[2 * ow + 1] = gr[ow] / T(div);
     } else {
       for (int64_t ow = 0; ow < a.out_w; ++ow) {
         const Span& sw = plan.cols[size_t(ow)];
