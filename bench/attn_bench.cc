@@ -3,9 +3,10 @@
 //   attn_bench --list                              # workload names, one per line
 //   attn_bench gemm_2048 --threads 2               # prints one JSON object:
 //   {"workload":"gemm_2048","value":215.3,"unit":"GFLOP/s","median_s":0.0798,"peak_rss_mib":61.2,...}
+//   attn_bench gemm_2048 --serve                   # paired mode for run.py (see bench_util.h)
 //
-// Each workload builds its inputs, then `measure` runs warm-up iterations and reports the median
-// time per iteration over several repeats. The PyTorch twin of every workload is in
+// Each workload builds its inputs and returns a Job; `measure` runs warm-up iterations and reports
+// the median time per iteration over several repeats. The PyTorch twin of every workload is in
 // bench/torch_bench.py (same names, shapes and units). To add a workload: add a row to kWorkloads
 // here and a function of the same name in torch_bench.py's WORKLOADS (optionally a NOTES entry in run.py).
 #include <immintrin.h>
@@ -74,36 +75,43 @@ double fma_peak_gflops() {
   return best;
 }
 
-struct Result {
-  double value = 0;  // throughput in `unit`
-  std::string unit;
-  bench::Timing timing;
+// One workload, built and ready to time: `iteration` runs once; throughput = units_per_iteration /
+// seconds per iteration, in `unit`.
+struct Job {
+  std::function<void()> iteration{};
+  double units_per_iteration = 1;
+  std::string unit{};
+  bench::MeasureOptions options{};
+  std::function<double()> probe{};                                 // paired mode: reported per repeat
+  std::function<void()> check{};                                   // after timing: throws if results are off
   nlohmann::ordered_json extra = nlohmann::ordered_json::object();  // workload-specific fields
 };
 
 // Training step of a classifier: forward, cross-entropy, backward, Adam.
-Result train_step(const std::shared_ptr<nn::Module>& model, const Tensor& x, const Tensor& y) {
-  optim::Adam opt(model->parameters(), {.lr = 1e-3});
-  bench::Timing t = bench::measure([&] {
-    Tensor loss = cross_entropy((*model)(x), y);
-    opt.zero_grad();
-    loss.backward();
-    opt.step();
-  });
-  return {1.0 / t.median_s, "steps/s", t};
+Job train_step(const std::shared_ptr<nn::Module>& model, const Tensor& x, const Tensor& y) {
+  auto opt = std::make_shared<optim::Adam>(model->parameters(), optim::AdamOptions{.lr = 1e-3});
+  return {.iteration =
+              [=] {
+                Tensor loss = cross_entropy((*model)(x), y);
+                opt->zero_grad();
+                loss.backward();
+                opt->step();
+              },
+          .unit = "steps/s"};
 }
 
 // Forward + backward of a row-wise op on (64 * 128, 512); the gradient is a fixed random tensor.
-Result fwd_bwd(const std::function<Tensor(const Tensor&)>& op, const std::vector<Tensor>& params = {}) {
+Job fwd_bwd(const std::function<Tensor(const Tensor&)>& op, const std::vector<Tensor>& params = {}) {
   Tensor x = randn({64 * 128, 512}, {.requires_grad = true});  // (B * T, C)
   Tensor g = randn({64 * 128, 512});
-  bench::Timing t = bench::measure([&] {
-    x.set_grad(Tensor());
-    for (auto p : params) p.set_grad(Tensor());
-    Tensor y = op(x);
-    y.backward(g);
-  });
-  return {1.0 / t.median_s, "it/s", t};
+  return {.iteration =
+              [=]() mutable {
+                x.set_grad(Tensor());
+                for (auto p : params) p.set_grad(Tensor());
+                Tensor y = op(x);
+                y.backward(g);
+              },
+          .unit = "it/s"};
 }
 
 // The translator of `attn train-translator` (models/translator.h) at the paper's base width with 3 + 3
@@ -117,33 +125,34 @@ constexpr int64_t kSentences = 32, kSrcLen = 32, kTgtLen = 32;
 
 // One training step of the translator exactly as train_translator() runs it (minus clipping and the LR
 // schedule): batch of 32 pairs x (32 source + 32 target) random tokens, no padding.
-Result transformer_train_step() {
+Job transformer_train_step() {
   auto model = std::make_shared<models::Translator>(bench_translator_options());
   model->train();
   const int64_t V = model->options.vocab_size;
   Tensor src = randint(4, V, {kSentences, kSrcLen});      // ids 0-3 are pad/unk/bos/eos
   Tensor tgt_in = randint(4, V, {kSentences, kTgtLen});
   Tensor tgt_out = randint(4, V, {kSentences, kTgtLen});
-  optim::Adam opt(model->parameters(), {.lr = 1e-4, .betas = {0.9, 0.98}, .eps = 1e-9});
-  bench::Timing t = bench::measure(
-      [&] {
-        Tensor logits = model->forward(src, tgt_in);  // (N, T, V)
-        Tensor loss = cross_entropy(logits.flatten(0, 1), tgt_out.flatten(),
-                                    {.ignore_index = model->options.pad_id, .label_smoothing = 0.1});
-        loss.backward();
-        opt.step();
-        opt.zero_grad();
-      },
-      {.warmup = 2, .repeats = 5});
-  Result r{double(kSentences * (kSrcLen + kTgtLen)) / t.median_s, "tokens/s", t};
-  r.extra = {{"parameters", model->num_parameters()}};
-  return r;
+  auto opt = std::make_shared<optim::Adam>(model->parameters(),
+                                           optim::AdamOptions{.lr = 1e-4, .betas = {0.9, 0.98}, .eps = 1e-9});
+  return {.iteration =
+              [=] {
+                Tensor logits = model->forward(src, tgt_in);  // (N, T, V)
+                Tensor loss = cross_entropy(logits.flatten(0, 1), tgt_out.flatten(),
+                                            {.ignore_index = model->options.pad_id, .label_smoothing = 0.1});
+                loss.backward();
+                opt->step();
+                opt->zero_grad();
+              },
+          .units_per_iteration = double(kSentences * (kSrcLen + kTgtLen)),
+          .unit = "tokens/s",
+          .options = {.warmup = 2, .repeats = 5},
+          .extra = {{"parameters", model->num_parameters()}}};
 }
 
 // Greedy decoding of 32 source sentences (32 tokens each) to exactly 32 target tokens with the
 // key/value-cached decoder (models/decoding.h), eval mode, no_grad. EOS gets a -1e9 output bias on
 // both sides so that no sentence stops early: every run does the same 32 steps.
-Result greedy_decode_bench() {
+Job greedy_decode_bench() {
   auto model = std::make_shared<models::Translator>(bench_translator_options());
   model->eval();
   {
@@ -151,39 +160,44 @@ Result greedy_decode_bench() {
     model->output_bias.narrow(0, model->options.eos_id, 1).fill_(-1e9);
   }
   Tensor src = randint(4, model->options.vocab_size, {kSentences, kSrcLen});
-  int64_t generated = 0;
-  bench::Timing t = bench::measure(
-      [&] {
-        NoGradGuard ng;
-        auto dec = model->start_decoding(src);
-        auto out = models::greedy_decode(*dec, {.max_len = kTgtLen});
-        generated = 0;
-        for (const auto& o : out) generated += int64_t(o.size());
-      },
-      {.warmup = 2, .repeats = 5});
-  if (generated != kSentences * kTgtLen)
-    throw std::runtime_error("greedy_decode: " + std::to_string(generated) + " tokens generated, expected " +
-                             std::to_string(kSentences * kTgtLen));
-  Result r{double(kSentences * kTgtLen) / t.median_s, "tokens/s", t};
-  r.extra = {{"parameters", model->num_parameters()}};
-  return r;
+  auto generated = std::make_shared<int64_t>(0);
+  return {.iteration =
+              [=] {
+                NoGradGuard ng;
+                auto dec = model->start_decoding(src);
+                auto out = models::greedy_decode(*dec, {.max_len = kTgtLen});
+                *generated = 0;
+                for (const auto& o : out) *generated += int64_t(o.size());
+              },
+          .units_per_iteration = double(kSentences * kTgtLen),
+          .unit = "tokens/s",
+          .options = {.warmup = 2, .repeats = 5},
+          .check =
+              [=] {
+                if (*generated != kSentences * kTgtLen)
+                  throw std::runtime_error("greedy_decode: " + std::to_string(*generated) +
+                                           " tokens generated, expected " + std::to_string(kSentences * kTgtLen));
+              },
+          .extra = {{"parameters", model->num_parameters()}}};
+}
+
+Job gemm_2048() {
+  const int64_t n = 2048;
+  Tensor a = randn({n, n}), b = randn({n, n});
+  return {.iteration = [=] { (void)matmul(a, b); },
+          .units_per_iteration = 2.0 * double(n) * double(n) * double(n) / 1e9,
+          .unit = "GFLOP/s",
+          .options = {.warmup = 2, .repeats = 7},
+          .probe = [] { return fma_peak_gflops(); }};
 }
 
 struct Workload {
   const char* name;
-  std::function<Result()> run;
+  std::function<Job()> make;
 };
 
 const std::vector<Workload> kWorkloads = {
-    {"gemm_2048",
-     [] {
-       const int64_t n = 2048;
-       Tensor a = randn({n, n}), b = randn({n, n});
-       bench::Timing t = bench::measure([&] { (void)matmul(a, b); }, {.warmup = 2, .repeats = 7});
-       Result r{2.0 * double(n) * double(n) * double(n) / t.median_s / 1e9, "GFLOP/s", t};
-       r.extra = {{"fma_peak_gflops", fma_peak_gflops()}};
-       return r;
-     }},
+    {"gemm_2048", gemm_2048},
     {"mlp_train_step",
      [] {
        auto model = train::make_mlp();  // 784-512-256-10
@@ -205,8 +219,13 @@ const std::vector<Workload> kWorkloads = {
     {"greedy_decode", greedy_decode_bench},
 };
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
 int usage(const char* argv0) {
-  std::fprintf(stderr, "usage: %s --list | <workload> [--threads N]\n", argv0);
+  std::fprintf(stderr, "usage: %s --list | <workload> [--threads N] [--serve]\n", argv0);
   return 2;
 }
 
@@ -215,6 +234,7 @@ int usage(const char* argv0) {
 int main(int argc, char** argv) {
   std::string name;
   int threads = 2;
+  bool serve = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--list") {
@@ -222,6 +242,8 @@ int main(int argc, char** argv) {
       return 0;
     } else if (a == "--threads" && i + 1 < argc) {
       threads = std::atoi(argv[++i]);
+    } else if (a == "--serve") {
+      serve = true;
     } else if (!a.empty() && a[0] != '-' && name.empty()) {
       name = a;
     } else {
@@ -234,18 +256,32 @@ int main(int argc, char** argv) {
     if (threads > 0) omp_set_num_threads(threads);
     manual_seed(0);
     try {
-      Result r = w.run();
-      nlohmann::ordered_json j = {{"workload", name},
-                                  {"value", r.value},
-                                  {"unit", r.unit},
-                                  {"median_s", r.timing.median_s},
-                                  {"min_s", r.timing.min_s},
-                                  {"max_s", r.timing.max_s},
-                                  {"iters_per_repeat", r.timing.iters_per_repeat},
-                                  {"repeats", r.timing.repeats},
-                                  {"threads", omp_get_max_threads()},
-                                  {"peak_rss_mib", bench::peak_rss_mib()}};
-      for (auto& [k, v] : r.extra.items()) j[k] = v;
+      Job job = w.make();
+      nlohmann::ordered_json j = {{"workload", name}};
+      if (serve) {
+        // Paired mode: run.py sends "run" per repeat; the summary comes after "quit".
+        std::vector<double> per_iter = bench::serve(job.iteration, job.options, job.probe);
+        const double med = median(per_iter);
+        j["value"] = med > 0 ? job.units_per_iteration / med : 0.0;
+        j["unit"] = job.unit;
+        j["median_s"] = med;
+        j["repeats"] = per_iter.size();
+      } else {
+        bench::Timing t = bench::measure(job.iteration, job.options);
+        j["value"] = job.units_per_iteration / t.median_s;
+        j["unit"] = job.unit;
+        j["median_s"] = t.median_s;
+        j["min_s"] = t.min_s;
+        j["max_s"] = t.max_s;
+        j["iters_per_repeat"] = t.iters_per_repeat;
+        j["repeats"] = t.repeats;
+        if (job.probe) j["fma_peak_gflops"] = job.probe();
+      }
+      if (job.check) job.check();
+      j["units_per_iteration"] = job.units_per_iteration;
+      j["threads"] = omp_get_max_threads();
+      j["peak_rss_mib"] = bench::peak_rss_mib();
+      for (auto& [k, v] : job.extra.items()) j[k] = v;
       std::printf("%s\n", j.dump().c_str());
       return 0;
     } catch (const std::exception& e) {

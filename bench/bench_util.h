@@ -3,13 +3,21 @@
 //   attn::bench::Timing t = attn::bench::measure([&] { step(); }, {.warmup = 3, .repeats = 7});
 //   double per_s = 1.0 / t.median_s;                 // iterations per second
 //   double rss = attn::bench::peak_rss_mib();        // VmHWM of this process
+//
+// Paired mode (bench/run.py): `serve` warms up, picks the iterations per repeat, prints
+// {"ready":true,...} and then times one repeat for every "run" line on stdin, printing
+// {"s": seconds per iteration [, "probe": probe()]}, until "quit". run.py alternates the repeats of
+// attn and PyTorch, so a slow minute of a shared host slows both sides of a pair alike.
 #pragma once
 #include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
+#include <iostream>
+#include <string>
 #include <vector>
 
 namespace attn::bench {
@@ -32,19 +40,26 @@ inline double now_s() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-inline Timing measure(const std::function<void()>& fn, const MeasureOptions& o = {}) {
+// Runs the warm-up calls, then returns how many iterations make one repeat last min_repeat_seconds.
+inline int64_t warm_up_and_calibrate(const std::function<void()>& fn, const MeasureOptions& o) {
   for (int i = 0; i < o.warmup; ++i) fn();
-  // Calibrate: how many iterations make one repeat last min_repeat_seconds.
   double t0 = now_s();
   fn();
   double one = std::max(now_s() - t0, 1e-9);
-  int64_t iters = std::clamp<int64_t>(int64_t(o.min_repeat_seconds / one), 1, o.max_iters_per_repeat);
+  return std::clamp<int64_t>(int64_t(o.min_repeat_seconds / one), 1, o.max_iters_per_repeat);
+}
+
+// Seconds per iteration of one repeat of `iters` iterations.
+inline double time_repeat(const std::function<void()>& fn, int64_t iters) {
+  double start = now_s();
+  for (int64_t i = 0; i < iters; ++i) fn();
+  return (now_s() - start) / double(iters);
+}
+
+inline Timing measure(const std::function<void()>& fn, const MeasureOptions& o = {}) {
+  const int64_t iters = warm_up_and_calibrate(fn, o);
   std::vector<double> per_iter;
-  for (int r = 0; r < o.repeats; ++r) {
-    double start = now_s();
-    for (int64_t i = 0; i < iters; ++i) fn();
-    per_iter.push_back((now_s() - start) / double(iters));
-  }
+  for (int r = 0; r < o.repeats; ++r) per_iter.push_back(time_repeat(fn, iters));
   std::sort(per_iter.begin(), per_iter.end());
   Timing t;
   t.median_s = per_iter[per_iter.size() / 2];
@@ -53,6 +68,32 @@ inline Timing measure(const std::function<void()>& fn, const MeasureOptions& o =
   t.iters_per_repeat = iters;
   t.repeats = o.repeats;
   return t;
+}
+
+// The paired-mode loop (see the top of this file). `probe`, when set, runs just before each repeat
+// and its value is reported beside it (gemm_2048: the FMA ceiling at that moment). Returns the
+// repeats' seconds per iteration, in order.
+inline std::vector<double> serve(const std::function<void()>& fn, const MeasureOptions& o,
+                                 const std::function<double()>& probe = {}) {
+  const int64_t iters = warm_up_and_calibrate(fn, o);
+  std::printf("{\"ready\":true,\"iters_per_repeat\":%lld}\n", static_cast<long long>(iters));
+  std::fflush(stdout);
+  std::vector<double> per_iter;
+  for (std::string line; std::getline(std::cin, line) && line != "quit";) {
+    if (line != "run") {
+      std::printf("{\"error\":\"unknown command\"}\n");
+      std::fflush(stdout);
+      continue;
+    }
+    const double p = probe ? probe() : 0.0;
+    per_iter.push_back(time_repeat(fn, iters));
+    if (probe)
+      std::printf("{\"s\":%.9g,\"probe\":%.9g}\n", per_iter.back(), p);
+    else
+      std::printf("{\"s\":%.9g}\n", per_iter.back());
+    std::fflush(stdout);
+  }
+  return per_iter;
 }
 
 // Peak resident set size of this process (getrusage ru_maxrss, KiB on Linux) in MiB.

@@ -4,7 +4,12 @@
     python bench/run.py                        # every workload
     python bench/run.py gemm_2048 gelu_fwd_bwd # a subset (make bench ARGS="gemm_2048 gelu_fwd_bwd")
     python bench/run.py --markdown docs.md     # also write the table as Markdown
-    python bench/run.py --rounds 9             # 9 alternating rounds per side (default 3); the median-ratio round is shown
+    python bench/run.py --pairs 31             # 31 timed repeats per side instead of 15
+
+Paired measurement: for each workload both sides start once (attn_bench --serve and
+torch_bench.py --serve), warm up, and then time one repeat at a time in turn: attn, PyTorch,
+PyTorch, attn, ... A pair's ratio compares two repeats taken seconds apart, so a slow minute of
+a shared host slows both sides alike; the ratio printed is the median of the pairs' ratios.
 
 Prints one line per workload and peer, tab separated:
 
@@ -20,6 +25,7 @@ WORKLOADS (plus, optionally, a NOTES entry here).
 import argparse
 import json
 import os
+import select
 import subprocess
 import sys
 
@@ -39,9 +45,10 @@ def params_note(a, p):
 NOTES = {
     "gemm_2048": lambda a, p: (f"attn {100 * a['value'] / PEAK_GFLOPS:.1f}% of {PEAK_GFLOPS:.0f} GFLOP/s"
                                + (f", pytorch {100 * p['value'] / PEAK_GFLOPS:.1f}%" if p else "")
-                               + (f"; FMA ceiling measured now {a['fma_peak_gflops']:.0f} GFLOP/s: attn "
-                                  f"{100 * a['value'] / a['fma_peak_gflops']:.1f}%"
-                                  + (f", pytorch {100 * p['value'] / a['fma_peak_gflops']:.1f}%" if p else "")
+                               + (f"; FMA ceiling measured before each attn repeat, median "
+                                  f"{a['fma_peak_gflops']:.0f} GFLOP/s; median share of it per repeat: attn "
+                                  f"{100 * a['share_of_ceiling']:.1f}%"
+                                  + (f", pytorch {100 * p['share_of_ceiling']:.1f}%" if p else "")
                                   if a.get('fma_peak_gflops') else "")),
     "transformer_train_step": lambda a, p: params_note(a, p) + "; tokens = 32 x (32 src + 32 tgt) per step",
     "greedy_decode": lambda a, p: (params_note(a, p) + "; 32 x 32 generated tokens per run; attn KV cache, "
@@ -60,11 +67,81 @@ def find_attn_bench(build_dir, build):
     return exe
 
 
-def run_json(cmd, env, timeout):
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    if p.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({p.returncode}): {p.stderr.strip()[-2000:]}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+class Server:
+    """One side of a paired measurement: a benchmark process in --serve mode (bench_util.h's serve())."""
+
+    def __init__(self, cmd, env, timeout, label):
+        self.label, self.timeout = label, timeout
+        self.p = subprocess.Popen(cmd + ["--serve"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, bufsize=1)
+        self.ready = self._read()
+
+    def _read(self):
+        ready, _, _ = select.select([self.p.stdout], [], [], self.timeout)
+        line = self.p.stdout.readline() if ready else ""
+        if not line:
+            self.close()
+            raise RuntimeError(f"{self.label}: no answer ({'timeout' if not ready else 'exited'}): "
+                               f"{self.stderr_tail()}")
+        return json.loads(line)
+
+    def stderr_tail(self):
+        try:
+            return self.p.stderr.read()[-2000:].strip() if self.p.poll() is not None else ""
+        except (OSError, ValueError):
+            return ""
+
+    def repeat(self):
+        """Times one repeat; returns {"s": seconds per iteration[, "probe": ...]}."""
+        self.p.stdin.write("run\n")
+        self.p.stdin.flush()
+        return self._read()
+
+    def finish(self):
+        """Ends the process; returns its summary (throughput of the median repeat, peak RSS, extras)."""
+        self.p.stdin.write("quit\n")
+        self.p.stdin.flush()
+        summary = self._read()
+        self.p.wait(timeout=self.timeout)
+        return summary
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return (xs[n // 2] + xs[(n - 1) // 2]) / 2 if n else None
+
+
+def paired_round(attn_cmd, peer_cmd, env, timeout, pairs):
+    """Starts both sides (one after the other, so their warm-ups do not overlap), then times `pairs`
+    pairs of repeats, alternating which side goes first. Returns (attn summary, peer summary or None,
+    list of per-pair dicts)."""
+    attn = Server(attn_cmd, env, timeout, "attn")
+    peer = None
+    try:
+        if peer_cmd:
+            try:
+                peer = Server(peer_cmd, env, timeout, "pytorch")
+            except RuntimeError as e:
+                print(f"run.py: {e}", file=sys.stderr)
+        out = []
+        for i in range(pairs):
+            sides = [("attn", attn), ("peer", peer)] if i % 2 == 0 else [("peer", peer), ("attn", attn)]
+            pair = {}
+            for key, server in sides:
+                if server:
+                    pair[key] = server.repeat()
+            out.append(pair)
+        return attn.finish(), peer.finish() if peer else None, out
+    finally:
+        attn.close()
+        if peer:
+            peer.close()
 
 
 def fmt(v):
@@ -85,10 +162,12 @@ def main():
     ap.add_argument("--markdown", help="also write the results as a Markdown table to this file")
     ap.add_argument("--json", help="also write the raw results as JSON to this file")
     ap.add_argument("--timeout", type=float, default=600)
-    ap.add_argument("--rounds", type=int, default=3,
-                    help="run each workload this many times per side, alternating attn and PyTorch, and report "
-                         "the round with the median ratio (default 3: one round's ratio moves by 20-40%% on a "
-                         "shared host)")
+    ap.add_argument("--pairs", type=int, default=15,
+                    help="timed repeats per side and round, taken in pairs (one attn repeat, one PyTorch repeat, "
+                         "alternating which goes first); the ratio is the median of the pairs' ratios (default 15)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="start both processes this many times per workload; the pairs of all rounds are pooled "
+                         "(default 1)")
     a = ap.parse_args()
 
     exe = a.attn_bench or find_attn_bench(a.build_dir, a.build)
@@ -109,34 +188,52 @@ def main():
     rows = []
     failed = False
     for name in names:
-        rounds = []  # (attn result, peer result) per round, attn and PyTorch alternating
+        attn_cmd = [exe, name, "--threads", str(a.threads)]
+        peer_cmd = ([a.python, os.path.join(HERE, "torch_bench.py"), name, "--threads", str(a.threads)]
+                    if peer_ok else None)
+        summaries, pairs = [], []
         for _ in range(max(1, a.rounds)):
             try:
-                ar = run_json([exe, name, "--threads", str(a.threads)], env, a.timeout)
-            except (RuntimeError, subprocess.TimeoutExpired) as e:
-                print(f"run.py: attn {name}: {e}", file=sys.stderr)
+                ar, pr, ps = paired_round(attn_cmd, peer_cmd, env, a.timeout, max(1, a.pairs))
+            except (RuntimeError, OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as e:
+                print(f"run.py: {name}: {e}", file=sys.stderr)
                 failed = True
                 break
-            pr = None
-            if peer_ok:
-                try:
-                    pr = run_json([a.python, os.path.join(HERE, "torch_bench.py"), name, "--threads", str(a.threads)],
-                                  env, a.timeout)
-                except (RuntimeError, subprocess.TimeoutExpired) as e:
-                    print(f"run.py: pytorch {name}: {e}", file=sys.stderr)
-            rounds.append((ar, pr))
-        if not rounds:
+            summaries.append((ar, pr))
+            pairs += ps
+        if not summaries:
             continue
-        if len(rounds) > 1 and all(p for _, p in rounds):
-            rounds.sort(key=lambda r: r[0]["value"] / r[1]["value"])
-            ar, pr = rounds[len(rounds) // 2]
-            ar = dict(ar, round_ratios=[round(x["value"] / y["value"], 3) for x, y in rounds])
+        ar, pr = summaries[-1]
+        units_a = ar["units_per_iteration"]
+        # Each side's throughput: the median over all its repeats (all rounds).
+        ar = dict(ar, value=units_a / median([p["attn"]["s"] for p in pairs]), repeats=len(pairs),
+                  peak_rss_mib=max(s[0]["peak_rss_mib"] for s in summaries))
+        both = [p for p in pairs if "attn" in p and "peer" in p]
+        ratio = None
+        if pr and both:
+            units_p = pr["units_per_iteration"]
+            pr = dict(pr, value=units_p / median([p["peer"]["s"] for p in both]), repeats=len(both),
+                      peak_rss_mib=max(s[1]["peak_rss_mib"] for s in summaries if s[1]))
+            # The ratio of a pair: attn's throughput over PyTorch's in two adjacent repeats.
+            pair_ratios = sorted((units_a / p["attn"]["s"]) / (units_p / p["peer"]["s"]) for p in both)
+            ratio = median(pair_ratios)
+            ar["pair_ratios"] = [round(r, 3) for r in pair_ratios]
         else:
-            ar, pr = rounds[-1]
-        ratio = ar["value"] / pr["value"] if pr else None
+            pr = None
+        probes = [p["attn"]["probe"] for p in pairs if "probe" in p["attn"]]
+        if probes:
+            # gemm_2048: each repeat's rate as a share of the FMA ceiling measured just before it.
+            ar["fma_peak_gflops"] = median(probes)
+            ar["share_of_ceiling"] = median([units_a / p["attn"]["s"] / p["attn"]["probe"] for p in pairs])
+            if pr:
+                pr["share_of_ceiling"] = median([pr["units_per_iteration"] / p["peer"]["s"] / p["attn"]["probe"]
+                                                 for p in both])
         note = NOTES[name](ar, pr) if name in NOTES else ""
-        if "round_ratios" in ar:
-            note = (note + "; " if note else "") + "ratios of the rounds: " + ", ".join(f"{r:.2f}" for r in ar["round_ratios"])
+        if ratio is not None:
+            q = ar["pair_ratios"]
+            note = (note + "; " if note else "") + (f"{len(q)} pairs: ratio median {ratio:.2f}, "
+                                                    f"quartiles {q[len(q) // 4]:.2f}-{q[(3 * len(q)) // 4]:.2f}, "
+                                                    f"range {q[0]:.2f}-{q[-1]:.2f}")
         row = {"workload": name, "peer": "pytorch", "attn": ar, "pytorch": pr, "ratio": ratio, "note": note}
         rows.append(row)
         print("\t".join([name, "pytorch", fmt(ar["value"]), fmt(pr["value"] if pr else None), ar["unit"],

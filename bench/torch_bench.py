@@ -3,9 +3,11 @@
 
     python bench/torch_bench.py --list
     python bench/torch_bench.py gemm_2048 --threads 2     # prints one JSON object, like attn_bench
+    python bench/torch_bench.py gemm_2048 --serve         # paired mode for run.py (see serve())
 
-Each workload returns a function that runs one iteration; measure() runs warm-up iterations, then
-reports the median seconds per iteration over several repeats (same policy as bench/bench_util.h).
+Each workload returns a Job: a function that runs one iteration, and what one iteration is worth.
+measure() runs warm-up iterations, then reports the median seconds per iteration over several
+repeats (same policy as bench/bench_util.h).
 """
 import argparse
 import json
@@ -20,20 +22,51 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def measure(fn, warmup=3, repeats=7, min_repeat_seconds=0.25):
+class Job:
+    """One workload, built: fn() runs one iteration; throughput = units / seconds per iteration."""
+
+    def __init__(self, fn, unit, units=1.0, warmup=3, repeats=7, extra=None):
+        self.fn, self.unit, self.units, self.warmup, self.repeats = fn, unit, units, warmup, repeats
+        self.extra = extra or {}
+
+
+def warm_up_and_calibrate(fn, warmup, min_repeat_seconds=0.25):
     for _ in range(warmup):
         fn()
     t0 = time.perf_counter()
     fn()
     one = max(time.perf_counter() - t0, 1e-9)
-    iters = max(1, min(int(min_repeat_seconds / one), 1 << 20))
+    return max(1, min(int(min_repeat_seconds / one), 1 << 20))
+
+
+def time_repeat(fn, iters):
+    start = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    return (time.perf_counter() - start) / iters
+
+
+def serve(job):
+    """Paired mode, the twin of bench_util.h's serve(): warm up, print {"ready": true}, then time one
+    repeat per "run" line on stdin (printing {"s": seconds per iteration}) until "quit"."""
+    iters = warm_up_and_calibrate(job.fn, job.warmup)
+    print(json.dumps({"ready": True, "iters_per_repeat": iters}), flush=True)
     per_iter = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(iters):
-            fn()
-        per_iter.append((time.perf_counter() - start) / iters)
-    per_iter.sort()
+    for line in sys.stdin:
+        line = line.strip()
+        if line == "quit":
+            break
+        if line != "run":
+            print(json.dumps({"error": "unknown command"}), flush=True)
+            continue
+        per_iter.append(time_repeat(job.fn, iters))
+        print(json.dumps({"s": per_iter[-1]}), flush=True)
+    return per_iter
+
+
+def measure(fn, warmup=3, repeats=7, min_repeat_seconds=0.25):
+    iters = warm_up_and_calibrate(fn, warmup, min_repeat_seconds)
+    per_iter = sorted(time_repeat(fn, iters) for _ in range(repeats))
     return {"median_s": per_iter[len(per_iter) // 2], "min_s": per_iter[0], "max_s": per_iter[-1],
             "iters_per_repeat": iters, "repeats": repeats}
 
@@ -57,7 +90,7 @@ def train_step(model, x, y):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return measure(step), "steps/s"
+    return Job(step, "steps/s")
 
 
 def fwd_bwd(op):
@@ -67,14 +100,13 @@ def fwd_bwd(op):
     def it():
         x.grad = None
         op(x).backward(g)
-    return measure(it), "it/s"
+    return Job(it, "it/s")
 
 
 def gemm_2048():
     n = 2048
     a, b = torch.randn(n, n), torch.randn(n, n)
-    t = measure(lambda: torch.matmul(a, b), warmup=2)
-    return t, "GFLOP/s", 2.0 * n ** 3 / t["median_s"] / 1e9
+    return Job(lambda: torch.matmul(a, b), "GFLOP/s", units=2.0 * n ** 3 / 1e9, warmup=2)
 
 
 def layer_norm_fwd_bwd():
@@ -167,9 +199,9 @@ def transformer_train_step():
         loss.backward()
         opt.step()
         opt.zero_grad()
-    t = measure(step, warmup=2, repeats=5)
     params = sum(p.numel() for p in model.parameters())
-    return t, "tokens/s", SENTENCES * (SRC_LEN + TGT_LEN) / t["median_s"], {"parameters": params}
+    return Job(step, "tokens/s", units=SENTENCES * (SRC_LEN + TGT_LEN), warmup=2, repeats=5,
+               extra={"parameters": params})
 
 
 def greedy_decode():
@@ -191,9 +223,8 @@ def greedy_decode():
                 next_tok = model.generator(out[:, -1]).argmax(-1)
                 ys = torch.cat([ys, next_tok.unsqueeze(1)], dim=1)
         assert ys.size(1) == TGT_LEN + 1
-    t = measure(run, warmup=2, repeats=5)
     params = sum(p.numel() for p in model.parameters())
-    return t, "tokens/s", SENTENCES * TGT_LEN / t["median_s"], {"parameters": params}
+    return Job(run, "tokens/s", units=SENTENCES * TGT_LEN, warmup=2, repeats=5, extra={"parameters": params})
 
 
 WORKLOADS = {
@@ -213,6 +244,7 @@ def main():
     ap.add_argument("workload", nargs="?")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--list", action="store_true")
+    ap.add_argument("--serve", action="store_true", help="paired mode for run.py")
     a = ap.parse_args()
     if a.list:
         print("\n".join(WORKLOADS))
@@ -222,14 +254,18 @@ def main():
         return 2
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    out = WORKLOADS[a.workload]()
-    timing, unit = out[0], out[1]
-    value = out[2] if len(out) > 2 else 1.0 / timing["median_s"]
-    extra = out[3] if len(out) > 3 else {}  # workload-specific fields (e.g. parameter count)
+    job = WORKLOADS[a.workload]()
+    if a.serve:
+        per_iter = sorted(serve(job))
+        median = per_iter[len(per_iter) // 2] if per_iter else 0.0
+        timing = {"median_s": median, "repeats": len(per_iter)}
+    else:
+        timing = measure(job.fn, warmup=job.warmup, repeats=job.repeats)
+    value = job.units / timing["median_s"] if timing["median_s"] > 0 else 0.0
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-    print(json.dumps({"workload": a.workload, "value": value, "unit": unit, **timing,
-                      "threads": torch.get_num_threads(), "peak_rss_mib": rss_mib,
-                      "torch": torch.__version__, **extra}))
+    print(json.dumps({"workload": a.workload, "value": value, "unit": job.unit, **timing,
+                      "units_per_iteration": job.units, "threads": torch.get_num_threads(),
+                      "peak_rss_mib": rss_mib, "torch": torch.__version__, **job.extra}))
     return 0
 
 
