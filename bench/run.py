@@ -4,7 +4,7 @@
     python bench/run.py                        # every workload
     python bench/run.py gemm_2048 gelu_fwd_bwd # a subset (make bench ARGS="gemm_2048 gelu_fwd_bwd")
     python bench/run.py --markdown docs.md     # also write the table as Markdown
-    python bench/run.py --pairs 31             # 31 timed repeats per side instead of 15
+    python bench/run.py --rounds 5 --pairs 9   # 5 fresh process pairs x 9 timed pairs (default 3 x 7)
 
 Paired measurement: for each workload both sides start once (attn_bench --serve and
 torch_bench.py --serve), warm up, and then time one repeat at a time in turn: attn, PyTorch,
@@ -162,12 +162,13 @@ def main():
     ap.add_argument("--markdown", help="also write the results as a Markdown table to this file")
     ap.add_argument("--json", help="also write the raw results as JSON to this file")
     ap.add_argument("--timeout", type=float, default=600)
-    ap.add_argument("--pairs", type=int, default=15,
+    ap.add_argument("--pairs", type=int, default=7,
                     help="timed repeats per side and round, taken in pairs (one attn repeat, one PyTorch repeat, "
-                         "alternating which goes first); the ratio is the median of the pairs' ratios (default 15)")
-    ap.add_argument("--rounds", type=int, default=1,
-                    help="start both processes this many times per workload; the pairs of all rounds are pooled "
-                         "(default 1)")
+                         "alternating which goes first); the ratio is the median of all pairs' ratios (default 7)")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="start both processes this many times per workload and pool the pairs of all rounds "
+                         "(default 3: a process's speed can depend on how its memory was laid out, e.g. how many "
+                         "page faults PyTorch's allocations take per iteration)")
     a = ap.parse_args()
 
     exe = a.attn_bench or find_attn_bench(a.build_dir, a.build)

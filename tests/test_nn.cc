@@ -414,6 +414,44 @@ TEST(Layers, MnistCnn) {
   expect_close(cnn.at<nn::Linear>(7)->weight.grad(), expected, 1e-4, 1e-4, "cnn grad of 7.weight");
 }
 
+// Sequential runs ReLU -> MaxPool2d as MaxPool2d -> ReLU (src/nn/module.cc). Outputs and gradients must be
+// bit-identical to the literal order, also for windows that are all negative or zero, for ties, NaN,
+// padding, ceil_mode and overlapping windows.
+TEST(Layers, SequentialReluMaxPoolOrderIsExact) {
+  const std::vector<nn::MaxPool2dOptions> configs = {
+      {.kernel_size = 2}, {.kernel_size = 3, .stride = nn::Size2{2, 2}, .padding = 1, .ceil_mode = true},
+      {.kernel_size = {2, 3}, .stride = nn::Size2{1, 1}}};
+  auto same_bits = [](const Tensor& a, const Tensor& b, const std::string& what) {
+    ASSERT_EQ(a.shape(), b.shape()) << what;
+    std::vector<float> va = a.to_vector<float>(), vb = b.to_vector<float>();
+    for (size_t i = 0; i < va.size(); ++i)
+      ASSERT_TRUE(va[i] == vb[i] || (std::isnan(va[i]) && std::isnan(vb[i])))
+          << what << " differs at " << i << ": " << va[i] << " vs " << vb[i];
+  };
+  for (size_t c = 0; c < configs.size(); ++c) {
+    manual_seed(11);
+    Tensor x0 = randn({2, 3, 7, 9});
+    {
+      NoGradGuard ng;
+      x0.narrow(2, 0, 3).narrow(3, 0, 4).add_(full({3, 4}, -5.0));  // windows with no positive element
+      x0.narrow(2, 3, 1).narrow(3, 0, 4).fill_(0.75);  // ties
+      x0.narrow(2, 4, 2).narrow(3, 4, 2).fill_(0.0);   // zeros
+      x0.narrow(0, 1, 1).narrow(1, 2, 1).narrow(2, 5, 1).narrow(3, 7, 1).fill_(std::nan(""));
+    }
+    Tensor g = randn({2, 3, 7, 9});  // upstream gradient source (cut to the output's shape below)
+    auto pool = std::make_shared<nn::MaxPool2d>(configs[c]);
+    nn::Sequential seq(nn::ReLU(), pool);
+    Tensor xa = x0.clone().requires_grad_(), xb = x0.clone().requires_grad_();
+    Tensor ya = seq.forward(xa);
+    Tensor yb = pool->forward(relu(xb));  // the literal order
+    same_bits(ya, yb, "output of config " + std::to_string(c));
+    Tensor gy = g.narrow(2, 0, ya.size(2)).narrow(3, 0, ya.size(3)).contiguous();
+    ya.backward(gy);
+    yb.backward(gy);
+    same_bits(xa.grad(), xb.grad(), "input gradient of config " + std::to_string(c));
+  }
+}
+
 TEST(Layers, DropoutModes) {
   manual_seed(3);
   nn::Dropout d(0.25);
