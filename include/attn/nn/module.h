@@ -186,7 +186,9 @@ class ModuleList : public Module {
   std::vector<std::shared_ptr<Module>> items_;
 };
 
-// Runs its children in order: x -> m0 -> m1 -> ...
+// Runs its children in order: x -> m0 -> m1 -> ... A ReLU directly followed by a MaxPool2d runs as the
+// pool, then the ReLU: the same output and gradients bit for bit (max commutes with ReLU), with a quarter
+// of the ReLU work for 2 x 2 windows.
 class Sequential : public ModuleList {
  public:
   Sequential() = default;
