@@ -28,6 +28,7 @@ import os
 import select
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -72,22 +73,28 @@ class Server:
 
     def __init__(self, cmd, env, timeout, label):
         self.label, self.timeout = label, timeout
+        # stderr goes to a file: a pipe nobody reads could fill up and stall the process
+        self.err = tempfile.TemporaryFile(mode="w+")
         self.p = subprocess.Popen(cmd + ["--serve"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, bufsize=1)
+                                  stderr=self.err, text=True, bufsize=1)
         self.ready = self._read()
 
     def _read(self):
         ready, _, _ = select.select([self.p.stdout], [], [], self.timeout)
         line = self.p.stdout.readline() if ready else ""
         if not line:
+            if self.p.poll() is None:
+                self.p.kill()
+            self.p.wait()
+            tail = self.stderr_tail()
             self.close()
-            raise RuntimeError(f"{self.label}: no answer ({'timeout' if not ready else 'exited'}): "
-                               f"{self.stderr_tail()}")
+            raise RuntimeError(f"{self.label}: no answer ({'timeout' if not ready else 'exited'}): {tail}")
         return json.loads(line)
 
     def stderr_tail(self):
         try:
-            return self.p.stderr.read()[-2000:].strip() if self.p.poll() is not None else ""
+            self.err.seek(0)
+            return self.err.read()[-2000:].strip()
         except (OSError, ValueError):
             return ""
 
@@ -109,6 +116,7 @@ class Server:
         if self.p.poll() is None:
             self.p.kill()
             self.p.wait()
+        self.err.close()
 
 
 def median(xs):
