@@ -71,29 +71,24 @@ inline Timing measure(const std::function<void()>& fn, const MeasureOptions& o =
 }
 
 // The paired-mode loop (see the top of this file). `probe`, when set, runs just before each repeat
-// and its value is reported beside it (gemm_2048: the FMA ceiling at that moment). Returns the
-// repeats' seconds per iteration, in order.
-inline std::vector<double> serve(const std::function<void()>& fn, const MeasureOptions& o,
-                                 const std::function<double()>& probe = {}) {
+// and its value is reported beside it (gemm_2048: the FMA ceiling at that moment). Returns at "quit".
+inline void serve(const std::function<void()>& fn, const MeasureOptions& o, const std::function<double()>& probe = {}) {
   const int64_t iters = warm_up_and_calibrate(fn, o);
   std::printf("{\"ready\":true,\"iters_per_repeat\":%lld}\n", static_cast<long long>(iters));
   std::fflush(stdout);
-  std::vector<double> per_iter;
   for (std::string line; std::getline(std::cin, line) && line != "quit";) {
     if (line != "run") {
       std::printf("{\"error\":\"unknown command\"}\n");
-      std::fflush(stdout);
-      continue;
+    } else {
+      const double p = probe ? probe() : 0.0;
+      const double s = time_repeat(fn, iters);
+      if (probe)
+        std::printf("{\"s\":%.9g,\"probe\":%.9g}\n", s, p);
+      else
+        std::printf("{\"s\":%.9g}\n", s);
     }
-    const double p = probe ? probe() : 0.0;
-    per_iter.push_back(time_repeat(fn, iters));
-    if (probe)
-      std::printf("{\"s\":%.9g,\"probe\":%.9g}\n", per_iter.back(), p);
-    else
-      std::printf("{\"s\":%.9g}\n", per_iter.back());
     std::fflush(stdout);
   }
-  return per_iter;
 }
 
 // Peak resident set size of this process (getrusage ru_maxrss, KiB on Linux) in MiB.

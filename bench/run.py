@@ -105,7 +105,7 @@ class Server:
         return self._read()
 
     def finish(self):
-        """Ends the process; returns its summary (throughput of the median repeat, peak RSS, extras)."""
+        """Ends the process; returns its summary (unit, units_per_iteration, peak RSS, extras)."""
         self.p.stdin.write("quit\n")
         self.p.stdin.flush()
         summary = self._read()

@@ -13,7 +13,6 @@ import argparse
 import json
 import math
 import resource
-import statistics
 import sys
 import time
 
@@ -51,17 +50,12 @@ def serve(job):
     repeat per "run" line on stdin (printing {"s": seconds per iteration}) until "quit"."""
     iters = warm_up_and_calibrate(job.fn, job.warmup)
     print(json.dumps({"ready": True, "iters_per_repeat": iters}), flush=True)
-    per_iter = []
     for line in sys.stdin:
         line = line.strip()
         if line == "quit":
             break
-        if line != "run":
-            print(json.dumps({"error": "unknown command"}), flush=True)
-            continue
-        per_iter.append(time_repeat(job.fn, iters))
-        print(json.dumps({"s": per_iter[-1]}), flush=True)
-    return per_iter
+        out = {"s": time_repeat(job.fn, iters)} if line == "run" else {"error": "unknown command"}
+        print(json.dumps(out), flush=True)
 
 
 def measure(fn, warmup=3, repeats=7, min_repeat_seconds=0.25):
@@ -255,17 +249,16 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     job = WORKLOADS[a.workload]()
-    if a.serve:
-        per_iter = sorted(serve(job))
-        median = per_iter[len(per_iter) // 2] if per_iter else 0.0
-        timing = {"median_s": median, "repeats": len(per_iter)}
+    result = {"workload": a.workload}
+    if a.serve:  # run.py computes the throughputs from the repeats' times
+        serve(job)
     else:
         timing = measure(job.fn, warmup=job.warmup, repeats=job.repeats)
-    value = job.units / timing["median_s"] if timing["median_s"] > 0 else 0.0
+        result.update(value=job.units / timing["median_s"], **timing)
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-    print(json.dumps({"workload": a.workload, "value": value, "unit": job.unit, **timing,
-                      "units_per_iteration": job.units, "threads": torch.get_num_threads(),
-                      "peak_rss_mib": rss_mib, "torch": torch.__version__, **job.extra}))
+    print(json.dumps({**result, "unit": job.unit, "units_per_iteration": job.units,
+                      "threads": torch.get_num_threads(), "peak_rss_mib": rss_mib, "torch": torch.__version__,
+                      **job.extra}))
     return 0
 
 

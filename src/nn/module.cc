@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <set>
 #include <sstream>
+#include <iterator>
 #include <typeinfo>
 
 #include "attn/autograd.h"
@@ -359,15 +360,14 @@ void ModuleList::replace_module(const std::string& name, std::shared_ptr<Module>
 // size ReLU output is never stored (the Fashion-MNIST CNN's training step: ~10 % faster).
 Tensor Sequential::forward(const Tensor& x) {
   Tensor h = x;
-  const auto& m = *this;
-  for (size_t i = 0; i < m.size(); ++i) {
-    const Module& a = *m[int64_t(i)];
-    if (i + 1 < m.size() && typeid(a) == typeid(ReLU) && typeid(*m[int64_t(i) + 1]) == typeid(MaxPool2d)) {
-      h = m[int64_t(i)]->forward(m[int64_t(i) + 1]->forward(h));
-      ++i;
-      continue;
+  for (auto it = begin(); it != end(); ++it) {
+    const auto next = std::next(it);
+    if (next != end() && typeid(**it) == typeid(ReLU) && typeid(**next) == typeid(MaxPool2d)) {
+      h = (*it)->forward((*next)->forward(h));
+      it = next;
+    } else {
+      h = (*it)->forward(h);
     }
-    h = m[int64_t(i)]->forward(h);
   }
   return h;
 }
