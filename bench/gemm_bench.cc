@@ -2,6 +2,7 @@
 // src/backend/cpu/linalg_kernels.h, run on the kernels directly (no autograd, no allocation).
 //
 //   OMP_NUM_THREADS=2 gemm_bench gemm          # square sgemm 128..2048 and strided batches, GFLOP/s
+//   OMP_NUM_THREADS=2 gemm_bench shapes        # dnnl_sgemm vs matmul primitive on the models' shapes
 //   OMP_NUM_THREADS=1 gemm_bench conv          # the training CNN's convolutions, per direction, ms
 //   ATTN_CONV_LAYOUT=plain gemm_bench conv     # force oneDNN's plain (im2col + sgemm) layouts
 //   gemm_bench pool                            # max / avg pooling on the CNN's first pool
@@ -76,6 +77,76 @@ void bench_gemm() {
   }
 }
 
+// The single products of the benchmark models (Transformer train step: 1024 tokens, d 512, ff 2048,
+// vocabulary 8000; MLP and CNN train steps), each timed on both float32 paths of cpu::gemm: calls of
+// the two alternate (the order flips every pair) and the ratio of each pair's times is taken, so a
+// slow second of this shared machine slows both sides of a pair. Prints the median ratio and which
+// path the rule in gemm.cc picks. This is the measurement behind prefer_matmul_primitive.
+void bench_shapes() {
+  struct Shape {
+    int64_t m, n, k;
+    bool ta, tb;
+    const char* where;
+  };
+  const Shape shapes[] = {
+      {1024, 1536, 512, false, true, "transformer: self-attention in_proj, forward"},
+      {1024, 512, 512, false, true, "transformer: q / out_proj, forward"},
+      {1024, 1024, 512, false, true, "transformer: cross-attention k, v, forward"},
+      {1024, 2048, 512, false, true, "transformer: linear1, forward"},
+      {1024, 512, 2048, false, true, "transformer: linear2, forward"},
+      {1024, 8000, 512, false, true, "transformer: generator, forward"},
+      {1024, 512, 1536, false, false, "transformer: in_proj, input gradient"},
+      {1024, 512, 512, false, false, "transformer: q / out_proj, input gradient"},
+      {1024, 512, 1024, false, false, "transformer: cross k, v, input gradient"},
+      {1024, 512, 2048, false, false, "transformer: linear1, input gradient"},
+      {1024, 2048, 512, false, false, "transformer: linear2, input gradient"},
+      {1024, 512, 8000, false, false, "transformer: generator, input gradient"},
+      {1536, 512, 1024, true, false, "transformer: in_proj, weight gradient"},
+      {512, 512, 1024, true, false, "transformer: q / out_proj, weight gradient"},
+      {1024, 512, 1024, true, false, "transformer: cross k, v, weight gradient"},
+      {2048, 512, 1024, true, false, "transformer: linear1, weight gradient"},
+      {512, 2048, 1024, true, false, "transformer: linear2, weight gradient"},
+      {8000, 512, 1024, true, false, "transformer: generator, weight gradient"},
+      {128, 512, 784, false, true, "mlp: fc1, forward"},
+      {128, 256, 512, false, true, "mlp: fc2, forward"},
+      {128, 512, 256, false, false, "mlp: fc2, input gradient"},
+      {512, 784, 128, true, false, "mlp: fc1, weight gradient"},
+      {256, 512, 128, true, false, "mlp: fc2, weight gradient"},
+      {64, 128, 3136, false, true, "cnn: fc1, forward"},
+      {64, 3136, 128, false, false, "cnn: fc1, input gradient"},
+      {128, 3136, 64, true, false, "cnn: fc1, weight gradient"},
+  };
+  std::printf("%5s %5s %5s %-7s  sgemm_ms matmul_ms  sgemm/matmul  rule    where\n", "m", "n", "k", "op");
+  for (const Shape& s : shapes) {
+    auto a = random_vec(size_t(s.m * s.k)), b = random_vec(size_t(s.k * s.n));
+    std::vector<float> c(size_t(s.m * s.n));
+    backend::GemmArgs g{.trans_a = s.ta, .trans_b = s.tb, .m = s.m, .n = s.n, .k = s.k, .a = a.data(),
+                        .lda = s.ta ? s.m : s.k, .b = b.data(), .ldb = s.tb ? s.k : s.n, .c = c.data(), .ldc = s.n};
+    const bool rule = cpu::gemm_uses_matmul(g);
+    auto run = [&](int mode) {
+      const int before = cpu::set_gemm_matmul(mode);
+      const double t0 = now(false);
+      cpu::gemm(g);
+      const double t = now(false) - t0;
+      cpu::set_gemm_matmul(before);
+      return t;
+    };
+    for (int w = 0; w < 3; ++w) run(0), run(1);
+    std::vector<double> ts, tm, ratio;
+    for (int i = 0; i < 21; ++i) {
+      const double x = i % 2 ? run(1) : run(0), y = i % 2 ? run(0) : run(1);
+      const double t_sgemm = i % 2 ? y : x, t_matmul = i % 2 ? x : y;
+      ts.push_back(t_sgemm);
+      tm.push_back(t_matmul);
+      ratio.push_back(t_sgemm / t_matmul);
+    }
+    for (auto* v : {&ts, &tm, &ratio}) std::sort(v->begin(), v->end());
+    std::printf("%5ld %5ld %5ld %-7s  %8.3f %9.3f  %12.2f  %-6s  %s\n", long(s.m), long(s.n), long(s.k),
+                s.ta ? "A^T @ B" : s.tb ? "A @ B^T" : "A @ B", ts[10] * 1e3, tm[10] * 1e3, ratio[10],
+                rule ? "matmul" : "sgemm", s.where);
+  }
+}
+
 void bench_conv() {
   struct Shape {
     int64_t n, c, o, hw;
@@ -119,6 +190,7 @@ int main(int argc, char** argv) {
   const char* what = argc > 1 ? argv[1] : "all";
   std::printf("threads: %d (%s)\n", omp_get_max_threads(), omp_get_max_threads() == 1 ? "thread CPU time" : "wall time");
   if (!std::strcmp(what, "gemm") || !std::strcmp(what, "all")) bench_gemm();
+  if (!std::strcmp(what, "shapes") || !std::strcmp(what, "all")) bench_shapes();
   if (!std::strcmp(what, "conv") || !std::strcmp(what, "all")) bench_conv();
   if (!std::strcmp(what, "pool") || !std::strcmp(what, "all")) bench_pool();
   return 0;

@@ -106,16 +106,32 @@ TEST(Gemm, LargeProductsSplitIntoPanels) {
   attn::cpu::set_gemm_panels(panels_before);
 }
 
-// Deep products with a transposed operand run on oneDNN's matmul primitive (gemm.cc's
-// prefer_matmul_primitive): leading-dimension padding, alpha as an output scale and beta as a sum
-// post-op must still equal the oracle, and so must the dnnl_sgemm layouts of the same shapes.
-TEST(Gemm, DeepTransposedProductsUseMatmulPrimitive) {
-  for (auto [m, n, k] : std::vector<std::array<int64_t, 3>>{{300, 260, 1030}, {256, 257, 1024}, {64, 1100, 1500}})
-    for (int t = 0; t < 4; ++t) {
-      run_gemm_case<float>({m, n, k, bool(t & 1), bool(t & 2), 0, 1.0, 0.0, 1, false}, attn::kFloat32);
-      run_gemm_case<float>({m, n, k, bool(t & 1), bool(t & 2), 3, -0.5, 1.5, 1, false}, attn::kFloat32);
-      run_gemm_case<float>({m, n, k, bool(t & 1), bool(t & 2), 1, 2.0, 1.0, 1, false}, attn::kFloat32);
-    }
+// Single float32 products run on oneDNN's matmul primitive or on dnnl_sgemm (gemm.cc's
+// prefer_matmul_primitive picks by shape). Both paths, forced in turn, must equal the oracle for every
+// layout, leading-dimension padding, alpha (an output scale there) and beta (a sum post-op there).
+TEST(Gemm, MatmulPrimitiveAndSgemmPathsAgree) {
+  const std::vector<std::array<int64_t, 3>> sizes = {{300, 260, 620}, {64, 700, 520}, {70, 80, 600}};
+  for (int mode : {1, 0}) {
+    const int before = attn::cpu::set_gemm_matmul(mode);
+    for (auto [m, n, k] : sizes)
+      for (int t = 0; t < 4; ++t) {
+        attn::backend::GemmArgs g{.trans_a = bool(t & 1), .trans_b = bool(t & 2), .m = m, .n = n, .k = k};
+        EXPECT_EQ(attn::cpu::gemm_uses_matmul(g), mode == 1);
+        run_gemm_case<float>({m, n, k, bool(t & 1), bool(t & 2), 0, 1.0, 0.0, 1, false}, attn::kFloat32);
+        run_gemm_case<float>({m, n, k, bool(t & 1), bool(t & 2), 3, -0.5, 1.5, 1, false}, attn::kFloat32);
+        run_gemm_case<float>({m, n, k, bool(t & 1), bool(t & 2), 1, 2.0, 1.0, 1, false}, attn::kFloat32);
+      }
+    attn::cpu::set_gemm_matmul(before);
+  }
+  // The measured rule: a Linear with 512 outputs over 1024 rows takes the primitive, a wide one and a
+  // shallow one take dnnl_sgemm; batches never take it.
+  const int before = attn::cpu::set_gemm_matmul(-1);
+  EXPECT_TRUE(attn::cpu::gemm_uses_matmul({.trans_b = true, .m = 1024, .n = 512, .k = 512}));
+  EXPECT_TRUE(attn::cpu::gemm_uses_matmul({.trans_a = true, .m = 2048, .n = 512, .k = 1024}));
+  EXPECT_FALSE(attn::cpu::gemm_uses_matmul({.trans_b = true, .m = 1024, .n = 2048, .k = 512}));
+  EXPECT_FALSE(attn::cpu::gemm_uses_matmul({.trans_a = true, .m = 512, .n = 784, .k = 128}));
+  EXPECT_FALSE(attn::cpu::gemm_uses_matmul({.m = 1024, .n = 512, .k = 512, .batch = 4}));
+  attn::cpu::set_gemm_matmul(before);
 }
 
 TEST(Gemm, AlphaBetaAndBatches) {

@@ -4,9 +4,9 @@
 // Tiny problems (m * n * k <= 16^3) skip its ~0.6 us call overhead and use the blocked loop kernel;
 // batches of small matrices run one single-threaded sgemm per item across the OpenMP threads
 // (oneDNN's sgemm runs sequentially inside a parallel region), large ones use all threads per item.
-// Single products with a transposed operand and a deep k (>= 1024: the weight gradient of a Linear,
-// whose k is the token count, and x @ W^T with a wide input) go through oneDNN's matmul primitive
-// instead, whose brgemm kernels beat dnnl_sgemm there (see prefer_matmul_primitive).
+// Single products with 64..512 output columns and k >= 512 (many of a Transformer's Linear products,
+// forward and backward) go through oneDNN's matmul primitive instead, whose brgemm kernels beat
+// dnnl_sgemm there by up to 40 % (see prefer_matmul_primitive).
 // float64: the blocked loop kernel below (op(B) packed once, k-blocked, rows split across threads).
 #include <cstdlib>
 #include <omp.h>
@@ -173,18 +173,27 @@ void sgemm_panels(const GemmArgs& g, const float* a, const float* b, float* c, i
 }
 
 // Which single float32 products run on oneDNN's matmul primitive (brgemm) rather than dnnl_sgemm.
-// Measured on the 2-core AVX-512 machine (2 threads, best of 30 calls, GFLOP/s matmul vs sgemm):
-//   (m, n, k)            A @ B       A^T @ B     A @ B^T     A^T @ B^T
-//   2048, 512, 1024    255 / 261   257 / 202   254 / 212   246 / 168
-//   1024, 512, 2048    307 / 317   289 / 200   304 / 233   295 / 201
-//    512, 512, 1024    255 / 263   252 / 217   254 / 204   251 / 201
-//   1024, 1536, 512    254 / 309   164 / 173   249 / 159   172 / 175
-//   1024, 8000, 512    205 / 236   192 / 239   261 / 279   226 / 243
-// so: a transposed operand and k >= 1024. The primitive is created per shape; oneDNN's primitive
-// cache makes a repeated shape cost ~10 us, a new one ~0.15 ms. ATTN_GEMM_MATMUL=0 / 1 forces the
-// choice off / on for every single product (for benchmarking the rule).
-int matmul_override() {
-  static const int v = [] {
+// Measured on the 2-core AVX-512 machine with `gemm_bench shapes` (2 threads; calls of the two paths
+// alternate, the primitive is created per call as below; median over 21 pairs of time of dnnl_sgemm /
+// time of matmul, three runs; > 1 = matmul faster):
+//   (m, n, k)            op       ratio       what
+//   1024,  512,  512     A @ B^T  1.10-1.18   Transformer q / out_proj, forward
+//   1024,  512, 2048     A @ B^T  1.19        Transformer linear2, forward
+//   1024,  512, 1024     A @ B    1.09-1.14   Transformer cross-attention k, v: input gradient
+//   1024,  512, 8000     A @ B    1.11-1.17   Transformer generator: input gradient
+//   1024,  512, 512..2048 A @ B   0.96-1.05   other input gradients with 512 columns
+//   512..8000, 512, 1024 A^T @ B  1.10-1.44   Transformer weight gradients with 512 columns
+//   128, 512, 784 / 128, 256, 512  A @ B^T  1.07-1.29   MLP fc1 / fc2, forward
+//   64, 128, 3136        A @ B^T  1.14-1.19   CNN fc1, forward
+//   1024, 1024..8000, 512  A @ B^T, A @ B    0.88-1.01   wider outputs: sgemm
+//   512, 2048, 1024      A^T @ B  0.93-0.97   (a wide weight gradient): sgemm
+//   128, 512, 256        A @ B    0.88-1.01   MLP fc2: input gradient
+//   512, 784, 128 / 64, 3136, 128 / 128, 3136, 64   0.92-1.11 / 0.65-0.75 / 0.70-0.85   shallow k: sgemm
+// so: 64..512 output columns, k >= 512. The primitive is created per shape; oneDNN's primitive cache
+// makes a repeated shape cost ~10 us, a new one ~0.15 ms. set_gemm_matmul (or ATTN_GEMM_MATMUL=0 / 1
+// in the environment) forces the choice off / on for every single product.
+std::atomic<int>& matmul_override() {
+  static std::atomic<int> v = [] {
     const char* e = std::getenv("ATTN_GEMM_MATMUL");
     return e && (e[0] == '0' || e[0] == '1') ? e[0] - '0' : -1;
   }();
@@ -192,9 +201,9 @@ int matmul_override() {
 }
 bool prefer_matmul_primitive(const GemmArgs& g) {
   if (omp_in_parallel()) return false;  // the primitive would run its own parallel region
-  const int forced = matmul_override();
+  const int forced = matmul_override().load(std::memory_order_relaxed);
   if (forced >= 0) return forced == 1;
-  return (g.trans_a || g.trans_b) && g.k >= 1024 && double(g.m) * double(g.n) >= 256.0 * 256;
+  return g.n <= 512 && g.n >= 64 && g.m >= 64 && g.k >= 512;
 }
 
 // C = alpha op(A) op(B) + beta C through dnnl::matmul (alpha as an output scale, beta as a sum post-op).
@@ -223,19 +232,29 @@ void sgemm_matmul(const GemmArgs& g, const float* a, const float* b, float* c) {
   }
 }
 
+// The kernel a float32 product runs on.
+enum class SgemmPath { Blocked, Panels, Matmul, Sgemm, Batched };
+SgemmPath sgemm_path(const GemmArgs& g) {
+  const double work = double(g.m) * double(g.n) * double(g.k);
+  if (work <= 16.0 * 16 * 16) return SgemmPath::Blocked;
+  if (g.batch != 1) return SgemmPath::Batched;
+  if (omp_get_max_threads() > 1 && !omp_in_parallel() && panels_enabled() && work >= 128.0 * 128 * 128 &&
+      std::max(g.m, g.n) >= 64 * int64_t(omp_get_max_threads()))
+    return SgemmPath::Panels;
+  return prefer_matmul_primitive(g) ? SgemmPath::Matmul : SgemmPath::Sgemm;
+}
+
 void sgemm(const GemmArgs& g) {
   const float* a = static_cast<const float*>(g.a);
   const float* b = static_cast<const float*>(g.b);
   float* c = static_cast<float*>(g.c);
   const double work = double(g.m) * double(g.n) * double(g.k);
-  if (work <= 16.0 * 16 * 16) return blocked<float>(g);
-  if (g.batch == 1) {
-    const int nt = omp_get_max_threads();
-    if (nt > 1 && !omp_in_parallel() && panels_enabled() && work >= 128.0 * 128 * 128 &&
-        std::max(g.m, g.n) >= 64 * int64_t(nt))
-      return sgemm_panels(g, a, b, c, nt);
-    if (prefer_matmul_primitive(g)) return sgemm_matmul(g, a, b, c);
-    return sgemm_one(g, a, b, c);
+  switch (sgemm_path(g)) {
+    case SgemmPath::Blocked: return blocked<float>(g);
+    case SgemmPath::Panels: return sgemm_panels(g, a, b, c, omp_get_max_threads());
+    case SgemmPath::Matmul: return sgemm_matmul(g, a, b, c);
+    case SgemmPath::Sgemm: return sgemm_one(g, a, b, c);
+    case SgemmPath::Batched: break;
   }
   // Per-item threading only pays off for large matrices; otherwise split the batch.
   if (work >= 256.0 * 256 * 256 || omp_get_max_threads() == 1 || omp_in_parallel()) {
@@ -257,6 +276,8 @@ void sgemm(const GemmArgs& g) {
 }  // namespace
 
 bool set_gemm_panels(bool on) { return panels_flag().exchange(on); }
+int set_gemm_matmul(int mode) { return matmul_override().exchange(mode < 0 ? -1 : mode > 0 ? 1 : 0); }
+bool gemm_uses_matmul(const GemmArgs& g) { return g.dtype == kFloat32 && sgemm_path(g) == SgemmPath::Matmul; }
 
 void gemm(const GemmArgs& in) {
   const GemmArgs g = normalized(in);

@@ -9,8 +9,8 @@
 //  - float32 GEMM: oneDNN dnnl_sgemm (~2x OpenBLAS at 512..2048); tiny problems (<= 16^3) use the
 //    blocked loop kernel (no ~0.6 us call overhead); strided batches of small matrices run one
 //    single-threaded sgemm per item across the OpenMP threads, large items use all threads each.
-//    Single deep products (k >= 1024) with a transposed operand (a Linear's weight gradient) use
-//    oneDNN's matmul primitive (brgemm) instead: 20-45 % faster than dnnl_sgemm there (gemm.cc).
+//    Single products with 64..512 output columns and k >= 512 (many Linear products of a
+//    Transformer, forward and backward) use oneDNN's matmul primitive (brgemm) instead (gemm.cc).
 //  - float64 GEMM: a cache-blocked loop kernel (used for gradient checks).
 //  - float32 conv2d: oneDNN primitives cached by shape, blocked (nChw16c) layouts with reorders into
 //    reused scratch except data-side directions with < 8 input channels; float64: direct loops (the
@@ -33,6 +33,13 @@ void gemm(const backend::GemmArgs& g);
 // Per-thread panels for single large float32 products instead of dnnl_sgemm's threading (default off,
 // or ATTN_GEMM_PANELS=1); returns the previous setting.
 bool set_gemm_panels(bool on);
+// Which path single float32 products take: -1 the measured rule (gemm.cc prefer_matmul_primitive,
+// the default unless ATTN_GEMM_MATMUL is set), 0 always dnnl_sgemm, 1 always oneDNN's matmul
+// primitive. Returns the previous mode. For benchmarks (bench/gemm_bench.cc shapes) and tests.
+int set_gemm_matmul(int mode);
+// Whether gemm(g) would run on the matmul primitive under the current mode (a single float32 product,
+// not tiny, panels off, not inside a parallel region, and the rule or the mode says so).
+bool gemm_uses_matmul(const backend::GemmArgs& g);
 
 // ---- convolution, x: (N, C_in, H, W), weight: (C_out, C_in / groups, kH, kW), y: (N, C_out, oH, oW),
 // all contiguous. bias (C_out) may be nullptr. In the backward any of grad_x, grad_weight, grad_bias
