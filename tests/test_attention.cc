@@ -227,6 +227,62 @@ TEST(Sdpa, DropoutMatchesCompositeWithTheSameKeepMask) {
   EXPECT_TRUE(close(fused.gv, comp.gv, 1e-9, 1e-10, "grad v"));
 }
 
+// The float32 kernels draw their keep-mask 64 keys at a time (AVX-512 Philox) or per key (scalar):
+// both must equal sdpa_keep for every row, tile start and length, and p whose 1 - p is and is not a
+// multiple of 2^-24.
+TEST(Sdpa, KeepScalesMatchTheScalarKeepMask) {
+  for (cpu::Isa isa : {cpu::Isa::Avx512, cpu::Isa::Avx2}) {
+    if (!cpu::set_isa_for_testing(isa)) continue;
+    for (double p : {0.1, 0.5, 1.0 / 3.0, 0.25, 1e-7, 0.999})
+      for (int64_t row : {0, 1, 7, 1000, 123457}) {
+        SdpaArgs args{.n = 1, .h = 1, .l = 1, .s = 200, .d = 4, .dv = 4, .scale = 1.0, .is_causal = false,
+                      .dropout_p = p, .seed = 0x1234567890ull + uint64_t(row), .offset = 77, .attn_mask = {},
+                      .key_padding_mask = {}};
+        for (int64_t j0 : {0, 64, 128, 3, 6})
+          for (int64_t count : {1, 17, 32, 64}) {
+            std::vector<float> mult(128, -1.f);
+            const float ks = float(1.0 / (1.0 - p));
+            cpu::sdpa_keep_scales(args, row, j0, count, ks, mult.data());
+            for (int64_t c = 0; c < count; ++c)
+              ASSERT_EQ(mult[size_t(c)], cpu::sdpa_keep(args, row, j0 + c) ? ks : 0.f)
+                  << cpu::isa_name(isa) << " p=" << p << " row=" << row << " j0=" << j0 << " c=" << c;
+          }
+      }
+    cpu::reset_isa();
+  }
+}
+
+// float32 fused dropout (forward and backward, several key tiles) against the composite with the same
+// keep-mask, on each instruction set.
+TEST(Sdpa, Float32DropoutMatchesCompositeWithTheSameKeepMask) {
+  const int64_t N = 2, H = 2, L = 9, S = 150, D = 16;
+  const double p = 0.2;
+  for (cpu::Isa isa : {cpu::Isa::Avx512, cpu::Isa::Avx2}) {
+    if (!cpu::set_isa_for_testing(isa)) continue;
+    manual_seed(8);
+    Tensor q = rnd({N, H, L, D}), k = rnd({N, H, S, D}), v = rnd({N, H, S, D}), go = rnd({N, H, L, D});
+    manual_seed(99);
+    const GeneratorState st = default_generator().state();
+    Grads fused = run_fn(q, k, v, go, [&](const Tensor& a, const Tensor& b, const Tensor& c) {
+      return scaled_dot_product_attention(a, b, c, {.dropout_p = p});
+    });
+    SdpaArgs args{.n = N, .h = H, .l = L, .s = S, .d = D, .dv = D, .scale = 1.0, .is_causal = false,
+                  .dropout_p = p, .seed = st.seed, .offset = st.offset, .attn_mask = {}, .key_padding_mask = {}};
+    std::vector<float> keep(size_t(N * H * L * S));
+    for (int64_t r = 0; r < N * H * L; ++r)
+      for (int64_t j = 0; j < S; ++j) keep[size_t(r * S + j)] = cpu::sdpa_keep(args, r, j) ? float(1.0 / (1.0 - p)) : 0.f;
+    Tensor km = from_vector<float>(keep, {N, H, L, S});
+    Grads comp = run_fn(q, k, v, go, [&](const Tensor& a, const Tensor& b, const Tensor& c) {
+      return matmul(mul(softmax(mul(matmul(a, b.transpose(2, 3)), 1.0 / std::sqrt(double(D))), -1), km), c);
+    });
+    EXPECT_TRUE(close(fused.out, comp.out, 1e-5, 1e-5, "out")) << cpu::isa_name(isa);
+    EXPECT_TRUE(close(fused.gq, comp.gq, 1e-4, 1e-5, "grad q")) << cpu::isa_name(isa);
+    EXPECT_TRUE(close(fused.gk, comp.gk, 1e-4, 1e-5, "grad k")) << cpu::isa_name(isa);
+    EXPECT_TRUE(close(fused.gv, comp.gv, 1e-4, 1e-5, "grad v")) << cpu::isa_name(isa);
+    cpu::reset_isa();
+  }
+}
+
 TEST(Sdpa, DropoutKeepsTheMean) {
   // q = 0: uniform probabilities 1/S, v = 1: each output is (#kept / S) / (1 - p), expectation 1
   const int64_t L = 512, S = 64;

@@ -24,6 +24,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/dispatch.h"
+#include "backend/cpu/random_simd.h"
 
 namespace attn::cpu {
 
@@ -406,6 +407,26 @@ void make_bias(const Masker<float>& masker, const SdpaArgs& a, int64_t n, int64_
   std::fill(bias + a.s, bias + len, -std::numeric_limits<float>::infinity());
 }
 
+}  // namespace
+
+void sdpa_keep_scales(const SdpaArgs& a, int64_t row, int64_t j0, int64_t count, float keep_scale, float* mult) {
+  const uint64_t base = sdpa_row_counter(a, row);
+  if (active_isa() == Isa::Avx512 && j0 % 4 == 0) {
+    // keep iff float(word >> 8) 2^-24 < 1 - p (in double) iff (word >> 8) < ceil((1 - p) 2^24)
+    const uint32_t keep_below24 = uint32_t(std::ceil((1.0 - a.dropout_p) * 16777216.0));
+    for (int64_t c = 0; c < count; c += 64)
+      avx512::keep_scales64(a.seed, base + uint64_t((j0 + c) / 4), keep_below24, keep_scale, mult + c);
+    return;
+  }
+  for (int64_t j = j0; j < j0 + count;) {
+    const Philox4 r = philox4x32(a.seed, base + uint64_t(j / 4));
+    for (int64_t lane = j % 4; lane < 4 && j < j0 + count; ++lane, ++j)
+      mult[j - j0] = sdpa_keep_value(r.v[lane], a.dropout_p) ? keep_scale : 0.f;
+  }
+}
+
+namespace {
+
 constexpr int64_t kNoCausal = std::numeric_limits<int64_t>::max() / 4;
 
 void forward_f32(const SdpaKernels& mk, const SdpaArgs& a, const TensorRef& q_, const TensorRef& k_,
@@ -434,7 +455,7 @@ void forward_f32(const SdpaKernels& mk, const SdpaArgs& a, const TensorRef& q_, 
     float* base = tl_scratch.get(total);
     float *kt = base, *kr = kt + n_kt, *vp = kr + n_kr, *bias = vp + n_vp, *qs = bias + n_b, *st = qs + n_qs,
           *o = st + n_st, *m = o + n_o, *l = m + kBr;
-    std::vector<uint8_t> keep(drop ? size_t(kBc) : 0);
+    std::vector<float> keep(drop ? size_t(kBc) : 0);  // keep_scale or 0 per key of a tile row
 #pragma omp for schedule(static)
     for (int64_t w = 0; w < work; ++w) {
       const int64_t nh = w / chunks, n = nh / H, h = nh % H, qb0 = (w % chunks) * qb_per,
@@ -464,9 +485,9 @@ void forward_f32(const SdpaKernels& mk, const SdpaArgs& a, const TensorRef& q_, 
           if (direct) mk.scale_rows(st, bcp, br, bcp, l);
           if (drop)
             for (int64_t r = 0; r < br; ++r) {
-              sdpa_keep_row(a, (nh * L) + i0 + r, j0, bc, keep.data());
+              sdpa_keep_scales(a, (nh * L) + i0 + r, j0, bc, keep_scale, keep.data());
               float* sr = st + r * bcp;
-              for (int64_t c = 0; c < bc; ++c) sr[c] = keep[size_t(c)] ? sr[c] * keep_scale : 0.f;
+              for (int64_t c = 0; c < bc; ++c) sr[c] *= keep[size_t(c)];
             }
           if (direct) mk.gemm(st, bcp, vv.row(j0), vv.ld, out.row(n, h, i0), out.s2, br, bc, Dv, false);
           else mk.gemm(st, bcp, vv.row(j0), vv.ld, o, dvpad, br, bc, dvpad, true);  // O += P V
@@ -516,7 +537,7 @@ void backward_f32(const SdpaKernels& mk, const SdpaArgs& a, const TensorRef& q_,
     float *kt = base, *vt = kt + n_kt, *kp = vt + n_vt, *vr = kp + n_kp, *dk = vr + n_vr, *dv = dk + n_kp,
           *bias = dv + n_vr, *qs = bias + n_b, *dq = qs + n_qs, *dos = dq + n_qs, *os = dos + n_do, *st = os + n_do,
           *dp = st + n_st, *pd = dp + n_st, *dr = pd + n_st;
-    std::vector<uint8_t> keep(drop ? size_t(kBc) : 0);
+    std::vector<float> keep(drop ? size_t(kBc) : 0);  // keep_scale or 0 per key of a tile row
 #pragma omp for schedule(static)
     for (int64_t nh = 0; nh < work; ++nh) {
       const int64_t n = nh / H, h = nh % H;
@@ -552,13 +573,12 @@ void backward_f32(const SdpaKernels& mk, const SdpaArgs& a, const TensorRef& q_,
           const float* pv = st;  // the P of dV += Pᵀ dO: dropped when dropout
           if (drop) {
             for (int64_t r = 0; r < br; ++r) {
-              sdpa_keep_row(a, nh * L + i0 + r, j0, bc, keep.data());
+              sdpa_keep_scales(a, nh * L + i0 + r, j0, bc, keep_scale, keep.data());
               const float* sr = st + r * bcp;
               float *pr = pd + r * bcp, *gr = dp + r * bcp;
               for (int64_t c = 0; c < bc; ++c) {
-                const float ks = keep[size_t(c)] ? keep_scale : 0.f;
-                pr[c] = sr[c] * ks;
-                gr[c] *= ks;
+                pr[c] = sr[c] * keep[size_t(c)];
+                gr[c] *= keep[size_t(c)];
               }
               std::fill(pr + bc, pr + bcp, 0.f);
             }

@@ -34,6 +34,12 @@ inline void sdpa_keep_row(const backend::SdpaArgs& a, int64_t row, int64_t j0, i
   }
 }
 
+// mult[c] = keep_scale if key j0 + c of score row `row` is kept (sdpa_keep), else 0, for c < count; the
+// float32 kernels' dropout. Vectorised (16 Philox blocks at a time) on AVX-512 when j0 % 4 == 0, the
+// scalar sdpa_keep_row otherwise. mult must have room for count rounded up to a multiple of 64.
+void sdpa_keep_scales(const backend::SdpaArgs& a, int64_t row, int64_t j0, int64_t count, float keep_scale,
+                      float* mult);
+
 // float32 micro-kernels of one ISA, on contiguous row-major tiles; n is a multiple of 16.
 struct SdpaKernels {
   // c (m, n) = a (m, k) @ b (k, n)  (+ c when accumulate)

@@ -80,4 +80,13 @@ int64_t dropout_f32(const float* x, int64_t n, float keep_below, float scale,
   return groups * 64;
 }
 
+void keep_scales64(uint64_t seed, uint64_t counter, uint32_t keep_below24, float scale, float* mult) {
+  __m512i w[4];
+  philox16(seed, counter, w);
+  const __m512i kb = _mm512_set1_epi32(int32_t(keep_below24));
+  const __m512 sc = _mm512_set1_ps(scale);
+  for (int q = 0; q < 4; ++q)
+    _mm512_storeu_ps(mult + 16 * q, _mm512_maskz_mov_ps(_mm512_cmplt_epu32_mask(_mm512_srli_epi32(w[q], 8), kb), sc));
+}
+
 }  // namespace attn::cpu::avx512

@@ -11,4 +11,8 @@ namespace attn::cpu::avx512 {
 // word i % 4 of block counter + i / 4, as in uniform(); mask = u < keep_below ? scale : 0; out = x * mask.
 int64_t dropout_f32(const float* x, int64_t n, float keep_below, float scale, uint64_t seed, uint64_t counter,
                     float* out, float* mask);
+// The 64 words of Philox blocks counter .. counter + 15 (element order: word l of block b is element
+// 4 b + l) as dropout multipliers: mult[e] = (word >> 8) < keep_below24 ? scale : 0. With keep_below24 =
+// ceil((1 - p) 2^24) this keeps exactly the elements whose uint32_to_unit_float(word) < 1 - p (in double).
+void keep_scales64(uint64_t seed, uint64_t counter, uint32_t keep_below24, float scale, float* mult);
 }  // namespace attn::cpu::avx512
