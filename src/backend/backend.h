@@ -98,6 +98,9 @@ struct SdpaArgs {
   uint64_t seed = 0, offset = 0;
   TensorRef attn_mask, key_padding_mask;
 };
+// Bytes of dropout's packed keep bits for n elements: whole groups of 64 elements (8 bytes each).
+inline int64_t dropout_keep_bytes(int64_t n) { return (n + 63) / 64 * 8; }
+
 // Philox blocks an SDPA dropout draws (the generator's reservation).
 inline uint64_t sdpa_dropout_blocks(const SdpaArgs& a) {
   return uint64_t(a.n * a.h * a.l) * uint64_t((a.s + 3) / 4);
@@ -180,9 +183,13 @@ class Backend {
   virtual void uniform(const TensorRef& out, double lo, double hi, uint64_t seed, uint64_t counter) = 0;
   virtual void normal(const TensorRef& out, double mean, double std, uint64_t seed, uint64_t counter) = 0;
   // Inverted dropout in one pass over contiguous x: u = the uniform(0, 1) draw `uniform` would make for
-  // element i, mask_i = u < 1 - p ? 1 / (1 - p) : 0, out = x * mask (x, out, mask: same dtype and shape).
+  // element i, keep_i = u < 1 - p, out = x * (keep_i ? 1 / (1 - p) : 0) (x, out: same dtype and shape).
+  // keep: uint8, contiguous, dropout_keep_bytes(n) bytes, bit i % 8 of byte i / 8 (0 past n).
   virtual void dropout(const TensorRef& x, double p, uint64_t seed, uint64_t counter, const TensorRef& out,
-                       const TensorRef& mask) = 0;
+                       const TensorRef& keep) = 0;
+  // grad_x = grad_out * (keep_i ? 1 / (1 - p) : 0), the factor rounded to the dtype as in the forward.
+  virtual void dropout_backward(const TensorRef& grad_out, const TensorRef& keep, double p,
+                                const TensorRef& grad_x) = 0;
 
   // optimizers: update param, exp_avg, exp_avg_sq (and max_exp_avg_sq if amsgrad) in place
   virtual void adam_step(const AdamArgs& a, const TensorRef& param, const TensorRef& grad,

@@ -19,26 +19,39 @@ Tensor dropout(const Tensor& x, double p, bool training) {
   if (!training || p == 0.0 || x.numel() == 0) return x;
   ops::check_floating(x, "dropout");
   const DType dt = x.dtype();
+  if (p < 1.0 && (dt == kFloat32 || dt == kFloat64)) {
+    // keep with probability 1 - p (PyTorch: bernoulli_(1 - p)); one fused pass draws the uniforms
+    // (advancing the generator as uniform_ would), multiplies and packs the keep bits (1 bit per
+    // element, saved for the backward instead of a mask of x's dtype)
+    Tensor keep, out;  // keep: uint8 (dropout_keep_bytes(n)); out: x's shape and dtype
+    {
+      NoGradGuard ng;
+      const Tensor xc = x.detach().contiguous();
+      keep = empty({backend::dropout_keep_bytes(x.numel())}, {.dtype = kUInt8, .device = x.device()});
+      out = empty(x.shape(), {.dtype = dt, .device = x.device()});
+      Generator& gen = default_generator();
+      const uint64_t counter = gen.reserve(uint64_t((x.numel() + 3) / 4));
+      ops::be(x).dropout(backend::ref(xc), p, gen.seed(), counter, backend::ref(out), backend::ref(keep));
+    }
+    record("dropout", out, {x}, [keep, p](const Tensor& g) -> std::vector<Tensor> {
+      const Tensor gc = g.contiguous();
+      Tensor gx = empty(g.shape(), {.dtype = g.dtype(), .device = g.device()});
+      ops::be(g).dropout_backward(backend::ref(gc), backend::ref(keep), p, backend::ref(gx));
+      return {gx};
+    });
+    return out;
+  }
   Tensor mask, out;  // mask: 0 or 1 / (1 - p), x's dtype and shape
   {
     NoGradGuard ng;
     if (p == 1.0) {
       mask = zeros(x.shape(), {.dtype = dt, .device = x.device()});
-    } else if (dt == kFloat32 || dt == kFloat64) {
-      // keep with probability 1 - p (PyTorch: bernoulli_(1 - p)); one fused pass draws the uniforms
-      // (advancing the generator as uniform_ would), writes the mask and multiplies
-      const Tensor xc = x.detach().contiguous();
-      mask = empty(x.shape(), {.dtype = dt, .device = x.device()});
-      out = empty(x.shape(), {.dtype = dt, .device = x.device()});
-      Generator& gen = default_generator();
-      const uint64_t counter = gen.reserve(uint64_t((x.numel() + 3) / 4));
-      ops::be(x).dropout(backend::ref(xc), p, gen.seed(), counter, backend::ref(out), backend::ref(mask));
     } else {  // reduced-precision storage: float32 draws, mask rounded to x's dtype
       Tensor u = empty(x.shape(), {.dtype = kFloat32, .device = x.device()});
       u.uniform_(0.0, 1.0);
       mask = mul(lt(u, 1.0 - p).to(dt), 1.0 / (1.0 - p));
     }
-    if (!out.defined()) out = mul(x.detach(), mask);
+    out = mul(x.detach(), mask);
   }
   record("dropout", out, {x}, [mask](const Tensor& g) -> std::vector<Tensor> { return {mul(g, mask)}; });
   return out;

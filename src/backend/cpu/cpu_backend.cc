@@ -509,16 +509,40 @@ void CpuBackend::uniform(const TensorRef& out, double lo, double hi, uint64_t se
   unsupported("uniform", out.dtype);
 }
 
+namespace {
+void check_keep(const TensorRef& keep, int64_t n, const char* op) {
+  if (!keep.contiguous() || keep.dtype != kUInt8 || keep.numel() != backend::dropout_keep_bytes(n))
+    throw std::invalid_argument(std::string(op) + ": keep must be contiguous uint8 of dropout_keep_bytes(" +
+                                std::to_string(n) + ") = " + std::to_string(backend::dropout_keep_bytes(n)) +
+                                " bytes, got " + std::to_string(keep.numel()) + " " + dtype_name(keep.dtype));
+}
+}  // namespace
+
 void CpuBackend::dropout(const TensorRef& x, double p, uint64_t seed, uint64_t counter, const TensorRef& out,
-                         const TensorRef& mask) {
-  if (!x.contiguous() || !out.contiguous() || !mask.contiguous() || x.shape != out.shape || x.shape != mask.shape ||
-      x.dtype != out.dtype || x.dtype != mask.dtype)
-    throw std::invalid_argument("dropout: x, out and mask must be contiguous, of one shape and dtype");
+                         const TensorRef& keep) {
+  if (!x.contiguous() || !out.contiguous() || x.shape != out.shape || x.dtype != out.dtype)
+    throw std::invalid_argument("dropout: x and out must be contiguous, of one shape and dtype");
+  check_keep(keep, x.numel(), "dropout");
   if (x.dtype == kFloat32)
-    return cpu::dropout(ptr<const float>(x), x.numel(), p, seed, counter, ptr<float>(out), ptr<float>(mask));
+    return cpu::dropout(ptr<const float>(x), x.numel(), p, seed, counter, ptr<float>(out), ptr<uint8_t>(keep));
   if (x.dtype == kFloat64)
-    return cpu::dropout(ptr<const double>(x), x.numel(), p, seed, counter, ptr<double>(out), ptr<double>(mask));
+    return cpu::dropout(ptr<const double>(x), x.numel(), p, seed, counter, ptr<double>(out), ptr<uint8_t>(keep));
   unsupported("dropout", x.dtype);
+}
+
+void CpuBackend::dropout_backward(const TensorRef& grad_out, const TensorRef& keep, double p,
+                                  const TensorRef& grad_x) {
+  if (!grad_out.contiguous() || !grad_x.contiguous() || grad_out.shape != grad_x.shape ||
+      grad_out.dtype != grad_x.dtype)
+    throw std::invalid_argument("dropout_backward: grad_out and grad_x must be contiguous, of one shape and dtype");
+  check_keep(keep, grad_out.numel(), "dropout_backward");
+  if (grad_out.dtype == kFloat32)
+    return cpu::dropout_backward(ptr<const float>(grad_out), ptr<const uint8_t>(keep), p, ptr<float>(grad_x),
+                                 grad_out.numel());
+  if (grad_out.dtype == kFloat64)
+    return cpu::dropout_backward(ptr<const double>(grad_out), ptr<const uint8_t>(keep), p, ptr<double>(grad_x),
+                                 grad_out.numel());
+  unsupported("dropout_backward", grad_out.dtype);
 }
 
 void CpuBackend::normal(const TensorRef& out, double mean, double std, uint64_t seed, uint64_t counter) {

@@ -96,11 +96,15 @@ bool ref_binary(BinaryOp op, const float* a, int64_t ap, const float* b, int64_t
 void ref_reduce(ReduceOp op, const float* x, float* out, int64_t outer, int64_t r, int64_t inner) {
   ref::reduce(op, x, out, outer, r, inner);
 }
+void ref_dropout_backward(const float* gy, const uint8_t* keep, float scale, float* gx, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) gx[i] = gy[i] * ((keep[i / 8] >> (i % 8)) & 1 ? scale : 0.f);
+}
 }  // namespace
 
 const KernelTable& reference_table() {
   static const KernelTable t{&ref_softmax, &ref_softmax_backward, &ref_layer_norm, &ref_layer_norm_backward,
-                             &ref_unary,   &ref_unary_backward,   &ref_binary,     &ref_reduce};
+                             &ref_unary,   &ref_unary_backward,   &ref_binary,     &ref_reduce,
+                             &ref_dropout_backward};
   return t;
 }
 
@@ -118,6 +122,14 @@ bool binary(BinaryOp op, const float* a, int64_t a_period, const float* b, int64
 }
 void reduce(ReduceOp op, const float* x, float* out, int64_t outer, int64_t r, int64_t inner) {
   kernels().reduce(op, x, out, outer, r, inner);
+}
+void dropout_backward(const float* gy, const uint8_t* keep, double p, float* gx, int64_t n) {
+  kernels().dropout_backward(gy, keep, float(1.0 / (1.0 - p)), gx, n);
+}
+void dropout_backward(const double* gy, const uint8_t* keep, double p, double* gx, int64_t n) {
+  const double scale = 1.0 / (1.0 - p);
+#pragma omp parallel for schedule(static) if (n >= kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) gx[i] = gy[i] * ((keep[i / 8] >> (i % 8)) & 1 ? scale : 0.0);
 }
 
 // float64: plain loops, parallel over output rows / columns.

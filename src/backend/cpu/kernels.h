@@ -60,9 +60,15 @@ void uniform(float* out, int64_t n, double lo, double hi, uint64_t seed, uint64_
 void uniform(double* out, int64_t n, double lo, double hi, uint64_t seed, uint64_t counter);
 void normal(float* out, int64_t n, double mean, double std, uint64_t seed, uint64_t counter);
 // Inverted dropout from the uniform stream (same draws as uniform(.., 0, 1, seed, counter)), fused:
-// mask = u < 1 - p ? 1 / (1 - p) : 0, out = x * mask.
-void dropout(const float* x, int64_t n, double p, uint64_t seed, uint64_t counter, float* out, float* mask);
-void dropout(const double* x, int64_t n, double p, uint64_t seed, uint64_t counter, double* out, double* mask);
+// keep = u < 1 - p, out = x * (keep ? 1 / (1 - p) : 0). The keep bits are packed: bit i % 8 of byte i / 8
+// for element i, dropout_mask_bytes(n) bytes in all (whole 64-element groups; bits past n are 0).
+inline int64_t dropout_mask_bytes(int64_t n) { return backend::dropout_keep_bytes(n); }
+void dropout(const float* x, int64_t n, double p, uint64_t seed, uint64_t counter, float* out, uint8_t* keep);
+void dropout(const double* x, int64_t n, double p, uint64_t seed, uint64_t counter, double* out, uint8_t* keep);
+// The backward: gx = gy * (keep ? 1 / (1 - p) : 0) with the scale rounded to the dtype (what the forward
+// multiplied by), so a NaN or infinite gradient stays NaN where dropped, as PyTorch's grad * mask does.
+void dropout_backward(const float* gy, const uint8_t* keep, double p, float* gx, int64_t n);
+void dropout_backward(const double* gy, const uint8_t* keep, double p, double* gx, int64_t n);
 void normal(double* out, int64_t n, double mean, double std, uint64_t seed, uint64_t counter);
 
 // ---- optimizers: torch.optim.Adam/AdamW (_single_tensor_adam) in place; max_exp_avg_sq only if amsgrad

@@ -61,6 +61,10 @@ static inline vm vm_or(vm a, vm b) { return _mm256_or_ps(a, b); }
 static inline vm vm_none() { return _mm256_setzero_ps(); }
 static inline bool vm_any(vm a) { return _mm256_movemask_ps(a) != 0; }
 static inline vf vselect(vm m, vf a, vf b) { return _mm256_blendv_ps(b, a, m); }
+static inline vm vm_from_bits(const uint8_t* p) {  // lane l: bit l of *p
+  const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  return _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(*p), bit), bit));
+}
 
 static inline float vhsum(vf a) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));

@@ -52,39 +52,46 @@ template <typename T> void normal_impl(T* out, int64_t n, double mean, double st
 }
 
 // Draws exactly as uniform_impl(.., 0, 1, ..) does; the comparison and scale are rounded to T as the
-// composite lt(u, 1 - p) * (1 / (1 - p)) rounds them, so the mask is the one that composite made.
+// composite lt(u, 1 - p) * (1 / (1 - p)) rounds them, so out is what that composite made. The scalar
+// part runs over whole bytes of the keep bits (8 elements, 2 Philox blocks), so no two threads share one.
 template <typename T>
-void dropout_impl(const T* x, int64_t n, double p, uint64_t seed, uint64_t counter, T* out, T* mask) {
-  const int64_t nb = uniform_blocks(n);
+void dropout_impl(const T* x, int64_t n, double p, uint64_t seed, uint64_t counter, T* out, uint8_t* keep) {
   const T keep_below = T(1.0 - p), scale = T(1.0 / (1.0 - p));
-  int64_t b_first = 0;  // blocks below this were done by the vector path
+  int64_t first = 0;  // elements below this were done by the vector path (a multiple of 64)
 #if defined(__x86_64__)
   if constexpr (sizeof(T) == 4) {
-    if (active_isa() == Isa::Avx512) b_first = avx512::dropout_f32(x, n, keep_below, scale, seed, counter, out, mask) / 4;
+    if (active_isa() == Isa::Avx512) first = avx512::dropout_f32(x, n, keep_below, scale, seed, counter, out, keep);
   }
 #endif
-#pragma omp parallel for schedule(static) if ((nb - b_first) * 4 >= kParallelGrain)
-  for (int64_t b = b_first; b < nb; ++b) {
-    const Philox4 r = philox4x32(seed, counter + uint64_t(b));
-    Philox4 q{};
-    if constexpr (sizeof(T) == 8) q = philox4x32(seed ^ kPhiloxLowKey, counter + uint64_t(b));
-    for (int64_t l = 0; l < 4 && 4 * b + l < n; ++l) {
-      T u;
-      if constexpr (sizeof(T) == 4) u = uint32_to_unit_float(r.v[l]);
-      else u = T(uint64_to_unit_double((uint64_t(r.v[l]) << 32) | q.v[l]));
-      const T m = u < keep_below ? scale : T(0);
-      mask[4 * b + l] = m;
-      out[4 * b + l] = x[4 * b + l] * m;
+  const int64_t byte_first = first / 8, bytes = dropout_mask_bytes(n);
+#pragma omp parallel for schedule(static) if ((n - first) >= kParallelGrain)
+  for (int64_t byte = byte_first; byte < bytes; ++byte) {
+    uint8_t bits = 0;
+    for (int64_t half = 0; half < 2; ++half) {
+      const int64_t b = 2 * byte + half;  // Philox block: elements 4 b .. 4 b + 3
+      if (4 * b >= n) break;
+      const Philox4 r = philox4x32(seed, counter + uint64_t(b));
+      Philox4 q{};
+      if constexpr (sizeof(T) == 8) q = philox4x32(seed ^ kPhiloxLowKey, counter + uint64_t(b));
+      for (int64_t l = 0; l < 4 && 4 * b + l < n; ++l) {
+        T u;
+        if constexpr (sizeof(T) == 4) u = uint32_to_unit_float(r.v[l]);
+        else u = T(uint64_to_unit_double((uint64_t(r.v[l]) << 32) | q.v[l]));
+        const bool k = u < keep_below;
+        bits = uint8_t(bits | (uint8_t(k) << (4 * half + l)));
+        out[4 * b + l] = x[4 * b + l] * (k ? scale : T(0));
+      }
     }
+    keep[byte] = bits;
   }
 }
 }  // namespace
 
-void dropout(const float* x, int64_t n, double p, uint64_t seed, uint64_t counter, float* out, float* mask) {
-  dropout_impl(x, n, p, seed, counter, out, mask);
+void dropout(const float* x, int64_t n, double p, uint64_t seed, uint64_t counter, float* out, uint8_t* keep) {
+  dropout_impl(x, n, p, seed, counter, out, keep);
 }
-void dropout(const double* x, int64_t n, double p, uint64_t seed, uint64_t counter, double* out, double* mask) {
-  dropout_impl(x, n, p, seed, counter, out, mask);
+void dropout(const double* x, int64_t n, double p, uint64_t seed, uint64_t counter, double* out, uint8_t* keep) {
+  dropout_impl(x, n, p, seed, counter, out, keep);
 }
 
 void uniform(float* out, int64_t n, double lo, double hi, uint64_t seed, uint64_t counter) {

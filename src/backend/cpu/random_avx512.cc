@@ -61,8 +61,8 @@ inline void philox16(uint64_t seed, uint64_t counter, __m512i out[4]) {
 }  // namespace
 
 // float32 dropout over whole groups of 16 blocks (64 elements); returns how many elements it did.
-int64_t dropout_f32(const float* x, int64_t n, float keep_below, float scale,
-                                                               uint64_t seed, uint64_t counter, float* out, float* mask) {
+int64_t dropout_f32(const float* x, int64_t n, float keep_below, float scale, uint64_t seed, uint64_t counter,
+                    float* out, uint8_t* keep) {
   const int64_t groups = n / 64;
   const __m512 unit = _mm512_set1_ps(1.0f / 16777216.0f), kb = _mm512_set1_ps(keep_below), sc = _mm512_set1_ps(scale);
 #pragma omp parallel for schedule(static) if (n >= kParallelGrain)
@@ -72,9 +72,10 @@ int64_t dropout_f32(const float* x, int64_t n, float keep_below, float scale,
     for (int q = 0; q < 4; ++q) {
       const int64_t e = 64 * g + 16 * q;
       const __m512 u = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(w[q], 8)), unit);
-      const __m512 m = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(u, kb, _CMP_LT_OQ), sc);
-      _mm512_storeu_ps(mask + e, m);
-      _mm512_storeu_ps(out + e, _mm512_mul_ps(_mm512_loadu_ps(x + e), m));
+      const __mmask16 k = _mm512_cmp_ps_mask(u, kb, _CMP_LT_OQ);
+      keep[e / 8] = uint8_t(k);  // lanes 0-7: elements e .. e + 7
+      keep[e / 8 + 1] = uint8_t(k >> 8);
+      _mm512_storeu_ps(out + e, _mm512_mul_ps(_mm512_loadu_ps(x + e), _mm512_maskz_mov_ps(k, sc)));
     }
   }
   return groups * 64;

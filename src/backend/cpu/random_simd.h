@@ -8,9 +8,10 @@
 
 namespace attn::cpu::avx512 {
 // Dropout of x[0, done) with done = n rounded down to 64 (16 Philox blocks): the uniform of element i is
-// word i % 4 of block counter + i / 4, as in uniform(); mask = u < keep_below ? scale : 0; out = x * mask.
+// word i % 4 of block counter + i / 4, as in uniform(); keep = u < keep_below, out = x * (keep ? scale : 0);
+// keep packed as bit i % 8 of byte i / 8 (8 bytes per 64 elements).
 int64_t dropout_f32(const float* x, int64_t n, float keep_below, float scale, uint64_t seed, uint64_t counter,
-                    float* out, float* mask);
+                    float* out, uint8_t* keep);
 // The 64 words of Philox blocks counter .. counter + 15 (element order: word l of block b is element
 // 4 b + l) as dropout multipliers: mult[e] = (word >> 8) < keep_below24 ? scale : 0. With keep_below24 =
 // ceil((1 - p) 2^24) this keeps exactly the elements whose uint32_to_unit_float(word) < 1 - p (in double).
