@@ -116,34 +116,48 @@ void bench_shapes() {
       {64, 3136, 128, false, false, "cnn: fc1, input gradient"},
       {128, 3136, 64, true, false, "cnn: fc1, weight gradient"},
   };
-  std::printf("%5s %5s %5s %-7s  sgemm_ms matmul_ms  sgemm/matmul  rule    where\n", "m", "n", "k", "op");
+  std::printf("%5s %5s %5s %-7s  sgemm_ms matmul_ms  sgemm/matmul  +bias  rule    where\n", "m", "n", "k", "op");
   for (const Shape& s : shapes) {
-    auto a = random_vec(size_t(s.m * s.k)), b = random_vec(size_t(s.k * s.n));
+    auto a = random_vec(size_t(s.m * s.k)), b = random_vec(size_t(s.k * s.n)), bias = random_vec(size_t(s.n));
     std::vector<float> c(size_t(s.m * s.n));
     backend::GemmArgs g{.trans_a = s.ta, .trans_b = s.tb, .m = s.m, .n = s.n, .k = s.k, .a = a.data(),
                         .lda = s.ta ? s.m : s.k, .b = b.data(), .ldb = s.tb ? s.k : s.n, .c = c.data(), .ldc = s.n};
     const bool rule = cpu::gemm_uses_matmul(g);
-    auto run = [&](int mode) {
-      const int before = cpu::set_gemm_matmul(mode);
-      const double t0 = now(false);
-      cpu::gemm(g);
-      const double t = now(false) - t0;
-      cpu::set_gemm_matmul(before);
-      return t;
+    // median over 21 pairs of (time on dnnl_sgemm) / (time on the primitive), the order flipping per pair
+    auto compare = [&](bool with_bias, double* ms_sgemm, double* ms_matmul) {
+      backend::GemmArgs gb = g;
+      if (with_bias) gb.bias = bias.data();  // forward of a Linear: sgemm after writing the bias rows into C
+      auto run = [&](int mode) {
+        const int before = cpu::set_gemm_matmul(mode);
+        const double t0 = now(false);
+        cpu::gemm(gb);
+        const double t = now(false) - t0;
+        cpu::set_gemm_matmul(before);
+        return t;
+      };
+      for (int w = 0; w < 3; ++w) run(0), run(1);
+      std::vector<double> ts, tm, ratio;
+      for (int i = 0; i < 21; ++i) {
+        const double x = i % 2 ? run(1) : run(0), y = i % 2 ? run(0) : run(1);
+        const double t_sgemm = i % 2 ? y : x, t_matmul = i % 2 ? x : y;
+        ts.push_back(t_sgemm);
+        tm.push_back(t_matmul);
+        ratio.push_back(t_sgemm / t_matmul);
+      }
+      for (auto* v : {&ts, &tm, &ratio}) std::sort(v->begin(), v->end());
+      if (ms_sgemm) *ms_sgemm = ts[10] * 1e3;
+      if (ms_matmul) *ms_matmul = tm[10] * 1e3;
+      return ratio[10];
     };
-    for (int w = 0; w < 3; ++w) run(0), run(1);
-    std::vector<double> ts, tm, ratio;
-    for (int i = 0; i < 21; ++i) {
-      const double x = i % 2 ? run(1) : run(0), y = i % 2 ? run(0) : run(1);
-      const double t_sgemm = i % 2 ? y : x, t_matmul = i % 2 ? x : y;
-      ts.push_back(t_sgemm);
-      tm.push_back(t_matmul);
-      ratio.push_back(t_sgemm / t_matmul);
-    }
-    for (auto* v : {&ts, &tm, &ratio}) std::sort(v->begin(), v->end());
-    std::printf("%5ld %5ld %5ld %-7s  %8.3f %9.3f  %12.2f  %-6s  %s\n", long(s.m), long(s.n), long(s.k),
-                s.ta ? "A^T @ B" : s.tb ? "A @ B^T" : "A @ B", ts[10] * 1e3, tm[10] * 1e3, ratio[10],
-                rule ? "matmul" : "sgemm", s.where);
+    double ms_s = 0, ms_m = 0;
+    const double plain = compare(false, &ms_s, &ms_m);
+    const bool forward = s.tb && !s.ta;  // x @ W^T: a Linear's forward, which adds a bias
+    const double with_bias = forward ? compare(true, nullptr, nullptr) : 0.0;
+    char bias_col[16] = "     -";
+    if (forward) std::snprintf(bias_col, sizeof bias_col, "%6.2f", with_bias);
+    std::printf("%5ld %5ld %5ld %-7s  %8.3f %9.3f  %12.2f  %s  %-6s  %s\n", long(s.m), long(s.n), long(s.k),
+                s.ta ? "A^T @ B" : s.tb ? "A @ B^T" : "A @ B", ms_s, ms_m, plain, bias_col, rule ? "matmul" : "sgemm",
+                s.where);
   }
 }
 

@@ -31,6 +31,7 @@ struct GemmCase {
   double alpha, beta;
   int64_t batch;
   bool bcast_b;  // batch stride 0 for B
+  bool bias = false;  // a (n) bias row (batch 1, beta 0)
 };
 
 template <typename T> void run_gemm_case(const GemmCase& c, attn::DType dt) {
@@ -46,6 +47,8 @@ template <typename T> void run_gemm_case(const GemmCase& c, attn::DType dt) {
   for (auto& v : b) v = T(u(rng));
   for (auto& v : cfast) v = T(u(rng));
   cref = cfast;
+  std::vector<T> bias(size_t(c.n));
+  for (auto& v : bias) v = T(u(rng));
   GemmArgs g;
   g.trans_a = c.ta;
   g.trans_b = c.tb;
@@ -64,6 +67,7 @@ template <typename T> void run_gemm_case(const GemmCase& c, attn::DType dt) {
   g.stride_b = sb;
   g.stride_c = sc;
   g.dtype = dt;
+  if (c.bias) g.bias = bias.data();
   g.c = cfast.data();
   attn::cpu::gemm(g);
   g.c = cref.data();
@@ -120,6 +124,9 @@ TEST(Gemm, MatmulPrimitiveAndSgemmPathsAgree) {
         run_gemm_case<float>({m, n, k, bool(t & 1), bool(t & 2), 0, 1.0, 0.0, 1, false}, attn::kFloat32);
         run_gemm_case<float>({m, n, k, bool(t & 1), bool(t & 2), 3, -0.5, 1.5, 1, false}, attn::kFloat32);
         run_gemm_case<float>({m, n, k, bool(t & 1), bool(t & 2), 1, 2.0, 1.0, 1, false}, attn::kFloat32);
+        // a Linear's bias: added by the primitive as it writes C, or written into C before dnnl_sgemm
+        run_gemm_case<float>({m, n, k, bool(t & 1), bool(t & 2), 2, 1.0, 0.0, 1, false, true}, attn::kFloat32);
+        run_gemm_case<float>({m, n, k, bool(t & 1), bool(t & 2), 0, 0.5, 0.0, 1, false, true}, attn::kFloat32);
       }
     attn::cpu::set_gemm_matmul(before);
   }
@@ -132,6 +139,21 @@ TEST(Gemm, MatmulPrimitiveAndSgemmPathsAgree) {
   EXPECT_FALSE(attn::cpu::gemm_uses_matmul({.trans_a = true, .m = 512, .n = 784, .k = 128}));
   EXPECT_FALSE(attn::cpu::gemm_uses_matmul({.m = 1024, .n = 512, .k = 512, .batch = 4}));
   attn::cpu::set_gemm_matmul(before);
+}
+
+TEST(Gemm, BiasRows) {
+  // float64, tiny (loop kernel), an empty sum (C = bias), and the misuse that throws
+  run_gemm_case<double>({30, 20, 10, false, true, 1, 1.0, 0.0, 1, false, true}, attn::kFloat64);
+  run_gemm_case<float>({3, 4, 5, false, true, 0, 1.0, 0.0, 1, false, true}, attn::kFloat32);
+  run_gemm_case<float>({7, 9, 0, false, true, 0, 1.0, 0.0, 1, false, true}, attn::kFloat32);
+  std::vector<float> a(64, 1.f), b(64, 1.f), c(64), bias(8, 1.f);
+  GemmArgs g{.m = 8, .n = 8, .k = 8, .a = a.data(), .lda = 8, .b = b.data(), .ldb = 8, .c = c.data(), .ldc = 8,
+             .batch = 1, .bias = bias.data()};
+  g.beta = 1.0;
+  EXPECT_THROW(attn::cpu::gemm(g), std::invalid_argument);
+  g.beta = 0.0;
+  g.batch = 2;
+  EXPECT_THROW(attn::cpu::gemm(g), std::invalid_argument);
 }
 
 TEST(Gemm, AlphaBetaAndBatches) {

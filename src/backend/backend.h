@@ -61,6 +61,9 @@ struct GemmArgs {
   int64_t batch = 1;  // strided batches
   int64_t stride_a = 0, stride_b = 0, stride_c = 0;
   DType dtype = kFloat32;  // kFloat32 or kFloat64 (row-major)
+  // Optional (n) row of dtype added to every row of C: C = alpha op(A) @ op(B) + bias. Single products
+  // (batch 1) with beta == 0 only. A Linear's bias: the matmul primitive adds it as it writes C.
+  const void* bias = nullptr;
 };
 
 struct Conv2dArgs {

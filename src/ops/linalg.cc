@@ -67,7 +67,7 @@ MatOperand operand(const Tensor& t, bool transpose) {
 // C = beta * C + A @ B with A (batch..., m, k), B (batch..., k, n) of one batch shape (strides may be
 // 0), C contiguous (batch..., m, n). Batch dims that are one strided run for all three operands are
 // merged; the innermost run becomes the GEMM's strided batch, the rest are looped.
-void batched_gemm(const Tensor& out, const MatOperand& a, const MatOperand& b, double beta) {
+void batched_gemm(const Tensor& out, const MatOperand& a, const MatOperand& b, double beta, const void* bias = nullptr) {
   const size_t nb = a.r.shape.size() - 2;
   const int64_t m = a.r.shape[nb], k = a.r.shape[nb + 1], n = b.r.shape[nb + 1];
   // (size, stride_a, stride_b, stride_c) runs, innermost first
@@ -99,6 +99,7 @@ void batched_gemm(const Tensor& out, const MatOperand& a, const MatOperand& b, d
   g.ldb = b.ld;
   g.ldc = n;
   g.dtype = out.dtype();
+  g.bias = bias;
   if (!runs.empty()) {
     g.batch = runs[0].size;
     g.stride_a = runs[0].sa;
@@ -223,16 +224,6 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 // ---- linear: y (..., out) = x (..., in) @ weight^T (in, out) + bias (out)
-namespace {
-
-// out (rows, d) += bias (d) broadcast over rows; or writes it when !accumulate.
-template <typename T> void fill_rows(T* out, const T* bias, int64_t rows, int64_t d) {
-#pragma omp parallel for schedule(static) if (rows * d > (1 << 16))
-  for (int64_t i = 0; i < rows; ++i) std::memcpy(out + i * d, bias, size_t(d) * sizeof(T));
-}
-
-}  // namespace
-
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   check_operands(x, weight, "linear");
   if (weight.dim() != 2 || x.dim() < 1 || x.size(-1) != weight.size(1))
@@ -250,14 +241,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Tensor out = ops::empty_out(out_shape, x.dtype(), x.device());
   Tensor x2 = x.detach().reshape({rows, in});  // (rows, in), a view when x's layout allows
   Tensor out2 = out.view({rows, out_f});
-  if (bias.defined()) {
-    Tensor bc = bias.detach().contiguous();
-    if (x.dtype() == kFloat32)
-      fill_rows(out2.data_ptr<float>(), bc.data_ptr<float>(), rows, out_f);
-    else
-      fill_rows(out2.data_ptr<double>(), bc.data_ptr<double>(), rows, out_f);
-  }
-  batched_gemm(out2, operand(x2, false), operand(weight, true), bias.defined() ? 1.0 : 0.0);
+  const Tensor bc = bias.defined() ? bias.detach().contiguous() : Tensor();  // (out): added as C is written
+  batched_gemm(out2, operand(x2, false), operand(weight, true), 0.0, bc.defined() ? bc.raw_data() : nullptr);
   const bool gx = x.requires_grad(), gw = weight.requires_grad(), gb = bias.defined() && bias.requires_grad();
   Shape x_shape = x.shape();
   record("linear", out, {x, weight, bias},

@@ -13,6 +13,8 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
+#include <cstring>
+#include <unordered_map>
 #include <atomic>
 #include <stdexcept>
 #include <string>
@@ -214,6 +216,7 @@ void sgemm_matmul(const GemmArgs& g, const float* a, const float* b, float* c) {
     const memory::desc ad({g.m, g.k}, memory::data_type::f32, g.trans_a ? dims{1, g.lda} : dims{g.lda, 1});
     const memory::desc bd({g.k, g.n}, memory::data_type::f32, g.trans_b ? dims{1, g.ldb} : dims{g.ldb, 1});
     const memory::desc cd({g.m, g.n}, memory::data_type::f32, dims{g.ldc, 1});
+    const memory::desc biasd = g.bias ? memory::desc({1, g.n}, memory::data_type::f32, dims{g.n, 1}) : memory::desc();
     dnnl::primitive_attr attr;
     if (g.alpha != 1.0) attr.set_output_scales(0, {float(g.alpha)});
     if (g.beta != 0.0) {
@@ -222,10 +225,13 @@ void sgemm_matmul(const GemmArgs& g, const float* a, const float* b, float* c) {
       attr.set_post_ops(po);
     }
     dnnl::engine& eng = onednn_engine();
-    dnnl::matmul prim(dnnl::matmul::primitive_desc(dnnl::matmul::desc(ad, bd, cd), attr, eng));
+    const dnnl::matmul::desc desc = g.bias ? dnnl::matmul::desc(ad, bd, biasd, cd) : dnnl::matmul::desc(ad, bd, cd);
+    dnnl::matmul prim(dnnl::matmul::primitive_desc(desc, attr, eng));
     memory am(ad, eng, const_cast<float*>(a)), bm(bd, eng, const_cast<float*>(b)), cm(cd, eng, c);
     dnnl::stream& stream = onednn_stream();
-    prim.execute(stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
+    if (g.bias) args.emplace(DNNL_ARG_BIAS, memory(biasd, eng, const_cast<void*>(g.bias)));
+    prim.execute(stream, args);
     stream.wait();
   } catch (const dnnl::error& e) {
     throw std::runtime_error(std::string("gemm: oneDNN matmul failed (") + e.what() + ") " + describe(g));
@@ -273,6 +279,15 @@ void sgemm(const GemmArgs& g) {
   check_sgemm(first_error, g);
 }
 
+// C's m rows (ldc apart) = the bias row (n elements of the dtype).
+void fill_bias_rows(const GemmArgs& g) {
+  const size_t es = g.dtype == kFloat32 ? sizeof(float) : sizeof(double), row = size_t(g.n) * es;
+  char* c = static_cast<char*>(g.c);
+  const char* bias = static_cast<const char*>(g.bias);
+#pragma omp parallel for schedule(static) if (g.m * g.n > (1 << 16))
+  for (int64_t i = 0; i < g.m; ++i) std::memcpy(c + size_t(i * g.ldc) * es, bias, row);
+}
+
 }  // namespace
 
 bool set_gemm_panels(bool on) { return panels_flag().exchange(on); }
@@ -282,6 +297,19 @@ bool gemm_uses_matmul(const GemmArgs& g) { return g.dtype == kFloat32 && sgemm_p
 void gemm(const GemmArgs& in) {
   const GemmArgs g = normalized(in);
   if (g.m == 0 || g.n == 0 || g.batch == 0) return;
+  if (g.bias) {
+    if (g.batch != 1 || g.beta != 0.0)
+      throw std::invalid_argument("gemm: a bias needs a single product with beta = 0 " + describe(g));
+    // the primitive adds the bias as it writes C (alpha would scale it there: only alpha = 1)
+    if (g.dtype == kFloat32 && g.alpha == 1.0 && sgemm_path(g) == SgemmPath::Matmul)
+      return sgemm_matmul(g, static_cast<const float*>(g.a), static_cast<const float*>(g.b), static_cast<float*>(g.c));
+    // otherwise C = bias rows, then C += alpha op(A) op(B)
+    GemmArgs rest = g;
+    rest.bias = nullptr;
+    rest.beta = 1.0;
+    fill_bias_rows(g);
+    return gemm(rest);
+  }
   if (g.k == 0) {  // empty sum: C = beta * C
     for (int64_t i = 0; i < g.batch; ++i) {
       if (g.dtype == kFloat32)
@@ -312,6 +340,7 @@ template <typename T> void gemm_t(const GemmArgs& g) {
           acc += double(g.trans_a ? a[p * g.lda + i] : a[i * g.lda + p]) *
                  double(g.trans_b ? b[j * g.ldb + p] : b[p * g.ldb + j]);
         double prev = g.beta == 0.0 ? 0.0 : g.beta * double(c[i * g.ldc + j]);
+        if (g.bias) prev += double(static_cast<const T*>(g.bias)[j]);
         c[i * g.ldc + j] = T(g.alpha * acc + prev);
       }
   }
