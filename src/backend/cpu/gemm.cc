@@ -13,11 +13,11 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
-#include <cstring>
-#include <unordered_map>
 #include <atomic>
+#include <cstring>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "backend/cpu/linalg_kernels.h"
@@ -191,7 +191,9 @@ void sgemm_panels(const GemmArgs& g, const float* a, const float* b, float* c, i
 //   512, 2048, 1024      A^T @ B  0.93-0.97   (a wide weight gradient): sgemm
 //   128, 512, 256        A @ B    0.88-1.01   MLP fc2: input gradient
 //   512, 784, 128 / 64, 3136, 128 / 128, 3136, 64   0.92-1.11 / 0.65-0.75 / 0.70-0.85   shallow k: sgemm
-// so: 64..512 output columns, k >= 512. The primitive is created per shape; oneDNN's primitive cache
+// so: 64..512 output columns, k >= 512. With a bias (a Linear's forward, GemmArgs::bias) the primitive
+// adds it as it writes C while dnnl_sgemm needs C filled with it first: 1.13-1.15 on the 512-column
+// forwards, 0.96-1.02 on the wide ones, so the same rule. The primitive is created per shape; oneDNN's primitive cache
 // makes a repeated shape cost ~10 us, a new one ~0.15 ms. set_gemm_matmul (or ATTN_GEMM_MATMUL=0 / 1
 // in the environment) forces the choice off / on for every single product.
 std::atomic<int>& matmul_override() {
