@@ -4,9 +4,9 @@
 #include <cxxabi.h>
 
 #include <algorithm>
+#include <iterator>
 #include <set>
 #include <sstream>
-#include <iterator>
 #include <typeinfo>
 
 #include "attn/autograd.h"

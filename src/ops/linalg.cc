@@ -7,7 +7,6 @@
 //   Tensor y = attn::matmul(x, w);            // (B, T, C) @ (C, D) -> (B, T, D), folded into one GEMM
 //   Tensor s = attn::matmul(q, k.transpose(-2, -1));   // (B, H, T, d) @ (B, H, d, T): no copy of k
 #include <algorithm>
-#include <cstring>
 
 #include "ops/op_utils.h"
 
@@ -66,7 +65,8 @@ MatOperand operand(const Tensor& t, bool transpose) {
 
 // C = beta * C + A @ B with A (batch..., m, k), B (batch..., k, n) of one batch shape (strides may be
 // 0), C contiguous (batch..., m, n). Batch dims that are one strided run for all three operands are
-// merged; the innermost run becomes the GEMM's strided batch, the rest are looped.
+// merged; the innermost run becomes the GEMM's strided batch, the rest are looped. bias: an optional (n)
+// row added to every row of C (a single product with beta 0: GemmArgs::bias).
 void batched_gemm(const Tensor& out, const MatOperand& a, const MatOperand& b, double beta, const void* bias = nullptr) {
   const size_t nb = a.r.shape.size() - 2;
   const int64_t m = a.r.shape[nb], k = a.r.shape[nb + 1], n = b.r.shape[nb + 1];

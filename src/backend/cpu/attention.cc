@@ -410,19 +410,15 @@ void make_bias(const Masker<float>& masker, const SdpaArgs& a, int64_t n, int64_
 }  // namespace
 
 void sdpa_keep_scales(const SdpaArgs& a, int64_t row, int64_t j0, int64_t count, float keep_scale, float* mult) {
-  const uint64_t base = sdpa_row_counter(a, row);
   if (active_isa() == Isa::Avx512 && j0 % 4 == 0) {
+    const uint64_t base = sdpa_row_counter(a, row);
     // keep iff float(word >> 8) 2^-24 < 1 - p (in double) iff (word >> 8) < ceil((1 - p) 2^24)
     const uint32_t keep_below24 = uint32_t(std::ceil((1.0 - a.dropout_p) * 16777216.0));
     for (int64_t c = 0; c < count; c += 64)
       avx512::keep_scales64(a.seed, base + uint64_t((j0 + c) / 4), keep_below24, keep_scale, mult + c);
     return;
   }
-  for (int64_t j = j0; j < j0 + count;) {
-    const Philox4 r = philox4x32(a.seed, base + uint64_t(j / 4));
-    for (int64_t lane = j % 4; lane < 4 && j < j0 + count; ++lane, ++j)
-      mult[j - j0] = sdpa_keep_value(r.v[lane], a.dropout_p) ? keep_scale : 0.f;
-  }
+  sdpa_for_each_keep(a, row, j0, count, [&](int64_t c, bool kept) { mult[c] = kept ? keep_scale : 0.f; });
 }
 
 namespace {

@@ -24,14 +24,19 @@ inline bool sdpa_keep(const backend::SdpaArgs& a, int64_t row, int64_t j) {
   const Philox4 r = philox4x32(a.seed, sdpa_row_counter(a, row) + uint64_t(j / 4));
   return sdpa_keep_value(r.v[j % 4], a.dropout_p);
 }
-// keep[c] for keys j0 .. j0 + count - 1 of one row (one Philox block per 4 keys).
-inline void sdpa_keep_row(const backend::SdpaArgs& a, int64_t row, int64_t j0, int64_t count, uint8_t* keep) {
+// f(c, kept) for keys j0 + c, c < count, of one row (one Philox block per 4 keys).
+template <typename F>
+inline void sdpa_for_each_keep(const backend::SdpaArgs& a, int64_t row, int64_t j0, int64_t count, F&& f) {
   const uint64_t base = sdpa_row_counter(a, row);
   for (int64_t j = j0; j < j0 + count;) {
     const Philox4 r = philox4x32(a.seed, base + uint64_t(j / 4));
     for (int64_t lane = j % 4; lane < 4 && j < j0 + count; ++lane, ++j)
-      keep[j - j0] = sdpa_keep_value(r.v[lane], a.dropout_p);
+      f(j - j0, sdpa_keep_value(r.v[lane], a.dropout_p));
   }
+}
+// keep[c] for keys j0 .. j0 + count - 1 of one row.
+inline void sdpa_keep_row(const backend::SdpaArgs& a, int64_t row, int64_t j0, int64_t count, uint8_t* keep) {
+  sdpa_for_each_keep(a, row, j0, count, [keep](int64_t c, bool kept) { keep[c] = kept; });
 }
 
 // mult[c] = keep_scale if key j0 + c of score row `row` is kept (sdpa_keep), else 0, for c < count; the

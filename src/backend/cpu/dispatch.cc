@@ -96,8 +96,13 @@ bool ref_binary(BinaryOp op, const float* a, int64_t ap, const float* b, int64_t
 void ref_reduce(ReduceOp op, const float* x, float* out, int64_t outer, int64_t r, int64_t inner) {
   ref::reduce(op, x, out, outer, r, inner);
 }
+// gx = gy * (bit i of keep ? scale : 0): the float32 reference and the float64 kernel
+template <typename T> void keep_scale_loop(const T* gy, const uint8_t* keep, T scale, T* gx, int64_t n, bool parallel) {
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t i = 0; i < n; ++i) gx[i] = gy[i] * ((keep[i / 8] >> (i % 8)) & 1 ? scale : T(0));
+}
 void ref_dropout_backward(const float* gy, const uint8_t* keep, float scale, float* gx, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) gx[i] = gy[i] * ((keep[i / 8] >> (i % 8)) & 1 ? scale : 0.f);
+  keep_scale_loop(gy, keep, scale, gx, n, false);
 }
 }  // namespace
 
@@ -127,9 +132,7 @@ void dropout_backward(const float* gy, const uint8_t* keep, double p, float* gx,
   kernels().dropout_backward(gy, keep, float(1.0 / (1.0 - p)), gx, n);
 }
 void dropout_backward(const double* gy, const uint8_t* keep, double p, double* gx, int64_t n) {
-  const double scale = 1.0 / (1.0 - p);
-#pragma omp parallel for schedule(static) if (n >= kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) gx[i] = gy[i] * ((keep[i / 8] >> (i % 8)) & 1 ? scale : 0.0);
+  keep_scale_loop(gy, keep, 1.0 / (1.0 - p), gx, n, n >= kParallelGrain);
 }
 
 // float64: plain loops, parallel over output rows / columns.

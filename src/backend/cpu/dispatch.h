@@ -34,7 +34,7 @@ struct KernelTable {
   bool (*binary)(backend::BinaryOp op, const float* a, int64_t a_period, const float* b, int64_t b_period,
                  float* out, int64_t n);
   void (*reduce)(backend::ReduceOp op, const float* x, float* out, int64_t outer, int64_t r, int64_t inner);
-  // gx[i] = gy[i] * (bit i of keep ? scale : 0); keep: bit i % 8 of byte i / 8, dropout_mask_bytes(n) bytes
+  // gx[i] = gy[i] * (bit i of keep ? scale : 0); keep: bit i % 8 of byte i / 8, backend::dropout_keep_bytes(n) bytes
   void (*dropout_backward)(const float* gy, const uint8_t* keep, float scale, float* gx, int64_t n);
 };
 

@@ -61,8 +61,7 @@ void uniform(double* out, int64_t n, double lo, double hi, uint64_t seed, uint64
 void normal(float* out, int64_t n, double mean, double std, uint64_t seed, uint64_t counter);
 // Inverted dropout from the uniform stream (same draws as uniform(.., 0, 1, seed, counter)), fused:
 // keep = u < 1 - p, out = x * (keep ? 1 / (1 - p) : 0). The keep bits are packed: bit i % 8 of byte i / 8
-// for element i, dropout_mask_bytes(n) bytes in all (whole 64-element groups; bits past n are 0).
-inline int64_t dropout_mask_bytes(int64_t n) { return backend::dropout_keep_bytes(n); }
+// for element i, backend::dropout_keep_bytes(n) bytes in all (whole 64-element groups; bits past n are 0).
 void dropout(const float* x, int64_t n, double p, uint64_t seed, uint64_t counter, float* out, uint8_t* keep);
 void dropout(const double* x, int64_t n, double p, uint64_t seed, uint64_t counter, double* out, uint8_t* keep);
 // The backward: gx = gy * (keep ? 1 / (1 - p) : 0) with the scale rounded to the dtype (what the forward

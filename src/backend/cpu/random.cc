@@ -63,7 +63,7 @@ void dropout_impl(const T* x, int64_t n, double p, uint64_t seed, uint64_t count
     if (active_isa() == Isa::Avx512) first = avx512::dropout_f32(x, n, keep_below, scale, seed, counter, out, keep);
   }
 #endif
-  const int64_t byte_first = first / 8, bytes = dropout_mask_bytes(n);
+  const int64_t byte_first = first / 8, bytes = backend::dropout_keep_bytes(n);
 #pragma omp parallel for schedule(static) if ((n - first) >= kParallelGrain)
   for (int64_t byte = byte_first; byte < bytes; ++byte) {
     uint8_t bits = 0;
