@@ -28,6 +28,11 @@ static inline vf vrcp(vf a) { return _mm512_rcp14_ps(a); }  // relative error < 
 // p * 2^n for integral n in [-150, 128] (exact scaling, subnormal/overflow results rounded correctly)
 #define ATTN_HAVE_SCALEF 1
 static inline vf vscale2n(vf p, vf n) { return _mm512_scalef_ps(p, n); }
+// t[idx & 31] per lane from a 64-byte aligned table of 32 floats (one two-register permute)
+#define ATTN_HAVE_LUT32 1
+static inline vf vlut32(const float* t, vi idx) {
+  return _mm512_permutex2var_ps(_mm512_load_ps(t), idx, _mm512_load_ps(t + 16));
+}
 
 static inline vf vadd(vf a, vf b) { return _mm512_add_ps(a, b); }
 static inline vf vsub(vf a, vf b) { return _mm512_sub_ps(a, b); }
@@ -76,3 +81,4 @@ static inline float vhmin(vf a) { return _mm512_reduce_min_ps(a); }
 #include "backend/cpu/kernels_simd.inc"
 #undef ATTN_SIMD_NS
 #undef ATTN_HAVE_SCALEF
+#undef ATTN_HAVE_LUT32
