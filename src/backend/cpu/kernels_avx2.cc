@@ -37,7 +37,6 @@ static inline vf vmax(vf a, vf b) { return _mm256_max_ps(a, b); }
 static inline vf vmin(vf a, vf b) { return _mm256_min_ps(a, b); }
 static inline vf vsqrt(vf a) { return _mm256_sqrt_ps(a); }
 static inline vf vabs(vf a) { return _mm256_and_ps(a, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff))); }
-static inline vf vround(vf a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
 static inline vi vcvt_i(vf a) { return _mm256_cvtps_epi32(a); }
 static inline vf vcvt_f(vi a) { return _mm256_cvtepi32_ps(a); }
 static inline vi vbits(vf a) { return _mm256_castps_si256(a); }
