@@ -3,6 +3,7 @@
 //
 //   OMP_NUM_THREADS=2 gemm_bench gemm          # square sgemm 128..2048 and strided batches, GFLOP/s
 //   OMP_NUM_THREADS=2 gemm_bench shapes        # dnnl_sgemm vs matmul primitive on the models' shapes
+//   OMP_NUM_THREADS=2 gemm_bench panels        # the rule's path vs one single-threaded sgemm per thread
 //   OMP_NUM_THREADS=1 gemm_bench conv          # the training CNN's convolutions, per direction, ms
 //   ATTN_CONV_LAYOUT=plain gemm_bench conv     # force oneDNN's plain (im2col + sgemm) layouts
 //   gemm_bench pool                            # max / avg pooling on the CNN's first pool
@@ -77,47 +78,49 @@ void bench_gemm() {
   }
 }
 
+// The models' GEMM shapes (m, n, k, op(A) transposed, op(B) transposed, where).
+struct GemmShape {
+  int64_t m, n, k;
+  bool ta, tb;
+  const char* where;
+};
+const GemmShape kShapes[] = {
+    {1024, 1536, 512, false, true, "transformer: self-attention in_proj, forward"},
+    {1024, 512, 512, false, true, "transformer: q / out_proj, forward"},
+    {1024, 1024, 512, false, true, "transformer: cross-attention k, v, forward"},
+    {1024, 2048, 512, false, true, "transformer: linear1, forward"},
+    {1024, 512, 2048, false, true, "transformer: linear2, forward"},
+    {1024, 8000, 512, false, true, "transformer: generator, forward"},
+    {1024, 512, 1536, false, false, "transformer: in_proj, input gradient"},
+    {1024, 512, 512, false, false, "transformer: q / out_proj, input gradient"},
+    {1024, 512, 1024, false, false, "transformer: cross k, v, input gradient"},
+    {1024, 512, 2048, false, false, "transformer: linear1, input gradient"},
+    {1024, 2048, 512, false, false, "transformer: linear2, input gradient"},
+    {1024, 512, 8000, false, false, "transformer: generator, input gradient"},
+    {1536, 512, 1024, true, false, "transformer: in_proj, weight gradient"},
+    {512, 512, 1024, true, false, "transformer: q / out_proj, weight gradient"},
+    {1024, 512, 1024, true, false, "transformer: cross k, v, weight gradient"},
+    {2048, 512, 1024, true, false, "transformer: linear1, weight gradient"},
+    {512, 2048, 1024, true, false, "transformer: linear2, weight gradient"},
+    {8000, 512, 1024, true, false, "transformer: generator, weight gradient"},
+    {128, 512, 784, false, true, "mlp: fc1, forward"},
+    {128, 256, 512, false, true, "mlp: fc2, forward"},
+    {128, 512, 256, false, false, "mlp: fc2, input gradient"},
+    {512, 784, 128, true, false, "mlp: fc1, weight gradient"},
+    {256, 512, 128, true, false, "mlp: fc2, weight gradient"},
+    {64, 128, 3136, false, true, "cnn: fc1, forward"},
+    {64, 3136, 128, false, false, "cnn: fc1, input gradient"},
+    {128, 3136, 64, true, false, "cnn: fc1, weight gradient"},
+};
+
 // The single products of the benchmark models (Transformer train step: 1024 tokens, d 512, ff 2048,
 // vocabulary 8000; MLP and CNN train steps), each timed on both float32 paths of cpu::gemm: calls of
 // the two alternate (the order flips every pair) and the ratio of each pair's times is taken, so a
 // slow second of this shared machine slows both sides of a pair. Prints the median ratio and which
 // path the rule in gemm.cc picks. This is the measurement behind prefer_matmul_primitive.
 void bench_shapes() {
-  struct Shape {
-    int64_t m, n, k;
-    bool ta, tb;
-    const char* where;
-  };
-  const Shape shapes[] = {
-      {1024, 1536, 512, false, true, "transformer: self-attention in_proj, forward"},
-      {1024, 512, 512, false, true, "transformer: q / out_proj, forward"},
-      {1024, 1024, 512, false, true, "transformer: cross-attention k, v, forward"},
-      {1024, 2048, 512, false, true, "transformer: linear1, forward"},
-      {1024, 512, 2048, false, true, "transformer: linear2, forward"},
-      {1024, 8000, 512, false, true, "transformer: generator, forward"},
-      {1024, 512, 1536, false, false, "transformer: in_proj, input gradient"},
-      {1024, 512, 512, false, false, "transformer: q / out_proj, input gradient"},
-      {1024, 512, 1024, false, false, "transformer: cross k, v, input gradient"},
-      {1024, 512, 2048, false, false, "transformer: linear1, input gradient"},
-      {1024, 2048, 512, false, false, "transformer: linear2, input gradient"},
-      {1024, 512, 8000, false, false, "transformer: generator, input gradient"},
-      {1536, 512, 1024, true, false, "transformer: in_proj, weight gradient"},
-      {512, 512, 1024, true, false, "transformer: q / out_proj, weight gradient"},
-      {1024, 512, 1024, true, false, "transformer: cross k, v, weight gradient"},
-      {2048, 512, 1024, true, false, "transformer: linear1, weight gradient"},
-      {512, 2048, 1024, true, false, "transformer: linear2, weight gradient"},
-      {8000, 512, 1024, true, false, "transformer: generator, weight gradient"},
-      {128, 512, 784, false, true, "mlp: fc1, forward"},
-      {128, 256, 512, false, true, "mlp: fc2, forward"},
-      {128, 512, 256, false, false, "mlp: fc2, input gradient"},
-      {512, 784, 128, true, false, "mlp: fc1, weight gradient"},
-      {256, 512, 128, true, false, "mlp: fc2, weight gradient"},
-      {64, 128, 3136, false, true, "cnn: fc1, forward"},
-      {64, 3136, 128, false, false, "cnn: fc1, input gradient"},
-      {128, 3136, 64, true, false, "cnn: fc1, weight gradient"},
-  };
   std::printf("%5s %5s %5s %-7s  sgemm_ms matmul_ms  sgemm/matmul  +bias  rule    where\n", "m", "n", "k", "op");
-  for (const Shape& s : shapes) {
+  for (const GemmShape& s : kShapes) {
     auto a = random_vec(size_t(s.m * s.k)), b = random_vec(size_t(s.k * s.n)), bias = random_vec(size_t(s.n));
     std::vector<float> c(size_t(s.m * s.n));
     backend::GemmArgs g{.trans_a = s.ta, .trans_b = s.tb, .m = s.m, .n = s.n, .k = s.k, .a = a.data(),
@@ -158,6 +161,40 @@ void bench_shapes() {
     std::printf("%5ld %5ld %5ld %-7s  %8.3f %9.3f  %12.2f  %s  %-6s  %s\n", long(s.m), long(s.n), long(s.k),
                 s.ta ? "A^T @ B" : s.tb ? "A @ B^T" : "A @ B", ms_s, ms_m, plain, bias_col, rule ? "matmul" : "sgemm",
                 s.where);
+  }
+}
+
+// Each shape on the path the rule picks (dnnl_sgemm's or the primitive's own threading) against the
+// panel split (one single-threaded dnnl_sgemm per thread on its own panel of C; gemm.cc's
+// sgemm_panels), paired the same way. Prints the median of (time of the rule's path) / (time of
+// panels): > 1 means the panels are faster.
+void bench_panels() {
+  std::printf("%5s %5s %5s %-7s  rule_ms panels_ms  rule/panels  where\n", "m", "n", "k", "op");
+  for (const GemmShape& s : kShapes) {
+    auto a = random_vec(size_t(s.m * s.k)), b = random_vec(size_t(s.k * s.n));
+    std::vector<float> c(size_t(s.m * s.n));
+    backend::GemmArgs g{.trans_a = s.ta, .trans_b = s.tb, .m = s.m, .n = s.n, .k = s.k, .a = a.data(),
+                        .lda = s.ta ? s.m : s.k, .b = b.data(), .ldb = s.tb ? s.k : s.n, .c = c.data(), .ldc = s.n};
+    auto run = [&](bool panels) {
+      const bool before = cpu::set_gemm_panels(panels);
+      const double t0 = now(false);
+      cpu::gemm(g);
+      const double t = now(false) - t0;
+      cpu::set_gemm_panels(before);
+      return t;
+    };
+    for (int w = 0; w < 3; ++w) run(false), run(true);
+    std::vector<double> tr, tp, ratio;
+    for (int i = 0; i < 21; ++i) {
+      const double x = run(i % 2 == 1), y = run(i % 2 == 0);
+      const double t_rule = i % 2 ? y : x, t_panels = i % 2 ? x : y;
+      tr.push_back(t_rule);
+      tp.push_back(t_panels);
+      ratio.push_back(t_rule / t_panels);
+    }
+    for (auto* v : {&tr, &tp, &ratio}) std::sort(v->begin(), v->end());
+    std::printf("%5ld %5ld %5ld %-7s  %7.3f %9.3f  %11.2f  %s\n", long(s.m), long(s.n), long(s.k),
+                s.ta ? "A^T @ B" : s.tb ? "A @ B^T" : "A @ B", tr[10] * 1e3, tp[10] * 1e3, ratio[10], s.where);
   }
 }
 
@@ -205,6 +242,7 @@ int main(int argc, char** argv) {
   std::printf("threads: %d (%s)\n", omp_get_max_threads(), omp_get_max_threads() == 1 ? "thread CPU time" : "wall time");
   if (!std::strcmp(what, "gemm") || !std::strcmp(what, "all")) bench_gemm();
   if (!std::strcmp(what, "shapes") || !std::strcmp(what, "all")) bench_shapes();
+  if (!std::strcmp(what, "panels") || !std::strcmp(what, "all")) bench_panels();
   if (!std::strcmp(what, "conv") || !std::strcmp(what, "all")) bench_conv();
   if (!std::strcmp(what, "pool") || !std::strcmp(what, "all")) bench_pool();
   return 0;

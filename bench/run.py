@@ -4,12 +4,13 @@
     python bench/run.py                        # every workload
     python bench/run.py gemm_2048 gelu_fwd_bwd # a subset (make bench ARGS="gemm_2048 gelu_fwd_bwd")
     python bench/run.py --markdown docs.md     # also write the table as Markdown
-    python bench/run.py --rounds 5 --pairs 9   # 5 fresh process pairs x 9 timed pairs (default 3 x 7)
+    python bench/run.py --rounds 6 --pairs 9   # 6 fresh process pairs x 9 timed pairs (default 4 x 6)
 
-Paired measurement: for each workload both sides start once (attn_bench --serve and
-torch_bench.py --serve), warm up, and then time one repeat at a time in turn: attn, PyTorch,
-PyTorch, attn, ... A pair's ratio compares two repeats taken seconds apart, so a slow minute of
-a shared host slows both sides alike; the ratio printed is the median of the pairs' ratios.
+Paired measurement: for each workload and round both sides start (attn_bench --serve and
+torch_bench.py --serve; attn first in even rounds, PyTorch first in odd ones), warm up, and then
+time one repeat at a time in turn: attn, PyTorch, PyTorch, attn, ... A pair's ratio compares two
+repeats taken seconds apart, so a slow minute of a shared host slows both sides alike; the ratio
+printed is the median of the pairs' ratios over all rounds.
 
 Prints one line per workload and peer, tab separated:
 
@@ -125,18 +126,28 @@ def median(xs):
     return (xs[n // 2] + xs[(n - 1) // 2]) / 2 if n else None
 
 
-def paired_round(attn_cmd, peer_cmd, env, timeout, pairs):
-    """Starts both sides (one after the other, so their warm-ups do not overlap), then times `pairs`
-    pairs of repeats, alternating which side goes first. Returns (attn summary, peer summary or None,
-    list of per-pair dicts)."""
-    attn = Server(attn_cmd, env, timeout, "attn")
-    peer = None
+def paired_round(attn_cmd, peer_cmd, env, timeout, pairs, peer_first=False):
+    """Starts both sides (one after the other, so their warm-ups do not overlap; the peer first when
+    peer_first), then times `pairs` pairs of repeats, alternating which side goes first. Returns
+    (attn summary, peer summary or None, list of per-pair dicts).
+
+    The start order matters: two identical attn_bench processes, paired like this, measured the one
+    started first 1.5-2.6 % slower over 61 pairs (either way round), so main() alternates it by round."""
+    attn = peer = None
+
+    def start_peer():
+        try:
+            return Server(peer_cmd, env, timeout, "pytorch")
+        except RuntimeError as e:
+            print(f"run.py: {e}", file=sys.stderr)
+            return None
+
+    if peer_cmd and peer_first:
+        peer = start_peer()
     try:
-        if peer_cmd:
-            try:
-                peer = Server(peer_cmd, env, timeout, "pytorch")
-            except RuntimeError as e:
-                print(f"run.py: {e}", file=sys.stderr)
+        attn = Server(attn_cmd, env, timeout, "attn")
+        if peer_cmd and not peer_first:
+            peer = start_peer()
         out = []
         for i in range(pairs):
             sides = [("attn", attn), ("peer", peer)] if i % 2 == 0 else [("peer", peer), ("attn", attn)]
@@ -147,7 +158,8 @@ def paired_round(attn_cmd, peer_cmd, env, timeout, pairs):
             out.append(pair)
         return attn.finish(), peer.finish() if peer else None, out
     finally:
-        attn.close()
+        if attn:
+            attn.close()
         if peer:
             peer.close()
 
@@ -170,13 +182,14 @@ def main():
     ap.add_argument("--markdown", help="also write the results as a Markdown table to this file")
     ap.add_argument("--json", help="also write the raw results as JSON to this file")
     ap.add_argument("--timeout", type=float, default=600)
-    ap.add_argument("--pairs", type=int, default=7,
+    ap.add_argument("--pairs", type=int, default=6,
                     help="timed repeats per side and round, taken in pairs (one attn repeat, one PyTorch repeat, "
-                         "alternating which goes first); the ratio is the median of all pairs' ratios (default 7)")
-    ap.add_argument("--rounds", type=int, default=3,
+                         "alternating which goes first); the ratio is the median of all pairs' ratios (default 6)")
+    ap.add_argument("--rounds", type=int, default=4,
                     help="start both processes this many times per workload and pool the pairs of all rounds "
-                         "(default 3: a process's speed can depend on how its memory was laid out, e.g. how many "
-                         "page faults PyTorch's allocations take per iteration)")
+                         "(default 4: a process's speed can depend on how its memory was laid out, e.g. how many "
+                         "page faults PyTorch's allocations take per iteration, and on whether it was started "
+                         "first, so odd rounds start PyTorch first; an even count balances that)")
     a = ap.parse_args()
 
     exe = a.attn_bench or find_attn_bench(a.build_dir, a.build)
@@ -201,9 +214,9 @@ def main():
         peer_cmd = ([a.python, os.path.join(HERE, "torch_bench.py"), name, "--threads", str(a.threads)]
                     if peer_ok else None)
         summaries, pairs = [], []
-        for _ in range(max(1, a.rounds)):
+        for r in range(max(1, a.rounds)):
             try:
-                ar, pr, ps = paired_round(attn_cmd, peer_cmd, env, a.timeout, max(1, a.pairs))
+                ar, pr, ps = paired_round(attn_cmd, peer_cmd, env, a.timeout, max(1, a.pairs), peer_first=r % 2 == 1)
             except (RuntimeError, OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as e:
                 print(f"run.py: {name}: {e}", file=sys.stderr)
                 failed = True
