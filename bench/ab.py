@@ -19,24 +19,20 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import Server, median  # noqa: E402
+from run import median, paired_round, quartiles  # noqa: E402
 
 
 def side_env(lib, settings, threads):
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     if lib:
-        env["LD_LIBRARY_PATH"] = os.path.abspath(lib) + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
+        rest = env.get("LD_LIBRARY_PATH")
+        env["LD_LIBRARY_PATH"] = os.path.abspath(lib) + (":" + rest if rest else "")
     for kv in settings:
         key, sep, value = kv.partition("=")
         if not sep:
             raise SystemExit(f"ab.py: environment setting {kv!r} is not KEY=VALUE")
         env[key] = value
     return env
-
-
-def quartiles(xs):
-    xs = sorted(xs)
-    return xs[len(xs) // 4], xs[(3 * len(xs)) // 4]
 
 
 def main():
@@ -58,24 +54,17 @@ def main():
     envs = {"A": side_env(a.a_lib, a.a_env, a.threads), "B": side_env(a.b_lib, a.b_env, a.threads)}
     ratios, times = [], {"A": [], "B": []}
     for r in range(a.rounds):
-        order = ["A", "B"] if r % 2 == 0 else ["B", "A"]
-        servers = {}
-        try:
-            for side in order:
-                servers[side] = Server(cmd, envs[side], a.timeout, side)
-            for i in range(a.pairs):
-                s = {}
-                for side in (order if i % 2 == 0 else order[::-1]):
-                    s[side] = servers[side].repeat()["s"]
-                    times[side].append(s[side])
-                ratios.append(s["A"] / s["B"])
-            for server in servers.values():
-                server.finish()
-        finally:
-            for server in servers.values():
-                server.close()
-        print(f"round {r} ({order[0]} started first): median time(A)/time(B) "
-              f"{median(ratios[-a.pairs:]):.3f}", flush=True)
+        # A is run.py's "attn" side and B its "peer"; odd rounds start B first
+        _, _, pairs = paired_round(cmd, cmd, envs["A"], a.timeout, a.pairs, peer_first=r % 2 == 1,
+                                   peer_env=envs["B"], peer_label="B")
+        if any("peer" not in p for p in pairs):
+            raise SystemExit("ab.py: side B did not start (see the message above)")
+        round_ratios = [p["attn"]["s"] / p["peer"]["s"] for p in pairs]
+        ratios += round_ratios
+        times["A"] += [p["attn"]["s"] for p in pairs]
+        times["B"] += [p["peer"]["s"] for p in pairs]
+        print(f"round {r} ({'B' if r % 2 else 'A'} started first): median time(A)/time(B) "
+              f"{median(round_ratios):.3f}", flush=True)
     q1, q3 = quartiles(ratios)
     print(f"{a.workload}: A median {median(times['A']) * 1e3:.3f} ms, B median {median(times['B']) * 1e3:.3f} ms; "
           f"time(A)/time(B) over {len(ratios)} pairs: median {median(ratios):.3f}, quartiles {q1:.3f}-{q3:.3f}; "

@@ -113,6 +113,38 @@ const GemmShape kShapes[] = {
     {128, 3136, 64, true, false, "cnn: fc1, weight gradient"},
 };
 
+// Random operands and C of one shape, and the GemmArgs over them (row-major, tight leading dims).
+struct ShapeOperands {
+  std::vector<float> a, b, c;
+  backend::GemmArgs g;
+  explicit ShapeOperands(const GemmShape& s)
+      : a(random_vec(size_t(s.m * s.k))), b(random_vec(size_t(s.k * s.n))), c(size_t(s.m * s.n)),
+        g{.trans_a = s.ta, .trans_b = s.tb, .m = s.m, .n = s.n, .k = s.k, .a = a.data(), .lda = s.ta ? s.m : s.k,
+          .b = b.data(), .ldb = s.tb ? s.k : s.n, .c = c.data(), .ldc = s.n} {}
+  ShapeOperands(const ShapeOperands&) = delete;  // g points into this object's vectors
+  ShapeOperands& operator=(const ShapeOperands&) = delete;
+};
+
+// Two variants of one call timed in 21 pairs after 3 warm-up pairs, which goes first flipping every
+// pair; run(second) times one call of the first (false) or second (true) variant in seconds. Returns
+// the median milliseconds of each and the median of the pairs' time ratios first / second.
+struct PairedMs {
+  double first_ms, second_ms, ratio;
+};
+PairedMs paired_ms(const std::function<double(bool)>& run) {
+  for (int w = 0; w < 3; ++w) run(false), run(true);
+  std::vector<double> t1, t2, ratio;
+  for (int i = 0; i < 21; ++i) {
+    const double x = run(i % 2 == 1), y = run(i % 2 == 0);
+    const double first = i % 2 ? y : x, second = i % 2 ? x : y;
+    t1.push_back(first);
+    t2.push_back(second);
+    ratio.push_back(first / second);
+  }
+  for (auto* v : {&t1, &t2, &ratio}) std::sort(v->begin(), v->end());
+  return {t1[10] * 1e3, t2[10] * 1e3, ratio[10]};
+}
+
 // The single products of the benchmark models (Transformer train step: 1024 tokens, d 512, ff 2048,
 // vocabulary 8000; MLP and CNN train steps), each timed on both float32 paths of cpu::gemm: calls of
 // the two alternate (the order flips every pair) and the ratio of each pair's times is taken, so a
@@ -121,46 +153,30 @@ const GemmShape kShapes[] = {
 void bench_shapes() {
   std::printf("%5s %5s %5s %-7s  sgemm_ms matmul_ms  sgemm/matmul  +bias  rule    where\n", "m", "n", "k", "op");
   for (const GemmShape& s : kShapes) {
-    auto a = random_vec(size_t(s.m * s.k)), b = random_vec(size_t(s.k * s.n)), bias = random_vec(size_t(s.n));
-    std::vector<float> c(size_t(s.m * s.n));
-    backend::GemmArgs g{.trans_a = s.ta, .trans_b = s.tb, .m = s.m, .n = s.n, .k = s.k, .a = a.data(),
-                        .lda = s.ta ? s.m : s.k, .b = b.data(), .ldb = s.tb ? s.k : s.n, .c = c.data(), .ldc = s.n};
-    const bool rule = cpu::gemm_uses_matmul(g);
-    // median over 21 pairs of (time on dnnl_sgemm) / (time on the primitive), the order flipping per pair
-    auto compare = [&](bool with_bias, double* ms_sgemm, double* ms_matmul) {
-      backend::GemmArgs gb = g;
+    ShapeOperands op(s);
+    const auto bias = random_vec(size_t(s.n));
+    const bool rule = cpu::gemm_uses_matmul(op.g);
+    // median over 21 pairs of (time on dnnl_sgemm) / (time on the primitive)
+    auto compare = [&](bool with_bias) {
+      backend::GemmArgs gb = op.g;
       if (with_bias) gb.bias = bias.data();  // forward of a Linear: sgemm after writing the bias rows into C
-      auto run = [&](int mode) {
-        const int before = cpu::set_gemm_matmul(mode);
+      return paired_ms([&](bool matmul) {
+        const int before = cpu::set_gemm_matmul(matmul ? 1 : 0);
         const double t0 = now(false);
         cpu::gemm(gb);
         const double t = now(false) - t0;
         cpu::set_gemm_matmul(before);
         return t;
-      };
-      for (int w = 0; w < 3; ++w) run(0), run(1);
-      std::vector<double> ts, tm, ratio;
-      for (int i = 0; i < 21; ++i) {
-        const double x = i % 2 ? run(1) : run(0), y = i % 2 ? run(0) : run(1);
-        const double t_sgemm = i % 2 ? y : x, t_matmul = i % 2 ? x : y;
-        ts.push_back(t_sgemm);
-        tm.push_back(t_matmul);
-        ratio.push_back(t_sgemm / t_matmul);
-      }
-      for (auto* v : {&ts, &tm, &ratio}) std::sort(v->begin(), v->end());
-      if (ms_sgemm) *ms_sgemm = ts[10] * 1e3;
-      if (ms_matmul) *ms_matmul = tm[10] * 1e3;
-      return ratio[10];
+      });
     };
-    double ms_s = 0, ms_m = 0;
-    const double plain = compare(false, &ms_s, &ms_m);
+    const PairedMs plain = compare(false);
     const bool forward = s.tb && !s.ta;  // x @ W^T: a Linear's forward, which adds a bias
-    const double with_bias = forward ? compare(true, nullptr, nullptr) : 0.0;
+    const double with_bias = forward ? compare(true).ratio : 0.0;
     char bias_col[16] = "     -";
     if (forward) std::snprintf(bias_col, sizeof bias_col, "%6.2f", with_bias);
     std::printf("%5ld %5ld %5ld %-7s  %8.3f %9.3f  %12.2f  %s  %-6s  %s\n", long(s.m), long(s.n), long(s.k),
-                s.ta ? "A^T @ B" : s.tb ? "A @ B^T" : "A @ B", ms_s, ms_m, plain, bias_col, rule ? "matmul" : "sgemm",
-                s.where);
+                s.ta ? "A^T @ B" : s.tb ? "A @ B^T" : "A @ B", plain.first_ms, plain.second_ms, plain.ratio,
+                bias_col, rule ? "matmul" : "sgemm", s.where);
   }
 }
 
@@ -171,30 +187,17 @@ void bench_shapes() {
 void bench_panels() {
   std::printf("%5s %5s %5s %-7s  rule_ms panels_ms  rule/panels  where\n", "m", "n", "k", "op");
   for (const GemmShape& s : kShapes) {
-    auto a = random_vec(size_t(s.m * s.k)), b = random_vec(size_t(s.k * s.n));
-    std::vector<float> c(size_t(s.m * s.n));
-    backend::GemmArgs g{.trans_a = s.ta, .trans_b = s.tb, .m = s.m, .n = s.n, .k = s.k, .a = a.data(),
-                        .lda = s.ta ? s.m : s.k, .b = b.data(), .ldb = s.tb ? s.k : s.n, .c = c.data(), .ldc = s.n};
-    auto run = [&](bool panels) {
+    ShapeOperands op(s);
+    const PairedMs t = paired_ms([&](bool panels) {
       const bool before = cpu::set_gemm_panels(panels);
       const double t0 = now(false);
-      cpu::gemm(g);
-      const double t = now(false) - t0;
+      cpu::gemm(op.g);
+      const double seconds = now(false) - t0;
       cpu::set_gemm_panels(before);
-      return t;
-    };
-    for (int w = 0; w < 3; ++w) run(false), run(true);
-    std::vector<double> tr, tp, ratio;
-    for (int i = 0; i < 21; ++i) {
-      const double x = run(i % 2 == 1), y = run(i % 2 == 0);
-      const double t_rule = i % 2 ? y : x, t_panels = i % 2 ? x : y;
-      tr.push_back(t_rule);
-      tp.push_back(t_panels);
-      ratio.push_back(t_rule / t_panels);
-    }
-    for (auto* v : {&tr, &tp, &ratio}) std::sort(v->begin(), v->end());
+      return seconds;
+    });
     std::printf("%5ld %5ld %5ld %-7s  %7.3f %9.3f  %11.2f  %s\n", long(s.m), long(s.n), long(s.k),
-                s.ta ? "A^T @ B" : s.tb ? "A @ B^T" : "A @ B", tr[10] * 1e3, tp[10] * 1e3, ratio[10], s.where);
+                s.ta ? "A^T @ B" : s.tb ? "A @ B^T" : "A @ B", t.first_ms, t.second_ms, t.ratio, s.where);
   }
 }
 

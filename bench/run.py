@@ -126,10 +126,17 @@ def median(xs):
     return (xs[n // 2] + xs[(n - 1) // 2]) / 2 if n else None
 
 
-def paired_round(attn_cmd, peer_cmd, env, timeout, pairs, peer_first=False):
+def quartiles(xs):
+    """(lower, upper) quartile of xs, as the notes print them."""
+    xs = sorted(xs)
+    return xs[len(xs) // 4], xs[(3 * len(xs)) // 4]
+
+
+def paired_round(attn_cmd, peer_cmd, env, timeout, pairs, peer_first=False, peer_env=None, peer_label="pytorch"):
     """Starts both sides (one after the other, so their warm-ups do not overlap; the peer first when
-    peer_first), then times `pairs` pairs of repeats, alternating which side goes first. Returns
-    (attn summary, peer summary or None, list of per-pair dicts).
+    peer_first; the peer with peer_env when given, else env), then times `pairs` pairs of repeats,
+    alternating which side goes first. Returns (attn summary, peer summary or None, list of per-pair
+    dicts with keys "attn" and "peer"). bench/ab.py pairs two attn builds with it.
 
     The start order matters: two identical attn_bench processes, paired like this, measured the one
     started first 1.5-2.6 % slower over 61 pairs (either way round), so main() alternates it by round."""
@@ -137,7 +144,7 @@ def paired_round(attn_cmd, peer_cmd, env, timeout, pairs, peer_first=False):
 
     def start_peer():
         try:
-            return Server(peer_cmd, env, timeout, "pytorch")
+            return Server(peer_cmd, peer_env or env, timeout, peer_label)
         except RuntimeError as e:
             print(f"run.py: {e}", file=sys.stderr)
             return None
@@ -253,9 +260,9 @@ def main():
         note = NOTES[name](ar, pr) if name in NOTES else ""
         if ratio is not None:
             q = ar["pair_ratios"]
+            q1, q3 = quartiles(q)
             note = (note + "; " if note else "") + (f"{len(q)} pairs: ratio median {ratio:.2f}, "
-                                                    f"quartiles {q[len(q) // 4]:.2f}-{q[(3 * len(q)) // 4]:.2f}, "
-                                                    f"range {q[0]:.2f}-{q[-1]:.2f}")
+                                                    f"quartiles {q1:.2f}-{q3:.2f}, range {q[0]:.2f}-{q[-1]:.2f}")
         row = {"workload": name, "peer": "pytorch", "attn": ar, "pytorch": pr, "ratio": ratio, "note": note}
         rows.append(row)
         print("\t".join([name, "pytorch", fmt(ar["value"]), fmt(pr["value"] if pr else None), ar["unit"],
