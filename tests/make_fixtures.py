@@ -246,6 +246,7 @@ OPS = {
         reduction=a.get("reduction", "mean")),
     # regularisation, embeddings, normalisation
     "dropout": lambda x, a, s: F.dropout(x[0], a["p"], training=a["training"]),
+    "relu_dropout": lambda x, a, s: F.dropout(F.relu(x[0]), a["p"], training=a["training"]),
     "embedding": lambda x, a, s: F.embedding(x[1], x[0], padding_idx=a.get("padding_idx")),
     "layer_norm": lambda x, a, s: F.layer_norm(x[0], a["normalized_shape"], by_name(x, s, "weight"),
                                                by_name(x, s, "bias"), eps=a.get("eps", 1e-5)),
@@ -309,7 +310,8 @@ OPS = {
 }
 
 # Ops whose outputs are not compared against a fixture: (reason) — checked in C++ another way.
-NOT_BY_FIXTURE = {"dropout": "training mode is random: statistical test in tests/test_ops_table.cc"}
+NOT_BY_FIXTURE = {"dropout": "training mode is random: statistical test in tests/test_ops_table.cc",
+                  "relu_dropout": "training mode is random: equal to dropout(relu(x)) bit for bit, tests/test_nn_ops.cc"}
 # (scaled_dot_product_attention's dropout_p > 0 is random too: tests/test_attention.cc)
 
 # ------------------------------------------------------------------------------------------- cases
@@ -510,6 +512,8 @@ def define_cases():
     # ---- dropout (deterministic modes only)
     case("dropout_eval", "dropout", [In([3, 4])], {"p": 0.5, "training": False})
     case("dropout_p0", "dropout", [In([3, 4])], {"p": 0.0, "training": True})
+    case("relu_dropout_eval", "relu_dropout", [In([3, 4])], {"p": 0.5, "training": False})
+    case("relu_dropout_p0", "relu_dropout", [In([4, 5])], {"p": 0.0, "training": True})
 
     # ---- embedding, normalisation
     case("embedding", "embedding", [In([7, 3]), In([5], "int", "int64", high=7)])

@@ -191,6 +191,7 @@ inline const std::map<std::string, OpFn>& op_table() {
        }},
       // ---- regularisation, embeddings, normalisation
       {"dropout", [](A a) { return attn::dropout(a[0], a.d("p"), a.b("training")); }},
+      {"relu_dropout", [](A a) { return attn::relu_dropout(a[0], a.d("p"), a.b("training")); }},
       {"scaled_dot_product_attention",
        [](A a) {
          return attn::scaled_dot_product_attention(a[0], a[1], a[2],

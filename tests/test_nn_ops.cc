@@ -8,10 +8,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include "attn/autograd.h"
+#include "attn/nn/transformer.h"
 #include "attn/ops.h"
 #include "attn/random.h"
 #include "backend/cpu/cross_entropy.h"
@@ -481,6 +484,101 @@ TEST(NnOpsDropout, BackwardFromKeepBitsEqualsGradTimesMask) {
     dropout(x, 0.5, true).backward(full({100}, std::nan("")));
     for (float v : x.grad().to_vector<float>()) EXPECT_TRUE(std::isnan(v)) << cpu::isa_name(isa);
     cpu::reset_isa();
+  }
+}
+
+// relu_dropout against the composite dropout(relu(x)) it fuses: on every kernel set, in float32 and
+// float64, around the 64-element groups, the same values, generator advance and gradient, bit for bit,
+// with NaN, infinite, zero and negative-zero inputs and NaN / infinite gradients among the values.
+namespace {
+template <typename T> bool same_bits_or_both_nan(const Tensor& a, const Tensor& b) {
+  const std::vector<T> av = a.to_vector<T>(), bv = b.to_vector<T>();
+  if (av.size() != bv.size()) return false;
+  for (size_t i = 0; i < av.size(); ++i) {
+    if (std::isnan(av[i]) && std::isnan(bv[i])) continue;
+    if (std::memcmp(&av[i], &bv[i], sizeof(T)) != 0) return false;
+  }
+  return true;
+}
+bool same_values(const Tensor& a, const Tensor& b) {
+  return a.dtype() == kFloat64 ? same_bits_or_both_nan<double>(a, b) : same_bits_or_both_nan<float>(a, b);
+}
+}  // namespace
+
+TEST(NnOpsReluDropout, EqualsTheComposite) {
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::nan("");
+  for (cpu::Isa isa : {cpu::Isa::Avx512, cpu::Isa::Avx2, cpu::Isa::Reference}) {
+    if (!cpu::set_isa_for_testing(isa)) continue;
+    for (DType dt : {kFloat32, kFloat64})
+      for (int64_t n : {int64_t(1), int64_t(9), int64_t(63), int64_t(64), int64_t(65), int64_t(200), int64_t(70001)}) {
+        manual_seed(uint64_t(n));
+        Tensor x0 = randn({n}, {.dtype = dt}), g = randn({n}, {.dtype = dt});
+        {
+          NoGradGuard ng;  // special values at fixed places (those past n are skipped)
+          const std::vector<double> specials = {nan, inf, -inf, 0.0, -0.0, nan, 1e-40, -1e-40};
+          for (size_t i = 0; i < specials.size(); ++i)
+            if (int64_t(5 * i) < n) x0.narrow(0, int64_t(5 * i), 1).fill_(specials[i]);
+          for (int64_t i : {int64_t(2), int64_t(8), int64_t(60)})
+            if (i < n) g.narrow(0, i, 1).fill_(i == 8 ? -inf : nan);
+        }
+        Tensor xa = x0.clone().requires_grad_(), xb = x0.clone().requires_grad_();
+        manual_seed(91);
+        Tensor fused = relu_dropout(xa, 0.35, true);
+        const uint64_t offset = default_generator().state().offset;
+        manual_seed(91);
+        Tensor composite = dropout(relu(xb), 0.35, true);
+        const std::string what = std::string(cpu::isa_name(isa)) + " " + dtype_name(dt) + " n " + std::to_string(n);
+        EXPECT_EQ(default_generator().state().offset, offset) << what;
+        EXPECT_TRUE(same_values(fused, composite)) << what;
+        fused.backward(g);
+        composite.backward(g);
+        EXPECT_TRUE(same_values(xa.grad(), xb.grad())) << what;
+      }
+    cpu::reset_isa();
+  }
+}
+
+// ReLU's edge cases as PyTorch 2.x has them (float32 and float64 alike): relu(-0) = -0, relu(NaN) = NaN,
+// and the backward (threshold_backward on the output) passes the gradient where the output is NaN.
+TEST(NnOpsRelu, NegativeZeroAndNaNAsPyTorch) {
+  for (DType dt : {kFloat32, kFloat64}) {
+    Tensor x = from_vector<double>({-0.0, std::nan(""), 1e-40, -1.0}, {4}).to(dt).requires_grad_();
+    Tensor y = relu(x);
+    const std::vector<double> yv = y.to(kFloat64).to_vector<double>();
+    EXPECT_TRUE(yv[0] == 0.0 && std::signbit(yv[0])) << dtype_name(dt);
+    EXPECT_TRUE(std::isnan(yv[1])) << dtype_name(dt);
+    EXPECT_GT(yv[2], 0.0) << dtype_name(dt);
+    EXPECT_EQ(yv[3], 0.0) << dtype_name(dt);
+    y.backward(ones({4}, {.dtype = dt}));
+    expect_values(x.grad(), {0.0, 1.0, 1.0, 0.0}, 0.0, dtype_name(dt));
+  }
+}
+
+TEST(NnOpsReluDropout, IdentityCasesGradcheckAndModule) {
+  Tensor x = det({6, 7}, -1.0, 1.0, kFloat64, true);
+  EXPECT_TRUE(allclose(relu_dropout(x, 0.5, false), relu(x), 0, 0));  // eval: ReLU only
+  EXPECT_TRUE(allclose(relu_dropout(x, 0.0, true), relu(x), 0, 0));
+  expect_values(relu_dropout(x, 1.0, true), std::vector<double>(42, 0.0), 0.0);
+  EXPECT_THROW(relu_dropout(x, 1.5), std::invalid_argument);
+  EXPECT_THROW(relu_dropout(Tensor(), 0.5), std::invalid_argument);
+  EXPECT_TRUE(gradcheck([](const std::vector<Tensor>& v) {
+    manual_seed(5);
+    return relu_dropout(v[0], 0.4, true);
+  }, {det({6, 7}, -1.0, 1.0, kFloat64, true)}));
+  // the fused feed-forward of a Transformer layer draws as the composite: the same training output
+  for (nn::Activation act : {nn::Activation::ReLU, nn::Activation::GELU}) {
+    manual_seed(8);
+    nn::TransformerEncoderLayer layer(
+        nn::TransformerLayerOptions{.d_model = 16, .nhead = 2, .dim_feedforward = 32, .dropout = 0.3, .activation = act});
+    Tensor src = randn({5, 3, 16});
+    manual_seed(9);
+    Tensor y = layer.forward(src);
+    manual_seed(9);
+    Tensor a = layer.dropout1->forward(layer.self_attn->forward(src, src, src, {.need_weights = false}).first);
+    Tensor h = layer.norm1->forward(add(src, a));
+    Tensor inner = act == nn::Activation::GELU ? gelu(layer.linear1->forward(h)) : relu(layer.linear1->forward(h));
+    Tensor ff = layer.dropout2->forward(layer.linear2->forward(layer.dropout->forward(inner)));
+    EXPECT_TRUE(allclose(y, layer.norm2->forward(add(h, ff)), 0, 0));
   }
 }
 

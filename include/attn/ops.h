@@ -114,6 +114,9 @@ Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& targe
 
 // ---- regularisation, embeddings, normalisation
 Tensor dropout(const Tensor& x, double p = 0.5, bool training = true);
+// dropout(relu(x), p, training) fused into one pass each way: the same values, gradient and generator
+// advance as the composite, and 2 bits per element saved for the backward instead of relu's output.
+Tensor relu_dropout(const Tensor& x, double p = 0.5, bool training = true);
 // weight: (num_embeddings, dim); indices: int32/int64 of any shape -> indices.shape + (dim,)
 Tensor embedding(const Tensor& weight, const Tensor& indices, int64_t padding_idx = -1);
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight = {},

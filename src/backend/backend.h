@@ -193,6 +193,13 @@ class Backend {
   // grad_x = grad_out * (keep_i ? 1 / (1 - p) : 0), the factor rounded to the dtype as in the forward.
   virtual void dropout_backward(const TensorRef& grad_out, const TensorRef& keep, double p,
                                 const TensorRef& grad_x) = 0;
+  // dropout(relu(x)) in one pass: the values and draws of dropout on relu(x) (ReLU keeps NaN), and pass
+  // (keep's layout) bit i = !(relu(x_i) <= 0), ReLU's backward rule. The backward is the composite's:
+  // grad_x = pass_i ? grad_out * (keep_i ? 1 / (1 - p) : 0) : 0.
+  virtual void relu_dropout(const TensorRef& x, double p, uint64_t seed, uint64_t counter, const TensorRef& out,
+                            const TensorRef& keep, const TensorRef& pass) = 0;
+  virtual void relu_dropout_backward(const TensorRef& grad_out, const TensorRef& keep, const TensorRef& pass,
+                                     double p, const TensorRef& grad_x) = 0;
 
   // optimizers: update param, exp_avg, exp_avg_sq (and max_exp_avg_sq if amsgrad) in place
   virtual void adam_step(const AdamArgs& a, const TensorRef& param, const TensorRef& grad,

@@ -16,7 +16,12 @@ namespace {
 [[noreturn]] void bad(const std::string& where, const std::string& what) {
   throw std::invalid_argument(where + ": " + what);
 }
-Tensor activate(Activation a, const Tensor& x) { return a == Activation::GELU ? gelu(x) : relu(x); }
+// dropout(activation(h)) of the feed-forward block; ReLU's runs fused (relu_dropout: the same values,
+// gradients and draws, one pass each way, no ReLU output kept for the backward)
+Tensor activate_dropout(Activation a, const Tensor& h, const Dropout& d) {
+  if (a == Activation::GELU) return dropout(gelu(h), d.p, d.is_training());
+  return relu_dropout(h, d.p, d.is_training());
+}
 }  // namespace
 
 Tensor causal_mask(int64_t L, Device device) {
@@ -180,7 +185,7 @@ Tensor TransformerEncoderLayer::self_attention_block(const Tensor& x, const Enco
 }
 
 Tensor TransformerEncoderLayer::feed_forward_block(const Tensor& x) {
-  return dropout2->forward(linear2->forward(dropout->forward(activate(options.activation, linear1->forward(x)))));
+  return dropout2->forward(linear2->forward(activate_dropout(options.activation, linear1->forward(x), *dropout)));
 }
 
 Tensor TransformerEncoderLayer::forward(const Tensor& src, const EncoderMasks& m, const AttentionCapture& capture) {
@@ -232,7 +237,7 @@ Tensor TransformerDecoderLayer::forward(const Tensor& tgt, const Tensor& memory,
     return dropout2->forward(a);
   };
   auto ff = [&](const Tensor& x) {
-    return dropout3->forward(linear2->forward(dropout->forward(activate(options.activation, linear1->forward(x)))));
+    return dropout3->forward(linear2->forward(activate_dropout(options.activation, linear1->forward(x), *dropout)));
   };
   Tensor x = tgt;
   if (options.norm_first) {

@@ -545,6 +545,38 @@ void CpuBackend::dropout_backward(const TensorRef& grad_out, const TensorRef& ke
   unsupported("dropout_backward", grad_out.dtype);
 }
 
+void CpuBackend::relu_dropout(const TensorRef& x, double p, uint64_t seed, uint64_t counter, const TensorRef& out,
+                              const TensorRef& keep, const TensorRef& pass) {
+  if (!x.contiguous() || !out.contiguous() || x.shape != out.shape || x.dtype != out.dtype)
+    throw std::invalid_argument("relu_dropout: x and out must be contiguous, of one shape and dtype");
+  check_keep(keep, x.numel(), "relu_dropout");
+  check_keep(pass, x.numel(), "relu_dropout (pass bits)");
+  if (x.dtype == kFloat32)
+    return cpu::dropout(ptr<const float>(x), x.numel(), p, seed, counter, ptr<float>(out), ptr<uint8_t>(keep),
+                        ptr<uint8_t>(pass));
+  if (x.dtype == kFloat64)
+    return cpu::dropout(ptr<const double>(x), x.numel(), p, seed, counter, ptr<double>(out), ptr<uint8_t>(keep),
+                        ptr<uint8_t>(pass));
+  unsupported("relu_dropout", x.dtype);
+}
+
+void CpuBackend::relu_dropout_backward(const TensorRef& grad_out, const TensorRef& keep, const TensorRef& pass,
+                                       double p, const TensorRef& grad_x) {
+  if (!grad_out.contiguous() || !grad_x.contiguous() || grad_out.shape != grad_x.shape ||
+      grad_out.dtype != grad_x.dtype)
+    throw std::invalid_argument(
+        "relu_dropout_backward: grad_out and grad_x must be contiguous, of one shape and dtype");
+  check_keep(keep, grad_out.numel(), "relu_dropout_backward");
+  check_keep(pass, grad_out.numel(), "relu_dropout_backward (pass bits)");
+  if (grad_out.dtype == kFloat32)
+    return cpu::relu_dropout_backward(ptr<const float>(grad_out), ptr<const uint8_t>(keep),
+                                      ptr<const uint8_t>(pass), p, ptr<float>(grad_x), grad_out.numel());
+  if (grad_out.dtype == kFloat64)
+    return cpu::relu_dropout_backward(ptr<const double>(grad_out), ptr<const uint8_t>(keep),
+                                      ptr<const uint8_t>(pass), p, ptr<double>(grad_x), grad_out.numel());
+  unsupported("relu_dropout_backward", grad_out.dtype);
+}
+
 void CpuBackend::normal(const TensorRef& out, double mean, double std, uint64_t seed, uint64_t counter) {
   if (!out.contiguous()) throw std::invalid_argument("normal: output must be contiguous");
   if (out.dtype == kFloat32) return cpu::normal(ptr<float>(out), out.numel(), mean, std, seed, counter);

@@ -57,6 +57,10 @@ class CpuBackend final : public backend::Backend {
   void uniform(const TensorRef& out, double lo, double hi, uint64_t seed, uint64_t counter) override;
   void normal(const TensorRef& out, double mean, double std, uint64_t seed, uint64_t counter) override;
   void dropout_backward(const TensorRef& grad_out, const TensorRef& keep, double p, const TensorRef& grad_x) override;
+  void relu_dropout(const TensorRef& x, double p, uint64_t seed, uint64_t counter, const TensorRef& out,
+                    const TensorRef& keep, const TensorRef& pass) override;
+  void relu_dropout_backward(const TensorRef& grad_out, const TensorRef& keep, const TensorRef& pass, double p,
+                             const TensorRef& grad_x) override;
   void dropout(const TensorRef& x, double p, uint64_t seed, uint64_t counter, const TensorRef& out,
                const TensorRef& mask) override;
   void adam_step(const backend::AdamArgs& a, const TensorRef& param, const TensorRef& grad,

@@ -104,12 +104,26 @@ template <typename T> void keep_scale_loop(const T* gy, const uint8_t* keep, T s
 void ref_dropout_backward(const float* gy, const uint8_t* keep, float scale, float* gx, int64_t n) {
   keep_scale_loop(gy, keep, scale, gx, n, false);
 }
+// gx = pass bit ? gy * (keep bit ? scale : 0) : 0 (dropout's backward, then ReLU's)
+template <typename T>
+void pass_keep_scale_loop(const T* gy, const uint8_t* keep, const uint8_t* pass, T scale, T* gx, int64_t n,
+                          bool parallel) {
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t i = 0; i < n; ++i) {
+    const T g = gy[i] * ((keep[i / 8] >> (i % 8)) & 1 ? scale : T(0));
+    gx[i] = (pass[i / 8] >> (i % 8)) & 1 ? g : T(0);
+  }
+}
+void ref_relu_dropout_backward(const float* gy, const uint8_t* keep, const uint8_t* pass, float scale, float* gx,
+                               int64_t n) {
+  pass_keep_scale_loop(gy, keep, pass, scale, gx, n, false);
+}
 }  // namespace
 
 const KernelTable& reference_table() {
   static const KernelTable t{&ref_softmax, &ref_softmax_backward, &ref_layer_norm, &ref_layer_norm_backward,
                              &ref_unary,   &ref_unary_backward,   &ref_binary,     &ref_reduce,
-                             &ref_dropout_backward};
+                             &ref_dropout_backward, &ref_relu_dropout_backward};
   return t;
 }
 
@@ -133,6 +147,13 @@ void dropout_backward(const float* gy, const uint8_t* keep, double p, float* gx,
 }
 void dropout_backward(const double* gy, const uint8_t* keep, double p, double* gx, int64_t n) {
   keep_scale_loop(gy, keep, 1.0 / (1.0 - p), gx, n, n >= kParallelGrain);
+}
+void relu_dropout_backward(const float* gy, const uint8_t* keep, const uint8_t* pass, double p, float* gx, int64_t n) {
+  kernels().relu_dropout_backward(gy, keep, pass, float(1.0 / (1.0 - p)), gx, n);
+}
+void relu_dropout_backward(const double* gy, const uint8_t* keep, const uint8_t* pass, double p, double* gx,
+                           int64_t n) {
+  pass_keep_scale_loop(gy, keep, pass, 1.0 / (1.0 - p), gx, n, n >= kParallelGrain);
 }
 
 // float64: plain loops, parallel over output rows / columns.

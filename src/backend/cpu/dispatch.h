@@ -36,6 +36,9 @@ struct KernelTable {
   void (*reduce)(backend::ReduceOp op, const float* x, float* out, int64_t outer, int64_t r, int64_t inner);
   // gx[i] = gy[i] * (bit i of keep ? scale : 0); keep: bit i % 8 of byte i / 8, backend::dropout_keep_bytes(n) bytes
   void (*dropout_backward)(const float* gy, const uint8_t* keep, float scale, float* gx, int64_t n);
+  // gx[i] = bit i of pass ? gy[i] * (bit i of keep ? scale : 0) : 0 (relu_dropout's backward; same layouts)
+  void (*relu_dropout_backward)(const float* gy, const uint8_t* keep, const uint8_t* pass, float scale, float* gx,
+                                int64_t n);
 };
 
 const KernelTable& kernels();  // the active ISA's table

@@ -62,12 +62,21 @@ void normal(float* out, int64_t n, double mean, double std, uint64_t seed, uint6
 // Inverted dropout from the uniform stream (same draws as uniform(.., 0, 1, seed, counter)), fused:
 // keep = u < 1 - p, out = x * (keep ? 1 / (1 - p) : 0). The keep bits are packed: bit i % 8 of byte i / 8
 // for element i, backend::dropout_keep_bytes(n) bytes in all (whole 64-element groups; bits past n are 0).
-void dropout(const float* x, int64_t n, double p, uint64_t seed, uint64_t counter, float* out, uint8_t* keep);
-void dropout(const double* x, int64_t n, double p, uint64_t seed, uint64_t counter, double* out, uint8_t* keep);
+// With pass (same layout), ReLU comes first: out = relu(x) * (...) and pass = !(relu(x) <= 0), the bits
+// ReLU's backward needs (so relu_dropout saves 2 bits per element instead of relu's output).
+void dropout(const float* x, int64_t n, double p, uint64_t seed, uint64_t counter, float* out, uint8_t* keep,
+             uint8_t* pass = nullptr);
+void dropout(const double* x, int64_t n, double p, uint64_t seed, uint64_t counter, double* out, uint8_t* keep,
+             uint8_t* pass = nullptr);
 // The backward: gx = gy * (keep ? 1 / (1 - p) : 0) with the scale rounded to the dtype (what the forward
 // multiplied by), so a NaN or infinite gradient stays NaN where dropped, as PyTorch's grad * mask does.
 void dropout_backward(const float* gy, const uint8_t* keep, double p, float* gx, int64_t n);
 void dropout_backward(const double* gy, const uint8_t* keep, double p, double* gx, int64_t n);
+// relu_dropout's backward: gx = pass ? gy * (keep ? 1 / (1 - p) : 0) : 0, exactly the composite's
+// dropout_backward then ReLU's backward.
+void relu_dropout_backward(const float* gy, const uint8_t* keep, const uint8_t* pass, double p, float* gx, int64_t n);
+void relu_dropout_backward(const double* gy, const uint8_t* keep, const uint8_t* pass, double p, double* gx,
+                           int64_t n);
 void normal(double* out, int64_t n, double mean, double std, uint64_t seed, uint64_t counter);
 
 // ---- optimizers: torch.optim.Adam/AdamW (_single_tensor_adam) in place; max_exp_avg_sq only if amsgrad

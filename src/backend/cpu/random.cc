@@ -3,6 +3,7 @@
 // only on (seed, counter, i): identical results for any thread count. Layout (kernels.h, and the
 // oracles ref::uniform / ref::normal): uniform takes lane i%4 of block counter + i/4 (ceil(n/4)
 // blocks), normal takes block counter + i/2 (ceil(n/2) blocks).
+#include <algorithm>
 #include <cmath>
 
 #include "attn/random.h"
@@ -52,21 +53,24 @@ template <typename T> void normal_impl(T* out, int64_t n, double mean, double st
 }
 
 // Draws exactly as uniform_impl(.., 0, 1, ..) does; the comparison and scale are rounded to T as the
-// composite lt(u, 1 - p) * (1 / (1 - p)) rounds them, so out is what that composite made. The scalar
-// part runs over whole bytes of the keep bits (8 elements, 2 Philox blocks), so no two threads share one.
+// composite lt(u, 1 - p) * (1 / (1 - p)) rounds them, so out is what that composite made (of relu(x) with
+// pass, whose bits are ReLU's backward rule !(y <= 0)). The scalar part runs over whole bytes of the keep
+// bits (8 elements, 2 Philox blocks), so no two threads share one.
 template <typename T>
-void dropout_impl(const T* x, int64_t n, double p, uint64_t seed, uint64_t counter, T* out, uint8_t* keep) {
+void dropout_impl(const T* x, int64_t n, double p, uint64_t seed, uint64_t counter, T* out, uint8_t* keep,
+                  uint8_t* pass) {
   const T keep_below = T(1.0 - p), scale = T(1.0 / (1.0 - p));
   int64_t first = 0;  // elements below this were done by the vector path (a multiple of 64)
 #if defined(__x86_64__)
   if constexpr (sizeof(T) == 4) {
-    if (active_isa() == Isa::Avx512) first = avx512::dropout_f32(x, n, keep_below, scale, seed, counter, out, keep);
+    if (active_isa() == Isa::Avx512)
+      first = avx512::dropout_f32(x, n, keep_below, scale, seed, counter, out, keep, pass);
   }
 #endif
   const int64_t byte_first = first / 8, bytes = backend::dropout_keep_bytes(n);
 #pragma omp parallel for schedule(static) if ((n - first) >= kParallelGrain)
   for (int64_t byte = byte_first; byte < bytes; ++byte) {
-    uint8_t bits = 0;
+    uint8_t bits = 0, pass_bits = 0;
     for (int64_t half = 0; half < 2; ++half) {
       const int64_t b = 2 * byte + half;  // Philox block: elements 4 b .. 4 b + 3
       if (4 * b >= n) break;
@@ -79,19 +83,27 @@ void dropout_impl(const T* x, int64_t n, double p, uint64_t seed, uint64_t count
         else u = T(uint64_to_unit_double((uint64_t(r.v[l]) << 32) | q.v[l]));
         const bool k = u < keep_below;
         bits = uint8_t(bits | (uint8_t(k) << (4 * half + l)));
-        out[4 * b + l] = x[4 * b + l] * (k ? scale : T(0));
+        T v = x[4 * b + l];
+        if (pass) {
+          v = std::isnan(v) ? v : std::max(v, T(0));  // UnaryOp::Relu
+          pass_bits = uint8_t(pass_bits | (uint8_t(!(v <= T(0))) << (4 * half + l)));
+        }
+        out[4 * b + l] = v * (k ? scale : T(0));
       }
     }
     keep[byte] = bits;
+    if (pass) pass[byte] = pass_bits;
   }
 }
 }  // namespace
 
-void dropout(const float* x, int64_t n, double p, uint64_t seed, uint64_t counter, float* out, uint8_t* keep) {
-  dropout_impl(x, n, p, seed, counter, out, keep);
+void dropout(const float* x, int64_t n, double p, uint64_t seed, uint64_t counter, float* out, uint8_t* keep,
+             uint8_t* pass) {
+  dropout_impl(x, n, p, seed, counter, out, keep, pass);
 }
-void dropout(const double* x, int64_t n, double p, uint64_t seed, uint64_t counter, double* out, uint8_t* keep) {
-  dropout_impl(x, n, p, seed, counter, out, keep);
+void dropout(const double* x, int64_t n, double p, uint64_t seed, uint64_t counter, double* out, uint8_t* keep,
+             uint8_t* pass) {
+  dropout_impl(x, n, p, seed, counter, out, keep, pass);
 }
 
 void uniform(float* out, int64_t n, double lo, double hi, uint64_t seed, uint64_t counter) {

@@ -60,11 +60,14 @@ inline void philox16(uint64_t seed, uint64_t counter, __m512i out[4]) {
 
 }  // namespace
 
-// float32 dropout over whole groups of 16 blocks (64 elements); returns how many elements it did.
-int64_t dropout_f32(const float* x, int64_t n, float keep_below, float scale, uint64_t seed, uint64_t counter,
-                    float* out, uint8_t* keep) {
+namespace {
+// float32 dropout (of relu(x) when Relu) over whole groups of 16 blocks (64 elements)
+template <bool Relu>
+int64_t dropout_groups(const float* x, int64_t n, float keep_below, float scale, uint64_t seed, uint64_t counter,
+                       float* out, uint8_t* keep, uint8_t* pass) {
   const int64_t groups = n / 64;
   const __m512 unit = _mm512_set1_ps(1.0f / 16777216.0f), kb = _mm512_set1_ps(keep_below), sc = _mm512_set1_ps(scale);
+  const __m512 zero = _mm512_setzero_ps();
 #pragma omp parallel for schedule(static) if (n >= kParallelGrain)
   for (int64_t g = 0; g < groups; ++g) {
     __m512i w[4];
@@ -75,10 +78,24 @@ int64_t dropout_f32(const float* x, int64_t n, float keep_below, float scale, ui
       const __mmask16 k = _mm512_cmp_ps_mask(u, kb, _CMP_LT_OQ);
       keep[e / 8] = uint8_t(k);  // lanes 0-7: elements e .. e + 7
       keep[e / 8 + 1] = uint8_t(k >> 8);
-      _mm512_storeu_ps(out + e, _mm512_mul_ps(_mm512_loadu_ps(x + e), _mm512_maskz_mov_ps(k, sc)));
+      __m512 v = _mm512_loadu_ps(x + e);
+      if constexpr (Relu) {
+        v = _mm512_max_ps(zero, v);  // NaN stays NaN, as UnaryOp::Relu
+        const __mmask16 pm = _mm512_cmp_ps_mask(v, zero, _CMP_NLE_UQ);  // !(y <= 0): ReLU's backward passes
+        pass[e / 8] = uint8_t(pm);
+        pass[e / 8 + 1] = uint8_t(pm >> 8);
+      }
+      _mm512_storeu_ps(out + e, _mm512_mul_ps(v, _mm512_maskz_mov_ps(k, sc)));
     }
   }
   return groups * 64;
+}
+}  // namespace
+
+int64_t dropout_f32(const float* x, int64_t n, float keep_below, float scale, uint64_t seed, uint64_t counter,
+                    float* out, uint8_t* keep, uint8_t* pass) {
+  return pass ? dropout_groups<true>(x, n, keep_below, scale, seed, counter, out, keep, pass)
+              : dropout_groups<false>(x, n, keep_below, scale, seed, counter, out, keep, nullptr);
 }
 
 void keep_scales64(uint64_t seed, uint64_t counter, uint32_t keep_below24, float scale, float* mult) {

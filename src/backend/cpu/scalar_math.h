@@ -43,7 +43,7 @@ template <typename T> inline T unary_scalar(backend::UnaryOp op, T x, T a) {
     case UnaryOp::Sign: return T((x > T(0)) - (x < T(0)));
     case UnaryOp::Sigmoid: return sigmoid(x);
     case UnaryOp::Tanh: return std::tanh(x);
-    case UnaryOp::Relu: return (x > T(0) || x != x) ? x : T(0);  // NaN stays NaN, as in torch
+    case UnaryOp::Relu: return x < T(0) ? T(0) : x;  // NaN and -0 stay, as in torch (and the float32 kernels)
     case UnaryOp::LeakyRelu: return x > T(0) ? x : x * a;
     case UnaryOp::GeluErf: return gelu_erf(x);
     case UnaryOp::GeluTanh: return gelu_tanh(x);
@@ -63,7 +63,7 @@ template <typename T> inline T unary_grad_scalar(backend::UnaryGradOp op, T v, T
   switch (op) {
     case UnaryGradOp::Sigmoid: return g * v * (T(1) - v);
     case UnaryGradOp::Tanh: return g * (T(1) - v * v);
-    case UnaryGradOp::Relu: return v > T(0) ? g : T(0);
+    case UnaryGradOp::Relu: return v <= T(0) ? T(0) : g;  // NaN y passes g, as torch's threshold_backward
     case UnaryGradOp::LeakyRelu: return v > T(0) ? g : g * a;
     case UnaryGradOp::GeluErf: return g * gelu_erf_grad(v);
     case UnaryGradOp::GeluTanh: return g * gelu_tanh_grad(v);
