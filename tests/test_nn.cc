@@ -452,6 +452,36 @@ TEST(Layers, SequentialReluMaxPoolOrderIsExact) {
   }
 }
 
+// Sequential runs ReLU -> Dropout as relu_dropout (src/nn/module.cc): in training the same draws, output
+// and gradients bit for bit as the two modules one after the other; in eval the ReLU alone.
+TEST(Layers, SequentialReluDropoutIsExact) {
+  auto drop = std::make_shared<nn::Dropout>(0.3);
+  nn::Sequential seq(nn::Linear(5, 300), nn::ReLU(), drop, nn::Linear(300, 2));
+  auto lin1 = std::static_pointer_cast<nn::Linear>(seq[0]), lin2 = std::static_pointer_cast<nn::Linear>(seq[3]);
+  Tensor x = randn({16, 5});
+  for (bool training : {true, false}) {
+    seq.train(training);
+    manual_seed(21);
+    Tensor ya = seq.forward(x);
+    ya.sum().backward();
+    const Tensor ga = lin1->weight.grad().clone();
+    lin1->weight.set_grad(Tensor());
+    lin1->bias.set_grad(Tensor());
+    lin2->weight.set_grad(Tensor());
+    lin2->bias.set_grad(Tensor());
+    manual_seed(21);
+    Tensor yb = lin2->forward(drop->forward(relu(lin1->forward(x))));  // the two modules in turn
+    yb.sum().backward();
+    const std::string mode = training ? "train" : "eval";
+    expect_close(ya, yb, 0, 0, "output, " + mode);
+    expect_close(ga, lin1->weight.grad(), 0, 0, "first layer's weight gradient, " + mode);
+    lin1->weight.set_grad(Tensor());
+    lin1->bias.set_grad(Tensor());
+    lin2->weight.set_grad(Tensor());
+    lin2->bias.set_grad(Tensor());
+  }
+}
+
 TEST(Layers, DropoutModes) {
   manual_seed(3);
   nn::Dropout d(0.25);

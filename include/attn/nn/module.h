@@ -188,7 +188,8 @@ class ModuleList : public Module {
 
 // Runs its children in order: x -> m0 -> m1 -> ... A ReLU directly followed by a MaxPool2d runs as the
 // pool, then the ReLU: the same output and gradients bit for bit (max commutes with ReLU), with a quarter
-// of the ReLU work for 2 x 2 windows.
+// of the ReLU work for 2 x 2 windows. A ReLU directly followed by a Dropout runs fused (relu_dropout): the
+// same draws, output and gradients bit for bit, one pass each way.
 class Sequential : public ModuleList {
  public:
   Sequential() = default;
