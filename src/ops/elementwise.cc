@@ -62,10 +62,15 @@ Tensor pow(const Tensor& a, const Tensor& b) {
   return out;
 }
 
+// Exponents 2, 0.5 and -0.5 run as square, sqrt and rsqrt, as PyTorch's pow does: so pow(-0, 0.5) = -0,
+// pow(-inf, 0.5) = NaN, pow(-0, -0.5) = -inf (C's pow gives +0, +inf, +inf). The backward is
+// e * a^(e - 1) (the same special cases) and 0 for e = 0.
 Tensor pow(const Tensor& a, double e) {
   if (e == 1.0) return mul(a, 1.0);
-  Tensor out = e == 2.0 ? unary_kernel(UnaryOp::Square, a) : unary_kernel(UnaryOp::PowScalar, a, e);
+  const UnaryOp op = e == 2.0 ? UnaryOp::Square : e == 0.5 ? UnaryOp::Sqrt : e == -0.5 ? UnaryOp::Rsqrt : UnaryOp::PowScalar;
+  Tensor out = unary_kernel(op, a, e);
   record("pow", out, {a}, [a, e](const Tensor& g) -> std::vector<Tensor> {
+    if (e == 0.0) return {zeros_like(g)};
     if (e == 2.0) return {mul(g, mul(a, 2.0))};
     return {mul(g, mul(pow(a, e - 1.0), e))};
   }, {a});
@@ -178,8 +183,9 @@ Tensor clamp(const Tensor& x, std::optional<double> lo, std::optional<double> hi
   if (out.is_same(x)) out = x.detach().clone();
   record("clamp", out, {x}, [x, lo, hi](const Tensor& g) -> std::vector<Tensor> {
     Tensor keep = ones_like(x).to(kBool);
-    if (lo) keep = logical_and(keep, ge(x, *lo));
-    if (hi) keep = logical_and(keep, le(x, *hi));
+    // strictly inside (PyTorch 2.x): the gradient is 0 at the bounds themselves, and for NaN
+    if (lo) keep = logical_and(keep, gt(x, *lo));
+    if (hi) keep = logical_and(keep, lt(x, *hi));
     return {where(keep, g, zeros_like(g))};
   }, {x});
   return out;

@@ -1,0 +1,86 @@
+// Elementwise ops on special values (±0, ±inf, NaN, a clamp's bounds) against what PyTorch 2.15 returns
+// for them, in float32 and float64 alike (the values below were printed by torch 2.15.0; random fixture
+// inputs never land on these points). GELU at ±inf is left out: PyTorch itself gives NaN in float32 and
+// inf in float64 there.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "attn/autograd.h"
+#include "attn/ops.h"
+#include "backend/cpu/dispatch.h"
+
+using namespace attn;
+
+namespace {
+const double kInf = std::numeric_limits<double>::infinity();
+const double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// same value, same sign of zero, NaN where NaN
+void expect_exact(const Tensor& t, const std::vector<double>& want, const std::string& what) {
+  const std::vector<double> got = t.to(kFloat64).to_vector<double>();
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (std::isnan(want[i])) {
+      EXPECT_TRUE(std::isnan(got[i])) << what << " [" << i << "]: " << got[i] << ", want NaN";
+    } else {
+      EXPECT_TRUE(got[i] == want[i] && std::signbit(got[i]) == std::signbit(want[i]))
+          << what << " [" << i << "]: " << got[i] << ", want " << want[i];
+    }
+  }
+}
+
+// y = f(x) and x's gradient for an upstream gradient of ones, in both dtypes, on every kernel set
+template <typename F>
+void check(const std::string& name, F f, const std::vector<double>& x, const std::vector<double>& want_y,
+           const std::vector<double>& want_g) {
+  for (cpu::Isa isa : {cpu::Isa::Avx512, cpu::Isa::Avx2, cpu::Isa::Reference}) {
+    if (!cpu::set_isa_for_testing(isa)) continue;
+    for (DType dt : {kFloat32, kFloat64}) {
+      Tensor xt = from_vector<double>(x, {int64_t(x.size())}).to(dt).requires_grad_();
+      Tensor y = f(xt);
+      y.backward(ones({int64_t(x.size())}, {.dtype = dt}));
+      const std::string what = name + " " + cpu::isa_name(isa) + " " + dtype_name(dt);
+      expect_exact(y, want_y, what);
+      expect_exact(xt.grad(), want_g, what + " gradient");
+    }
+  }
+  cpu::reset_isa();
+}
+}  // namespace
+
+// relu(-0) = -0, relu(NaN) = NaN, and the backward (threshold_backward on the output) passes the gradient
+// where the output is NaN; a denormal input stays.
+TEST(EdgeValues, ReluNegativeZeroNaNAndDenormal) {
+  const double tiny = std::ldexp(1.0, -140);  // a float32 denormal, exact in both dtypes
+  check("relu", [](const Tensor& x) { return relu(x); }, {-0.0, kNaN, tiny, -1.0}, {-0.0, kNaN, tiny, 0.0},
+        {0.0, 1.0, 1.0, 0.0});
+}
+
+TEST(EdgeValues, TanhKeepsNegativeZero) {
+  check("tanh", [](const Tensor& x) { return tanh(x); }, {-0.0, 0.0}, {-0.0, 0.0}, {1.0, 1.0});
+}
+
+// The gradient passes strictly inside the bounds: 0 at the bounds themselves and for NaN.
+TEST(EdgeValues, ClampGradientIsZeroAtTheBounds) {
+  check("clamp(-1, 1)", [](const Tensor& x) { return clamp(x, -1.0, 1.0); }, {1.0, -1.0, 0.0, 0.5, -2.0, kNaN},
+        {1.0, -1.0, 0.0, 0.5, -1.0, kNaN}, {0, 0, 1, 1, 0, 0});
+  check("clamp(min=0)", [](const Tensor& x) { return clamp(x, 0.0, std::nullopt); }, {1.0, -1.0, 0.0, 0.5},
+        {1.0, 0.0, 0.0, 0.5}, {1, 0, 0, 1});
+  check("clamp(max=0.5)", [](const Tensor& x) { return clamp(x, std::nullopt, 0.5); }, {1.0, -1.0, 0.0, 0.5},
+        {0.5, -1.0, 0.0, 0.5}, {0, 1, 1, 0});
+}
+
+// pow with exponent 0.5 / -0.5 is sqrt / rsqrt (not C's pow), and exponent 0 has a zero gradient.
+TEST(EdgeValues, PowSpecialExponents) {
+  check("pow 0.5", [](const Tensor& x) { return pow(x, 0.5); }, {-0.0, -kInf, 4.0, -4.0}, {-0.0, kNaN, 2.0, kNaN},
+        {-kInf, kNaN, 0.25, kNaN});
+  check("pow -0.5", [](const Tensor& x) { return pow(x, -0.5); }, {-0.0, -kInf, 4.0, 0.0}, {-kInf, kNaN, 0.5, kInf},
+        {-kInf, -0.0, -0.0625, -kInf});
+  check("pow 1.5", [](const Tensor& x) { return pow(x, 1.5); }, {-0.0, -kInf, 4.0, 0.0}, {0.0, kInf, 8.0, 0.0},
+        {-0.0, kNaN, 3.0, 0.0});
+  check("pow 0", [](const Tensor& x) { return pow(x, 0.0); }, {0.0, -0.0, 2.0, kInf}, {1, 1, 1, 1}, {0, 0, 0, 0});
+}
