@@ -42,7 +42,7 @@ void check(const std::string& name, F f, const std::vector<double>& x, const std
     for (DType dt : {kFloat32, kFloat64}) {
       Tensor xt = from_vector<double>(x, {int64_t(x.size())}).to(dt).requires_grad_();
       Tensor y = f(xt);
-      y.backward(ones({int64_t(x.size())}, {.dtype = dt}));
+      y.backward(ones(y.shape(), {.dtype = dt}));
       const std::string what = name + " " + cpu::isa_name(isa) + " " + dtype_name(dt);
       expect_exact(y, want_y, what);
       expect_exact(xt.grad(), want_g, what + " gradient");
@@ -83,4 +83,29 @@ TEST(EdgeValues, PowSpecialExponents) {
   check("pow 1.5", [](const Tensor& x) { return pow(x, 1.5); }, {-0.0, -kInf, 4.0, 0.0}, {0.0, kInf, 8.0, 0.0},
         {-0.0, kNaN, 3.0, 0.0});
   check("pow 0", [](const Tensor& x) { return pow(x, 0.0); }, {0.0, -0.0, 2.0, kInf}, {1, 1, 1, 1}, {0, 0, 0, 0});
+}
+
+// maximum / minimum: the winner gets the gradient, ties share it, and where a NaN makes the comparison
+// fail both sides get all of it.
+TEST(EdgeValues, MaximumMinimumTiesAndNaN) {
+  const std::vector<double> x = {kNaN, 1.0, 0.0, -1.0};
+  for (bool is_max : {true, false}) {
+    const std::string name = is_max ? "maximum" : "minimum";
+    for (DType dt : {kFloat32, kFloat64}) {
+      Tensor a = from_vector<double>(x, {4}).to(dt).requires_grad_(), b = zeros({4}, {.dtype = dt}).requires_grad_();
+      Tensor y = is_max ? maximum(a, b) : minimum(a, b);
+      y.backward(ones({4}, {.dtype = dt}));
+      expect_exact(y, {kNaN, is_max ? 1.0 : 0.0, 0.0, is_max ? 0.0 : -1.0}, name + " " + dtype_name(dt));
+      expect_exact(a.grad(), {1.0, is_max ? 1.0 : 0.0, 0.5, is_max ? 0.0 : 1.0}, name + " gradient of a");
+      expect_exact(b.grad(), {1.0, is_max ? 0.0 : 1.0, 0.5, is_max ? 1.0 : 0.0}, name + " gradient of b");
+    }
+  }
+}
+
+// max(x) over all elements shares the gradient among the elements equal to it, and a NaN maximum among the
+// NaN elements; amax with a NaN result has NaN gradients (count 0), as in PyTorch.
+TEST(EdgeValues, FullMaxWithNaNAndTies) {
+  check("max", [](const Tensor& x) { return max(x); }, {1.0, kNaN, 3.0, kNaN}, {kNaN}, {0.0, 0.5, 0.0, 0.5});
+  check("min ties", [](const Tensor& x) { return min(x); }, {1.0, 3.0, 1.0}, {1.0}, {0.5, 0.0, 0.5});
+  check("amax", [](const Tensor& x) { return amax(x); }, {1.0, kNaN, 3.0}, {kNaN}, {kNaN, kNaN, kNaN});
 }

@@ -77,14 +77,19 @@ Tensor pow(const Tensor& a, double e) {
   return out;
 }
 
+namespace {
+// The share of maximum's (is_max) or minimum's gradient that goes to x against y, as PyTorch has it:
+// 1 where x wins, 0 where y wins, 1/2 on ties, and 1 where the comparison fails (NaN: both sides get it).
+Tensor extreme_weight(const Tensor& x, const Tensor& y, bool is_max) {
+  Tensor loses = (is_max ? lt(x, y) : gt(x, y)).to(x.dtype()), tie = eq(x, y).to(x.dtype());
+  return add(neg(add(loses, mul(tie, 0.5))), 1.0);
+}
+}  // namespace
+
 Tensor maximum(const Tensor& a, const Tensor& b) {
   Tensor out = binary_kernel(BinaryOp::Maximum, a, b);
   record("maximum", out, {a, b}, [a, b](const Tensor& g) -> std::vector<Tensor> {
-    // ties split the gradient equally, as PyTorch does
-    Tensor ta = gt(a, b).to(g.dtype()), tie = eq(a, b).to(g.dtype());
-    Tensor wa = add(ta, mul(tie, 0.5));
-    Tensor wb = sub(ones_like(wa), wa);
-    return {sum_to(mul(g, wa), a.shape()), sum_to(mul(g, wb), b.shape())};
+    return {sum_to(mul(g, extreme_weight(a, b, true)), a.shape()), sum_to(mul(g, extreme_weight(b, a, true)), b.shape())};
   }, {a, b});
   return out;
 }
@@ -92,10 +97,7 @@ Tensor maximum(const Tensor& a, const Tensor& b) {
 Tensor minimum(const Tensor& a, const Tensor& b) {
   Tensor out = binary_kernel(BinaryOp::Minimum, a, b);
   record("minimum", out, {a, b}, [a, b](const Tensor& g) -> std::vector<Tensor> {
-    Tensor ta = lt(a, b).to(g.dtype()), tie = eq(a, b).to(g.dtype());
-    Tensor wa = add(ta, mul(tie, 0.5));
-    Tensor wb = sub(ones_like(wa), wa);
-    return {sum_to(mul(g, wa), a.shape()), sum_to(mul(g, wb), b.shape())};
+    return {sum_to(mul(g, extreme_weight(a, b, false)), a.shape()), sum_to(mul(g, extreme_weight(b, a, false)), b.shape())};
   }, {a, b});
   return out;
 }

@@ -1,5 +1,6 @@
 // src/ops/reduce.cc — reductions over any dims, each with its backward.
 #include <algorithm>
+#include <cmath>
 
 #include "ops/op_utils.h"
 
@@ -76,16 +77,19 @@ Tensor mean(const Tensor& x, Shape dims_in, bool keepdim) {
 }
 
 namespace {
-// Backward of amax/amin: the gradient is shared equally among the elements equal to the extreme.
-Tensor extreme(ReduceOp op, const char* name, const Tensor& x, Shape dims_in, bool keepdim) {
+// Backward of amax/amin: the gradient is shared equally among the elements equal to the extreme (a NaN
+// extreme equals nothing: NaN gradients, as PyTorch's amax). max(x) / min(x) over all elements
+// (nan_to_nans) send it to the NaN elements instead, shared equally (PyTorch's evenly_distribute_backward).
+Tensor extreme(ReduceOp op, const char* name, const Tensor& x, Shape dims_in, bool keepdim, bool nan_to_nans = false) {
   Shape dims = reduce_dims(x, dims_in);
   for (int64_t d : dims)
     if (x.shape()[d] == 0) throw std::invalid_argument(std::string(name) + ": reduction over a zero-size dim of " + shape_str(x.shape()));
   Tensor out = reduce_kernel(op, x, dims, keepdim);
   Shape ks = keep_shape(x, dims);
   Tensor y = out.detach();
-  record(name, out, {x}, [x, y, ks, dims](const Tensor& g) -> std::vector<Tensor> {
-    Tensor mask = eq(x, y.reshape(ks)).to(g.dtype());
+  record(name, out, {x}, [x, y, ks, dims, nan_to_nans](const Tensor& g) -> std::vector<Tensor> {
+    const bool to_nans = nan_to_nans && std::isnan(y.to(kFloat64).item());
+    Tensor mask = (to_nans ? ne(x, x) : eq(x, y.reshape(ks))).to(g.dtype());
     Tensor count = sum(mask, dims, true);
     return {mul(div(g.reshape(ks), count), mask)};
   }, {x, y});
@@ -95,8 +99,8 @@ Tensor extreme(ReduceOp op, const char* name, const Tensor& x, Shape dims_in, bo
 
 Tensor amax(const Tensor& x, Shape dims, bool keepdim) { return extreme(ReduceOp::Max, "amax", x, std::move(dims), keepdim); }
 Tensor amin(const Tensor& x, Shape dims, bool keepdim) { return extreme(ReduceOp::Min, "amin", x, std::move(dims), keepdim); }
-Tensor max(const Tensor& x) { return amax(x); }
-Tensor min(const Tensor& x) { return amin(x); }
+Tensor max(const Tensor& x) { return extreme(ReduceOp::Max, "max", x, {}, false, true); }
+Tensor min(const Tensor& x) { return extreme(ReduceOp::Min, "min", x, {}, false, true); }
 
 namespace {
 std::pair<Tensor, Tensor> arg_extreme(ReduceOp op, const char* name, const Tensor& x, int64_t dim, bool keepdim) {
