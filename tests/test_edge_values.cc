@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <string>
 #include <vector>
@@ -108,4 +109,25 @@ TEST(EdgeValues, FullMaxWithNaNAndTies) {
   check("max", [](const Tensor& x) { return max(x); }, {1.0, kNaN, 3.0, kNaN}, {kNaN}, {0.0, 0.5, 0.0, 0.5});
   check("min ties", [](const Tensor& x) { return min(x); }, {1.0, 3.0, 1.0}, {1.0}, {0.5, 0.0, 0.5});
   check("amax", [](const Tensor& x) { return amax(x); }, {1.0, kNaN, 3.0}, {kNaN}, {kNaN, kNaN, kNaN});
+}
+
+// Integer operands: div is true division (float32, so 1 / 0 = inf and 0 / 0 = NaN, never a crash or
+// INT64_MIN / -1 overflow), div_ cannot store that in an integer tensor, and integers to negative integer
+// powers are an error, all as in PyTorch.
+TEST(EdgeValues, IntegerDivisionAndPowers) {
+  Tensor a = from_vector<int64_t>({1, -2, 0, 5, INT64_MIN}, {5}), b = from_vector<int64_t>({0, 0, 0, 2, -1}, {5});
+  Tensor q = div(a, b);
+  EXPECT_EQ(q.dtype(), kFloat32);
+  expect_exact(q, {kInf, -kInf, kNaN, 2.5, 9223372036854775808.0}, "int64 / int64");
+  expect_exact(div(from_vector<bool>({true, false}, {2}), from_vector<bool>({false, false}, {2})), {kInf, kNaN},
+               "bool / bool");
+  Tensor ai = from_vector<int32_t>({3}, {1});
+  EXPECT_THROW(ai.div_(from_vector<int32_t>({2}, {1})), std::invalid_argument);
+  expect_exact(pow(a.narrow(0, 0, 4), b.narrow(0, 0, 4)), {1, 1, 1, 25}, "int64 ** int64");
+  try {
+    pow(from_vector<int64_t>({2, 3}, {2}), from_vector<int64_t>({1, -1}, {2}));
+    ADD_FAILURE() << "a negative integer power did not throw";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("negative integer powers"), std::string::npos) << e.what();
+  }
 }

@@ -54,6 +54,10 @@ Tensor& Tensor::mul_(const Tensor& o) {
   return *this;
 }
 Tensor& Tensor::div_(const Tensor& o) {
+  if (!is_floating(dtype()))  // true division's floating result cannot be stored in place (as PyTorch)
+    throw std::invalid_argument(std::string("div_: true division gives a floating-point result, which cannot be "
+                                            "stored in place in a ") + dtype_name(dtype()) + " tensor " +
+                                shape_str(shape()));
   binary_inplace(*this, BinaryOp::Div, o, "div_");
   return *this;
 }

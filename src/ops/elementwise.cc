@@ -36,6 +36,8 @@ Tensor mul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
+  // true division, as torch.div: integer (and bool) operands give float32, so 1 / 0 = inf, 0 / 0 = NaN
+  if (!is_floating(ops::promote_types(a.dtype(), b.dtype()))) return div(a.to(kFloat32), b.to(kFloat32));
   Tensor out = binary_kernel(BinaryOp::Div, a, b);
   bool ga = a.requires_grad(), gb = b.requires_grad();
   record("div", out, {a, b}, [a, b, ga, gb](const Tensor& g) -> std::vector<Tensor> {
@@ -46,6 +48,9 @@ Tensor div(const Tensor& a, const Tensor& b) {
 }
 
 Tensor pow(const Tensor& a, const Tensor& b) {
+  if (!is_floating(ops::promote_types(a.dtype(), b.dtype())) && b.numel() > 0 && amin(b.to(kInt64)).item() < 0)
+    ops::fail("pow: integers to negative integer powers are not allowed (exponent " + shape_str(b.shape()) + " " +
+              dtype_name(b.dtype()) + " has a negative element); convert the base to a floating dtype first");
   Tensor out = binary_kernel(BinaryOp::Pow, a, b);
   bool ga = a.requires_grad(), gb = b.requires_grad();
   Tensor y = out.detach();

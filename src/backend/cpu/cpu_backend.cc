@@ -188,12 +188,8 @@ template <typename T, typename O> inline O binary_scalar(BinaryOp op, T a, T b) 
     case BinaryOp::Sub: return O(a - b);
     case BinaryOp::Mul: return O(a * b);
     case BinaryOp::Div:
-      if constexpr (std::is_integral_v<T>) {
-        if (b == 0) throw std::domain_error("div: integer division by zero");
-        return O(a / b);
-      } else {
-        return O(a / b);
-      }
+      if constexpr (std::is_integral_v<T>) return O(0);  // rejected in binary() before any loop
+      else return O(a / b);
     case BinaryOp::Pow:
       if constexpr (std::is_integral_v<T>) return O(std::pow(double(a), double(b)));
       else return O(std::pow(a, b));
@@ -222,6 +218,8 @@ void CpuBackend::binary(BinaryOp op, const TensorRef& a, const TensorRef& b, con
   bool cmp = is_comparison(op);
   if (cmp && out.dtype != kBool) unsupported("comparison output", out.dtype);
   if (!cmp && out.dtype != a.dtype) unsupported("binary (output dtype differs)", out.dtype);
+  // integer division (0 divisors, INT_MIN / -1) is undefined in C++: the ops promote to float first
+  if (op == BinaryOp::Div && !is_floating(a.dtype)) unsupported("binary Div (integer operands)", a.dtype);
   if (a.dtype == kFloat32 && !cmp && out.contiguous() && out.numel() > 0) {
     const int64_t pa = broadcast_period(a, out.shape), pb = broadcast_period(b, out.shape);
     if (pa > 0 && pb > 0 &&
