@@ -331,6 +331,9 @@ void CpuBackend::reduce(ReduceOp op, const TensorRef& x, const TensorRef& out) {
     return;
   }
   ReducePlan p(x, out);
+  // checked here: an exception cannot leave the parallel loop below
+  if ((op == ReduceOp::Max || op == ReduceOp::Min) && p.inner == 0 && p.outer > 0)
+    throw std::invalid_argument("max/min: reduction over an empty dimension");
   auto run = [&](auto t0) {
     using T = decltype(t0);
     using Acc = std::conditional_t<std::is_floating_point_v<T>, double, int64_t>;
@@ -360,10 +363,7 @@ void CpuBackend::reduce(ReduceOp op, const TensorRef& x, const TensorRef& out) {
       }
       if (op == ReduceOp::Sum) o[i] = T(acc);
       else if (op == ReduceOp::Mean) o[i] = p.inner ? T(double(acc) / double(p.inner)) : T(NAN);
-      else {
-        if (p.inner == 0) throw std::invalid_argument("max/min: reduction over an empty dimension");
-        o[i] = best;
-      }
+      else o[i] = best;
     }
   };
   dispatch_numeric(x.dtype, "reduce", run);
