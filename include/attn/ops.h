@@ -19,9 +19,9 @@ namespace attn {
 Tensor add(const Tensor& a, const Tensor& b, double alpha = 1.0);  // a + alpha * b
 Tensor sub(const Tensor& a, const Tensor& b, double alpha = 1.0);
 Tensor mul(const Tensor& a, const Tensor& b);
-Tensor div(const Tensor& a, const Tensor& b);
-Tensor pow(const Tensor& a, const Tensor& b);
-Tensor pow(const Tensor& a, double exponent);
+Tensor div(const Tensor& a, const Tensor& b);  // true division: integer / bool operands give float32
+Tensor pow(const Tensor& a, const Tensor& b);  // integers to negative integer powers throw
+Tensor pow(const Tensor& a, double exponent);  // exponent 2 / 0.5 / -0.5: square / sqrt / rsqrt
 Tensor maximum(const Tensor& a, const Tensor& b);
 Tensor minimum(const Tensor& a, const Tensor& b);
 Tensor add(const Tensor& a, double b);
