@@ -112,8 +112,9 @@ TEST(EdgeValues, FullMaxWithNaNAndTies) {
 }
 
 // Integer operands: div is true division (float32, so 1 / 0 = inf and 0 / 0 = NaN, never a crash or
-// INT64_MIN / -1 overflow), div_ cannot store that in an integer tensor, and integers to negative integer
-// powers are an error, all as in PyTorch.
+// INT64_MIN / -1 overflow), div_ cannot store that in an integer tensor, and integer powers are exact
+// integers (negative exponents and overflow as PyTorch computes them), all as in PyTorch
+// (tests/print_edge_values.py).
 TEST(EdgeValues, IntegerDivisionAndPowers) {
   Tensor a = from_vector<int64_t>({1, -2, 0, 5, INT64_MIN}, {5}), b = from_vector<int64_t>({0, 0, 0, 2, -1}, {5});
   Tensor q = div(a, b);
@@ -124,10 +125,17 @@ TEST(EdgeValues, IntegerDivisionAndPowers) {
   Tensor ai = from_vector<int32_t>({3}, {1});
   EXPECT_THROW(ai.div_(from_vector<int32_t>({2}, {1})), std::invalid_argument);
   expect_exact(pow(a.narrow(0, 0, 4), b.narrow(0, 0, 4)), {1, 1, 1, 25}, "int64 ** int64");
-  try {
-    pow(from_vector<int64_t>({2, 3}, {2}), from_vector<int64_t>({1, -1}, {2}));
-    ADD_FAILURE() << "a negative integer power did not throw";
-  } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("negative integer powers"), std::string::npos) << e.what();
-  }
+  // negative integer exponents: 1 for base 1, ±1 for base -1, else 0; overflow wraps around
+  expect_exact(pow(from_vector<int64_t>({2, 3, 1, -1, -1, 0, -2, int64_t(1) << 40, 3}, {9}),
+                   from_vector<int64_t>({-1, -1, -5, -3, -2, -1, -2, 2, 3}, {9})),
+               {0, 0, 1, -1, 1, 0, 0, 0, 27}, "int64 ** negative int64");
+  expect_exact(pow(from_vector<int32_t>({3}, {1}), from_vector<int32_t>({21}, {1})),
+               {double(int32_t(uint32_t(10460353203ull % 4294967296ull)))}, "int32 overflow wraps");
+  // a scalar exponent: integral values keep the integer dtype, others give float32, negative ones throw
+  Tensor i = from_vector<int64_t>({2, 3}, {2});
+  expect_exact(pow(i, 2.0), {4, 9}, "int64 ** 2");
+  EXPECT_EQ(pow(i, 2.0).dtype(), kInt64);
+  EXPECT_EQ(pow(i, 0.5).dtype(), kFloat32);
+  expect_exact(pow(i, 0.5), {double(std::sqrt(2.0f)), double(std::sqrt(3.0f))}, "int64 ** 0.5");
+  EXPECT_THROW(pow(i, -1.0), std::invalid_argument);
 }

@@ -48,9 +48,6 @@ Tensor div(const Tensor& a, const Tensor& b) {
 }
 
 Tensor pow(const Tensor& a, const Tensor& b) {
-  if (!is_floating(ops::promote_types(a.dtype(), b.dtype())) && b.numel() > 0 && amin(b.to(kInt64)).item() < 0)
-    ops::fail("pow: integers to negative integer powers are not allowed (exponent " + shape_str(b.shape()) + " " +
-              dtype_name(b.dtype()) + " has a negative element); convert the base to a floating dtype first");
   Tensor out = binary_kernel(BinaryOp::Pow, a, b);
   bool ga = a.requires_grad(), gb = b.requires_grad();
   Tensor y = out.detach();
@@ -72,6 +69,13 @@ Tensor pow(const Tensor& a, const Tensor& b) {
 // e * a^(e - 1) (the same special cases) and 0 for e = 0.
 Tensor pow(const Tensor& a, double e) {
   if (e == 1.0) return mul(a, 1.0);
+  if (!is_floating(a.dtype())) {  // as torch.pow with a Python scalar exponent
+    if (e != std::floor(e)) return pow(a.to(kFloat32), e);  // a float exponent: float32 result
+    if (e < 0)
+      ops::fail(std::string("pow: integers to negative integer powers are not allowed (") + dtype_name(a.dtype()) +
+                " tensor " + shape_str(a.shape()) + ", exponent " + std::to_string(e) + ")");
+    return pow(a, full({}, e, {.dtype = a.dtype(), .device = a.device()}));  // exact, wrapping like PyTorch
+  }
   const UnaryOp op = e == 2.0 ? UnaryOp::Square : e == 0.5 ? UnaryOp::Sqrt : e == -0.5 ? UnaryOp::Rsqrt : UnaryOp::PowScalar;
   Tensor out = unary_kernel(op, a, e);
   record("pow", out, {a}, [a, e](const Tensor& g) -> std::vector<Tensor> {

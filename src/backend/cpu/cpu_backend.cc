@@ -9,6 +9,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -182,6 +183,25 @@ void CpuBackend::unary_backward(UnaryGradOp op, const TensorRef& v, const Tensor
 }
 
 namespace {
+// Integer a^b as PyTorch computes it for integer tensors: exact, wrapping around on overflow (squaring
+// in the unsigned type); a negative b gives 1 for a = 1, ±1 for a = -1, else 0.
+template <typename T> T int_pow(T a, T b) {
+  if constexpr (std::is_same_v<T, bool>) {
+    return b ? a : true;
+  } else {
+    if constexpr (std::is_signed_v<T>) {
+      if (b < 0) return a == 1 ? T(1) : a == -1 ? T((b & 1) ? -1 : 1) : T(0);
+    }
+    using U = std::make_unsigned_t<T>;
+    U result = 1, base = U(a);
+    for (auto e = std::make_unsigned_t<T>(b); e; e >>= 1) {
+      if (e & 1) result = U(result * base);
+      base = U(base * base);
+    }
+    return T(result);
+  }
+}
+
 template <typename T, typename O> inline O binary_scalar(BinaryOp op, T a, T b) {
   switch (op) {
     case BinaryOp::Add: return O(a + b);
@@ -191,7 +211,7 @@ template <typename T, typename O> inline O binary_scalar(BinaryOp op, T a, T b) 
       if constexpr (std::is_integral_v<T>) return O(0);  // rejected in binary() before any loop
       else return O(a / b);
     case BinaryOp::Pow:
-      if constexpr (std::is_integral_v<T>) return O(std::pow(double(a), double(b)));
+      if constexpr (std::is_integral_v<T>) return O(int_pow(a, b));
       else return O(std::pow(a, b));
     case BinaryOp::Maximum:
       if constexpr (std::is_floating_point_v<T>) if (a != a || b != b) return O(a + b);
