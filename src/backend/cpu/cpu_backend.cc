@@ -536,63 +536,64 @@ void check_keep(const TensorRef& keep, int64_t n, const char* op) {
 }
 }  // namespace
 
-void CpuBackend::dropout(const TensorRef& x, double p, uint64_t seed, uint64_t counter, const TensorRef& out,
-                         const TensorRef& keep) {
+namespace {
+// dropout (pass null) or relu_dropout over contiguous x: checked once, then cpu::dropout
+void dropout_checked(const char* op, const TensorRef& x, double p, uint64_t seed, uint64_t counter,
+                     const TensorRef& out, const TensorRef& keep, const TensorRef* pass) {
   if (!x.contiguous() || !out.contiguous() || x.shape != out.shape || x.dtype != out.dtype)
-    throw std::invalid_argument("dropout: x and out must be contiguous, of one shape and dtype");
-  check_keep(keep, x.numel(), "dropout");
-  if (x.dtype == kFloat32)
-    return cpu::dropout(ptr<const float>(x), x.numel(), p, seed, counter, ptr<float>(out), ptr<uint8_t>(keep));
-  if (x.dtype == kFloat64)
-    return cpu::dropout(ptr<const double>(x), x.numel(), p, seed, counter, ptr<double>(out), ptr<uint8_t>(keep));
-  unsupported("dropout", x.dtype);
-}
-
-void CpuBackend::dropout_backward(const TensorRef& grad_out, const TensorRef& keep, double p,
-                                  const TensorRef& grad_x) {
-  if (!grad_out.contiguous() || !grad_x.contiguous() || grad_out.shape != grad_x.shape ||
-      grad_out.dtype != grad_x.dtype)
-    throw std::invalid_argument("dropout_backward: grad_out and grad_x must be contiguous, of one shape and dtype");
-  check_keep(keep, grad_out.numel(), "dropout_backward");
-  if (grad_out.dtype == kFloat32)
-    return cpu::dropout_backward(ptr<const float>(grad_out), ptr<const uint8_t>(keep), p, ptr<float>(grad_x),
-                                 grad_out.numel());
-  if (grad_out.dtype == kFloat64)
-    return cpu::dropout_backward(ptr<const double>(grad_out), ptr<const uint8_t>(keep), p, ptr<double>(grad_x),
-                                 grad_out.numel());
-  unsupported("dropout_backward", grad_out.dtype);
-}
-
-void CpuBackend::relu_dropout(const TensorRef& x, double p, uint64_t seed, uint64_t counter, const TensorRef& out,
-                              const TensorRef& keep, const TensorRef& pass) {
-  if (!x.contiguous() || !out.contiguous() || x.shape != out.shape || x.dtype != out.dtype)
-    throw std::invalid_argument("relu_dropout: x and out must be contiguous, of one shape and dtype");
-  check_keep(keep, x.numel(), "relu_dropout");
-  check_keep(pass, x.numel(), "relu_dropout (pass bits)");
+    throw std::invalid_argument(std::string(op) + ": x and out must be contiguous, of one shape and dtype");
+  check_keep(keep, x.numel(), op);
+  if (pass) check_keep(*pass, x.numel(), op);
+  uint8_t* pass_bits = pass ? ptr<uint8_t>(*pass) : nullptr;
   if (x.dtype == kFloat32)
     return cpu::dropout(ptr<const float>(x), x.numel(), p, seed, counter, ptr<float>(out), ptr<uint8_t>(keep),
-                        ptr<uint8_t>(pass));
+                        pass_bits);
   if (x.dtype == kFloat64)
     return cpu::dropout(ptr<const double>(x), x.numel(), p, seed, counter, ptr<double>(out), ptr<uint8_t>(keep),
-                        ptr<uint8_t>(pass));
-  unsupported("relu_dropout", x.dtype);
+                        pass_bits);
+  unsupported(op, x.dtype);
 }
-
-void CpuBackend::relu_dropout_backward(const TensorRef& grad_out, const TensorRef& keep, const TensorRef& pass,
-                                       double p, const TensorRef& grad_x) {
+// grad_x = grad_out * (keep ? 1 / (1 - p) : 0), and 0 where a pass bit is clear when pass is given
+void dropout_backward_checked(const char* op, const TensorRef& grad_out, const TensorRef& keep,
+                              const TensorRef* pass, double p, const TensorRef& grad_x) {
   if (!grad_out.contiguous() || !grad_x.contiguous() || grad_out.shape != grad_x.shape ||
       grad_out.dtype != grad_x.dtype)
-    throw std::invalid_argument(
-        "relu_dropout_backward: grad_out and grad_x must be contiguous, of one shape and dtype");
-  check_keep(keep, grad_out.numel(), "relu_dropout_backward");
-  check_keep(pass, grad_out.numel(), "relu_dropout_backward (pass bits)");
-  if (grad_out.dtype == kFloat32)
-    return cpu::relu_dropout_backward(ptr<const float>(grad_out), ptr<const uint8_t>(keep),
-                                      ptr<const uint8_t>(pass), p, ptr<float>(grad_x), grad_out.numel());
-  if (grad_out.dtype == kFloat64)
-    return cpu::relu_dropout_backward(ptr<const double>(grad_out), ptr<const uint8_t>(keep),
-                                      ptr<const uint8_t>(pass), p, ptr<double>(grad_x), grad_out.numel());
-  unsupported("relu_dropout_backward", grad_out.dtype);
+    throw std::invalid_argument(std::string(op) + ": grad_out and grad_x must be contiguous, of one shape and dtype");
+  const int64_t n = grad_out.numel();
+  check_keep(keep, n, op);
+  if (pass) check_keep(*pass, n, op);
+  if (grad_out.dtype == kFloat32) {
+    const float* g = ptr<const float>(grad_out);
+    if (pass)
+      return cpu::relu_dropout_backward(g, ptr<const uint8_t>(keep), ptr<const uint8_t>(*pass), p, ptr<float>(grad_x), n);
+    return cpu::dropout_backward(g, ptr<const uint8_t>(keep), p, ptr<float>(grad_x), n);
+  }
+  if (grad_out.dtype == kFloat64) {
+    const double* g = ptr<const double>(grad_out);
+    if (pass)
+      return cpu::relu_dropout_backward(g, ptr<const uint8_t>(keep), ptr<const uint8_t>(*pass), p, ptr<double>(grad_x),
+                                        n);
+    return cpu::dropout_backward(g, ptr<const uint8_t>(keep), p, ptr<double>(grad_x), n);
+  }
+  unsupported(op, grad_out.dtype);
+}
+}  // namespace
+
+void CpuBackend::dropout(const TensorRef& x, double p, uint64_t seed, uint64_t counter, const TensorRef& out,
+                         const TensorRef& keep) {
+  dropout_checked("dropout", x, p, seed, counter, out, keep, nullptr);
+}
+void CpuBackend::dropout_backward(const TensorRef& grad_out, const TensorRef& keep, double p,
+                                  const TensorRef& grad_x) {
+  dropout_backward_checked("dropout_backward", grad_out, keep, nullptr, p, grad_x);
+}
+void CpuBackend::relu_dropout(const TensorRef& x, double p, uint64_t seed, uint64_t counter, const TensorRef& out,
+                              const TensorRef& keep, const TensorRef& pass) {
+  dropout_checked("relu_dropout", x, p, seed, counter, out, keep, &pass);
+}
+void CpuBackend::relu_dropout_backward(const TensorRef& grad_out, const TensorRef& keep, const TensorRef& pass,
+                                       double p, const TensorRef& grad_x) {
+  dropout_backward_checked("relu_dropout_backward", grad_out, keep, &pass, p, grad_x);
 }
 
 void CpuBackend::normal(const TensorRef& out, double mean, double std, uint64_t seed, uint64_t counter) {

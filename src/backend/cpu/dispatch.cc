@@ -96,27 +96,22 @@ bool ref_binary(BinaryOp op, const float* a, int64_t ap, const float* b, int64_t
 void ref_reduce(ReduceOp op, const float* x, float* out, int64_t outer, int64_t r, int64_t inner) {
   ref::reduce(op, x, out, outer, r, inner);
 }
-// gx = gy * (bit i of keep ? scale : 0): the float32 reference and the float64 kernel
-template <typename T> void keep_scale_loop(const T* gy, const uint8_t* keep, T scale, T* gx, int64_t n, bool parallel) {
-#pragma omp parallel for schedule(static) if (parallel)
-  for (int64_t i = 0; i < n; ++i) gx[i] = gy[i] * ((keep[i / 8] >> (i % 8)) & 1 ? scale : T(0));
-}
-void ref_dropout_backward(const float* gy, const uint8_t* keep, float scale, float* gx, int64_t n) {
-  keep_scale_loop(gy, keep, scale, gx, n, false);
-}
-// gx = pass bit ? gy * (keep bit ? scale : 0) : 0 (dropout's backward, then ReLU's)
+// gx = gy * (bit i of keep ? scale : 0), and 0 where bit i of pass is clear when pass is given (dropout's
+// backward, then ReLU's): the float32 reference and the float64 kernel
 template <typename T>
-void pass_keep_scale_loop(const T* gy, const uint8_t* keep, const uint8_t* pass, T scale, T* gx, int64_t n,
-                          bool parallel) {
+void keep_scale_loop(const T* gy, const uint8_t* keep, const uint8_t* pass, T scale, T* gx, int64_t n, bool parallel) {
 #pragma omp parallel for schedule(static) if (parallel)
   for (int64_t i = 0; i < n; ++i) {
     const T g = gy[i] * ((keep[i / 8] >> (i % 8)) & 1 ? scale : T(0));
-    gx[i] = (pass[i / 8] >> (i % 8)) & 1 ? g : T(0);
+    gx[i] = !pass || (pass[i / 8] >> (i % 8)) & 1 ? g : T(0);
   }
+}
+void ref_dropout_backward(const float* gy, const uint8_t* keep, float scale, float* gx, int64_t n) {
+  keep_scale_loop(gy, keep, nullptr, scale, gx, n, false);
 }
 void ref_relu_dropout_backward(const float* gy, const uint8_t* keep, const uint8_t* pass, float scale, float* gx,
                                int64_t n) {
-  pass_keep_scale_loop(gy, keep, pass, scale, gx, n, false);
+  keep_scale_loop(gy, keep, pass, scale, gx, n, false);
 }
 }  // namespace
 
@@ -146,14 +141,14 @@ void dropout_backward(const float* gy, const uint8_t* keep, double p, float* gx,
   kernels().dropout_backward(gy, keep, float(1.0 / (1.0 - p)), gx, n);
 }
 void dropout_backward(const double* gy, const uint8_t* keep, double p, double* gx, int64_t n) {
-  keep_scale_loop(gy, keep, 1.0 / (1.0 - p), gx, n, n >= kParallelGrain);
+  keep_scale_loop(gy, keep, nullptr, 1.0 / (1.0 - p), gx, n, n >= kParallelGrain);
 }
 void relu_dropout_backward(const float* gy, const uint8_t* keep, const uint8_t* pass, double p, float* gx, int64_t n) {
   kernels().relu_dropout_backward(gy, keep, pass, float(1.0 / (1.0 - p)), gx, n);
 }
 void relu_dropout_backward(const double* gy, const uint8_t* keep, const uint8_t* pass, double p, double* gx,
                            int64_t n) {
-  pass_keep_scale_loop(gy, keep, pass, 1.0 / (1.0 - p), gx, n, n >= kParallelGrain);
+  keep_scale_loop(gy, keep, pass, 1.0 / (1.0 - p), gx, n, n >= kParallelGrain);
 }
 
 // float64: plain loops, parallel over output rows / columns.
