@@ -9,12 +9,9 @@
 // the median time per iteration over several repeats. The PyTorch twin of every workload is in
 // bench/torch_bench.py (same names, shapes and units). To add a workload: add a row to kWorkloads
 // here and a function of the same name in torch_bench.py's WORKLOADS (optionally a NOTES entry in run.py).
-#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
-#include <chrono>
-
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -28,52 +25,11 @@
 #include "attn/attn.h"
 #include "attn/train/classifier.h"
 #include "bench_util.h"
+#include "ceiling.h"
 
 using namespace attn;
 
 namespace {
-
-// The machine's fp32 FMA ceiling at the current thread count, measured now: every thread runs 12
-// independent chains of 512-bit (else 256-bit) FMAs for ~0.2 s; GFLOP/s summed over threads. The GEMM
-// row reports its share of this (the target: >= 90 % of the ceiling).
-__attribute__((target("avx512f"))) double fma_chains_avx512(int64_t iters) {
-  __m512 acc[12];
-  for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_ps(1e-3f * float(i));
-  const __m512 b = _mm512_set1_ps(0.99999f), c = _mm512_set1_ps(1e-6f);
-  for (int64_t it = 0; it < iters; ++it)
-    for (int i = 0; i < 12; ++i) acc[i] = _mm512_fmadd_ps(acc[i], b, c);
-  __m512 sum = acc[0];
-  for (int i = 1; i < 12; ++i) sum = _mm512_add_ps(sum, acc[i]);
-  alignas(64) float out[16];
-  _mm512_store_ps(out, sum);  // keeps the chains alive
-  return double(out[0]) * 0.0 + double(iters) * 12 * 32;  // flops
-}
-__attribute__((target("avx2,fma"))) double fma_chains_avx2(int64_t iters) {
-  __m256 acc[12];
-  for (int i = 0; i < 12; ++i) acc[i] = _mm256_set1_ps(1e-3f * float(i));
-  const __m256 b = _mm256_set1_ps(0.99999f), c = _mm256_set1_ps(1e-6f);
-  for (int64_t it = 0; it < iters; ++it)
-    for (int i = 0; i < 12; ++i) acc[i] = _mm256_fmadd_ps(acc[i], b, c);
-  alignas(32) float out[8];
-  __m256 sum = acc[0];
-  for (int i = 1; i < 12; ++i) sum = _mm256_add_ps(sum, acc[i]);
-  _mm256_store_ps(out, sum);
-  return double(out[0]) * 0.0 + double(iters) * 12 * 16;
-}
-double fma_peak_gflops() {
-  const bool avx512 = __builtin_cpu_supports("avx512f");
-  const int64_t iters = 20'000'000;
-  double best = 0;
-  for (int round = 0; round < 3; ++round) {
-    double flops = 0;
-    const auto t0 = std::chrono::steady_clock::now();
-#pragma omp parallel reduction(+ : flops)
-    flops += avx512 ? fma_chains_avx512(iters) : fma_chains_avx2(iters);
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    best = std::max(best, flops / s / 1e9);
-  }
-  return best;
-}
 
 // One workload, built and ready to time: `iteration` runs once; throughput = units_per_iteration /
 // seconds per iteration, in `unit`.
@@ -188,7 +144,7 @@ Job gemm_2048() {
           .units_per_iteration = 2.0 * double(n) * double(n) * double(n) / 1e9,
           .unit = "GFLOP/s",
           .options = {.warmup = 2, .repeats = 7},
-          .probe = [] { return fma_peak_gflops(); }};
+          .probe = [] { return bench::fma_peak_gflops(); }};
 }
 
 struct Workload {

@@ -7,6 +7,8 @@
 //   OMP_NUM_THREADS=1 gemm_bench conv          # the training CNN's convolutions, per direction, ms
 //   ATTN_CONV_LAYOUT=plain gemm_bench conv     # force oneDNN's plain (im2col + sgemm) layouts
 //   gemm_bench pool                            # max / avg pooling on the CNN's first pool
+//   OMP_NUM_THREADS=2 gemm_bench ceiling       # sgemm 2048^3 against the FMA ceiling and the
+//                                              # L1-resident micro-kernel bound, interleaved
 //
 // With OMP_NUM_THREADS=1 it reports thread CPU time, which stays meaningful on a busy machine;
 // otherwise wall time. Each figure is the best of several rounds.
@@ -14,6 +16,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -21,6 +24,7 @@
 #include <vector>
 
 #include "backend/cpu/linalg_kernels.h"
+#include "ceiling.h"
 
 using namespace attn;
 
@@ -238,6 +242,59 @@ void bench_pool() {
               best_ms([&] { cpu::avg_pool2d_backward(a, y.data(), gx.data()); }, 10));
 }
 
+// sgemm 2048^3 through cpu::gemm against the two ceilings of bench/ceiling.h, measured in turn, 40
+// rounds (the order rotates by round; each ceiling run lasts about as long as one product). Per round
+// it takes the shares sgemm / FMA, bound / FMA and sgemm / bound; prints medians and quartiles. The
+// bound is what a GEMM whose operands never left L1 would reach: if it sits below 90 % of the FMA
+// ceiling, no GEMM can reach the 90 % on this machine at this moment.
+void bench_ceiling() {
+  const int64_t n = 2048;
+  auto a = random_vec(size_t(n * n)), b = random_vec(size_t(n * n));
+  std::vector<float> c(size_t(n * n));
+  backend::GemmArgs g{.m = n, .n = n, .k = n, .a = a.data(), .lda = n, .b = b.data(), .ldb = n, .c = c.data(), .ldc = n};
+  const double gflop = 2.0 * double(n * n * n) / 1e9;
+  auto sgemm_gflops = [&] {
+    const double t0 = now(false);
+    cpu::gemm(g);
+    return gflop / (now(false) - t0);
+  };
+  // per-thread work of one ceiling run ~ one product's share of flops
+  const int threads = omp_get_max_threads();
+  const bool avx512 = __builtin_cpu_supports("avx512f");
+  const auto fma_iters = int64_t(gflop * 1e9 / threads / (avx512 ? 384 : 192));
+  const auto tile_reps = int64_t(gflop * 1e9 / threads / (2.0 * 128 * (avx512 ? 14 * 32 : 6 * 16)));
+  sgemm_gflops();
+  bench::microkernel_gflops(tile_reps / 4);
+  std::vector<double> fma, bound, sgemm, s_fma, b_fma, s_b;
+  for (int round = 0; round < 40; ++round) {
+    double f = 0, m = 0, s = 0;
+    for (int j = 0; j < 3; ++j) {
+      const int which = (j + round) % 3;
+      if (which == 0) f = bench::fma_gflops(fma_iters);
+      if (which == 1) m = bench::microkernel_gflops(tile_reps);
+      if (which == 2) s = sgemm_gflops();
+    }
+    fma.push_back(f), bound.push_back(m), sgemm.push_back(s);
+    s_fma.push_back(s / f), b_fma.push_back(m / f), s_b.push_back(s / m);
+  }
+  auto quartiles = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t k = v.size();
+    return std::array<double, 3>{v[k / 4], (v[(k - 1) / 2] + v[k / 2]) / 2, v[(3 * k) / 4]};
+  };
+  auto row = [&](const char* what, const std::vector<double>& v, double scale, const char* unit) {
+    const auto q = quartiles(v);
+    std::printf("%-34s median %7.1f%s  quartiles %7.1f - %7.1f\n", what, q[1] * scale, unit, q[0] * scale, q[2] * scale);
+  };
+  std::printf("sgemm %ld^3, %d threads, %s, 40 rounds\n", long(n), threads, avx512 ? "AVX-512" : "AVX2");
+  row("FMA ceiling", fma, 1, " GFLOP/s");
+  row("micro-kernel bound (L1 operands)", bound, 1, " GFLOP/s");
+  row("sgemm (cpu::gemm)", sgemm, 1, " GFLOP/s");
+  row("bound / FMA ceiling", b_fma, 100, " %     ");
+  row("sgemm / FMA ceiling", s_fma, 100, " %     ");
+  row("sgemm / bound", s_b, 100, " %     ");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -248,5 +305,6 @@ int main(int argc, char** argv) {
   if (!std::strcmp(what, "panels") || !std::strcmp(what, "all")) bench_panels();
   if (!std::strcmp(what, "conv") || !std::strcmp(what, "all")) bench_conv();
   if (!std::strcmp(what, "pool") || !std::strcmp(what, "all")) bench_pool();
+  if (!std::strcmp(what, "ceiling") || !std::strcmp(what, "all")) bench_ceiling();
   return 0;
 }
