@@ -31,7 +31,7 @@ ARGS       ?=
 export OMP_NUM_THREADS = 2
 CTEST = ctest --output-on-failure --no-tests=error -j2 $(CTEST_ARGS)
 ASAN_ENV = LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp) \
-           ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1 \
+           ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_null=1:strict_string_checks=1:detect_stack_use_after_return=1 \
            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 .PHONY: all deps configure build test test-release test-asan test-install demo demo-build demo-fashion bench venv clean

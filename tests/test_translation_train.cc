@@ -118,5 +118,43 @@ TEST(TranslationTrain, LearnsResumesExactlyAndTranslates) {
       EXPECT_NE(std::string(e.what()).find("spm.model"), std::string::npos) << e.what();
     }
   }
+  // a config.json that does not describe the checkpoint's model is refused before the model is built,
+  // naming the config, the checkpoint and the value (no allocation of 10^8 layers or 10^12 rows)
+  {
+    const std::string config_path = a.out_dir + "/config.json";
+    nlohmann::json cfg = nlohmann::json::parse(std::ifstream(config_path));
+    cfg["model"]["vocab_size"] = int64_t(session.tokenizer().vocab_size());  // undo the case above
+    std::ofstream(config_path) << cfg.dump();
+    EXPECT_NO_THROW(train::TranslationSession::load(a.out_dir));
+    struct Case {
+      const char* key;
+      nlohmann::json value;
+      const char* message;
+    };
+    const Case cases[] = {{"num_encoder_layers", 100000000, "num_encoder_layers 100000000 against 1"},
+                          {"num_decoder_layers", 0, "num_decoder_layers 0 against 1"},
+                          {"vocab_size", int64_t(1) << 40, "vocab_size 1099511627776"},
+                          {"d_model", 64, "d_model 64"},
+                          {"dim_feedforward", int64_t(1) << 44, "dim_feedforward 17592186044416"},
+                          // 2^38 positions x d_model 32: 2^45 bytes of positional table, within the
+                          // shape limit (2^48 elements) but beyond any memory
+                          {"max_len", int64_t(1) << 38, "does not fit in memory"},
+                          {"max_len", int64_t(1) << 46, "is too large"},
+                          {"nhead", 3, "embed_dim 32 must be a positive multiple of num_heads 3"}};
+    for (const Case& c : cases) {
+      nlohmann::json bad_cfg = cfg;
+      bad_cfg["model"][c.key] = c.value;
+      std::ofstream(config_path) << bad_cfg.dump();
+      try {
+        train::TranslationSession::load(a.out_dir);
+        ADD_FAILURE() << c.key << " = " << c.value << " was accepted";
+      } catch (const std::runtime_error& e) {
+        const std::string what = e.what();
+        EXPECT_NE(what.find(c.message), std::string::npos) << what;
+        EXPECT_NE(what.find("config.json"), std::string::npos) << what;
+      }
+    }
+    std::ofstream(config_path) << cfg.dump();
+  }
   fs::remove_all(root);
 }

@@ -304,14 +304,18 @@ Tensor Transformer::forward(const Tensor& src, const Tensor& tgt, const Transfor
 
 // ---- positional encoding
 PositionalEncoding::PositionalEncoding(const PositionalEncodingOptions& o) : options(o) {
-  std::vector<float> v(size_t(o.max_len * o.d_model));
+  if (o.d_model <= 0 || o.max_len <= 0)
+    bad("PositionalEncoding", "d_model and max_len must be positive, got " + std::to_string(o.d_model) + " and " +
+                                  std::to_string(o.max_len));
+  Tensor table = empty({o.max_len, o.d_model});  // (max_len, d_model); the shape and allocator checks come first
+  float* v = table.data_ptr<float>();
   for (int64_t pos = 0; pos < o.max_len; ++pos)
     for (int64_t i = 0; i < o.d_model; i += 2) {
       double div = std::exp(double(i) * (-std::log(10000.0) / double(o.d_model)));
-      v[size_t(pos * o.d_model + i)] = float(std::sin(double(pos) * div));
-      if (i + 1 < o.d_model) v[size_t(pos * o.d_model + i + 1)] = float(std::cos(double(pos) * div));
+      v[pos * o.d_model + i] = float(std::sin(double(pos) * div));
+      if (i + 1 < o.d_model) v[pos * o.d_model + i + 1] = float(std::cos(double(pos) * div));
     }
-  pe = register_buffer("pe", from_vector(v, {o.max_len, o.d_model}), /*persistent=*/false);
+  pe = register_buffer("pe", table, /*persistent=*/false);
   dropout = register_module("dropout", Dropout(o.dropout));
 }
 

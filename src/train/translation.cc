@@ -3,6 +3,7 @@
 #include "attn/train/translation.h"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -74,6 +75,51 @@ json read_json(const std::string& path) {
 }
 
 void write_text_atomic(const std::string& path, const std::string& text) { io::write_file_atomic(path, text); }
+
+// The model config.json describes must be the one the checkpoint holds. Checked on the checkpoint's
+// tensor shapes before any of the model is built, so a damaged or hostile config (a vocabulary of
+// 10^12, 10^8 layers) is refused with an error instead of allocating whatever it asks for.
+void check_config_matches_checkpoint(const models::TranslatorOptions& mo, const std::map<std::string, Tensor>& sd,
+                                     const std::string& config_path, const std::string& ckpt_path) {
+  auto fail = [&](const std::string& what) {
+    throw std::runtime_error(config_path + " does not describe the model in " + ckpt_path + ": " + what +
+                             "; config and checkpoint come from different runs");
+  };
+  auto shape_of = [&](const std::string& key) -> const Shape& {
+    auto it = sd.find(key);
+    if (it == sd.end()) fail("the checkpoint has no tensor \"" + key + "\"");
+    return it->second.shape();
+  };
+  const Shape& emb = shape_of("embedding.weight");
+  if (emb != Shape{mo.vocab_size, mo.d_model})
+    fail("vocab_size " + std::to_string(mo.vocab_size) + " and d_model " + std::to_string(mo.d_model) +
+         " against embedding.weight of shape " + shape_str(emb));
+  const std::pair<const char*, int64_t> stacks[] = {{"encoder", mo.num_encoder_layers},
+                                                    {"decoder", mo.num_decoder_layers}};
+  for (const auto& [stack, layers] : stacks) {
+    const std::string prefix = std::string("transformer.") + stack + ".layers.";
+    int64_t found = 0;  // 1 + the highest layer index among the checkpoint's keys
+    for (const auto& entry : sd) {
+      const std::string& key = entry.first;
+      if (key.compare(0, prefix.size(), prefix) != 0) continue;
+      int64_t index = -1;
+      const char* first = key.data() + prefix.size();
+      const auto [end, ec] = std::from_chars(first, key.data() + key.size(), index);
+      if (ec != std::errc() || end == first || *end != '.' || index < 0 || index >= (int64_t(1) << 40))
+        fail("the checkpoint has a malformed key \"" + key + "\"");
+      found = std::max(found, index + 1);
+    }
+    if (found != layers)
+      fail(std::string("num_") + stack + "_layers " + std::to_string(layers) + " against " + std::to_string(found) +
+           " in the checkpoint");
+    if (layers > 0) {
+      const Shape& w = shape_of(prefix + "0.linear1.weight");
+      if (w != Shape{mo.dim_feedforward, mo.d_model})
+        fail("dim_feedforward " + std::to_string(mo.dim_feedforward) + " against " + prefix +
+             "0.linear1.weight of shape " + shape_str(w));
+    }
+  }
+}
 
 double noam(int64_t step, int64_t d_model, int64_t warmup, double factor) {
   double s = double(std::max<int64_t>(step, 1));
@@ -287,16 +333,27 @@ TranslationSession::TranslationSession(std::shared_ptr<models::Translator> model
 }
 
 TranslationSession TranslationSession::load(const std::string& dir, const std::string& checkpoint) {
-  models::TranslatorOptions mo = model_from_json(read_json(dir + "/config.json").at("model"), dir + "/config.json");
+  const std::string config_path = dir + "/config.json";
+  models::TranslatorOptions mo = model_from_json(read_json(config_path).at("model"), config_path);
   auto sp = std::make_shared<text::SentencePiece>(dir + "/spm.model");
   if (sp->vocab_size() > mo.vocab_size)  // ids the embedding has no row for
     throw std::runtime_error(dir + "/spm.model has " + std::to_string(sp->vocab_size()) + " pieces but the model in " +
-                             dir + "/config.json has a vocabulary of " + std::to_string(mo.vocab_size) +
+                             config_path + " has a vocabulary of " + std::to_string(mo.vocab_size) +
                              ": tokenizer and model come from different runs");
-  auto model = std::make_shared<models::Translator>(mo);
   std::string path = checkpoint;
   if (path.empty()) path = fs::exists(dir + "/best.safetensors") ? dir + "/best.safetensors" : dir + "/checkpoint.safetensors";
   io::Checkpoint ck = io::load_checkpoint(path);
+  check_config_matches_checkpoint(mo, ck.model, config_path, path);
+  std::shared_ptr<models::Translator> model;
+  try {
+    model = std::make_shared<models::Translator>(mo);
+  } catch (const std::bad_alloc&) {  // max_len, which no checkpoint tensor records, sizes the positional table
+    throw std::runtime_error(config_path + ": the model it describes does not fit in memory (vocab_size " +
+                             std::to_string(mo.vocab_size) + ", d_model " + std::to_string(mo.d_model) + ", max_len " +
+                             std::to_string(mo.max_len) + ")");
+  } catch (const std::exception& e) {  // nhead, dropout, ids: the modules' own checks
+    throw std::runtime_error(config_path + ": " + e.what());
+  }
   try {
     model->load_state_dict(ck.model);
   } catch (const std::exception& e) {
