@@ -140,7 +140,8 @@ TEST(TranslationTrain, LearnsResumesExactlyAndTranslates) {
                           // shape limit (2^48 elements) but beyond any memory
                           {"max_len", int64_t(1) << 38, "does not fit in memory"},
                           {"max_len", int64_t(1) << 46, "is too large"},
-                          {"nhead", 3, "embed_dim 32 must be a positive multiple of num_heads 3"}};
+                          {"nhead", 3, "embed_dim 32 must be a positive multiple of num_heads 3"},
+                          {"pad_id", -1, "must be token ids in [0, vocab_size"}};
     for (const Case& c : cases) {
       nlohmann::json bad_cfg = cfg;
       bad_cfg["model"][c.key] = c.value;

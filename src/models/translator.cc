@@ -12,8 +12,10 @@
 namespace attn::models {
 
 Translator::Translator(const TranslatorOptions& o) : options(o) {
-  if (o.vocab_size <= std::max({o.pad_id, o.bos_id, o.eos_id}))
-    throw std::invalid_argument("Translator: vocab_size " + std::to_string(o.vocab_size) + " does not cover the special ids");
+  if (std::min({o.pad_id, o.bos_id, o.eos_id}) < 0 || o.vocab_size <= std::max({o.pad_id, o.bos_id, o.eos_id}))
+    throw std::invalid_argument("Translator: the special ids (pad " + std::to_string(o.pad_id) + ", bos " +
+                                std::to_string(o.bos_id) + ", eos " + std::to_string(o.eos_id) +
+                                ") must be token ids in [0, vocab_size " + std::to_string(o.vocab_size) + ")");
   embedding = register_module("embedding", nn::Embedding({.num_embeddings = o.vocab_size, .embedding_dim = o.d_model,
                                                           .padding_idx = o.pad_id}));
   {
