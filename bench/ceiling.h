@@ -2,8 +2,8 @@
 // measured now (shared by attn_bench's gemm_2048 row and gemm_bench's `ceiling` mode).
 //
 //   double peak = attn::bench::fma_peak_gflops();              // best of 3 rounds, ~0.05 s each
-//   double fma  = attn::bench::fma_gflops(10'000'000);         // one round, iterations per thread
-//   double bound = attn::bench::microkernel_gflops(2000);      // one round, repetitions per thread
+//   double fma  = attn::bench::fma_gflops(4e9);                // one round of ~4 GFLOP per thread
+//   double bound = attn::bench::microkernel_gflops(4e9);       // the same work on the GEMM tile
 //
 // fma_*: every thread runs 12 independent chains of 512-bit (else 256-bit) FMAs on registers only,
 // the "measured ceiling". microkernel_gflops: every thread runs a GEMM register tile on
@@ -98,29 +98,33 @@ inline double seconds_now() {
 
 }  // namespace ceiling_detail
 
-// One round of the FMA chains on every thread: GFLOP/s summed over threads.
-inline double fma_gflops(int64_t iters_per_thread) {
+// One round of the FMA chains on every thread, about flops_per_thread each: GFLOP/s summed over threads.
+inline double fma_gflops(double flops_per_thread) {
   using namespace ceiling_detail;
   const bool avx512 = __builtin_cpu_supports("avx512f");
+  const auto iters = std::max<int64_t>(1, int64_t(flops_per_thread / (avx512 ? 12 * 32 : 12 * 16)));
   double flops = 0;
   const double t0 = seconds_now();
 #pragma omp parallel reduction(+ : flops)
-  flops += avx512 ? fma_chains_avx512(iters_per_thread) : fma_chains_avx2(iters_per_thread);
+  flops += avx512 ? fma_chains_avx512(iters) : fma_chains_avx2(iters);
   return flops / (seconds_now() - t0) / 1e9;
 }
 
-// The ceiling as make bench reports it: best of 3 rounds of 20M iterations per thread.
+// The ceiling as make bench reports it: best of 3 rounds of 20M chain steps per thread.
 inline double fma_peak_gflops() {
+  const double flops_per_thread = 20e6 * (__builtin_cpu_supports("avx512f") ? 12 * 32 : 12 * 16);
   double best = 0;
-  for (int round = 0; round < 3; ++round) best = std::max(best, fma_gflops(20'000'000));
+  for (int round = 0; round < 3; ++round) best = std::max(best, fma_gflops(flops_per_thread));
   return best;
 }
 
-// One round of the L1-resident GEMM tile on every thread (own operands each): GFLOP/s summed.
-inline double microkernel_gflops(int64_t reps_per_thread) {
+// One round of the L1-resident GEMM tile on every thread (own operands each), about flops_per_thread
+// each: GFLOP/s summed over threads.
+inline double microkernel_gflops(double flops_per_thread) {
   using namespace ceiling_detail;
   const bool avx512 = __builtin_cpu_supports("avx512f");
   const int mr = avx512 ? 14 : 6, nr = avx512 ? 32 : 16;
+  const auto reps_per_thread = std::max<int64_t>(1, int64_t(flops_per_thread / (2.0 * mr * nr * double(kTileK))));
   double flops = 0, start = 0;
 #pragma omp parallel reduction(+ : flops)
   {

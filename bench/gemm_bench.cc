@@ -258,20 +258,17 @@ void bench_ceiling() {
     cpu::gemm(g);
     return gflop / (now(false) - t0);
   };
-  // per-thread work of one ceiling run ~ one product's share of flops
   const int threads = omp_get_max_threads();
-  const bool avx512 = __builtin_cpu_supports("avx512f");
-  const auto fma_iters = int64_t(gflop * 1e9 / threads / (avx512 ? 384 : 192));
-  const auto tile_reps = int64_t(gflop * 1e9 / threads / (2.0 * 128 * (avx512 ? 14 * 32 : 6 * 16)));
+  const double per_thread = gflop * 1e9 / threads;  // each ceiling run: one product's share of flops
   sgemm_gflops();
-  bench::microkernel_gflops(tile_reps / 4);
+  bench::microkernel_gflops(per_thread / 4);
   std::vector<double> fma, bound, sgemm, s_fma, b_fma, s_b;
   for (int round = 0; round < 40; ++round) {
     double f = 0, m = 0, s = 0;
     for (int j = 0; j < 3; ++j) {
       const int which = (j + round) % 3;
-      if (which == 0) f = bench::fma_gflops(fma_iters);
-      if (which == 1) m = bench::microkernel_gflops(tile_reps);
+      if (which == 0) f = bench::fma_gflops(per_thread);
+      if (which == 1) m = bench::microkernel_gflops(per_thread);
       if (which == 2) s = sgemm_gflops();
     }
     fma.push_back(f), bound.push_back(m), sgemm.push_back(s);
@@ -286,7 +283,8 @@ void bench_ceiling() {
     const auto q = quartiles(v);
     std::printf("%-34s median %7.1f%s  quartiles %7.1f - %7.1f\n", what, q[1] * scale, unit, q[0] * scale, q[2] * scale);
   };
-  std::printf("sgemm %ld^3, %d threads, %s, 40 rounds\n", long(n), threads, avx512 ? "AVX-512" : "AVX2");
+  std::printf("sgemm %ld^3, %d threads, %s, 40 rounds\n", long(n), threads,
+              __builtin_cpu_supports("avx512f") ? "AVX-512" : "AVX2");
   row("FMA ceiling", fma, 1, " GFLOP/s");
   row("micro-kernel bound (L1 operands)", bound, 1, " GFLOP/s");
   row("sgemm (cpu::gemm)", sgemm, 1, " GFLOP/s");
