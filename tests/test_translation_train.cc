@@ -136,9 +136,10 @@ TEST(TranslationTrain, LearnsResumesExactlyAndTranslates) {
                           {"vocab_size", int64_t(1) << 40, "vocab_size 1099511627776"},
                           {"d_model", 64, "d_model 64"},
                           {"dim_feedforward", int64_t(1) << 44, "dim_feedforward 17592186044416"},
-                          // 2^38 positions x d_model 32: 2^45 bytes of positional table, within the
-                          // shape limit (2^48 elements) but beyond any memory
-                          {"max_len", int64_t(1) << 38, "does not fit in memory"},
+                          // 2^43 positions x d_model 32: exactly the shape limit (2^48 elements), but
+                          // 1 PiB of positional table, more than a 47-bit address space can map, so
+                          // the allocation fails whatever the host's overcommit setting
+                          {"max_len", int64_t(1) << 43, "does not fit in memory"},
                           {"max_len", int64_t(1) << 46, "is too large"},
                           {"nhead", 3, "embed_dim 32 must be a positive multiple of num_heads 3"},
                           {"pad_id", -1, "must be token ids in [0, vocab_size"}};
