@@ -19,6 +19,10 @@ Prints one line per workload and peer, tab separated:
 ratio = attn throughput / peer throughput (> 1: attn is faster). Peak RSS is each process's
 high-water mark (getrusage ru_maxrss): the PyTorch figure includes the interpreter and torch itself.
 
+`<workload>_busy_core` (greedy_decode, transformer_train_step) runs the workload while a spinning process
+keeps one core busy, with two lines: peer `pytorch` (both sides under that load) and peer `attn-idle` (attn
+under load / attn idle, toggled between the repeats of one process); see bench/busy_core.py.
+
 The workloads are the ones `attn_bench --list` names; each has a twin of the same name in
 bench/torch_bench.py. Adding one = a row in attn_bench.cc's kWorkloads and one in torch_bench.py's
 WORKLOADS (plus, optionally, a NOTES entry here).
@@ -30,6 +34,8 @@ import select
 import subprocess
 import sys
 import tempfile
+
+import busy_core
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -56,6 +62,9 @@ NOTES = {
     "greedy_decode": lambda a, p: (params_note(a, p) + "; 32 x 32 generated tokens per run; attn KV cache, "
                                    "pytorch re-runs the decoder on the prefix"),
 }
+for _w in busy_core.WORKLOADS:  # *_busy_core: the same workload beside a spinning process (bench/busy_core.py)
+    NOTES[_w + busy_core.SUFFIX] = (lambda w: lambda a, p: "both sides beside a spinning process; "
+                                    + NOTES[w](a, p))(_w)
 
 
 def find_attn_bench(build_dir, build):
@@ -201,6 +210,7 @@ def main():
 
     exe = a.attn_bench or find_attn_bench(a.build_dir, a.build)
     available = subprocess.run([exe, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    available += busy_core.names(available)
     names = a.workloads or available
     unknown = [n for n in names if n not in available]
     if unknown:
@@ -217,13 +227,16 @@ def main():
     rows = []
     failed = False
     for name in names:
-        attn_cmd = [exe, name, "--threads", str(a.threads)]
-        peer_cmd = ([a.python, os.path.join(HERE, "torch_bench.py"), name, "--threads", str(a.threads)]
+        busy = busy_core.base(name)  # greedy_decode_busy_core -> greedy_decode, run with one core kept busy
+        attn_cmd = [exe, busy or name, "--threads", str(a.threads)]
+        peer_cmd = ([a.python, os.path.join(HERE, "torch_bench.py"), busy or name, "--threads", str(a.threads)]
                     if peer_ok else None)
         summaries, pairs = [], []
         for r in range(max(1, a.rounds)):
             try:
-                ar, pr, ps = paired_round(attn_cmd, peer_cmd, env, a.timeout, max(1, a.pairs), peer_first=r % 2 == 1)
+                with busy_core.load(busy is not None):
+                    ar, pr, ps = paired_round(attn_cmd, peer_cmd, env, a.timeout, max(1, a.pairs),
+                                              peer_first=r % 2 == 1)
             except (RuntimeError, OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as e:
                 print(f"run.py: {name}: {e}", file=sys.stderr)
                 failed = True
@@ -268,6 +281,18 @@ def main():
         print("\t".join([name, "pytorch", fmt(ar["value"]), fmt(pr["value"] if pr else None), ar["unit"],
                          f"{ratio:.2f}" if ratio else "-", f"{ar['peak_rss_mib']:.0f}",
                          f"{pr['peak_rss_mib']:.0f}" if pr else "-", note]), flush=True)
+        if busy:
+            try:
+                row = busy_core.attn_idle_row(name, attn_cmd, env, a.timeout, a.rounds, a.pairs, Server, median,
+                                              quartiles)
+            except (RuntimeError, OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as e:
+                print(f"run.py: {name} (attn-idle): {e}", file=sys.stderr)
+                failed = True
+                continue
+            rows.append(row)
+            ar, pr = row["attn"], row["pytorch"]
+            print("\t".join([name, row["peer"], fmt(ar["value"]), fmt(pr["value"]), ar["unit"], f"{row['ratio']:.2f}",
+                             f"{ar['peak_rss_mib']:.0f}", f"{pr['peak_rss_mib']:.0f}", row["note"]]), flush=True)
 
     if a.json:
         with open(a.json, "w") as f:
@@ -278,7 +303,8 @@ def main():
             f.write("|---|---:|---:|---|---:|---:|---:|---|\n")
             for r in rows:
                 p = r["pytorch"]
-                f.write(f"| {r['workload']} | {fmt(r['attn']['value'])} | {fmt(p['value'] if p else None)} | "
+                label = r["workload"] if r["peer"] == "pytorch" else f"{r['workload']} (peer: {r['peer']})"
+                f.write(f"| {label} | {fmt(r['attn']['value'])} | {fmt(p['value'] if p else None)} | "
                         f"{r['attn']['unit']} | {r['ratio']:.2f} | {r['attn']['peak_rss_mib']:.0f} | "
                         f"{p['peak_rss_mib']:.0f} | {r['note']} |\n" if p else
                         f"| {r['workload']} | {fmt(r['attn']['value'])} | - | {r['attn']['unit']} | - | "
