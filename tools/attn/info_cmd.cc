@@ -3,6 +3,7 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <zlib.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -12,6 +13,7 @@
 
 #include "attn/data/dataset.h"
 #include "backend/cpu/dispatch.h"
+#include "backend/cpu/omp_env.h"
 #include "commands.h"
 
 #ifndef ATTN_VERSION
@@ -51,6 +53,15 @@ std::string cpu_features() {
   return s;
 }
 
+// How idle OpenMP threads wait: attn's default (docs/threading.md) or the user's variables.
+std::string omp_wait() {
+  if (const char* d = cpu::omp_wait_default_in_effect()) return std::string(d) + " (attn default)";
+  std::string s;
+  for (const char* k : {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"})
+    if (const char* v = std::getenv(k)) s += (s.empty() ? "" : " ") + std::string(k) + "=" + v;
+  return s.empty() ? "OpenMP runtime default" : s + " (user)";
+}
+
 }  // namespace
 
 void add_info_commands(CLI::App& app) {
@@ -71,6 +82,7 @@ void add_info_commands(CLI::App& app) {
         {"kernel_isa", cpu::isa_name(cpu::active_isa())},
         {"hardware_threads", std::thread::hardware_concurrency()},
         {"omp_max_threads", omp_get_max_threads()},
+        {"omp_wait", omp_wait()},
         {"openmp", _OPENMP},
         {"compiler", std::string("gcc ") + __VERSION__},
         {"cxx_standard", __cplusplus},
