@@ -1,7 +1,7 @@
 // src/backend/cpu/omp_env.h — attn's default OpenMP wait policy, set before libgomp reads its environment.
 //
 // libgomp (GCC's OpenMP runtime, also oneDNN's here) reads OMP_WAIT_POLICY and GOMP_SPINCOUNT once, in
-// its load-time initialiser; by default an idle worker spins ~300,000 rounds (~3 ms) before it sleeps,
+// its load-time initialiser; by default an idle worker spins 300,000 rounds (~3.8 ms here) before it sleeps,
 // which starves a core another process needs and collapses attn when that core is busy
 // (docs/threading.md has the measurements). So omp_env.cc is built as its own small shared library,
 // libattn_omp_env.so, with no dependency on libgomp, whose initialiser the loader runs before libgomp's
@@ -11,7 +11,8 @@
 // A user's OMP_WAIT_POLICY or GOMP_SPINCOUNT always wins.
 //
 //   const char* d = attn::cpu::omp_wait_default_in_effect();  // "GOMP_SPINCOUNT=..." or nullptr (user's)
-//   auto choice = attn::cpu::choose_omp_wait_default([](const char* k) { return std::getenv(k); });
+//   auto choice = attn::cpu::choose_omp_wait_default([](const char* k) -> const char* { return std::getenv(k); },
+//                                                    "10000");  // {"GOMP_SPINCOUNT", "10000"} or {}
 #pragma once
 
 namespace attn::cpu {
