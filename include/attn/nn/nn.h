@@ -1,4 +1,4 @@
-// attn/nn/nn.h — all of attn::nn: Module, containers, layers, transformer, init, gradient clipping.
+// attn/nn/nn.h — all of attn::nn: Module, containers, layers, recurrent layers, transformer, init, gradient clipping.
 //
 //   #include <attn/nn/nn.h>
 //   namespace nn = attn::nn;
@@ -12,5 +12,6 @@
 #include "attn/nn/module.h"
 #include "attn/nn/normalization.h"
 #include "attn/nn/pooling.h"
+#include "attn/nn/rnn.h"
 #include "attn/nn/transformer.h"
 #include "attn/nn/utils.h"
