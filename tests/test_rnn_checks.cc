@@ -10,7 +10,9 @@
 #include "attn/nn/rnn.h"
 #include "attn/ops.h"
 #include "attn/random.h"
+#include "fixture_loader.h"
 #include "gradcheck.h"
+#include "nn/rnn_sequence.h"
 
 using namespace attn;
 
@@ -281,4 +283,66 @@ TEST(RnnErrors, BadLengthsAndOptions) {
                     "reset_before_product is a GRU option");
   expect_throw_with([&] { nn::GRU({.input_size = 2, .hidden_size = 0}); }, "must be positive");
   expect_throw_with([&] { nn::RNN({.input_size = 2, .hidden_size = 3, .dropout = 1.5}); }, "dropout");
+}
+
+// The layers' one-node time loop (nn/rnn_sequence.cc) against the per-step autograd composite of the
+// cells' math: outputs, final states and every gradient, for each mode on a packed bidirectional batch.
+TEST(RnnSequence, OneNodeLoopMatchesPerStepComposite) {
+  struct Case {
+    nn::RNNMode mode;
+    nn::RNNOptions o;
+  };
+  const std::vector<Case> cases = {
+      {nn::RNNMode::RNN, {.input_size = 3, .hidden_size = 5, .num_layers = 2, .bidirectional = true}},
+      {nn::RNNMode::RNN,
+       {.input_size = 3, .hidden_size = 5, .nonlinearity = nn::RNNNonlinearity::ReLU, .bias = false}},
+      {nn::RNNMode::LSTM, {.input_size = 3, .hidden_size = 5, .num_layers = 2, .bidirectional = true}},
+      {nn::RNNMode::LSTM, {.input_size = 3, .hidden_size = 5, .bidirectional = true, .proj_size = 2}},
+      {nn::RNNMode::GRU, {.input_size = 3, .hidden_size = 5, .num_layers = 2, .bidirectional = true}},
+      {nn::RNNMode::GRU, {.input_size = 3, .hidden_size = 5, .bidirectional = true, .reset_before_product = true}},
+      {nn::RNNMode::GRU, {.input_size = 3, .hidden_size = 5, .bias = false, .reset_before_product = true}},
+  };
+  for (const Case& c : cases) {
+    manual_seed(11);
+    std::shared_ptr<nn::RNNBase> m;
+    if (c.mode == nn::RNNMode::RNN) m = std::make_shared<nn::RNN>(c.o);
+    if (c.mode == nn::RNNMode::LSTM) m = std::make_shared<nn::LSTM>(c.o);
+    if (c.mode == nn::RNNMode::GRU) m = std::make_shared<nn::GRU>(c.o);
+    m->to(kFloat64);
+    SCOPED_TRACE(m->repr());
+    const int64_t LD = c.o.num_layers * (c.o.bidirectional ? 2 : 1);
+    const int64_t Hout = c.o.proj_size ? c.o.proj_size : c.o.hidden_size;
+    Tensor x = randn({6, 4, 3}, kF64), h0 = randn({LD, 4, Hout}, kF64), c0 = randn({LD, 4, 5}, kF64);
+    Tensor up = randn({16, (c.o.bidirectional ? 2 : 1) * Hout}, kF64);
+    auto run = [&](bool fused) {
+      const bool prev = nn::detail::set_fused_sequence(fused);
+      m->zero_grad();
+      Tensor xl = x.detach(), hl = h0.detach(), cl = c0.detach();
+      xl.requires_grad_(true), hl.requires_grad_(true), cl.requires_grad_(true);
+      nn::PackedSequence p = nn::utils::pack_padded_sequence(xl, {3, 6, 1, 6}, {.enforce_sorted = false});
+      std::vector<Tensor> outs;
+      if (c.mode == nn::RNNMode::LSTM) {
+        auto r = std::static_pointer_cast<nn::LSTM>(m)->forward(p, {hl, cl});
+        outs = {r.output.data, r.state.h, r.state.c};
+      } else {
+        auto r = c.mode == nn::RNNMode::RNN ? std::static_pointer_cast<nn::RNN>(m)->forward(p, hl)
+                                            : std::static_pointer_cast<nn::GRU>(m)->forward(p, hl);
+        outs = {r.output.data, r.h_n};
+      }
+      Tensor loss = add(sum(mul(outs[0], up)), sum(square(outs[1])));
+      if (outs.size() == 3) loss = add(loss, sum(mul(outs[2], 0.3)));
+      loss.backward();
+      std::vector<Tensor> res = outs;
+      res.push_back(xl.grad());
+      res.push_back(hl.grad());
+      if (c.mode == nn::RNNMode::LSTM) res.push_back(cl.grad());
+      for (const Tensor& q : m->parameters()) res.push_back(q.grad());
+      nn::detail::set_fused_sequence(prev);
+      return res;
+    };
+    std::vector<Tensor> fused = run(true), composite = run(false);
+    ASSERT_EQ(fused.size(), composite.size());
+    for (size_t i = 0; i < fused.size(); ++i)
+      EXPECT_TRUE(attn_test::tensors_close(fused[i], composite[i], 1e-10, 1e-12, "result " + std::to_string(i)));
+  }
 }

@@ -12,6 +12,7 @@
 #include "attn/nn/init.h"
 #include "attn/nn/rnn.h"
 #include "attn/ops.h"
+#include "nn/rnn_sequence.h"
 
 namespace attn::nn {
 
@@ -185,6 +186,16 @@ RNNBase::Result RNNBase::run(const Tensor& data, const std::vector<int64_t>& bat
       Tensor gx = linear(layer_in, w.w_ih, w.b_ih);  // all time steps in one GEMM
       std::vector<Tensor> init;
       for (const Tensor& s : states) init.push_back(s.select(0, l * D + d));
+      if (detail::fused_sequence()) {
+        detail::SequenceArgs args{mode, options.nonlinearity, options.reset_before_product, d == 1, &batch_sizes,
+                                  &offsets};
+        detail::SequenceResult r =
+            detail::run_sequence(args, gx, init[0], mode == RNNMode::LSTM ? init[1] : Tensor(), w.w_hh, w.b_hh, w.w_hr);
+        dir_out.push_back(r.out);
+        finals[0].push_back(r.h_n);
+        if (mode == RNNMode::LSTM) finals[1].push_back(r.c_n);
+        continue;
+      }
       DirectionResult r = d == 0 ? run_forward(gx, batch_sizes, offsets, init, step)
                                  : run_reverse(gx, batch_sizes, offsets, init, step);
       dir_out.push_back(r.out);

@@ -1,0 +1,42 @@
+// src/nn/rnn_sequence.h — one layer and one direction of RNN / LSTM / GRU over a packed batch as a
+// single autograd node (the layers' default path; the per-step composite of rnn_step is the reference).
+//
+//   detail::SequenceArgs a{.mode = RNNMode::LSTM, .batch_sizes = &bs, .offsets = &off};
+//   auto r = detail::run_sequence(a, gx, h0, c0, w_hh, b_hh, w_hr);   // gx (N, 4H) = x W_ih^T + b_ih,
+//                                                                     // h0 (B, H_out), c0 (B, H)
+//   // r.out (N, H_out) in packed row order, r.h_n (B, H_out), r.c_n (B, H)
+//
+// Why one node: with a node per step, every step's slice of gx (and of the layer input) gets a
+// zero-filled gradient of the full tensor in the backward, which is quadratic in the sequence length.
+// Here the backward writes the gate gradients of all steps into one (N, G*H) buffer, so the weight
+// gradients are one GEMM each over all steps (dW_hh = dG^T H_prev; dW_ih through gx's linear).
+#pragma once
+#include <vector>
+
+#include "attn/nn/rnn.h"
+
+namespace attn::nn::detail {
+
+struct SequenceArgs {
+  RNNMode mode = RNNMode::LSTM;
+  RNNNonlinearity nonlinearity = RNNNonlinearity::Tanh;
+  bool reset_before_product = false;
+  bool reverse = false;
+  const std::vector<int64_t>* batch_sizes = nullptr;  // (T), non-increasing
+  const std::vector<int64_t>* offsets = nullptr;      // (T), first row of each step in gx
+};
+
+struct SequenceResult {
+  Tensor out;  // (N, H_out)
+  Tensor h_n;  // (B, H_out)
+  Tensor c_n;  // (B, H), LSTM only
+};
+
+SequenceResult run_sequence(const SequenceArgs& a, const Tensor& gx, const Tensor& h0, const Tensor& c0,
+                            const Tensor& w_hh, const Tensor& b_hh, const Tensor& w_hr);
+
+// The layers use run_sequence unless this is off (then the per-step autograd composite); for tests.
+bool set_fused_sequence(bool on);  // returns the previous setting
+bool fused_sequence();
+
+}  // namespace attn::nn::detail
