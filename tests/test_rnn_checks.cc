@@ -346,3 +346,29 @@ TEST(RnnSequence, OneNodeLoopMatchesPerStepComposite) {
       EXPECT_TRUE(attn_test::tensors_close(fused[i], composite[i], 1e-10, 1e-12, "result " + std::to_string(i)));
   }
 }
+
+// Sampling runs one step at a time with the state carried and no autograd: the same numbers as one
+// run over the whole sequence with autograd.
+TEST(RnnSequence, StepwiseInferenceMatchesWholeSequence) {
+  manual_seed(12);
+  nn::LSTM lstm({.input_size = 3, .hidden_size = 6, .num_layers = 2, .batch_first = true});
+  nn::GRU gru({.input_size = 3, .hidden_size = 6, .num_layers = 2, .batch_first = true});
+  Tensor x = randn({1, 7, 3}, {.requires_grad = true});
+  nn::LSTMOutput whole = lstm.forward(x, {});
+  nn::RNNOutput whole_gru = gru.forward(x, Tensor());
+  NoGradGuard ng;
+  nn::LSTMState s;
+  Tensor h;
+  for (int64_t t = 0; t < 7; ++t) {
+    nn::LSTMOutput o = lstm.forward(x.narrow(1, t, 1), s);
+    s = o.state;
+    EXPECT_TRUE(allclose(o.output.select(1, 0), whole.output.select(1, t), 1e-5, 1e-6)) << t;
+    nn::RNNOutput g = gru.forward(x.narrow(1, t, 1), h);
+    h = g.h_n;
+    EXPECT_TRUE(allclose(g.output.select(1, 0), whole_gru.output.select(1, t), 1e-5, 1e-6)) << t;
+  }
+  EXPECT_TRUE(allclose(s.h, whole.state.h, 1e-5, 1e-6));
+  EXPECT_TRUE(allclose(s.c, whole.state.c, 1e-5, 1e-6));
+  EXPECT_TRUE(allclose(h, whole_gru.h_n, 1e-5, 1e-6));
+  EXPECT_FALSE(s.h.requires_grad());
+}

@@ -19,6 +19,10 @@ std::atomic<bool> g_fused{true};
 
 Tensor rows(const Tensor& t, int64_t off, int64_t n) { return t.narrow(0, off, n); }
 Tensor cols(const Tensor& t, int64_t start, int64_t n) { return t.narrow(1, start, n); }
+// Saves `value` into rows [off, off + n) of a buffer; without autograd there are no buffers.
+void keep(const Tensor& buf, int64_t off, int64_t n, const Tensor& value) {
+  if (buf.defined()) rows(buf, off, n).copy_(value);
+}
 Tensor dsigmoid(const Tensor& s) { return mul(s, 1.0 - s); }     // sigma' from sigma
 Tensor dtanh(const Tensor& y) { return 1.0 - square(y); }         // tanh' from tanh
 
@@ -47,41 +51,40 @@ std::vector<size_t> step_order(size_t T, bool reverse) {
 Tensor forward_step(const SequenceArgs& a, const Weights& w, Buffers& s, const Tensor& x, const Tensor& h,
                     Tensor c, int64_t off, int64_t bs) {
   const int64_t H = w.H;
-  rows(s.hprev, off, bs).copy_(h);
+  keep(s.hprev, off, bs, h);
   if (a.mode == RNNMode::RNN) {
     Tensor pre = add(x, linear(h, w.w_hh, w.b_hh));
     Tensor y = a.nonlinearity == RNNNonlinearity::Tanh ? tanh(pre) : relu(pre);
-    rows(s.act, off, bs).copy_(y);
+    keep(s.act, off, bs, y);
     return y;
   }
+  Tensor act = s.act.defined() ? rows(s.act, off, bs)
+                                : empty({bs, x.size(1)}, {.dtype = x.dtype(), .device = x.device()});
   if (a.mode == RNNMode::LSTM) {
     Tensor pre = add(x, linear(h, w.w_hh, w.b_hh));
-    Tensor act = rows(s.act, off, bs);
-    cols(act, 0, 2 * H).copy_(sigmoid(cols(pre, 0, 2 * H)));
+    act.copy_(sigmoid(pre));  // i, f, o (and g, overwritten next): one pass over the gates
     cols(act, 2 * H, H).copy_(tanh(cols(pre, 2 * H, H)));
-    cols(act, 3 * H, H).copy_(sigmoid(cols(pre, 3 * H, H)));
-    rows(s.cprev, off, bs).copy_(c);
+    keep(s.cprev, off, bs, c);
     Tensor cn = add(mul(cols(act, H, H), c), mul(cols(act, 0, H), cols(act, 2 * H, H)));
-    rows(s.c, off, bs).copy_(cn);
+    keep(s.c, off, bs, cn);
     c.copy_(cn);
     Tensor m = mul(cols(act, 3 * H, H), tanh(cn));
     if (!w.w_hr.defined()) return m;
-    rows(s.m, off, bs).copy_(m);
+    keep(s.m, off, bs, m);
     return linear(m, w.w_hr);
   }
-  Tensor act = rows(s.act, off, bs);
   Tensor n_pre;
   if (!a.reset_before_product) {
     Tensor gh = linear(h, w.w_hh, w.b_hh);
     cols(act, 0, 2 * H).copy_(sigmoid(add(cols(x, 0, 2 * H), cols(gh, 0, 2 * H))));
-    rows(s.ghn, off, bs).copy_(cols(gh, 2 * H, H));
+    keep(s.ghn, off, bs, cols(gh, 2 * H, H));
     n_pre = add(cols(x, 2 * H, H), mul(cols(act, 0, H), cols(gh, 2 * H, H)));
   } else {
     Tensor b_rz = w.b_hh.defined() ? w.b_hh.narrow(0, 0, 2 * H) : Tensor();
     Tensor b_n = w.b_hh.defined() ? w.b_hh.narrow(0, 2 * H, H) : Tensor();
     cols(act, 0, 2 * H).copy_(sigmoid(add(cols(x, 0, 2 * H), linear(h, w.w_hh.narrow(0, 0, 2 * H), b_rz))));
     Tensor q = mul(cols(act, 0, H), h);
-    rows(s.q, off, bs).copy_(q);
+    keep(s.q, off, bs, q);
     n_pre = add(cols(x, 2 * H, H), linear(q, w.w_hh.narrow(0, 2 * H, H), b_n));
   }
   Tensor n = tanh(n_pre);
@@ -167,18 +170,22 @@ SequenceResult run_sequence(const SequenceArgs& a, const Tensor& gx_in, const Te
   Tensor out = flat.narrow(0, 0, n_out).view({N, Hout});
   Tensor h = flat.narrow(0, n_out, n_h).view({B, Hout});
   Tensor c = lstm ? flat.narrow(0, n_out + n_h, n_c).view({B, H}) : Tensor();
+  const std::vector<Tensor> inputs{gx_in, h0, lstm ? c0 : Tensor(), w_hh, b_hh, w_hr};
+  const bool need_grad = autograd::needs_grad(inputs);
   Buffers s;
   {
     NoGradGuard ng;
     const Tensor gx = gx_in.detach();
     h.copy_(h0.detach());
     if (lstm) c.copy_(c0.detach());
-    s.hprev = empty({N, Hout}, like);
-    s.act = empty({N, G * H}, like);
-    if (lstm) s.cprev = empty({N, H}, like), s.c = empty({N, H}, like);
-    if (proj) s.m = empty({N, H}, like);
-    if (gru && !a.reset_before_product) s.ghn = empty({N, H}, like);
-    if (gru && a.reset_before_product) s.q = empty({N, H}, like);
+    if (need_grad) {  // what the backward reads; inference (sampling) keeps none of it
+      s.hprev = empty({N, Hout}, like);
+      s.act = empty({N, G * H}, like);
+      if (lstm) s.cprev = empty({N, H}, like), s.c = empty({N, H}, like);
+      if (proj) s.m = empty({N, H}, like);
+      if (gru && !a.reset_before_product) s.ghn = empty({N, H}, like);
+      if (gru && a.reset_before_product) s.q = empty({N, H}, like);
+    }
     for (size_t t : step_order(bs.size(), a.reverse)) {
       const int64_t rows_t = bs[t];
       Tensor hn = forward_step(a, w, s, rows(gx, off[t], rows_t), rows(h, 0, rows_t),
@@ -187,7 +194,7 @@ SequenceResult run_sequence(const SequenceArgs& a, const Tensor& gx_in, const Te
       rows(h, 0, rows_t).copy_(hn);
     }
   }
-  const std::vector<Tensor> inputs{gx_in, h0, lstm ? c0 : Tensor(), w_hh, b_hh, w_hr};
+  if (!need_grad) return {out, h, c};
   autograd::record(
       "rnn_sequence", flat, inputs,
       [a, w, s, bs, off, N, B, H, Hout, n_out, n_h, n_c, lstm, gru, proj, like](const Tensor& gflat) {
@@ -216,7 +223,6 @@ SequenceResult run_sequence(const SequenceArgs& a, const Tensor& gx_in, const Te
         return std::vector<Tensor>{g.dgx, dh, dc, dw_hh, db_hh, dw_hr};
       },
       {w_hh, w_hr});  // read by the backward: in-place updates before it are detected
-  if (!flat.requires_grad()) return {out, h, c};
   return {flat.narrow(0, 0, n_out).view({N, Hout}), flat.narrow(0, n_out, n_h).view({B, Hout}),
           lstm ? flat.narrow(0, n_out + n_h, n_c).view({B, H}) : Tensor()};
 }
