@@ -127,7 +127,8 @@ TEST(Vocab, InvalidUtf8NamesFileAndByteOffset) {
     const fs::path p = dir / "bad.txt";
     write(p, bytes);
     expect_error([&] { Vocab::build_from_files({p.string()}); }, {p.string(), "invalid UTF-8 at " + where});
-    expect_error([&] { Vocab::build(bytes, {.level = VocabLevel::Word}, "corpus"); }, {"corpus: invalid UTF-8 at " + where});
+    expect_error([&] { Vocab::build(bytes, {.level = VocabLevel::Word}, "corpus"); },
+                 {"corpus: invalid UTF-8 at " + where});
   }
   Vocab v = Vocab::build("abc");
   expect_error([&] { v.encode("a\xFF", "prompt"); }, {"prompt: invalid UTF-8 at byte offset 1"});
@@ -157,7 +158,8 @@ TEST(Vocab, CorruptFileNamesFileAndLine) {
       {head + "size=2\n<unk>\n\xC3\n", ":7: invalid UTF-8 at byte offset 58"},
       {head + "size=0\n", ":3: specials=1 exceeds size=0"},
       {"attn-vocab 1\nlevel=char\nspecials=0\nunk=<unk>\nsize=1\na\n", ":4: the unknown token '<unk>' is not in"},
-      {"attn-vocab 1\nlevel=word\nspecials=0\nunk=\nsize=1\na\\sb\n", ":6: a word-level token cannot contain whitespace"},
+      {"attn-vocab 1\nlevel=word\nspecials=0\nunk=\nsize=1\na\\sb\n",
+       ":6: a word-level token cannot contain whitespace"},
   };
   const fs::path dir = temp_dir();
   for (const auto& [content, want] : bad) {

@@ -268,7 +268,8 @@ PackedSequence RNNBase::forward_packed(const PackedSequence& input, std::vector<
     throw std::invalid_argument(who + ": packed data has shape " + (data.defined() ? shape_str(data.shape()) : "()") +
                                 ", expected (sum of lengths, " + std::to_string(options.input_size) + ")");
   if (!is_floating(data.dtype()))
-    throw std::invalid_argument(who + ": packed data has dtype " + dtype_name(data.dtype()) + ", expected a float type");
+    throw std::invalid_argument(who + ": packed data has dtype " + dtype_name(data.dtype()) +
+                                ", expected a float type");
   check_batch_sizes(who, input.batch_sizes, data.size(0));
   const int64_t B = input.batch_sizes[0];
   const int64_t sizes[2] = {output_hidden(), options.hidden_size};

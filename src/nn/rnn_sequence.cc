@@ -104,7 +104,8 @@ void backward_step(const SequenceArgs& a, const Weights& w, const Buffers& s, Gr
   const Tensor act = rows(s.act, off, bs), hp = rows(s.hprev, off, bs);
   Tensor dgx = rows(g.dgx, off, bs);
   if (a.mode == RNNMode::RNN) {
-    Tensor dpre = a.nonlinearity == RNNNonlinearity::Tanh ? mul(dht, dtanh(act)) : mul(dht, gt(act, 0.0).to(act.dtype()));
+    Tensor dpre = a.nonlinearity == RNNNonlinearity::Tanh ? mul(dht, dtanh(act))
+                                                          : mul(dht, gt(act, 0.0).to(act.dtype()));
     dgx.copy_(dpre);
     dh.copy_(mm(dpre, w.w_hh));
     return;

@@ -341,7 +341,8 @@ Vocab Vocab::parse(std::string_view content, const std::string& name) {
   const std::string_view unk_line = line(4, "unk");
   const std::string unk_token = unk_line == "unk=" ? std::string() : unescape(field(unk_line, "unk", name, 4), name, 4);
   const int64_t size = count_field(line(5, "size"), "size", name, 5);
-  if (specials > size) parse_error(name, 3, "specials=" + std::to_string(specials) + " exceeds size=" + std::to_string(size));
+  if (specials > size)
+    parse_error(name, 3, "specials=" + std::to_string(specials) + " exceeds size=" + std::to_string(size));
   if (int64_t(lines.size()) - 5 < size)
     parse_error(name, lines.size() + 1, "the file ends after " + std::to_string(lines.size() - 5) + " of " +
                                             std::to_string(size) + " tokens");
@@ -353,12 +354,14 @@ Vocab Vocab::parse(std::string_view content, const std::string& name) {
     std::string tok = unescape(lines[lineno - 1], name, lineno);
     check_token(tok, i < specials, v.level_, name, lineno);
     if (auto it = v.ids_.find(tok); it != v.ids_.end())
-      parse_error(name, lineno, "duplicate token '" + escape(tok) + "' (also on line " + std::to_string(it->second + 6) + ")");
+      parse_error(name, lineno,
+                  "duplicate token '" + escape(tok) + "' (also on line " + std::to_string(it->second + 6) + ")");
     v.add(tok);
   }
   if (!unk_token.empty()) {
     auto it = v.ids_.find(unk_token);
-    if (it == v.ids_.end()) parse_error(name, 4, "the unknown token '" + escape(unk_token) + "' is not in the vocabulary");
+    if (it == v.ids_.end())
+      parse_error(name, 4, "the unknown token '" + escape(unk_token) + "' is not in the vocabulary");
     v.unk_id_ = it->second;
   }
   return v;
