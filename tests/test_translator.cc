@@ -1,15 +1,20 @@
 // Translator: KV-cache decoding equals full recomputation; beam search equals brute-force search on
-// tiny models; greedy equals beam size 1; bad input is a clear error.
+// tiny models; greedy equals beam size 1; greedy and beam outputs of a fixed trained checkpoint equal the
+// recorded ones (and PyTorch's greedy); bad input is a clear error.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "attn/autograd.h"
+#include "attn/io/safetensors.h"
 #include "attn/models/translator.h"
 #include "attn/ops.h"
 #include "attn/random.h"
+#include "backend/cpu/dispatch.h"
 
 using namespace attn;
 using models::Hypothesis;
@@ -39,6 +44,8 @@ double sequence_log_prob(models::Translator& m, const Tensor& src_row, const std
 
 }  // namespace
 
+// 48 steps: the self-attention caches start with 16 slots and grow at steps 16 and 32 (the copy of the
+// filled part is checked), and a row selection at step 24 (beams reordered and duplicated) reorders them.
 TEST(Translator, KvCacheEqualsFullRecomputation) {
   for (bool norm_first : {false, true}) {
     manual_seed(3);
@@ -47,14 +54,21 @@ TEST(Translator, KvCacheEqualsFullRecomputation) {
     models::Translator m(o);
     m.eval();
     NoGradGuard ng;
+    const int64_t steps = 48;
     Tensor src = src_batch();
-    std::vector<int64_t> prefix = {2, 5, 9, 11, 4, 6};  // (T) teacher-forced tokens, BOS first
+    Tensor tgt = randint(4, 13, {2, steps});  // teacher-forced tokens, BOS first
+    tgt.select(1, 0).fill_(double(m.options.bos_id));
+    Tensor full = log_softmax(m.forward(src, tgt), -1);  // (2, steps, V)
     auto dec = m.start_decoding(src);
-    Tensor tgt = from_vector<int64_t>({2, 5, 9, 11, 4, 6, 2, 7, 7, 8, 12, 10}, {2, 6});
-    Tensor full = log_softmax(m.forward(src, tgt), -1);  // (2, 6, V)
-    for (int64_t t = 0; t < 6; ++t) {
-      Tensor step = dec->step(tgt.select(1, t).contiguous());  // (2, V)
-      EXPECT_TRUE(allclose(step, full.select(1, t), 1e-4, 1e-5)) << "step " << t << " norm_first " << norm_first;
+    Tensor rows = from_vector<int64_t>({0, 1}, {2});  // original row of each decoder row
+    for (int64_t t = 0; t < steps; ++t) {
+      if (t == 24) {
+        dec->select_rows({1, 0, 1});
+        rows = from_vector<int64_t>({1, 0, 1}, {3});
+      }
+      Tensor step = dec->step(index_select(tgt.select(1, t), 0, rows).contiguous());  // (rows, V)
+      Tensor want = index_select(full.select(1, t), 0, rows);
+      EXPECT_TRUE(allclose(step, want, 1e-4, 1e-5)) << "step " << t << " norm_first " << norm_first;
     }
   }
 }
@@ -231,4 +245,86 @@ TEST(Translator, AttentionMapsAreDistributions) {
   EXPECT_EQ(maps.decoder_self[0].select(1, 0).narrow(1, 1, 2).abs().sum().item<float>(), 0.0f);
   // the logits of the capturing pass equal the plain forward
   EXPECT_THROW(m.attention_maps(from_vector<int64_t>({5, 6, 5, 6}, {2, 2}), tgt), std::invalid_argument);
+}
+
+// ---- golden outputs of a fixed checkpoint (tests/make_translator_fixture.py: a small translator trained
+// to reverse word sequences, and six test sources up to 16 words). The expected token ids were recorded
+// with the decoder before it was rebuilt on the library's layers (TransformerDecoderLayer::forward_step):
+// decoding must stay token-identical. Every ISA the CPU runs gives the same tokens.
+namespace {
+
+std::string tokens_str(const std::vector<int64_t>& t) {
+  std::ostringstream os;
+  os << "{";
+  for (size_t i = 0; i < t.size(); ++i) os << (i ? ", " : "") << t[i];
+  return os.str() + "}";
+}
+
+struct SmallCheckpoint {
+  io::SafeTensorsFile file =
+      io::SafeTensorsFile::open(std::string(ATTN_FIXTURE_DIR) + "/translator_small.safetensors");
+  nlohmann::json meta = nlohmann::json::parse(file.metadata().at("options"));
+  std::unique_ptr<models::Translator> model;
+  Tensor src;  // (6, 17)
+  SmallCheckpoint() {
+    model = std::make_unique<models::Translator>(models::TranslatorOptions{
+        .vocab_size = meta["vocab_size"], .d_model = meta["d_model"], .nhead = meta["nhead"],
+        .num_encoder_layers = meta["num_layers"], .num_decoder_layers = meta["num_layers"],
+        .dim_feedforward = meta["dim_feedforward"], .dropout = 0.0, .max_len = meta["max_len"]});
+    std::map<std::string, Tensor> state;
+    for (const auto& k : file.keys())
+      if (k != "src") state[k] = file.get(k);
+    model->load_state_dict(state);
+    model->eval();
+    src = file.get("src").clone();
+  }
+};
+
+// greedy_decode(max_len 24) of the six sources
+const std::vector<std::vector<int64_t>> kGoldenGreedy = {
+    {12, 8, 15},
+    {8, 8, 13, 7, 16, 16, 16},
+    {5, 4, 4, 5, 10, 8, 8, 13},
+    {9, 11, 7, 9, 11, 6, 12, 9, 9, 9},
+    {14, 5, 9, 4, 19, 14, 16, 6, 9},
+    {15, 5, 5, 5, 5, 5},
+};
+// beam_search(beam 4, length_penalty 1, n_best 2, max_len 24): the two best of each source
+const std::vector<std::vector<std::vector<int64_t>>> kGoldenBeam = {
+    {{12, 8, 15}, {12, 13, 15}},
+    {{8, 8, 13, 7, 16, 16, 16}, {8, 8, 8, 16, 16, 16, 16}},
+    {{5, 4, 5, 4, 10, 8, 8, 13}, {5, 4, 5, 4, 4, 8, 8, 10, 13}},
+    {{9, 9, 11, 7, 12, 14, 6, 9, 9, 9}, {9, 9, 11, 7, 12, 14, 6, 9, 9}},
+    {{14, 5, 9, 4, 19, 14, 16, 6, 9}, {14, 5, 4, 8, 16, 9, 16, 14, 6}},
+    {{15, 5, 5, 5, 5, 5}, {15, 5, 5, 11, 5, 5}},
+};
+
+}  // namespace
+
+TEST(Translator, GreedyAndBeamOutputsOfAFixedCheckpointAreUnchanged) {
+  SmallCheckpoint ck;
+  const auto torch_greedy = ck.meta["torch_greedy"].get<std::vector<std::vector<int64_t>>>();
+  for (cpu::Isa isa : {cpu::Isa::Avx512, cpu::Isa::Avx2, cpu::Isa::Reference}) {
+    if (!cpu::set_isa_for_testing(isa)) continue;
+    SCOPED_TRACE(cpu::isa_name(isa));
+    auto greedy = models::greedy_decode(*ck.model->start_decoding(ck.src), {.max_len = ck.meta["greedy_max_len"]});
+    auto beam = models::beam_search(*ck.model->start_decoding(ck.src),
+                                    {.beam_size = 4, .length_penalty = 1.0, .n_best = 2, .max_len = 24});
+    cpu::reset_isa();
+    ASSERT_EQ(greedy.size(), 6u);
+    ASSERT_EQ(beam.size(), 6u);
+    std::string got_greedy, got_beam;  // printed on failure, in the form of the constants above
+    for (size_t s = 0; s < 6; ++s) {
+      got_greedy += tokens_str(greedy[s]) + ",\n";
+      got_beam += "{" + tokens_str(beam[s][0].tokens) + ", " + tokens_str(beam[s][1].tokens) + "},\n";
+    }
+    EXPECT_EQ(greedy, kGoldenGreedy) << "greedy:\n" << got_greedy;
+    ASSERT_EQ(beam.size(), kGoldenBeam.size()) << "beam:\n" << got_beam;
+    for (size_t s = 0; s < 6; ++s) {
+      ASSERT_EQ(beam[s].size(), 2u);
+      EXPECT_EQ(beam[s][0].tokens, kGoldenBeam[s][0]) << "sentence " << s << ", beam:\n" << got_beam;
+      EXPECT_EQ(beam[s][1].tokens, kGoldenBeam[s][1]) << "sentence " << s;
+    }
+    EXPECT_EQ(greedy, torch_greedy) << "PyTorch's greedy decoding of the same checkpoint (full recomputation)";
+  }
 }
