@@ -394,7 +394,7 @@ TEST(Sdpa, MultiheadAttentionFusedMatchesComposite) {
       Tensor xi = x.detach().requires_grad_(true);
       nn::AttentionForwardOptions o = c.o;
       o.need_weights = fused == 0;
-      Tensor out = c.self ? mha->forward(xi, xi, xi, o).first : mha->forward(xi, mem, mem, o).first;
+      Tensor out = c.self ? mha->forward(xi, xi, xi, o).output : mha->forward(xi, mem, mem, o).output;
       sum(mul(out, out)).backward();
       got[fused] = {out.detach(), xi.grad(), mha->in_proj_weight.grad(), mha->out_proj->weight.grad()};
     }

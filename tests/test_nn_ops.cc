@@ -558,7 +558,7 @@ TEST(NnOpsReluDropout, IdentityCasesGradcheckAndModule) {
     manual_seed(9);
     Tensor y = layer.forward(src);
     manual_seed(9);
-    Tensor a = layer.dropout1->forward(layer.self_attn->forward(src, src, src, {.need_weights = false}).first);
+    Tensor a = layer.dropout1->forward(layer.self_attn->forward(src, src, src, {.need_weights = false}).output);
     Tensor h = layer.norm1->forward(add(src, a));
     Tensor inner = act == nn::Activation::GELU ? gelu(layer.linear1->forward(h)) : relu(layer.linear1->forward(h));
     Tensor ff = layer.dropout2->forward(layer.linear2->forward(layer.dropout->forward(inner)));

@@ -76,11 +76,11 @@ TEST(Transformer, ParityWithPyTorch) {
                                   .batch_first = c.value("batch_first", false)});
       check_case(fx, c, mha, [&](std::map<std::string, Tensor>& i) {
         if (kind == "mha_weights")
-          return mha.forward(i["q"], i["kv"], i["kv"], {.key_padding_mask = i["kpm"], .need_weights = true}).second;
-        if (kind == "mha_qkv") return mha.forward(i["q"], i["k"], i["v"], {.need_weights = false}).first;
+          return mha.forward(i["q"], i["kv"], i["kv"], {.key_padding_mask = i["kpm"], .need_weights = true}).weights;
+        if (kind == "mha_qkv") return mha.forward(i["q"], i["k"], i["v"], {.need_weights = false}).output;
         return mha.forward(i["x"], i["x"], i["x"], {.key_padding_mask = i.count("kpm") ? i["kpm"] : Tensor(),
                                                     .attn_mask = i.count("mask") ? i["mask"] : Tensor(),
-                                                    .need_weights = false}).first;
+                                                    .need_weights = false}).output;
       });
     } else if (kind == "enc_layer" || kind == "dec_layer") {
       nn::TransformerLayerOptions lo{.d_model = c["d_model"], .nhead = c["nhead"], .dim_feedforward = c["dim_feedforward"],
@@ -132,7 +132,7 @@ TEST(Transformer, BadShapesAndMasksAreClearErrors) {
   EXPECT_THROW(mha.forward(x, x, x, {.attn_mask = zeros({2, 3}, {.dtype = kBool})}), std::invalid_argument);
   EXPECT_THROW(nn::MultiheadAttention({.embed_dim = 10, .num_heads = 3}), std::invalid_argument);
   // is_causal equals an explicit causal mask
-  Tensor a = mha.forward(x, x, x, {.need_weights = false, .is_causal = true}).first;
-  Tensor b = mha.forward(x, x, x, {.attn_mask = nn::causal_mask(3), .need_weights = false}).first;
+  Tensor a = mha.forward(x, x, x, {.need_weights = false, .is_causal = true}).output;
+  Tensor b = mha.forward(x, x, x, {.attn_mask = nn::causal_mask(3), .need_weights = false}).output;
   EXPECT_TRUE(allclose(a, b, 1e-6, 1e-7));
 }

@@ -1,4 +1,5 @@
-// src/models/translator.cc — the Transformer translator and its cached incremental decoder.
+// src/models/translator.cc — the Transformer translator and its incremental decoder (the library's
+// decoder layers through their key/value-cache API, TransformerDecoderLayer::forward_step).
 #include "attn/models/translator.h"
 
 #include <algorithm>
@@ -41,7 +42,7 @@ Tensor Translator::embed(const Tensor& tokens, int64_t start_pos) {
 }
 
 Tensor Translator::encode(const Tensor& src) {
-  return transformer->encoder->forward(embed(src), {.src_key_padding_mask = eq(src, double(options.pad_id))});
+  return transformer->encoder->forward(embed(src), {.src_key_padding_mask = nn::padding_mask(src, options.pad_id)});
 }
 
 Tensor Translator::project(const Tensor& h) {
@@ -52,7 +53,7 @@ Tensor Translator::decode(const Tensor& tgt_in, const Tensor& memory, const Tens
   int64_t T = tgt_in.size(1);
   Tensor h = transformer->decoder->forward(embed(tgt_in), memory,
                                            {.tgt_mask = nn::causal_mask(T, tgt_in.device()),
-                                            .memory_key_padding_mask = eq(src, double(options.pad_id))});
+                                            .memory_key_padding_mask = nn::padding_mask(src, options.pad_id)});
   return project(h);
 }
 
@@ -64,7 +65,7 @@ Translator::AttentionMaps Translator::attention_maps(const Tensor& src, const Te
                                 shape_str(src.shape()) + " and " + shape_str(tgt_in.shape()));
   NoGradGuard ng;
   AttentionMaps maps;
-  Tensor src_kpm = eq(src, double(options.pad_id));
+  Tensor src_kpm = nn::padding_mask(src, options.pad_id);
   Tensor x = embed(src);
   for (const auto& l : *transformer->encoder->layers) {
     Tensor w;
@@ -77,7 +78,7 @@ Translator::AttentionMaps Translator::attention_maps(const Tensor& src, const Te
   for (const auto& l : *transformer->decoder->layers) {
     Tensor ws, wc;
     y = std::static_pointer_cast<nn::TransformerDecoderLayer>(l)->forward(
-        y, memory, {.tgt_mask = nn::causal_mask(tgt_in.size(1)), .memory_key_padding_mask = src_kpm},
+        y, memory, {.tgt_mask = nn::causal_mask(tgt_in.size(1), tgt_in.device()), .memory_key_padding_mask = src_kpm},
         {.self_attention = &ws, .cross_attention = &wc});
     maps.decoder_self.push_back(ws.select(0, 0));
     maps.decoder_cross.push_back(wc.select(0, 0));
@@ -87,34 +88,18 @@ Translator::AttentionMaps Translator::attention_maps(const Tensor& src, const Te
 
 namespace {
 
-// (rows, L, E) -> (rows, H, L, D)
-Tensor split_heads(const Tensor& x, int64_t H) {
-  int64_t rows = x.size(0), L = x.size(1), D = x.size(2) / H;
-  return x.reshape({rows, L, H, D}).permute({0, 2, 1, 3});
-}
-Tensor merge_heads(const Tensor& x) {  // (rows, H, L, D) -> (rows, L, E)
-  int64_t rows = x.size(0), H = x.size(1), L = x.size(2), D = x.size(3);
-  return x.permute({0, 2, 1, 3}).reshape({rows, L, H * D});
-}
-
+// Incremental decoding on the library's layers: each decoder layer's forward_step with its own caches
+// (self-attention keys/values grown one slot per step; the memory's keys/values projected once).
 class TranslatorDecoder : public IncrementalDecoder {
  public:
   TranslatorDecoder(Translator& m, const Tensor& src) : m_(m) {
     NoGradGuard ng;
     Tensor memory = m.encode(src);  // (N, S, E)
-    kpm_ = eq(src, double(m.options.pad_id));  // (N, S)
-    const int64_t E = m.options.d_model;
+    kpm_ = nn::padding_mask(src, m.options.pad_id);  // (N, S)
     for (const auto& l : *m.transformer->decoder->layers) {
       auto layer = std::static_pointer_cast<nn::TransformerDecoderLayer>(l);
       layers_.push_back(layer);
-      auto& ca = *layer->multihead_attn;
-      Tensor w_k = ca.in_proj_weight.narrow(0, E, E), w_v = ca.in_proj_weight.narrow(0, 2 * E, E);
-      Tensor b_k = ca.in_proj_bias.defined() ? ca.in_proj_bias.narrow(0, E, E) : Tensor();
-      Tensor b_v = ca.in_proj_bias.defined() ? ca.in_proj_bias.narrow(0, 2 * E, E) : Tensor();
-      cross_k_.push_back(split_heads(linear(memory, w_k, b_k), ca.options.num_heads).contiguous());  // (N, H, S, D)
-      cross_v_.push_back(split_heads(linear(memory, w_v, b_v), ca.options.num_heads).contiguous());
-      self_k_.emplace_back();
-      self_v_.emplace_back();
+      caches_.push_back(layer->start_cache(memory));
     }
     rows_ = src.size(0);
     sentence_.resize(size_t(rows_));
@@ -130,25 +115,8 @@ class TranslatorDecoder : public IncrementalDecoder {
     if (step_ >= m_.options.max_len)
       throw std::out_of_range("Translator: decoding past max_len " + std::to_string(m_.options.max_len));
     Tensor x = m_.embed(tokens.view({rows_, 1}), step_);  // (rows, 1, E)
-    for (size_t l = 0; l < layers_.size(); ++l) {
-      auto& layer = *layers_[l];
-      auto sa = [&](const Tensor& h) { return self_attention(layer.self_attn, h, l); };
-      auto ca = [&](const Tensor& h) { return cross_attention(layer.multihead_attn, h, l); };
-      auto ff = [&](const Tensor& h) {
-        Tensor a = layer.linear1->forward(h);
-        a = layer.options.activation == nn::Activation::GELU ? gelu(a) : relu(a);
-        return layer.linear2->forward(a);
-      };
-      if (layer.options.norm_first) {
-        x = add(x, sa(layer.norm1->forward(x)));
-        x = add(x, ca(layer.norm2->forward(x)));
-        x = add(x, ff(layer.norm3->forward(x)));
-      } else {
-        x = layer.norm1->forward(add(x, sa(x)));
-        x = layer.norm2->forward(add(x, ca(x)));
-        x = layer.norm3->forward(add(x, ff(x)));
-      }
-    }
+    for (size_t l = 0; l < layers_.size(); ++l)
+      x = layers_[l]->forward_step(x, caches_[l], {.memory_key_padding_mask = kpm_});
     if (m_.transformer->decoder->norm) x = m_.transformer->decoder->norm->forward(x);
     ++step_;
     return log_softmax(m_.project(x.view({rows_, m_.options.d_model})), -1);  // (rows, V)
@@ -160,10 +128,6 @@ class TranslatorDecoder : public IncrementalDecoder {
   // the initial expansion.
   void select_rows(const std::vector<int64_t>& rows) override {
     NoGradGuard ng;
-    Tensor idx = from_vector(rows, {int64_t(rows.size())});
-    auto pick = [&](Tensor& t) {
-      if (t.defined()) t = index_select(t, 0, idx);
-    };
     std::vector<int64_t> sentence(rows.size());
     for (size_t r = 0; r < rows.size(); ++r) {
       if (rows[r] < 0 || rows[r] >= rows_)
@@ -172,54 +136,17 @@ class TranslatorDecoder : public IncrementalDecoder {
       sentence[r] = sentence_[size_t(rows[r])];
     }
     const bool same_sentences = sentence == sentence_;
-    for (size_t l = 0; l < layers_.size(); ++l) {
-      pick(self_k_[l]);
-      pick(self_v_[l]);
-      if (!same_sentences) {
-        pick(cross_k_[l]);
-        pick(cross_v_[l]);
-      }
-    }
-    if (!same_sentences) pick(kpm_);
+    Tensor idx = from_vector(rows, {int64_t(rows.size())});
+    for (auto& c : caches_) c.select_rows(idx, /*cross=*/!same_sentences);
+    if (!same_sentences) kpm_ = index_select(kpm_, 0, idx);
     sentence_ = std::move(sentence);
     rows_ = int64_t(rows.size());
   }
 
  private:
-  // The fused scaled_dot_product_attention (no weights are captured while decoding): the new query row
-  // against the cached keys and values, unmasked (they are all in its past).
-  Tensor self_attention(const std::shared_ptr<nn::MultiheadAttention>& a, const Tensor& h, size_t l) {
-    const int64_t H = a->options.num_heads;
-    std::vector<Tensor> qkv = chunk(linear(h, a->in_proj_weight, a->in_proj_bias), 3, -1);  // (rows, 1, E) each
-    Tensor q = split_heads(qkv[0], H);                                                      // (rows, H, 1, D)
-    Tensor k = split_heads(qkv[1], H), v = split_heads(qkv[2], H);                         // (rows, H, 1, D)
-    // caches (rows, H, capacity, D): step t writes slot t; the capacity doubles when full
-    const int64_t t = step_;
-    for (Tensor* c : {&self_k_[l], &self_v_[l]}) {
-      if (!c->defined() || c->size(2) <= t) {
-        const int64_t cap = std::max<int64_t>(16, 2 * t);
-        Tensor grown = empty({rows_, H, cap, k.size(3)}, {.dtype = k.dtype(), .device = k.device()});
-        if (c->defined() && t > 0) grown.narrow(2, 0, t).copy_(c->narrow(2, 0, t));
-        *c = grown;
-      }
-    }
-    self_k_[l].narrow(2, t, 1).copy_(k);
-    self_v_[l].narrow(2, t, 1).copy_(v);
-    Tensor keys = self_k_[l].narrow(2, 0, t + 1), values = self_v_[l].narrow(2, 0, t + 1);  // (rows, H, t+1, D)
-    return a->out_proj->forward(merge_heads(scaled_dot_product_attention(q, keys, values)));
-  }
-
-  Tensor cross_attention(const std::shared_ptr<nn::MultiheadAttention>& a, const Tensor& h, size_t l) {
-    const int64_t E = m_.options.d_model, H = a->options.num_heads;
-    Tensor b_q = a->in_proj_bias.defined() ? a->in_proj_bias.narrow(0, 0, E) : Tensor();
-    Tensor q = split_heads(linear(h, a->in_proj_weight.narrow(0, 0, E), b_q), H);          // (rows, H, 1, D)
-    Tensor ctx = scaled_dot_product_attention(q, cross_k_[l], cross_v_[l], {.key_padding_mask = kpm_});
-    return a->out_proj->forward(merge_heads(ctx));                                          // (rows, 1, E)
-  }
-
   Translator& m_;
   std::vector<std::shared_ptr<nn::TransformerDecoderLayer>> layers_;
-  std::vector<Tensor> self_k_, self_v_, cross_k_, cross_v_;
+  std::vector<nn::DecoderLayerCache> caches_;  // one per decoder layer
   Tensor kpm_;  // (rows, S) true at source padding
   std::vector<int64_t> sentence_;  // source sentence of each row (what the cross caches hold)
   int64_t rows_ = 0, step_ = 0;

@@ -1,6 +1,7 @@
-// src/nn/transformer.cc — MultiheadAttention, encoder/decoder layers and stacks, nn.Transformer,
-// sinusoidal positional encoding. Composites of ops; semantics of torch.nn (math path). Attention runs the
-// fused scaled_dot_product_attention unless the weights are asked for (need_weights).
+// src/nn/transformer.cc — MultiheadAttention (packed or separate projections, key/value caches for
+// incremental decoding), encoder/decoder layers and stacks, nn.Transformer, sinusoidal positional
+// encoding. Composites of ops; semantics of torch.nn (math path). Attention runs the fused
+// scaled_dot_product_attention unless the weights are asked for (need_weights).
 #include "attn/nn/transformer.h"
 
 #include <cmath>
@@ -25,10 +26,46 @@ Tensor activate_dropout(Activation a, const Tensor& h, const Dropout& d) {
 }  // namespace
 
 Tensor causal_mask(int64_t L, Device device) {
-  std::vector<bool> v(size_t(L * L));
-  for (int64_t i = 0; i < L; ++i)
-    for (int64_t j = 0; j < L; ++j) v[size_t(i * L + j)] = j > i;
-  return from_vector(v, {L, L}, {.dtype = kBool, .device = device});
+  if (L < 0) bad("causal_mask", "size must be >= 0, got " + std::to_string(L));
+  Tensor pos = arange(L, {.dtype = kInt64, .device = device});
+  return gt(pos.view({1, L}), pos.view({L, 1}));  // [i, j] = j > i
+}
+
+Tensor padding_mask(const Tensor& tokens, int64_t pad_id) { return eq(tokens, double(pad_id)); }
+
+Tensor padding_mask_from_lengths(const Tensor& lengths, int64_t S) {
+  if (lengths.dim() != 1 || S < 0)
+    bad("padding_mask_from_lengths", "expects lengths (N) and S >= 0, got " + shape_str(lengths.shape()) + " and " +
+                                         std::to_string(S));
+  Tensor pos = arange(S, {.dtype = kInt64, .device = lengths.device()});
+  return ge(pos.view({1, S}), lengths.to(kInt64).view({lengths.size(0), 1}));  // [n, j] = j >= lengths[n]
+}
+
+// ---- KVCache
+void KVCache::append(const Tensor& k_new, const Tensor& v_new) {
+  if (k_new.dim() != 4 || v_new.shape() != k_new.shape() ||
+      (k.defined() && (k_new.size(0) != k.size(0) || k_new.size(1) != k.size(1) || k_new.size(3) != k.size(3))))
+    bad("KVCache::append", "keys " + shape_str(k_new.shape()) + " and values " + shape_str(v_new.shape()) +
+                               " must be (N, H, T, D) and match the cache " +
+                               (k.defined() ? shape_str(k.shape()) : std::string("(empty)")));
+  const int64_t T = k_new.size(2), need = length + T;
+  if (need > capacity()) {  // grow: double (at least 16 slots), copy the filled part
+    const int64_t cap = std::max<int64_t>({16, 2 * length, need});
+    for (Tensor* c : {&k, &v}) {
+      Tensor grown = empty({k_new.size(0), k_new.size(1), cap, k_new.size(3)},
+                           {.dtype = k_new.dtype(), .device = k_new.device()});
+      if (length > 0) grown.narrow(2, 0, length).copy_(c->narrow(2, 0, length));
+      *c = grown;
+    }
+  }
+  k.narrow(2, length, T).copy_(k_new);
+  v.narrow(2, length, T).copy_(v_new);
+  length = need;
+}
+
+void KVCache::select_rows(const Tensor& rows) {
+  if (k.defined()) k = index_select(k, 0, rows);
+  if (v.defined()) v = index_select(v, 0, rows);
 }
 
 // ---- MultiheadAttention
@@ -37,17 +74,52 @@ MultiheadAttention::MultiheadAttention(const MultiheadAttentionOptions& o) : opt
     bad("MultiheadAttention", "embed_dim " + std::to_string(o.embed_dim) + " must be a positive multiple of num_heads " +
                                   std::to_string(o.num_heads));
   head_dim = o.embed_dim / o.num_heads;
-  in_proj_weight = register_parameter("in_proj_weight", empty({3 * o.embed_dim, o.embed_dim}));
-  in_proj_bias = register_parameter("in_proj_bias", o.bias ? empty({3 * o.embed_dim}) : Tensor());
+  if (o.packed_projections) {
+    in_proj_weight = register_parameter("in_proj_weight", empty({3 * o.embed_dim, o.embed_dim}));
+    in_proj_bias = register_parameter("in_proj_bias", o.bias ? empty({3 * o.embed_dim}) : Tensor());
+  } else {
+    query = register_module("query", Linear(o.embed_dim, o.embed_dim, o.bias));
+    key = register_module("key", Linear(o.embed_dim, o.embed_dim, o.bias));
+    value = register_module("value", Linear(o.embed_dim, o.embed_dim, o.bias));
+  }
   out_proj = register_module("out_proj", Linear(o.embed_dim, o.embed_dim, o.bias));
   reset_parameters();
 }
 
 void MultiheadAttention::reset_parameters() {
   NoGradGuard ng;
-  init::xavier_uniform_(in_proj_weight);
-  if (in_proj_bias.defined()) in_proj_bias.zero_();
+  if (options.packed_projections) {
+    init::xavier_uniform_(in_proj_weight);
+    if (in_proj_bias.defined()) in_proj_bias.zero_();
+  } else {
+    for (const auto& l : {query, key, value}) {
+      init::xavier_uniform_(l->weight);
+      if (l->bias.defined()) l->bias.zero_();
+    }
+  }
   if (out_proj->bias.defined()) out_proj->bias.zero_();
+}
+
+Tensor MultiheadAttention::project(const Tensor& x, int64_t first, int64_t count) {
+  if (!options.packed_projections) {
+    if (count != 1) bad("MultiheadAttention", "separate projections are applied one at a time");
+    return (first == 0 ? query : first == 1 ? key : value)->forward(x);
+  }
+  const int64_t E = options.embed_dim;
+  if (count == 3) return linear(x, in_proj_weight, in_proj_bias);
+  const Tensor b = in_proj_bias.defined() ? in_proj_bias.narrow(0, first * E, count * E) : Tensor();
+  return linear(x, in_proj_weight.narrow(0, first * E, count * E), b);
+}
+
+Tensor MultiheadAttention::split_heads(const Tensor& x) const {
+  const int64_t N = x.size(0), T = x.size(1);
+  return x.reshape({N, T, options.num_heads, head_dim}).permute({0, 2, 1, 3});
+}
+
+Tensor MultiheadAttention::merge_heads_and_project(const Tensor& ctx) const {
+  const int64_t N = ctx.size(0), T = ctx.size(2);
+  Tensor out = out_proj->forward(ctx.permute({0, 2, 1, 3}).reshape({N, T, options.embed_dim}));  // (N, T, E)
+  return options.batch_first ? out : out.transpose(0, 1);
 }
 
 std::string MultiheadAttention::extra_repr() const {
@@ -55,10 +127,10 @@ std::string MultiheadAttention::extra_repr() const {
          ", dropout=" + std::to_string(options.dropout) + (options.batch_first ? ", batch_first=true" : "");
 }
 
-Tensor MultiheadAttention::forward(const Tensor& x) { return forward(x, x, x, {.need_weights = false}).first; }
+Tensor MultiheadAttention::forward(const Tensor& x) { return forward(x, x, x, {.need_weights = false}).output; }
 
-std::pair<Tensor, Tensor> MultiheadAttention::forward(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
-                                                      const AttentionForwardOptions& o) {
+AttentionOutput MultiheadAttention::forward(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
+                                            const AttentionForwardOptions& o) {
   const std::string where = "MultiheadAttention";
   const int64_t E = options.embed_dim, H = options.num_heads, D = head_dim;
   if (q_in.dim() != 3 || k_in.dim() != 3 || v_in.dim() != 3)
@@ -76,24 +148,20 @@ std::pair<Tensor, Tensor> MultiheadAttention::forward(const Tensor& q_in, const 
     bad(where, "key/value shapes " + shape_str(k_in.shape()) + ", " + shape_str(v_in.shape()) +
                    " do not match the query " + shape_str(q_in.shape()));
 
-  // Projections in the inputs' own layout ((N, L, E) when batch_first: no transposed copies): one
-  // [q | k | v] GEMM for self-attention, q and one [k | v] GEMM when key is value (encoder-decoder
-  // attention), else three. q, k, v are column blocks [qc|kc|vc, + E) of their sources.
-  auto proj = [&](const Tensor& x, int64_t row, int64_t rows) {
-    const Tensor b = in_proj_bias.defined() ? in_proj_bias.narrow(0, row, rows) : Tensor();
-    return linear(x, in_proj_weight.narrow(0, row, rows), b);
-  };
+  // Projections in the inputs' own layout ((N, L, E) when batch_first: no transposed copies). Packed:
+  // one [q | k | v] GEMM for self-attention, q and one [k | v] GEMM when key is value (encoder-decoder
+  // attention), else three; separate: three. q, k, v are column blocks [qc|kc|vc, + E) of their sources.
   Tensor q_src, k_src, v_src;  // (N, L|S, C) when batch_first, else (L|S, N, C)
   int64_t qc = 0, kc = 0, vc = 0;
-  if (self_attention) {
-    q_src = k_src = v_src = linear(q_in, in_proj_weight, in_proj_bias);
+  if (options.packed_projections && self_attention) {
+    q_src = k_src = v_src = project(q_in, 0, 3);
     kc = E, vc = 2 * E;
-  } else if (k_in.is_same(v_in)) {
-    q_src = proj(q_in, 0, E);
-    k_src = v_src = proj(k_in, E, 2 * E);
+  } else if (options.packed_projections && k_in.is_same(v_in)) {
+    q_src = project(q_in, 0, 1);
+    k_src = v_src = project(k_in, 1, 2);
     vc = E;
   } else {
-    q_src = proj(q_in, 0, E), k_src = proj(k_in, E, E), v_src = proj(v_in, 2 * E, E);
+    q_src = project(q_in, 0, 1), k_src = project(k_in, 1, 1), v_src = project(v_in, 2, 1);
   }
   const double neg_inf = -std::numeric_limits<double>::infinity();
   Tensor m = o.attn_mask;  // (L, S) or (N, H, L, S)
@@ -162,6 +230,66 @@ std::pair<Tensor, Tensor> MultiheadAttention::forward(const Tensor& q_in, const 
   return {out, w_out};
 }
 
+// ---- MultiheadAttention: incremental decoding
+namespace {
+void check_step_input(const MultiheadAttention& a, const Tensor& x, const char* what) {
+  if (x.dim() != 3 || x.size(2) != a.options.embed_dim)
+    bad(std::string("MultiheadAttention::") + what,
+        "expects " + std::string(a.options.batch_first ? "(N, T, " : "(T, N, ") +
+            std::to_string(a.options.embed_dim) + ") input, got " + shape_str(x.shape()));
+}
+}  // namespace
+
+Tensor MultiheadAttention::forward_step(const Tensor& x_in, KVCache& cache) {
+  check_step_input(*this, x_in, "forward_step");
+  const Tensor x = options.batch_first ? x_in : x_in.transpose(0, 1);  // (N, T, E)
+  const int64_t N = x.size(0), T = x.size(1);
+  if (cache.k.defined() && cache.k.size(0) != N)
+    bad("MultiheadAttention::forward_step", "input " + shape_str(x_in.shape()) + " has " + std::to_string(N) +
+                                                " rows, the cache " + shape_str(cache.k.shape()));
+  Tensor q, k, v;  // (N, H, T, D) views of the projections
+  if (options.packed_projections) {
+    std::vector<Tensor> qkv = chunk(project(x, 0, 3), 3, -1);  // one GEMM, (N, T, E) each
+    q = split_heads(qkv[0]), k = split_heads(qkv[1]), v = split_heads(qkv[2]);
+  } else {
+    q = split_heads(project(x, 0, 1)), k = split_heads(project(x, 1, 1)), v = split_heads(project(x, 2, 1));
+  }
+  cache.append(k, v);
+  SdpaOptions so;
+  if (T > 1) {  // new position i (cache slot length - T + i) sees slots j <= length - T + i
+    const TensorOptions io{.dtype = kInt64, .device = x.device()};
+    Tensor slot = arange(double(cache.length - T), double(cache.length), 1.0, io).view({T, 1});
+    Tensor j = arange(cache.length, io).view({1, cache.length});
+    so.attn_mask = le(j, slot);  // (T, length), true = take part
+  }
+  return merge_heads_and_project(scaled_dot_product_attention(q, cache.keys(), cache.values(), so));
+}
+
+KVCache MultiheadAttention::cache_memory(const Tensor& memory_in) {
+  check_step_input(*this, memory_in, "cache_memory");
+  const Tensor memory = options.batch_first ? memory_in : memory_in.transpose(0, 1);  // (N, S, E)
+  KVCache c;
+  c.k = split_heads(project(memory, 1, 1)).contiguous();  // (N, H, S, D)
+  c.v = split_heads(project(memory, 2, 1)).contiguous();
+  c.length = memory.size(1);
+  return c;
+}
+
+Tensor MultiheadAttention::forward_cached(const Tensor& x_in, const KVCache& cache, const AttentionStepOptions& o) {
+  check_step_input(*this, x_in, "forward_cached");
+  const Tensor x = options.batch_first ? x_in : x_in.transpose(0, 1);  // (N, T, E)
+  if (!cache.k.defined() || cache.k.size(0) != x.size(0))
+    bad("MultiheadAttention::forward_cached", "input " + shape_str(x_in.shape()) + " against the cache " +
+                                                  (cache.k.defined() ? shape_str(cache.k.shape()) : "(empty)"));
+  const Tensor& kpm = o.key_padding_mask;
+  if (kpm.defined() && (kpm.dim() != 2 || kpm.size(0) != x.size(0) || kpm.size(1) != cache.length))
+    bad("MultiheadAttention::forward_cached", "key_padding_mask " + shape_str(kpm.shape()) + " must be (N, S) = (" +
+                                                  std::to_string(x.size(0)) + ", " + std::to_string(cache.length) + ")");
+  Tensor q = split_heads(project(x, 0, 1));  // (N, H, T, D)
+  return merge_heads_and_project(
+      scaled_dot_product_attention(q, cache.keys(), cache.values(), {.key_padding_mask = kpm}));
+}
+
 // ---- encoder layer
 TransformerEncoderLayer::TransformerEncoderLayer(const TransformerLayerOptions& o) : options(o) {
   self_attn = register_module("self_attn", MultiheadAttention({.embed_dim = o.d_model, .num_heads = o.nhead,
@@ -218,6 +346,24 @@ TransformerDecoderLayer::TransformerDecoderLayer(const TransformerLayerOptions& 
   dropout3 = register_module("dropout3", Dropout(o.dropout));
 }
 
+template <typename SelfAttention, typename CrossAttention>
+Tensor TransformerDecoderLayer::blocks(const Tensor& tgt, SelfAttention&& sa, CrossAttention&& ca) {
+  auto ff = [&](const Tensor& x) {
+    return dropout3->forward(linear2->forward(activate_dropout(options.activation, linear1->forward(x), *dropout)));
+  };
+  Tensor x = tgt;
+  if (options.norm_first) {
+    x = add(x, sa(norm1->forward(x)));
+    x = add(x, ca(norm2->forward(x)));
+    x = add(x, ff(norm3->forward(x)));
+  } else {
+    x = norm1->forward(add(x, sa(x)));
+    x = norm2->forward(add(x, ca(x)));
+    x = norm3->forward(add(x, ff(x)));
+  }
+  return x;
+}
+
 Tensor TransformerDecoderLayer::forward(const Tensor& tgt, const Tensor& memory, const DecoderMasks& m,
                                         const AttentionCapture& capture) {
   auto sa = [&](const Tensor& x) {
@@ -236,20 +382,25 @@ Tensor TransformerDecoderLayer::forward(const Tensor& tgt, const Tensor& memory,
     if (capture.cross_attention) *capture.cross_attention = w.detach();
     return dropout2->forward(a);
   };
-  auto ff = [&](const Tensor& x) {
-    return dropout3->forward(linear2->forward(activate_dropout(options.activation, linear1->forward(x), *dropout)));
+  return blocks(tgt, sa, ca);
+}
+
+void DecoderLayerCache::select_rows(const Tensor& rows, bool cross) {
+  self_attn.select_rows(rows);
+  if (cross) cross_attn.select_rows(rows);
+}
+
+DecoderLayerCache TransformerDecoderLayer::start_cache(const Tensor& memory) {
+  return {.self_attn = {}, .cross_attn = multihead_attn->cache_memory(memory)};
+}
+
+Tensor TransformerDecoderLayer::forward_step(const Tensor& x, DecoderLayerCache& cache, const DecoderStepMasks& m) {
+  auto sa = [&](const Tensor& h) { return dropout1->forward(self_attn->forward_step(h, cache.self_attn)); };
+  auto ca = [&](const Tensor& h) {
+    return dropout2->forward(
+        multihead_attn->forward_cached(h, cache.cross_attn, {.key_padding_mask = m.memory_key_padding_mask}));
   };
-  Tensor x = tgt;
-  if (options.norm_first) {
-    x = add(x, sa(norm1->forward(x)));
-    x = add(x, ca(norm2->forward(x)));
-    x = add(x, ff(norm3->forward(x)));
-  } else {
-    x = norm1->forward(add(x, sa(x)));
-    x = norm2->forward(add(x, ca(x)));
-    x = norm3->forward(add(x, ff(x)));
-  }
-  return x;
+  return blocks(x, sa, ca);
 }
 
 // ---- stacks
@@ -308,13 +459,19 @@ PositionalEncoding::PositionalEncoding(const PositionalEncodingOptions& o) : opt
     bad("PositionalEncoding", "d_model and max_len must be positive, got " + std::to_string(o.d_model) + " and " +
                                   std::to_string(o.max_len));
   Tensor table = empty({o.max_len, o.d_model});  // (max_len, d_model); the shape and allocator checks come first
-  float* v = table.data_ptr<float>();
-  for (int64_t pos = 0; pos < o.max_len; ++pos)
-    for (int64_t i = 0; i < o.d_model; i += 2) {
-      double div = std::exp(double(i) * (-std::log(10000.0) / double(o.d_model)));
-      v[pos * o.d_model + i] = float(std::sin(double(pos) * div));
-      if (i + 1 < o.d_model) v[pos * o.d_model + i + 1] = float(std::cos(double(pos) * div));
-    }
+  {
+    // By ops, in float64 then rounded to float32, in the order of the scalar formula (so the values are
+    // bit-identical to it): div_i = exp(i * (-ln(10000) / d)) for even i, angle = pos * div_i, then
+    // sin and cos interleaved as columns 2i and 2i + 1.
+    NoGradGuard ng;
+    const int64_t half = (o.d_model + 1) / 2;
+    Tensor i = arange(0.0, double(2 * half), 2.0, {.dtype = kFloat64});                       // (half)
+    Tensor div = exp(mul(i, -std::log(10000.0) / double(o.d_model)));                        // (half)
+    Tensor angle = mul(arange(0.0, double(o.max_len), 1.0, {.dtype = kFloat64}).view({o.max_len, 1}),
+                       div.view({1, half}));                                                 // (max_len, half)
+    Tensor sin_cos = stack({sin(angle).to(kFloat32), cos(angle).to(kFloat32)}, 2);           // (max_len, half, 2)
+    table.copy_(sin_cos.reshape({o.max_len, 2 * half}).narrow(1, 0, o.d_model));
+  }
   pe = register_buffer("pe", table, /*persistent=*/false);
   dropout = register_module("dropout", Dropout(o.dropout));
 }

@@ -1,5 +1,6 @@
 // attn/nn/transformer.h — the Transformer of "Attention Is All You Need", with torch.nn's parameter
-// names and semantics, so a PyTorch state_dict loads unchanged.
+// names and semantics, so a PyTorch state_dict loads unchanged; attention layers with a key/value cache
+// for incremental decoding.
 //
 //   auto mha = std::make_shared<nn::MultiheadAttention>(nn::MultiheadAttentionOptions{.embed_dim = 512, .num_heads = 8});
 //   auto [out, weights] = mha->forward(q, k, v, {.key_padding_mask = pad});   // q: (L, N, E) -> out (L, N, E),
@@ -7,8 +8,17 @@
 //   nn::Transformer model({.d_model = 512, .nhead = 8, .num_encoder_layers = 3, .num_decoder_layers = 3});
 //   Tensor y = model.forward(src, tgt, {.tgt_mask = nn::causal_mask(T)});     // src (S, N, E), tgt (T, N, E)
 //
+//   // Hugging Face BERT's layout: "query", "key", "value" Linear submodules instead of in_proj_weight
+//   nn::MultiheadAttention bert_self({.embed_dim = 768, .num_heads = 12, .batch_first = true,
+//                                     .packed_projections = false});
+//
+//   // incremental decoding, caches owned by the caller (one per layer): one token per step
+//   nn::DecoderLayerCache cache = layer.start_cache(memory);         // memory (N, S, E): projected once
+//   for (...) y_t = layer.forward_step(x_t, cache, {.memory_key_padding_mask = pad});  // x_t (N, 1, E)
+//
 // Masks follow PyTorch: a bool mask is true where attention is NOT allowed; a float mask is added to
 // the scores. attn_mask: (L, S) or (N*num_heads, L, S); key_padding_mask: (N, S), true at padding.
+// Masks are built by ops on the tensors' device (no host loops), so they work on any backend.
 #pragma once
 #include <optional>
 
@@ -20,6 +30,10 @@ namespace attn::nn {
 
 // (L, L) bool, true above the diagonal: position i may attend to j <= i only.
 Tensor causal_mask(int64_t L, Device device = kCPU);
+// (N, S) bool, true at padding: tokens == pad_id (tokens (N, S) int64).
+Tensor padding_mask(const Tensor& tokens, int64_t pad_id);
+// (N, S) bool, true at positions j >= lengths[n] (lengths (N) int64).
+Tensor padding_mask_from_lengths(const Tensor& lengths, int64_t S);
 
 struct MultiheadAttentionOptions {
   int64_t embed_dim = 0;
@@ -27,6 +41,9 @@ struct MultiheadAttentionOptions {
   double dropout = 0.0;  // on the attention weights
   bool bias = true;
   bool batch_first = false;  // (N, L, E) instead of (L, N, E)
+  // true: PyTorch's in_proj_weight (3E, E) / in_proj_bias (3E); false: Hugging Face's separate
+  // "query", "key", "value" Linear(E, E) submodules. The output projection is "out_proj" either way.
+  bool packed_projections = true;
 };
 
 struct AttentionForwardOptions {
@@ -37,21 +54,62 @@ struct AttentionForwardOptions {
   bool is_causal = false;         // a causal mask without materialising one (attn_mask must be empty)
 };
 
+// What MultiheadAttention returns (module.h: the multi-output pattern). Structured bindings work:
+// auto [out, w] = mha.forward(q, k, v).
+struct AttentionOutput {
+  Tensor output;   // (L, N, E), or (N, L, E) with batch_first
+  Tensor weights;  // (N, L, S) averaged over heads, or (N, H, L, S); undefined unless need_weights
+};
+
+// Keys and values of one attention layer for incremental decoding, owned by the caller (one per layer
+// and kind). Self-attention appends each step's keys/values (the capacity doubles when full, from 16
+// slots); cross-attention holds the projected memory, computed once (MultiheadAttention::cache_memory).
+struct KVCache {
+  Tensor k, v;         // (N, H, capacity, D): slots [0, length) are filled
+  int64_t length = 0;
+  int64_t capacity() const { return k.defined() ? k.size(2) : 0; }
+  Tensor keys() const { return k.narrow(2, 0, length); }    // (N, H, length, D)
+  Tensor values() const { return v.narrow(2, 0, length); }  // (N, H, length, D)
+  // Appends (N, H, T, D) keys and values, growing the buffers (filled part copied) when full.
+  void append(const Tensor& k_new, const Tensor& v_new);
+  // Keeps row rows[i] as row i (rows (M) int64; beams reordered, duplicated or dropped): one copy.
+  void select_rows(const Tensor& rows);
+};
+
+struct AttentionStepOptions {
+  Tensor key_padding_mask = {};  // (N, S) over the cached keys, true = ignore
+};
+
 class MultiheadAttention : public Module {
  public:
   explicit MultiheadAttention(const MultiheadAttentionOptions& options);
-  void reset_parameters();  // xavier_uniform_ in_proj_weight, zero biases (as PyTorch)
-  // Returns (output, weights); weights undefined unless need_weights.
-  std::pair<Tensor, Tensor> forward(const Tensor& query, const Tensor& key, const Tensor& value,
-                                    const AttentionForwardOptions& o = {});
+  void reset_parameters();  // xavier_uniform_ on the q/k/v projections, zero biases (as PyTorch)
+  AttentionOutput forward(const Tensor& query, const Tensor& key, const Tensor& value,
+                          const AttentionForwardOptions& o = {});
   Tensor forward(const Tensor& x) override;  // self-attention, no mask
   std::string extra_repr() const override;
 
+  // ---- incremental decoding (no attention weights; the fused kernel)
+  // Self-attention over the cache and x itself: x (N, T, E) with batch_first, else (T, N, E), the next T
+  // positions; their keys/values are appended to `cache`, position i of x sees the cache and x's 0..i.
+  Tensor forward_step(const Tensor& x, KVCache& cache);
+  // The keys/values of `memory` ((N, S, E) or (S, N, E)) for cross-attention, projected once.
+  KVCache cache_memory(const Tensor& memory);
+  // Attention of x ((N, T, E) or (T, N, E)) to a cache as it is (cross-attention to cache_memory's keys).
+  Tensor forward_cached(const Tensor& x, const KVCache& cache, const AttentionStepOptions& o = {});
+
   MultiheadAttentionOptions options;
   int64_t head_dim;
-  Tensor in_proj_weight;  // (3E, E): rows [W_q; W_k; W_v]
+  Tensor in_proj_weight;  // (3E, E): rows [W_q; W_k; W_v] (packed_projections)
   Tensor in_proj_bias;    // (3E)
+  std::shared_ptr<Linear> query, key, value;  // each Linear(E, E) (!packed_projections)
   std::shared_ptr<Linear> out_proj;
+
+ private:
+  // x's projection by rows [row, row + E * count) of the packed weight, or by the separate Linear(s)
+  Tensor project(const Tensor& x, int64_t row, int64_t count);
+  Tensor split_heads(const Tensor& x) const;  // (N, T, E) -> (N, H, T, D), a view
+  Tensor merge_heads_and_project(const Tensor& ctx) const;  // (N, H, T, D) -> out_proj, in the module's layout
 };
 
 enum class Activation { ReLU, GELU };
@@ -105,17 +163,39 @@ struct DecoderMasks {
   bool tgt_is_causal = false;
 };
 
+// One decoder layer's caches for incremental decoding (TransformerDecoderLayer::start_cache).
+struct DecoderLayerCache {
+  KVCache self_attn;   // grows by the new positions at every step
+  KVCache cross_attn;  // the memory's keys/values, projected once
+  // Keeps row rows[i] as row i in both; `cross` false when the rows' source sentences did not change
+  // (beam search reordering beams within sentences), which skips copying the memory's keys/values.
+  void select_rows(const Tensor& rows, bool cross = true);
+};
+
+struct DecoderStepMasks {
+  Tensor memory_key_padding_mask = {};  // (N, S), true at source padding
+};
+
 class TransformerDecoderLayer : public Module {
  public:
   explicit TransformerDecoderLayer(const TransformerLayerOptions& options);
   Tensor forward(const Tensor& tgt, const Tensor& memory, const DecoderMasks& m = {},
                  const AttentionCapture& capture = {});
+  // Incremental decoding: forward() of the whole prefix with a causal tgt_mask, one step at a time.
+  DecoderLayerCache start_cache(const Tensor& memory);
+  // x: the next positions (N, T, E) with batch_first, else (T, N, E) -> the layer's output for them.
+  Tensor forward_step(const Tensor& x, DecoderLayerCache& cache, const DecoderStepMasks& m = {});
 
   TransformerLayerOptions options;
   std::shared_ptr<MultiheadAttention> self_attn, multihead_attn;
   std::shared_ptr<Linear> linear1, linear2;
   std::shared_ptr<Dropout> dropout, dropout1, dropout2, dropout3;
   std::shared_ptr<LayerNorm> norm1, norm2, norm3;
+
+ private:
+  // the three residual blocks, norm placement per norm_first
+  template <typename SelfAttention, typename CrossAttention>
+  Tensor blocks(const Tensor& tgt, SelfAttention&& sa, CrossAttention&& ca);
 };
 
 // A stack of encoder layers ("layers.0", ...) and an optional final norm ("norm").
