@@ -106,6 +106,20 @@ pe[:, 0::2] = torch.sin(pos * div)
 pe[:, 1::2] = torch.cos(pos * div)
 tensors["positional_encoding/pe"] = pe
 
+# ---- MultiheadAttention with Hugging Face BERT's layout: separate "query", "key", "value" Linear
+# submodules, whose weights are the row blocks of PyTorch's in_proj_weight (last, so that the cases above
+# keep their random draws)
+mha = torch.nn.MultiheadAttention(E, H, dropout=0.0, batch_first=True)
+xb = torch.randn(N, L, E)
+record("mha_separate_qkv_self", mha, {"x": xb, "kpm": pad_mask(N, L, [5, 4, 2])},
+       lambda m, i: m(i["x"], i["x"], i["x"], key_padding_mask=i["kpm"], need_weights=False)[0],
+       dict(kind="mha", embed_dim=E, num_heads=H, batch_first=True, separate_qkv=True, key_padding_mask=True))
+for part in ("param", "grad_param"):
+    for packed, suffix in (("in_proj_weight", "weight"), ("in_proj_bias", "bias")):
+        t = tensors.pop(f"mha_separate_qkv_self/{part}/{packed}")
+        for name, block in zip(("query", "key", "value"), t.chunk(3)):
+            tensors[f"mha_separate_qkv_self/{part}/{name}.{suffix}"] = block.contiguous()
+
 out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "transformer.safetensors")
 save_file(tensors, out, metadata={"cases": json.dumps(cases), "torch": torch.__version__})
 print("wrote", out, os.path.getsize(out), "bytes,", len(cases), "cases")
