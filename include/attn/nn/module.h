@@ -13,6 +13,29 @@
 //   auto mlp = std::make_shared<nn::Sequential>(nn::Linear(784, 128), nn::ReLU(), nn::Linear(128, 10));
 //   mlp->at<nn::Linear>(0)->weight;                             // children are named "0", "1", "2"
 //
+// Modules with several inputs or outputs follow one pattern (MultiheadAttention, the decoder layers; the
+// recurrent modules and the Hugging Face models follow it too):
+//   - one typed, non-virtual forward overload per call form: tensors as const Tensor&, optional inputs
+//     (masks, flags) in an options struct filled with designated initialisers;
+//   - several outputs come back as a small named struct (an aggregate, so structured bindings work),
+//     never a std::pair or std::tuple: the fields say what each output is;
+//   - state carried from call to call (a recurrent state, a key/value cache) is a struct the caller owns
+//     and passes in (by reference when the module updates it), so one module serves many sequences;
+//   - the virtual forward(const Tensor&) (what Sequential and operator() call) stays where a
+//     single-input form makes sense, returning the main output.
+//
+//   struct AttentionOutput { Tensor output; Tensor weights; };                        // nn/transformer.h
+//   AttentionOutput MultiheadAttention::forward(const Tensor& query, const Tensor& key, const Tensor& value,
+//                                               const AttentionForwardOptions& o = {});
+//   Tensor MultiheadAttention::forward(const Tensor& x) override;                     // self-attention output
+//   auto [out, weights] = mha->forward(q, k, v, {.key_padding_mask = pad});
+//   Tensor y_t = mha->forward_step(x_t, cache);                                       // nn::KVCache cache;
+//   // a recurrent module, (output, h_n) / (output, (h_n, c_n)) in PyTorch:
+//   //   struct LSTMState { Tensor h, c; };                  // (layers, N, H) each
+//   //   struct LSTMOutput { Tensor output; LSTMState state; };
+//   //   LSTMOutput forward(const Tensor& x, const LSTMState& initial = {});
+//   //   auto [y, state] = lstm->forward(x);
+//
 // Modules are used through std::shared_ptr. register_module accepts either a shared_ptr or a module
 // value (which is moved into a new shared_ptr). Parameters and buffers are Tensor handles: the member
 // (e.g. Linear::weight) and the registry share one TensorImpl, and load_state_dict / to(dtype) update
@@ -52,7 +75,7 @@ class Module {
   Module(Module&&) = default;
   Module& operator=(Module&&) = default;
 
-  // ---- forward: single-input modules override this; others add their own overloads.
+  // ---- forward: single-input modules override this; others add typed overloads (the pattern above).
   virtual Tensor forward(const Tensor& x);  // default throws naming the module type
   Tensor operator()(const Tensor& x) { return forward(x); }
 
