@@ -124,7 +124,8 @@ Tensor MultiheadAttention::merge_heads_and_project(const Tensor& ctx) const {
 
 std::string MultiheadAttention::extra_repr() const {
   return "embed_dim=" + std::to_string(options.embed_dim) + ", num_heads=" + std::to_string(options.num_heads) +
-         ", dropout=" + std::to_string(options.dropout) + (options.batch_first ? ", batch_first=true" : "");
+         ", dropout=" + std::to_string(options.dropout) + (options.batch_first ? ", batch_first=true" : "") +
+         (options.packed_projections ? "" : ", packed_projections=false");
 }
 
 Tensor MultiheadAttention::forward(const Tensor& x) { return forward(x, x, x, {.need_weights = false}).output; }
@@ -137,14 +138,15 @@ AttentionOutput MultiheadAttention::forward(const Tensor& q_in, const Tensor& k_
     bad(where, "expects 3-d query/key/value, got " + shape_str(q_in.shape()) + ", " + shape_str(k_in.shape()) + ", " +
                    shape_str(v_in.shape()));
   bool self_attention = q_in.is_same(k_in) && k_in.is_same(v_in);
-  Tensor query = options.batch_first ? q_in.transpose(0, 1) : q_in;  // (L, N, E)
-  Tensor key = options.batch_first ? k_in.transpose(0, 1) : k_in;    // (S, N, E)
-  Tensor value = options.batch_first ? v_in.transpose(0, 1) : v_in;  // (S, N, E)
-  const int64_t L = query.size(0), N = query.size(1), S = key.size(0);
-  if (query.size(2) != E || key.size(2) != E || value.size(2) != E)
+  // sequence-first views for the checks (the members query/key/value are the separate projections)
+  const Tensor q_seq = options.batch_first ? q_in.transpose(0, 1) : q_in;  // (L, N, E)
+  const Tensor k_seq = options.batch_first ? k_in.transpose(0, 1) : k_in;  // (S, N, E)
+  const Tensor v_seq = options.batch_first ? v_in.transpose(0, 1) : v_in;  // (S, N, E)
+  const int64_t L = q_seq.size(0), N = q_seq.size(1), S = k_seq.size(0);
+  if (q_seq.size(2) != E || k_seq.size(2) != E || v_seq.size(2) != E)
     bad(where, "embedding dims of query " + shape_str(q_in.shape()) + ", key " + shape_str(k_in.shape()) +
                    ", value " + shape_str(v_in.shape()) + " must equal embed_dim " + std::to_string(E));
-  if (key.size(1) != N || value.size(1) != N || value.size(0) != S)
+  if (k_seq.size(1) != N || v_seq.size(1) != N || v_seq.size(0) != S)
     bad(where, "key/value shapes " + shape_str(k_in.shape()) + ", " + shape_str(v_in.shape()) +
                    " do not match the query " + shape_str(q_in.shape()));
 
