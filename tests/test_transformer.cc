@@ -205,7 +205,8 @@ TEST(Transformer, IncrementalSelfAttentionEqualsCausalForward) {
       int64_t pos = 0;
       for (int64_t T : {1, 3, 1, 2, 5, 1, 4, 3}) {
         Tensor got = mha.forward_step(x.narrow(seq_dim, pos, T), cache);
-        EXPECT_TRUE(allclose(got, full.narrow(seq_dim, pos, T), 1e-5, 1e-6)) << "positions " << pos << ".." << pos + T - 1;
+        EXPECT_TRUE(allclose(got, full.narrow(seq_dim, pos, T), 1e-5, 1e-6))
+            << "positions " << pos << ".." << pos + T - 1;
         pos += T;
       }
       ASSERT_EQ(pos, L);

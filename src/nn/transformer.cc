@@ -285,8 +285,9 @@ Tensor MultiheadAttention::forward_cached(const Tensor& x_in, const KVCache& cac
                                                   (cache.k.defined() ? shape_str(cache.k.shape()) : "(empty)"));
   const Tensor& kpm = o.key_padding_mask;
   if (kpm.defined() && (kpm.dim() != 2 || kpm.size(0) != x.size(0) || kpm.size(1) != cache.length))
-    bad("MultiheadAttention::forward_cached", "key_padding_mask " + shape_str(kpm.shape()) + " must be (N, S) = (" +
-                                                  std::to_string(x.size(0)) + ", " + std::to_string(cache.length) + ")");
+    bad("MultiheadAttention::forward_cached",
+        "key_padding_mask " + shape_str(kpm.shape()) + " must be (N, S) = (" + std::to_string(x.size(0)) + ", " +
+            std::to_string(cache.length) + ")");
   Tensor q = split_heads(project(x, 0, 1));  // (N, H, T, D)
   return merge_heads_and_project(
       scaled_dot_product_attention(q, cache.keys(), cache.values(), {.key_padding_mask = kpm}));

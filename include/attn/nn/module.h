@@ -13,8 +13,8 @@
 //   auto mlp = std::make_shared<nn::Sequential>(nn::Linear(784, 128), nn::ReLU(), nn::Linear(128, 10));
 //   mlp->at<nn::Linear>(0)->weight;                             // children are named "0", "1", "2"
 //
-// Modules with several inputs or outputs follow one pattern (MultiheadAttention, the decoder layers; the
-// recurrent modules and the Hugging Face models follow it too):
+// Modules with several inputs or outputs follow one pattern (MultiheadAttention and the decoder layers in
+// nn/transformer.h, RNN/LSTM/GRU in nn/rnn.h; new ones such as the Hugging Face models follow it too):
 //   - one typed, non-virtual forward overload per call form: tensors as const Tensor&, optional inputs
 //     (masks, flags) in an options struct filled with designated initialisers;
 //   - several outputs come back as a small named struct (an aggregate, so structured bindings work),
@@ -30,11 +30,12 @@
 //   Tensor MultiheadAttention::forward(const Tensor& x) override;                     // self-attention output
 //   auto [out, weights] = mha->forward(q, k, v, {.key_padding_mask = pad});
 //   Tensor y_t = mha->forward_step(x_t, cache);                                       // nn::KVCache cache;
-//   // a recurrent module, (output, h_n) / (output, (h_n, c_n)) in PyTorch:
-//   //   struct LSTMState { Tensor h, c; };                  // (layers, N, H) each
-//   //   struct LSTMOutput { Tensor output; LSTMState state; };
-//   //   LSTMOutput forward(const Tensor& x, const LSTMState& initial = {});
-//   //   auto [y, state] = lstm->forward(x);
+//   // recurrent modules, PyTorch's (output, h_n) / (output, (h_n, c_n)):     // nn/rnn.h
+//   struct LSTMState { Tensor h; Tensor c; };
+//   struct LSTMOutput { Tensor output; LSTMState state; };
+//   LSTMOutput LSTM::forward(const Tensor& input, const LSTMState& state);         // {} = zeros
+//   auto [y, state] = lstm->forward(x, {});
+//   auto next = lstm->forward(x2, state);                                         // the state carried on
 //
 // Modules are used through std::shared_ptr. register_module accepts either a shared_ptr or a module
 // value (which is moved into a new shared_ptr). Parameters and buffers are Tensor handles: the member
