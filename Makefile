@@ -2,7 +2,8 @@
 #
 #   make deps     install the Debian packages (scripts/install-deps.sh; no-op when all are present)
 #   make build    Release build in build/
-#   make test     deps; Release build + ctest; ASan+UBSan build in build-asan/ + ctest;
+#   make test     deps, Python venv (the bench test BenchPeers needs torch); Release build + ctest;
+#                 ASan+UBSan build in build-asan/ + ctest;
 #                 install to build/install and build + run tests/consumer against it
 #   make demo     deps, build the CLI, prepare the Bible corpus, train/resume the translator, report BLEU
 #   make demo-fashion   the Fashion-MNIST CNN job
@@ -45,12 +46,12 @@ deps:
 
 # Configuring an existing build dir again is quick and picks up CMAKE_ARGS.
 configure:
-	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release -DATTN_VENV=$(ATTN_VENV) $(CMAKE_ARGS)
 
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-test: deps
+test: deps venv
 	$(MAKE) --no-print-directory test-release
 	$(MAKE) --no-print-directory test-asan
 	$(MAKE) --no-print-directory test-install

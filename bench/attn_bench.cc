@@ -4,6 +4,7 @@
 //   attn_bench gemm_2048 --threads 2               # prints one JSON object:
 //   {"workload":"gemm_2048","value":215.3,"unit":"GFLOP/s","median_s":0.0798,"peak_rss_mib":61.2,...}
 //   attn_bench gemm_2048 --serve                   # paired mode for run.py (see bench_util.h)
+//   attn_bench greedy_decode --describe            # one untimed iteration: units, parameters (check_peers.py)
 //
 // Each workload builds its inputs and returns a Job; `measure` runs warm-up iterations and reports
 // the median time per iteration over several repeats. The PyTorch twin of every workload is in
@@ -53,7 +54,8 @@ Job train_step(const std::shared_ptr<nn::Module>& model, const Tensor& x, const 
                 loss.backward();
                 opt->step();
               },
-          .unit = "steps/s"};
+          .unit = "steps/s",
+          .extra = {{"parameters", model->num_parameters()}}};
 }
 
 // Forward + backward of a row-wise op on (64 * 128, 512); the gradient is a fixed random tensor.
@@ -99,7 +101,7 @@ Job transformer_train_step() {
                 opt->step();
                 opt->zero_grad();
               },
-          .units_per_iteration = double(kSentences * (kSrcLen + kTgtLen)),
+          .units_per_iteration = double(src.numel() + tgt_in.numel()),
           .unit = "tokens/s",
           .options = {.warmup = 2, .repeats = 5},
           .extra = {{"parameters", model->num_parameters()}}};
@@ -176,16 +178,19 @@ const std::vector<Workload> kWorkloads = {
 };
 
 int usage(const char* argv0) {
-  std::fprintf(stderr, "usage: %s --list | <workload> [--threads N] [--serve]\n", argv0);
+  std::fprintf(stderr, "usage: %s --list | <workload> [--threads N] [--serve | --describe]\n", argv0);
   return 2;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // The baseline of "peak above baseline": the process as started (libattn and its dependencies
+  // loaded), before any workload is built; torch_bench.py's baseline is taken after `import torch`.
+  const double baseline_rss_mib = bench::current_rss_mib();
   std::string name;
   int threads = 2;
-  bool serve = false;
+  bool serve = false, describe = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--list") {
@@ -195,6 +200,8 @@ int main(int argc, char** argv) {
       threads = std::atoi(argv[++i]);
     } else if (a == "--serve") {
       serve = true;
+    } else if (a == "--describe") {
+      describe = true;
     } else if (!a.empty() && a[0] != '-' && name.empty()) {
       name = a;
     } else {
@@ -209,7 +216,10 @@ int main(int argc, char** argv) {
     try {
       Job job = w.make();
       nlohmann::ordered_json j = {{"workload", name}};
-      if (serve) {
+      if (describe) {
+        job.iteration();  // untimed: the check below and the counts are what check_peers.py compares
+        j["unit"] = job.unit;
+      } else if (serve) {
         // Paired mode: run.py sends "run" per repeat and computes the throughputs from the repeats' times;
         // the summary after "quit" carries what they are worth (units_per_iteration, unit) and peak RSS.
         bench::serve(job.iteration, job.options, job.probe);
@@ -228,7 +238,10 @@ int main(int argc, char** argv) {
       if (job.check) job.check();
       j["units_per_iteration"] = job.units_per_iteration;
       j["threads"] = omp_get_max_threads();
-      j["peak_rss_mib"] = bench::peak_rss_mib();
+      const double peak = bench::peak_rss_mib();
+      j["peak_rss_mib"] = peak;
+      j["baseline_rss_mib"] = baseline_rss_mib;
+      j["peak_above_baseline_mib"] = std::max(0.0, peak - baseline_rss_mib);
       for (auto& [k, v] : job.extra.items()) j[k] = v;
       std::printf("%s\n", j.dump().c_str());
       return 0;

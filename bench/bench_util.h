@@ -3,6 +3,7 @@
 //   attn::bench::Timing t = attn::bench::measure([&] { step(); }, {.warmup = 3, .repeats = 7});
 //   double per_s = 1.0 / t.median_s;                 // iterations per second
 //   double rss = attn::bench::peak_rss_mib();        // VmHWM of this process
+//   double now = attn::bench::current_rss_mib();     // VmRSS now (the baseline, taken at start-up)
 //
 // Paired mode (bench/run.py): `serve` warms up, picks the iterations per repeat, prints
 // {"ready":true,...} and then times one repeat for every "run" line on stdin, printing
@@ -96,6 +97,18 @@ inline double peak_rss_mib() {
   struct rusage ru {};
   getrusage(RUSAGE_SELF, &ru);
   return double(ru.ru_maxrss) / 1024.0;
+}
+
+// Resident set size of this process now (VmRSS of /proc/self/status) in MiB; 0 where /proc is missing.
+inline double current_rss_mib() {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return 0.0;
+  char line[256];
+  long long kib = 0;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "VmRSS: %lld kB", &kib) == 1) break;
+  std::fclose(f);
+  return double(kib) / 1024.0;
 }
 
 }  // namespace attn::bench

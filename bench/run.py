@@ -1,10 +1,16 @@
 #!/usr/bin/env python3
 """`make bench`: attn vs PyTorch on the same workloads, same thread count, each side in its own process.
 
-    python bench/run.py                        # every workload
+    python bench/run.py                        # every workload, against both peers
     python bench/run.py gemm_2048 gelu_fwd_bwd # a subset (make bench ARGS="gemm_2048 gelu_fwd_bwd")
+    python bench/run.py --peers pytorch        # only the eager peer (pytorch-compile takes minutes to compile)
     python bench/run.py --markdown docs.md     # also write the table as Markdown
     python bench/run.py --rounds 6 --pairs 9   # 6 fresh process pairs x 9 timed pairs (default 4 x 6)
+
+The peers (bench/README.md, "The peer"): `pytorch` is eager PyTorch as a performance-minded user writes
+it (fused Adam, inference mode, a key/value-cached decoding loop, 2 threads); `pytorch-compile` is the
+same model and step under torch.compile (inductor), run for training-step and decoding workloads (for
+the others, and where it cannot compile, its line says why). Compilation happens in the untimed warm-up.
 
 Paired measurement: for each workload and round both sides start (attn_bench --serve and
 torch_bench.py --serve; attn first in even rounds, PyTorch first in odd ones), warm up, and then
@@ -14,10 +20,14 @@ printed is the median of the pairs' ratios over all rounds.
 
 Prints one line per workload and peer, tab separated:
 
-    workload  peer  attn_value  peer_value  unit  ratio  attn_peak_rss_MiB  peer_peak_rss_MiB  [note]
+    workload  peer  attn_value  peer_value  unit  ratio  attn_peak_MiB  attn_above_base_MiB
+    peer_peak_MiB  peer_above_base_MiB  [note]
 
-ratio = attn throughput / peer throughput (> 1: attn is faster). Peak RSS is each process's
-high-water mark (getrusage ru_maxrss): the PyTorch figure includes the interpreter and torch itself.
+ratio = attn throughput / peer throughput (> 1: attn is faster). Peak is each process's resident
+high-water mark (getrusage ru_maxrss; the PyTorch figure includes the interpreter and torch itself);
+above_base is that peak minus the process's own resident size at start-up (attn: as the process
+starts; PyTorch: right after `import torch`), i.e. what the workload itself added. Both are the
+maximum over the rounds' processes.
 
 `<workload>_busy_core` (greedy_decode, transformer_train_step) runs the workload while a spinning process
 keeps one core busy, with two lines: peer `pytorch` (both sides under that load) and peer `attn-idle` (attn
@@ -25,7 +35,8 @@ under load / attn idle, toggled between the repeats of one process); see bench/b
 
 The workloads are the ones `attn_bench --list` names; each has a twin of the same name in
 bench/torch_bench.py. Adding one = a row in attn_bench.cc's kWorkloads and one in torch_bench.py's
-WORKLOADS (plus, optionally, a NOTES entry here).
+WORKLOADS (plus, optionally, a NOTES entry here); bench/check_peers.py (a ctest test) then checks that
+both sides report the same units and parameters for it.
 """
 import argparse
 import json
@@ -59,12 +70,22 @@ NOTES = {
                                   + (f", pytorch {100 * p['share_of_ceiling']:.1f}%" if p else "")
                                   if a.get('fma_peak_gflops') else "")),
     "transformer_train_step": lambda a, p: params_note(a, p) + "; tokens = 32 x (32 src + 32 tgt) per step",
-    "greedy_decode": lambda a, p: (params_note(a, p) + "; 32 x 32 generated tokens per run; attn KV cache, "
-                                   "pytorch re-runs the decoder on the prefix"),
+    "greedy_decode": lambda a, p: (params_note(a, p) + "; 32 x 32 generated tokens per run; key/value cache "
+                                   "on both sides"),
+    "mlp_train_step": lambda a, p: params_note(a, p),
+    "cnn_train_step": lambda a, p: params_note(a, p),
 }
 for _w in busy_core.WORKLOADS:  # *_busy_core: the same workload beside a spinning process (bench/busy_core.py)
     NOTES[_w + busy_core.SUFFIX] = (lambda w: lambda a, p: "both sides beside a spinning process; "
                                     + NOTES[w](a, p))(_w)
+
+# The peers: name -> extra torch_bench.py arguments.
+PEERS = {"pytorch": [], "pytorch-compile": ["--compile"]}
+
+
+class PeerUnavailable(Exception):
+    """The peer does not run this workload (e.g. pytorch-compile for a kernel micro-benchmark, or the
+    compiler failed); str() says why. Not a RuntimeError: paired_round lets it through."""
 
 
 def find_attn_bench(build_dir, build):
@@ -88,6 +109,10 @@ class Server:
         self.p = subprocess.Popen(cmd + ["--serve"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=self.err, text=True, bufsize=1)
         self.ready = self._read()
+        if not self.ready.get("ready", False):
+            why = self.ready.get("unavailable", f"unexpected first line {self.ready}")
+            self.close()
+            raise PeerUnavailable(why)
 
     def _read(self):
         ready, _, _ = select.select([self.p.stdout], [], [], self.timeout)
@@ -186,6 +211,96 @@ def fmt(v):
     return f"{v:.4g}" if abs(v) < 1000 else f"{v:.0f}"
 
 
+def measure_workload(name, exe, peer, a, env):
+    """All rounds of one workload against one peer. Returns the row (see main) or None when attn failed;
+    raises PeerUnavailable when the peer does not run the workload."""
+    busy = busy_core.base(name)  # a *_busy_core name: the workload beside a spinning process
+    attn_cmd = [exe, busy or name, "--threads", str(a.threads)]
+    peer_cmd = ([a.python, os.path.join(HERE, "torch_bench.py"), busy or name, "--threads", str(a.threads)]
+                + PEERS[peer] if peer else None)
+    compiled = peer == "pytorch-compile"
+    rounds = a.compile_rounds if compiled else a.rounds
+    timeout = a.compile_timeout if compiled else a.timeout
+    summaries, pairs = [], []
+    for r in range(max(1, rounds)):
+        try:
+            with busy_core.load(busy is not None):
+                ar, pr, ps = paired_round(attn_cmd, peer_cmd, env, timeout, max(1, a.pairs), peer_first=r % 2 == 1,
+                                          peer_label=peer or "pytorch")
+        except (RuntimeError, OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as e:
+            print(f"run.py: {name}: {e}", file=sys.stderr)
+            return None
+        summaries.append((ar, pr))
+        pairs += ps
+    ar, pr = summaries[-1]
+    units_a = ar["units_per_iteration"]
+
+    def memory(summary_index):
+        got = [s[summary_index] for s in summaries if s[summary_index]]
+        return {"peak_rss_mib": max(s["peak_rss_mib"] for s in got),
+                "peak_above_baseline_mib": max(s.get("peak_above_baseline_mib", float("nan")) for s in got)}
+
+    # Each side's throughput: the median over all its repeats (all rounds).
+    ar = dict(ar, value=units_a / median([p["attn"]["s"] for p in pairs]), repeats=len(pairs), **memory(0))
+    both = [p for p in pairs if "attn" in p and "peer" in p]
+    ratio = None
+    if pr and both:
+        units_p = pr["units_per_iteration"]
+        pr = dict(pr, value=units_p / median([p["peer"]["s"] for p in both]), repeats=len(both), **memory(1))
+        # The ratio of a pair: attn's throughput over the peer's in two adjacent repeats.
+        pair_ratios = sorted((units_a / p["attn"]["s"]) / (units_p / p["peer"]["s"]) for p in both)
+        ratio = median(pair_ratios)
+        ar["pair_ratios"] = [round(r, 3) for r in pair_ratios]
+        if units_p != units_a:
+            print(f"run.py: {name}: attn does {units_a} {ar['unit']} units per iteration, {peer} {units_p}",
+                  file=sys.stderr)
+    else:
+        pr = None
+    probes = [p["attn"]["probe"] for p in pairs if "probe" in p["attn"]]
+    if probes:
+        # gemm_2048: each repeat's rate as a share of the FMA ceiling measured just before it.
+        ar["fma_peak_gflops"] = median(probes)
+        ar["share_of_ceiling"] = median([units_a / p["attn"]["s"] / p["attn"]["probe"] for p in pairs])
+        if pr:
+            pr["share_of_ceiling"] = median([pr["units_per_iteration"] / p["peer"]["s"] / p["attn"]["probe"]
+                                             for p in both])
+    note = NOTES[name](ar, pr) if name in NOTES else ""
+    if ratio is not None:
+        q = ar["pair_ratios"]
+        q1, q3 = quartiles(q)
+        note = (note + "; " if note else "") + (f"{len(q)} pairs: ratio median {ratio:.2f}, "
+                                                f"quartiles {q1:.2f}-{q3:.2f}, range {q[0]:.2f}-{q[-1]:.2f}")
+    return {"workload": name, "peer": peer or "-", "attn": ar, "pytorch": pr, "ratio": ratio, "note": note}
+
+
+def fmt_mib(side, key):
+    v = side.get(key) if side else None
+    return "-" if v is None or v != v else f"{v:.0f}"
+
+
+def print_row(row):
+    ar, pr = row["attn"], row["pytorch"]
+    cells = [row["workload"], row["peer"], fmt(ar["value"]) if ar else "-", fmt(pr["value"] if pr else None),
+             ar["unit"] if ar else "-", f"{row['ratio']:.2f}" if row["ratio"] else "-",
+             fmt_mib(ar, "peak_rss_mib"), fmt_mib(ar, "peak_above_baseline_mib"),
+             fmt_mib(pr, "peak_rss_mib"), fmt_mib(pr, "peak_above_baseline_mib"), row["note"]]
+    print("\t".join(cells), flush=True)
+
+
+def write_markdown(path, rows):
+    with open(path, "w") as f:
+        f.write("| workload | peer | attn | peer | unit | ratio | attn peak / above base (MiB) | "
+                "peer peak / above base (MiB) | note |\n")
+        f.write("|---|---|---:|---:|---|---:|---:|---:|---|\n")
+        for r in rows:
+            ar, pr = r["attn"], r["pytorch"]
+            ratio = f"{r['ratio']:.2f}" if r["ratio"] else "-"
+            f.write(f"| {r['workload']} | {r['peer']} | {fmt(ar['value']) if ar else '-'} | "
+                    f"{fmt(pr['value'] if pr else None)} | {ar['unit'] if ar else '-'} | {ratio} | "
+                    f"{fmt_mib(ar, 'peak_rss_mib')} / {fmt_mib(ar, 'peak_above_baseline_mib')} | "
+                    f"{fmt_mib(pr, 'peak_rss_mib')} / {fmt_mib(pr, 'peak_above_baseline_mib')} | {r['note']} |\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("workloads", nargs="*", help="subset to run (default: all)")
@@ -195,9 +310,13 @@ def main():
     ap.add_argument("--build", action="store_true", help="(re)build attn_bench first")
     ap.add_argument("--python", default=sys.executable, help="interpreter with torch for the PyTorch side")
     ap.add_argument("--no-peer", action="store_true", help="run attn only")
+    ap.add_argument("--peers", default=",".join(PEERS),
+                    help=f"comma-separated peers to pair attn with (default: {','.join(PEERS)})")
     ap.add_argument("--markdown", help="also write the results as a Markdown table to this file")
     ap.add_argument("--json", help="also write the raw results as JSON to this file")
     ap.add_argument("--timeout", type=float, default=600)
+    ap.add_argument("--compile-timeout", type=float, default=1800,
+                    help="seconds a pytorch-compile process may take to compile and warm up (default 1800)")
     ap.add_argument("--pairs", type=int, default=6,
                     help="timed repeats per side and round, taken in pairs (one attn repeat, one PyTorch repeat, "
                          "alternating which goes first); the ratio is the median of all pairs' ratios (default 6)")
@@ -206,6 +325,8 @@ def main():
                          "(default 4: a process's speed can depend on how its memory was laid out, e.g. how many "
                          "page faults PyTorch's allocations take per iteration, and on whether it was started "
                          "first, so odd rounds start PyTorch first; an even count balances that)")
+    ap.add_argument("--compile-rounds", type=int, default=2,
+                    help="rounds against pytorch-compile (each recompiles in a fresh process; default 2)")
     a = ap.parse_args()
 
     exe = a.attn_bench or find_attn_bench(a.build_dir, a.build)
@@ -216,99 +337,54 @@ def main():
     if unknown:
         print(f"run.py: unknown workload(s) {', '.join(unknown)}; known: {' '.join(available)}", file=sys.stderr)
         return 2
+    peers = [p for p in a.peers.split(",") if p]
+    bad = [p for p in peers if p not in PEERS]
+    if bad:
+        print(f"run.py: unknown peer(s) {', '.join(bad)}; known: {' '.join(PEERS)}", file=sys.stderr)
+        return 2
 
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))
-    peer_ok = not a.no_peer
-    if peer_ok and subprocess.run([a.python, "-c", "import torch"], capture_output=True).returncode != 0:
+    if not a.no_peer and subprocess.run([a.python, "-c", "import torch"], capture_output=True).returncode != 0:
         print(f"run.py: {a.python} cannot import torch; PyTorch columns are '-'", file=sys.stderr)
-        peer_ok = False
+        peers = []
+    if a.no_peer or not peers:
+        peers = [None]
 
-    print("# workload\tpeer\tattn_value\tpeer_value\tunit\tratio\tattn_peak_rss_MiB\tpeer_peak_rss_MiB\tnote", flush=True)
+    print("# workload\tpeer\tattn_value\tpeer_value\tunit\tratio\tattn_peak_MiB\tattn_above_base_MiB"
+          "\tpeer_peak_MiB\tpeer_above_base_MiB\tnote", flush=True)
     rows = []
     failed = False
     for name in names:
         busy = busy_core.base(name)  # greedy_decode_busy_core -> greedy_decode, run with one core kept busy
-        attn_cmd = [exe, busy or name, "--threads", str(a.threads)]
-        peer_cmd = ([a.python, os.path.join(HERE, "torch_bench.py"), busy or name, "--threads", str(a.threads)]
-                    if peer_ok else None)
-        summaries, pairs = [], []
-        for r in range(max(1, a.rounds)):
+        for peer in peers:
+            if busy and peer == "pytorch-compile":
+                continue  # the busy-core lines check attn's OpenMP waiting, against the eager peer only
             try:
-                with busy_core.load(busy is not None):
-                    ar, pr, ps = paired_round(attn_cmd, peer_cmd, env, a.timeout, max(1, a.pairs),
-                                              peer_first=r % 2 == 1)
-            except (RuntimeError, OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as e:
-                print(f"run.py: {name}: {e}", file=sys.stderr)
+                row = measure_workload(name, exe, peer, a, env)
+            except PeerUnavailable as e:
+                row = {"workload": name, "peer": peer, "attn": None, "pytorch": None, "ratio": None,
+                       "note": f"not run: {e}"}
+            if row is None:
                 failed = True
                 break
-            summaries.append((ar, pr))
-            pairs += ps
-        if not summaries:
-            continue
-        ar, pr = summaries[-1]
-        units_a = ar["units_per_iteration"]
-        # Each side's throughput: the median over all its repeats (all rounds).
-        ar = dict(ar, value=units_a / median([p["attn"]["s"] for p in pairs]), repeats=len(pairs),
-                  peak_rss_mib=max(s[0]["peak_rss_mib"] for s in summaries))
-        both = [p for p in pairs if "attn" in p and "peer" in p]
-        ratio = None
-        if pr and both:
-            units_p = pr["units_per_iteration"]
-            pr = dict(pr, value=units_p / median([p["peer"]["s"] for p in both]), repeats=len(both),
-                      peak_rss_mib=max(s[1]["peak_rss_mib"] for s in summaries if s[1]))
-            # The ratio of a pair: attn's throughput over PyTorch's in two adjacent repeats.
-            pair_ratios = sorted((units_a / p["attn"]["s"]) / (units_p / p["peer"]["s"]) for p in both)
-            ratio = median(pair_ratios)
-            ar["pair_ratios"] = [round(r, 3) for r in pair_ratios]
-        else:
-            pr = None
-        probes = [p["attn"]["probe"] for p in pairs if "probe" in p["attn"]]
-        if probes:
-            # gemm_2048: each repeat's rate as a share of the FMA ceiling measured just before it.
-            ar["fma_peak_gflops"] = median(probes)
-            ar["share_of_ceiling"] = median([units_a / p["attn"]["s"] / p["attn"]["probe"] for p in pairs])
-            if pr:
-                pr["share_of_ceiling"] = median([pr["units_per_iteration"] / p["peer"]["s"] / p["attn"]["probe"]
-                                                 for p in both])
-        note = NOTES[name](ar, pr) if name in NOTES else ""
-        if ratio is not None:
-            q = ar["pair_ratios"]
-            q1, q3 = quartiles(q)
-            note = (note + "; " if note else "") + (f"{len(q)} pairs: ratio median {ratio:.2f}, "
-                                                    f"quartiles {q1:.2f}-{q3:.2f}, range {q[0]:.2f}-{q[-1]:.2f}")
-        row = {"workload": name, "peer": "pytorch", "attn": ar, "pytorch": pr, "ratio": ratio, "note": note}
-        rows.append(row)
-        print("\t".join([name, "pytorch", fmt(ar["value"]), fmt(pr["value"] if pr else None), ar["unit"],
-                         f"{ratio:.2f}" if ratio else "-", f"{ar['peak_rss_mib']:.0f}",
-                         f"{pr['peak_rss_mib']:.0f}" if pr else "-", note]), flush=True)
+            rows.append(row)
+            print_row(row)
         if busy:
             try:
-                row = busy_core.attn_idle_row(name, attn_cmd, env, a.timeout, a.rounds, a.pairs, Server, median,
-                                              quartiles)
+                row = busy_core.attn_idle_row(name, [exe, busy, "--threads", str(a.threads)], env, a.timeout,
+                                              a.rounds, a.pairs, Server, median, quartiles)
             except (RuntimeError, OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as e:
                 print(f"run.py: {name} (attn-idle): {e}", file=sys.stderr)
                 failed = True
                 continue
             rows.append(row)
-            ar, pr = row["attn"], row["pytorch"]
-            print("\t".join([name, row["peer"], fmt(ar["value"]), fmt(pr["value"]), ar["unit"], f"{row['ratio']:.2f}",
-                             f"{ar['peak_rss_mib']:.0f}", f"{pr['peak_rss_mib']:.0f}", row["note"]]), flush=True)
+            print_row(row)
 
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=2)
     if a.markdown:
-        with open(a.markdown, "w") as f:
-            f.write("| workload | attn | PyTorch | unit | ratio | attn peak RSS (MiB) | PyTorch peak RSS (MiB) | note |\n")
-            f.write("|---|---:|---:|---|---:|---:|---:|---|\n")
-            for r in rows:
-                p = r["pytorch"]
-                label = r["workload"] if r["peer"] == "pytorch" else f"{r['workload']} (peer: {r['peer']})"
-                f.write(f"| {label} | {fmt(r['attn']['value'])} | {fmt(p['value'] if p else None)} | "
-                        f"{r['attn']['unit']} | {r['ratio']:.2f} | {r['attn']['peak_rss_mib']:.0f} | "
-                        f"{p['peak_rss_mib']:.0f} | {r['note']} |\n" if p else
-                        f"| {r['workload']} | {fmt(r['attn']['value'])} | - | {r['attn']['unit']} | - | "
-                        f"{r['attn']['peak_rss_mib']:.0f} | - | {r['note']} |\n")
+        write_markdown(a.markdown, rows)
     return 1 if failed else 0
 
 

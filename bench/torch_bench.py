@@ -4,29 +4,59 @@
     python bench/torch_bench.py --list
     python bench/torch_bench.py gemm_2048 --threads 2     # prints one JSON object, like attn_bench
     python bench/torch_bench.py gemm_2048 --serve         # paired mode for run.py (see serve())
+    python bench/torch_bench.py greedy_decode --compile   # the `pytorch-compile` peer (torch.compile, inductor)
+    python bench/torch_bench.py greedy_decode --describe  # one untimed iteration: units, parameters (no timing)
+
+The peer is PyTorch as a performance-minded user writes it (bench/README.md, "The peer"): fused Adam,
+torch.inference_mode() for inference, a key/value cache in greedy decoding (CachedDecoder below, over
+nn.Transformer's own layer modules), 2 threads; with --compile the model (training) or the decoding step
+(decoding) also goes through torch.compile, and its compilation happens in the untimed warm-up.
 
 Each workload returns a Job: a function that runs one iteration, and what one iteration is worth.
 measure() runs warm-up iterations, then reports the median seconds per iteration over several
-repeats (same policy as bench/bench_util.h).
+repeats (same policy as bench/bench_util.h). Memory: the process's resident set right after
+`import torch` (nothing built yet) is its baseline; the summary prints the peak and the peak above it.
 """
 import argparse
 import json
 import math
+import os
 import resource
+import shutil
 import sys
 import time
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+
+def current_rss_mib():
+    """VmRSS of this process in MiB (Linux), 0 where /proc is missing."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+import torch  # noqa: E402  (imported after the helpers so that the baseline below includes exactly torch)
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+BASELINE_RSS_MIB = current_rss_mib()  # after `import torch`, before building anything
+
+
+class NotCompiled(Exception):
+    """The pytorch-compile peer does not run this workload; the message says why."""
 
 
 class Job:
     """One workload, built: fn() runs one iteration; throughput = units / seconds per iteration."""
 
-    def __init__(self, fn, unit, units=1.0, warmup=3, repeats=7, extra=None):
+    def __init__(self, fn, unit, units=1.0, warmup=3, repeats=7, extra=None, check=None):
         self.fn, self.unit, self.units, self.warmup, self.repeats = fn, unit, units, warmup, repeats
         self.extra = extra or {}
+        self.check = check  # after timing: raises if the last iteration's results are off
 
 
 def warm_up_and_calibrate(fn, warmup, min_repeat_seconds=0.25):
@@ -47,8 +77,14 @@ def time_repeat(fn, iters):
 
 def serve(job):
     """Paired mode, the twin of bench_util.h's serve(): warm up, print {"ready": true}, then time one
-    repeat per "run" line on stdin (printing {"s": seconds per iteration}) until "quit"."""
-    iters = warm_up_and_calibrate(job.fn, job.warmup)
+    repeat per "run" line on stdin (printing {"s": seconds per iteration}) until "quit". A warm-up that
+    fails (torch.compile cannot compile the step) prints {"ready": false, "unavailable": why} instead."""
+    try:
+        iters = warm_up_and_calibrate(job.fn, job.warmup)
+    except Exception as e:  # noqa: BLE001  (any compiler failure; run.py prints the reason)
+        print(json.dumps({"ready": False, "unavailable": f"warm-up failed: {type(e).__name__}: "
+                                                         f"{str(e).strip()[:300]}"}), flush=True)
+        return False
     print(json.dumps({"ready": True, "iters_per_repeat": iters}), flush=True)
     for line in sys.stdin:
         line = line.strip()
@@ -56,6 +92,7 @@ def serve(job):
             break
         out = {"s": time_repeat(job.fn, iters)} if line == "run" else {"error": "unknown command"}
         print(json.dumps(out), flush=True)
+    return True
 
 
 def measure(fn, warmup=3, repeats=7, min_repeat_seconds=0.25):
@@ -76,15 +113,49 @@ def cnn():
                          nn.Linear(3136, 128), nn.ReLU(), nn.Linear(128, 10))
 
 
-def train_step(model, x, y):
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+def count_parameters(model):
+    """Distinct parameters (a tied weight counted once), as attn's Module::num_parameters."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def compiler_missing():
+    """Why inductor cannot generate CPU code here, or None: it compiles C++ with $CXX (default g++)."""
+    cxx = os.environ.get("CXX", "g++")
+    return None if shutil.which(cxx) else f"no C++ compiler ({cxx!r} not on PATH) for inductor's CPU code"
+
+
+def maybe_compile(fn, compiled, **kwargs):
+    """torch.compile(fn) (inductor, the default backend) for the pytorch-compile peer, else fn itself."""
+    if not compiled:
+        return fn
+    why = compiler_missing()
+    if why:
+        raise NotCompiled(why)
+    return torch.compile(fn, **kwargs)
+
+
+def train_step(model, x, y, compiled=False):
+    """forward, cross-entropy, backward, fused Adam (one multi-tensor kernel, as attn's), zero_grad.
+    Compiled: the model's forward and backward go through torch.compile; Adam stays the fused kernel."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    forward = maybe_compile(model, compiled)
 
     def step():
-        loss = F.cross_entropy(model(x), y)
+        loss = F.cross_entropy(forward(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return Job(step, "steps/s")
+    return Job(step, "steps/s", extra={"parameters": count_parameters(model)})
+
+
+def not_compiled(make):
+    """Micro-benchmarks of one or two ATen kernels: only training steps and decoding get a compiled peer."""
+    def build(compiled=False):
+        if compiled:
+            raise NotCompiled("kernel micro-benchmark: only training-step and decoding workloads have a "
+                              "pytorch-compile peer")
+        return make()
+    return build
 
 
 def fwd_bwd(op):
@@ -169,6 +240,105 @@ class Translator(nn.Module):
         return self.generator(self.decode(tgt_in, self.encode(src), src))
 
 
+class CachedDecoder:
+    """Incremental (key/value-cached) greedy decoding over a Translator's own nn.TransformerDecoderLayer
+    modules: each step feeds only the newest token, appends its self-attention keys/values to per-layer
+    buffers, and attends the encoder memory through keys/values projected once. It reuses the layers'
+    submodules and weights (self_attn / multihead_attn in_proj + out_proj, norm1-3, linear1/2, activation,
+    pre- or post-LN as the layer says) and the decoder's final norm, so it computes what
+    model.decode(prefix) computes at the last position; eval mode only (no dropout).
+
+        dec = CachedDecoder(model, src, max_steps=32)     # src (N, S) token ids; runs the encoder
+        logits = dec.step(tokens, t)                       # tokens (N,) at position t -> (N, V)
+    """
+
+    def __init__(self, model, src, max_steps):
+        self.model = model
+        memory = model.encode(src)  # (N, S, E)
+        n, s, _ = memory.shape
+        pad = src == model.pad_id
+        # (N, 1, 1, S) boolean, True = attend; None when nothing is padded (the faster SDPA path)
+        self.memory_mask = ~pad[:, None, None, :] if bool(pad.any()) else None
+        self.layers = list(model.transformer.decoder.layers)
+        self.final_norm = model.transformer.decoder.norm
+        self.cache = []
+        for layer in self.layers:
+            ca = layer.multihead_attn
+            h, e = ca.num_heads, ca.embed_dim
+            _, w_k, w_v = ca.in_proj_weight.chunk(3)
+            _, b_k, b_v = ca.in_proj_bias.chunk(3)
+            mem_k = F.linear(memory, w_k, b_k).view(n, s, h, e // h).transpose(1, 2)  # (N, H, S, D)
+            mem_v = F.linear(memory, w_v, b_v).view(n, s, h, e // h).transpose(1, 2)
+            self_k = memory.new_empty(n, h, max_steps, e // h)  # (N, H, T, D), filled step by step
+            self_v = memory.new_empty(n, h, max_steps, e // h)
+            self.cache.append((mem_k, mem_v, self_k, self_v))
+
+    @staticmethod
+    def _heads(x, h):  # (N, 1, E) -> (N, H, 1, D)
+        return x.view(x.size(0), 1, h, -1).transpose(1, 2)
+
+    @staticmethod
+    def _merge(x):  # (N, H, 1, D) -> (N, 1, E)
+        return x.transpose(1, 2).reshape(x.size(0), 1, -1)
+
+    def _self_attention(self, layer, x, self_k, self_v, t):
+        sa = layer.self_attn
+        q, k, v = F.linear(x, sa.in_proj_weight, sa.in_proj_bias).chunk(3, dim=-1)  # (N, 1, E) each
+        self_k[:, :, t:t + 1] = self._heads(k, sa.num_heads)
+        self_v[:, :, t:t + 1] = self._heads(v, sa.num_heads)
+        a = F.scaled_dot_product_attention(self._heads(q, sa.num_heads), self_k[:, :, :t + 1], self_v[:, :, :t + 1])
+        return layer.dropout1(sa.out_proj(self._merge(a)))
+
+    def _cross_attention(self, layer, x, mem_k, mem_v):
+        ca = layer.multihead_attn
+        w_q, b_q = ca.in_proj_weight.chunk(3)[0], ca.in_proj_bias.chunk(3)[0]
+        q = self._heads(F.linear(x, w_q, b_q), ca.num_heads)
+        a = F.scaled_dot_product_attention(q, mem_k, mem_v, attn_mask=self.memory_mask)
+        return layer.dropout2(ca.out_proj(self._merge(a)))
+
+    @staticmethod
+    def _feed_forward(layer, x):
+        return layer.dropout3(layer.linear2(layer.dropout(layer.activation(layer.linear1(x)))))
+
+    def step(self, tokens, t):
+        x = self.model.embed(tokens[:, None], start=t)  # (N, 1, E)
+        for layer, (mem_k, mem_v, self_k, self_v) in zip(self.layers, self.cache):
+            if layer.norm_first:
+                x = x + self._self_attention(layer, layer.norm1(x), self_k, self_v, t)
+                x = x + self._cross_attention(layer, layer.norm2(x), mem_k, mem_v)
+                x = x + self._feed_forward(layer, layer.norm3(x))
+            else:
+                x = layer.norm1(x + self._self_attention(layer, x, self_k, self_v, t))
+                x = layer.norm2(x + self._cross_attention(layer, x, mem_k, mem_v))
+                x = layer.norm3(x + self._feed_forward(layer, x))
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return self.model.generator(x[:, 0])  # (N, V)
+
+
+def greedy_cached(model, src, steps, step_fn=None):
+    """`steps` greedy tokens per source row with the key/value cache -> (N, steps). step_fn(dec, tokens, t)
+    replaces dec.step (the compiled peer passes a torch.compile'd one)."""
+    dec = CachedDecoder(model, src, steps)
+    tok = torch.full((src.size(0),), model.bos_id, dtype=torch.long)
+    out = []
+    for t in range(steps):
+        tok = (step_fn(dec, tok, t) if step_fn else dec.step(tok, t)).argmax(-1)
+        out.append(tok)
+    return torch.stack(out, 1)
+
+
+def greedy_uncached(model, src, steps):
+    """The nn.Transformer tutorial's loop: encoder once, then the decoder re-run over the whole prefix
+    (causal mask) at every step, argmax of the last position -> (N, steps). The reference of the cache."""
+    memory = model.encode(src)
+    ys = torch.full((src.size(0), 1), model.bos_id, dtype=torch.long)
+    for _ in range(steps):
+        out = model.decode(ys, memory, src)
+        ys = torch.cat([ys, model.generator(out[:, -1]).argmax(-1, keepdim=True)], dim=1)
+    return ys[:, 1:]
+
+
 def bench_translator():
     return Translator(vocab_size=8000, d_model=512, nhead=8, num_encoder_layers=3, num_decoder_layers=3,
                       dim_feedforward=2048, dropout=0.1, max_len=1024)
@@ -177,60 +347,77 @@ def bench_translator():
 SENTENCES, SRC_LEN, TGT_LEN = 32, 32, 32
 
 
-def transformer_train_step():
+def transformer_train_step(compiled=False):
     model = bench_translator()
     model.train()
     V = model.embedding.num_embeddings
     src = torch.randint(4, V, (SENTENCES, SRC_LEN))  # ids 0-3: pad/unk/bos/eos; no padding
     tgt_in = torch.randint(4, V, (SENTENCES, TGT_LEN))
     tgt_out = torch.randint(4, V, (SENTENCES, TGT_LEN))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-9, fused=True)
+    forward = maybe_compile(model, compiled)
 
     def step():
-        logits = model(src, tgt_in)
+        logits = forward(src, tgt_in)
         loss = F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=model.pad_id,
                                label_smoothing=0.1)
         loss.backward()
         opt.step()
         opt.zero_grad()
-    params = sum(p.numel() for p in model.parameters())
-    return Job(step, "tokens/s", units=SENTENCES * (SRC_LEN + TGT_LEN), warmup=2, repeats=5,
-               extra={"parameters": params})
+    return Job(step, "tokens/s", units=src.numel() + tgt_in.numel(), warmup=2, repeats=5,
+               extra={"parameters": count_parameters(model)})
 
 
-def greedy_decode():
-    """The nn.Transformer users' greedy loop: encoder once, then the decoder re-run over the whole prefix
-    (causal mask) at every step, argmax of the last position. EOS gets a -1e9 bias, as on attn's side,
-    so every run makes exactly 32 steps."""
+def decode_bench_model():
+    """The bench translator in eval mode with EOS biased to -1e9 (as on attn's side: no sentence ends
+    early, so every run makes exactly TGT_LEN steps) and its SENTENCES x SRC_LEN random source ids."""
     model = bench_translator()
     model.eval()
     with torch.no_grad():
         model.generator.bias[model.eos_id] = -1e9
     src = torch.randint(4, model.embedding.num_embeddings, (SENTENCES, SRC_LEN))
+    return model, src
+
+
+def greedy_decode(compiled=False):
+    """32 greedy tokens for 32 sources with the key/value-cached loop under torch.inference_mode().
+    Compiled: the per-token step (all decoder layers + generator) goes through torch.compile with dynamic
+    shapes (the attended prefix grows by one each step); the encoder stays eager (run once per batch)."""
+    model, src = decode_bench_model()
+    step_fn = maybe_compile(lambda dec, tok, t: dec.step(tok, t), compiled, dynamic=True)
+    generated = [0]
 
     def run():
         with torch.inference_mode():
-            memory = model.encode(src)
-            ys = torch.full((SENTENCES, 1), model.bos_id, dtype=torch.long)
-            for _ in range(TGT_LEN):
-                out = model.decode(ys, memory, src)
-                next_tok = model.generator(out[:, -1]).argmax(-1)
-                ys = torch.cat([ys, next_tok.unsqueeze(1)], dim=1)
-        assert ys.size(1) == TGT_LEN + 1
-    params = sum(p.numel() for p in model.parameters())
-    return Job(run, "tokens/s", units=SENTENCES * TGT_LEN, warmup=2, repeats=5, extra={"parameters": params})
+            ys = greedy_cached(model, src, TGT_LEN, step_fn)
+        generated[0] = ys.numel()
+
+    def check():
+        if generated[0] != SENTENCES * TGT_LEN:
+            raise RuntimeError(f"greedy_decode: {generated[0]} tokens generated, expected {SENTENCES * TGT_LEN}")
+    return Job(run, "tokens/s", units=SENTENCES * TGT_LEN, warmup=2, repeats=5, check=check,
+               extra={"parameters": count_parameters(model)})
 
 
 WORKLOADS = {
-    "gemm_2048": gemm_2048,
-    "mlp_train_step": lambda: train_step(mlp(), torch.randn(128, 1, 28, 28), torch.randint(0, 10, (128,))),
-    "cnn_train_step": lambda: train_step(cnn(), torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))),
-    "softmax_fwd_bwd": lambda: fwd_bwd(lambda x: torch.softmax(x, -1)),
-    "layer_norm_fwd_bwd": layer_norm_fwd_bwd,
-    "gelu_fwd_bwd": lambda: fwd_bwd(F.gelu),
+    "gemm_2048": not_compiled(gemm_2048),
+    "mlp_train_step": lambda compiled=False: train_step(mlp(), torch.randn(128, 1, 28, 28),
+                                                        torch.randint(0, 10, (128,)), compiled),
+    "cnn_train_step": lambda compiled=False: train_step(cnn(), torch.randn(64, 1, 28, 28),
+                                                        torch.randint(0, 10, (64,)), compiled),
+    "softmax_fwd_bwd": not_compiled(lambda: fwd_bwd(lambda x: torch.softmax(x, -1))),
+    "layer_norm_fwd_bwd": not_compiled(layer_norm_fwd_bwd),
+    "gelu_fwd_bwd": not_compiled(lambda: fwd_bwd(F.gelu)),
     "transformer_train_step": transformer_train_step,
     "greedy_decode": greedy_decode,
 }
+
+
+def memory_fields():
+    """Peak RSS (getrusage high-water mark) and the peak above the baseline taken after `import torch`."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    return {"peak_rss_mib": peak, "baseline_rss_mib": BASELINE_RSS_MIB,
+            "peak_above_baseline_mib": max(0.0, peak - BASELINE_RSS_MIB)}
 
 
 def main():
@@ -239,6 +426,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--serve", action="store_true", help="paired mode for run.py")
+    ap.add_argument("--compile", action="store_true", help="the pytorch-compile peer (torch.compile, inductor)")
+    ap.add_argument("--describe", action="store_true",
+                    help="run one untimed iteration and print units, unit and parameters (bench/check_peers.py)")
     a = ap.parse_args()
     if a.list:
         print("\n".join(WORKLOADS))
@@ -248,16 +438,24 @@ def main():
         return 2
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    job = WORKLOADS[a.workload]()
-    result = {"workload": a.workload}
-    if a.serve:  # run.py computes the throughputs from the repeats' times
-        serve(job)
+    result = {"workload": a.workload, "peer": "pytorch-compile" if a.compile else "pytorch"}
+    try:
+        job = WORKLOADS[a.workload](compiled=a.compile)
+    except NotCompiled as e:
+        print(json.dumps({**result, "ready": False, "unavailable": str(e)}), flush=True)
+        return 0
+    if a.describe:
+        job.fn()
+    elif a.serve:  # run.py computes the throughputs from the repeats' times
+        if not serve(job):
+            return 0
     else:
         timing = measure(job.fn, warmup=job.warmup, repeats=job.repeats)
         result.update(value=job.units / timing["median_s"], **timing)
-    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    if job.check:
+        job.check()
     print(json.dumps({**result, "unit": job.unit, "units_per_iteration": job.units,
-                      "threads": torch.get_num_threads(), "peak_rss_mib": rss_mib, "torch": torch.__version__,
+                      "threads": torch.get_num_threads(), **memory_fields(), "torch": torch.__version__,
                       **job.extra}))
     return 0
 
