@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """attn vs PyTorch on the translation recipe: the same data, SentencePiece model, batches, architecture and
-hyper-parameters, trained side by side; held-out BLEU at the same step counts and at the same training time.
+hyper-parameters, trained side by side; dev BLEU at the same step counts and at the same training time, and
+test BLEU of both final models decoded once, at the end, by the same decoder.
 
     python bench/compare_translation.py --out runs/compare --time-budget 7200          # the real run (lead)
     python bench/compare_translation.py --out /tmp/cmp --d-model 64 --heads 2 --layers 1 --ff 128 \\
@@ -10,22 +11,26 @@ Default: both concurrently, one thread each, pinned with taskset to different co
 the 2-core machine each side gets the same hardware for the same wall-clock time. --mode sequential runs
 attn, then PyTorch, with --threads each (no pinning).
 
-attn side: `attn train-translator --dev <eval prefix>` with every hyper-parameter given explicitly; its
-in-loop validation (every --eval-every steps and at the last step: teacher-forced loss on the whole eval
-set, greedy BLEU/chrF on its first --eval-sentences pairs) is the measurement, read from
-<out>/attn/metrics.jsonl (dev/bleu, dev/loss, train/seconds = time in training steps only).
-PyTorch side: bench/torch_translator.py with the same flags, started as soon as attn has written
-<out>/attn/spm.model + config.json (it loads that SentencePiece file: identical token ids and batches),
-logging the same tags to <out>/torch/metrics.jsonl. The evaluation set defaults to the held-out test
-books (data/bible/test: John, Ephesians); neither side selects anything on it (patience is disabled).
+attn side: `attn train-translator --dev <dev prefix>` with every hyper-parameter given explicitly; its
+in-loop validation (every --eval-every steps and at the last step: teacher-forced loss on the whole dev
+set, greedy BLEU/chrF on --eval-sentences of its pairs) is read from <out>/attn/metrics.jsonl (dev/bleu,
+dev/loss, train/seconds = time in training steps only). PyTorch side: bench/torch_translator.py with the
+same flags, started as soon as attn has written <out>/attn/spm.model + config.json (it loads that
+SentencePiece file: identical token ids and batches), logging the same tags to <out>/torch/metrics.jsonl.
+
+Validation uses the dev books only (data/bible/dev: Mark, Galatians). The test books (data/bible/test:
+John, Ephesians) are touched once, after both runs: each side's final weights (attn's
+checkpoint.safetensors, PyTorch's final.pt) are decoded on every test pair by the same code,
+torch_translator.py --test-checkpoint (greedy, key/value cache, sacreBLEU 13a), so a difference in
+test BLEU is a difference in the trained weights, not in decoders. Patience is disabled on both sides.
 
 --time-budget is each process's wall-clock limit as attn defines it (since its start, setup and
-validations included); --max-steps a step limit. The table compares BLEU at every validation step both
-reached, and at a common TRAINING-time budget (default: the smaller of the two final training times;
---budgets adds others): for each side, the last validation whose train/seconds is within the budget.
-Finally --check runs torch_translator.py --check-attn-checkpoint on attn's final checkpoint: the same
-weights validated by the PyTorch code must give attn's logged loss/BLEU (model code, decoding rule and
-BLEU implementation agree).
+validations included); --max-steps a step limit. The dev tables compare BLEU at every validation step both
+reached, and at common TRAINING-time budgets (train/seconds: the time in training steps only, validation
+excluded; default budget: the smaller of the two final training times; --budgets adds others): for each
+side, the last validation whose train/seconds is within the budget. Finally --check runs
+torch_translator.py --check-attn-checkpoint on attn's final checkpoint: the same weights validated by the
+PyTorch code must give attn's logged dev loss/BLEU (model code, decoding rule and BLEU implementation agree).
 """
 import argparse
 import json
@@ -74,7 +79,11 @@ def main():
     ap.add_argument("--spm", help="reuse this SentencePiece model (copied to <out>/attn/spm.model; "
                                   "default: attn trains it, as train-translator does)")
     ap.add_argument("--train", default="data/bible/train")
-    ap.add_argument("--eval", default="data/bible/test", help="evaluation prefix (attn's --dev)")
+    ap.add_argument("--dev", "--eval", dest="dev", default="data/bible/dev",
+                    help="validation prefix (attn's --dev; the dev books, never the test books)")
+    ap.add_argument("--test", default="data/bible/test",
+                    help="test prefix, decoded once at the end for both final models ('' to skip)")
+    ap.add_argument("--test-sentences", type=int, default=0, help="test pairs decoded (0: all)")
     ap.add_argument("--src", default="en")
     ap.add_argument("--tgt", default="es")
     # the recipe (train-translator's defaults), passed explicitly to both sides
@@ -103,6 +112,8 @@ def main():
     a = ap.parse_args()
     if a.max_steps <= 0 and a.time_budget <= 0 and not a.report_only:
         ap.error("give --max-steps and/or --time-budget")
+    if a.test and os.path.abspath(a.test) == os.path.abspath(a.dev):
+        ap.error(f"--dev and --test are the same set ({a.dev}): validation must not see the test books")
 
     out = os.path.abspath(a.out)
     attn_dir, torch_dir = os.path.join(out, "attn"), os.path.join(out, "torch")
@@ -122,7 +133,7 @@ def main():
               "--max-tokens", a.max_tokens, "--max-len", a.max_len, "--lr-factor", a.lr_factor, "--warmup", a.warmup,
               "--label-smoothing", a.label_smoothing, "--clip", a.clip, "--seed", a.seed, "--eval-every", a.eval_every,
               "--eval-sentences", a.eval_sentences, "--max-steps", a.max_steps, "--time-budget", a.time_budget,
-              "--patience", 1 << 30, "--train", a.train, "--dev", a.eval, "--src", a.src, "--tgt", a.tgt]
+              "--patience", 1 << 30, "--train", a.train, "--dev", a.dev, "--src", a.src, "--tgt", a.tgt]
     recipe = [str(x) for x in recipe]
     attn_cmd = [a.attn, "train-translator", "--out", attn_dir, "--vocab-size", str(a.vocab_size), "--no-progress"] + recipe
     torch_cmd = [a.python, os.path.join(HERE, "torch_translator.py"), "--spm", os.path.join(attn_dir, "spm.model"),
@@ -182,8 +193,8 @@ def report(a, out, attn_dir, torch_dir, recipe, env):
 
     lines = []
     p = lines.append
-    p(f"# attn vs PyTorch translation recipe ({a.mode}, {a.threads} thread(s) each); eval set {a.eval} "
-      f"(first {a.eval_sentences} pairs for BLEU), greedy decoding, sacreBLEU 13a")
+    p(f"# attn vs PyTorch translation recipe ({a.mode}, {a.threads} thread(s) each); dev set {a.dev} "
+      f"({a.eval_sentences} pairs for BLEU), test set {a.test or '-'}; greedy decoding, sacreBLEU 13a")
     p("")
     p("| side | steps | training s | ms per step (training) | total s | final BLEU | final dev loss |")
     p("|---|---:|---:|---:|---:|---:|---:|")
@@ -192,7 +203,7 @@ def report(a, out, attn_dir, torch_dir, recipe, env):
         p(f"| {name} | {r['steps']} | {fmt(ts, '{:.0f}')} | {fmt(1000 * ts / r['steps'] if ts and r['steps'] else None, '{:.0f}')} | "
           f"{r['seconds']:.0f} | {fmt(ev[-1]['dev/bleu'] if ev else None)} | {fmt(ev[-1]['dev/loss'] if ev else None, '{:.3f}')} |")
     p("")
-    p("BLEU at the same step count:")
+    p("Dev BLEU at the same step count:")
     p("")
     p("| step | attn BLEU | PyTorch BLEU | attn − PyTorch | attn dev loss | PyTorch dev loss | attn training s | PyTorch training s |")
     p("|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -210,7 +221,8 @@ def report(a, out, attn_dir, torch_dir, recipe, env):
     if ea and et:
         budgets.append(min(ea[-1]["train/seconds"], et[-1]["train/seconds"]))
     budgets += [float(x) for x in a.budgets.split(",") if x.strip()]
-    p("BLEU at the same training time (last validation within the budget; training time excludes setup and validation):")
+    p("Dev BLEU at the same training time (last validation within the budget; training time = time in training "
+      "steps only, setup and validation excluded):")
     p("")
     p("| training-time budget (s) | attn step | attn BLEU | PyTorch step | PyTorch BLEU | attn − PyTorch |")
     p("|---:|---:|---:|---:|---:|---:|")
@@ -239,13 +251,45 @@ def report(a, out, attn_dir, torch_dir, recipe, env):
             p("")
             p(f"Cross-check failed ({r.returncode}): {r.stderr.strip()[-1500:]}")
 
+    test = test_table(a, out, attn_dir, torch_dir, recipe, env, p) if a.test else None
+
     text = "\n".join(lines) + "\n"
     print(text)
     with open(os.path.join(out, "comparison.md"), "w") as f:
         f.write(text)
     with open(os.path.join(out, "comparison.json"), "w") as f:
-        json.dump({"summary": summary, "common_steps": common, "budgets": at_b, "check": check,
+        json.dump({"summary": summary, "common_steps": common, "budgets": at_b, "check": check, "test": test,
                    "attn_result": ra, "torch_result": rt}, f, indent=1)
+
+
+def test_table(a, out, attn_dir, torch_dir, recipe, env, p):
+    """Decodes the test set once per side's final weights with the same code (torch_translator.py
+    --test-checkpoint) and adds the table; returns {side: scores}."""
+    recipe = list(recipe)
+    recipe[recipe.index("--dev") + 1] = a.test
+    recipe[recipe.index("--eval-sentences") + 1] = str(a.test_sentences)
+    p("")
+    p(f"Test BLEU ({a.test}, {'every' if a.test_sentences <= 0 else a.test_sentences} pair(s)), decoded once after "
+      "training, both final models by the same decoder (torch_translator.py --test-checkpoint):")
+    p("")
+    p("| side | step | training s | test BLEU | test chrF | test loss |")
+    p("|---|---:|---:|---:|---:|---:|")
+    scores = {}
+    for side, ckpt, d in (("attn", os.path.join(attn_dir, "checkpoint.safetensors"), attn_dir),
+                          ("pytorch", os.path.join(torch_dir, "final.pt"), torch_dir)):
+        cmd = [a.python, os.path.join(HERE, "torch_translator.py"), "--spm", os.path.join(attn_dir, "spm.model"),
+               "--out", os.path.join(out, "test-" + side), "--test-checkpoint", ckpt, "--threads", str(a.threads)]
+        r = subprocess.run(cmd + recipe, cwd=ROOT, env=env, capture_output=True, text=True)
+        if r.returncode != 0:
+            p(f"| {side} | - | - | failed ({r.returncode}): {r.stderr.strip()[-300:]} | | |")
+            continue
+        s = json.loads(r.stdout.strip().splitlines()[-1])
+        ev, _ = read_metrics(os.path.join(d, "metrics.jsonl"))
+        s["train_seconds"] = ev[-1]["train/seconds"] if ev else None
+        scores[side] = s
+        p(f"| {side} | {s['step']} | {fmt(s['train_seconds'], '{:.0f}')} | {s['dev/bleu']:.2f} | {s['dev/chrf']:.2f} | "
+          f"{s['dev/loss']:.3f} |")
+    return scores
 
 
 if __name__ == "__main__":

@@ -24,9 +24,10 @@ the same step count and the same training time (bench/compare_translation.py run
   --eval-sentences kept pairs: sources are the pieces decoded back to text and re-encoded, truncated to
   max_len - 1 pieces + EOS, sorted by length, 64 per batch, at most int(1.5 * S) + 10 tokens (S = longest
   source of the batch incl. EOS, capped by the positional table), stop when every row has produced EOS.
-  Decoding is the standard nn.Transformer user loop (the decoder re-run over the prefix): slower than
-  attn's key/value cache but the same argmax sequence up to float rounding; evaluation time is not
-  training time.
+  Decoding uses torch_bench.CachedDecoder, a key/value cache over nn.Transformer's own decoder layers
+  (the same argmax sequence as re-running the decoder over the prefix); evaluation time is not
+  training time. The last weights are saved to <out>/final.pt; --test-checkpoint scores a checkpoint
+  (attn's or final.pt) on another set, e.g. the test books, with this same decoder.
 
 Not reproduced: attn's random numbers (initial weights and dropout masks differ; the distributions are
 the same), checkpoints/resume, the TensorBoard file and early stopping by default (--patience works as
@@ -48,7 +49,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_bench import Translator  # noqa: E402  (the same module the benchmarks use)
+from torch_bench import CachedDecoder, Translator  # noqa: E402  (the modules the benchmarks use)
 
 MASK32 = 0xFFFFFFFF
 MASK64 = 0xFFFFFFFFFFFFFFFF
@@ -205,7 +206,9 @@ def sp_decode(sp, ids):
 
 @torch.inference_mode()
 def greedy_translate(model, sp, lines, max_pos, batch_size=64, max_len_a=1.5, max_len_b=10):
-    """TranslationSession::translate with beam_size 1, decoded the way nn.Transformer users do it."""
+    """TranslationSession::translate with beam_size 1, decoded with torch_bench.CachedDecoder (a key/value
+    cache over nn.Transformer's own decoder layers; the same argmax sequence as re-running the decoder
+    over the prefix, bench/check_peers.py checks it)."""
     out = [""] * len(lines)
     src, order = [None] * len(lines), []
     for i, line in enumerate(lines):
@@ -222,19 +225,18 @@ def greedy_translate(model, sp, lines, max_pos, batch_size=64, max_len_a=1.5, ma
         for r, i in enumerate(rows):
             x[r, :len(src[i])] = torch.tensor(src[i], dtype=torch.long)
         max_len = min(int(max_len_a * S) + max_len_b, max_pos)
-        memory = model.encode(x)
-        ys = torch.full((N, 1), model.bos_id, dtype=torch.long)
+        dec = CachedDecoder(model, x, max_len)
+        tok = torch.full((N,), model.bos_id, dtype=torch.long)
         done = torch.zeros(N, dtype=torch.bool)
         hyp = [[] for _ in range(N)]
-        for _ in range(max_len):
-            h = model.decode(ys, memory, x)
-            best = model.generator(h[:, -1]).argmax(-1)
+        for t in range(max_len):
+            best = dec.step(tok, t).argmax(-1)
             best = torch.where(done, torch.full_like(best, model.eos_id), best)
-            for r, tok in enumerate(best.tolist()):
-                if not done[r] and tok != model.eos_id:
-                    hyp[r].append(tok)
+            for r, tok_r in enumerate(best.tolist()):
+                if not done[r] and tok_r != model.eos_id:
+                    hyp[r].append(tok_r)
             done |= best == model.eos_id
-            ys = torch.cat([ys, best.unsqueeze(1)], 1)
+            tok = best
             if bool(done.all()):
                 break
         for r, i in enumerate(rows):
@@ -254,7 +256,7 @@ def evaluate(model, sp, dev, dev_refs, sentences, max_tokens, max_pos):
             total += F.cross_entropy(logits.flatten(0, 1), batch["tgt_out"].flatten(), ignore_index=model.pad_id,
                                      reduction="sum").item()
             count += batch["tgt_tokens"]
-    n = min(sentences, len(dev))
+    n = min(sentences, len(dev)) if sentences > 0 else len(dev)
     src_lines = [sp_decode(sp, dev.src[i]) for i in range(n)]
     refs = [dev_refs[dev.line[i] - 1] for i in range(n)]
     hyps = greedy_translate(model, sp, src_lines, max_pos)
@@ -272,29 +274,42 @@ class Metrics:
         self.f.flush()
 
 
-def check_attn_checkpoint(a, model, sp, dev, dev_refs, max_pos):
-    """Same weights on both sides: any difference in dev loss/BLEU is a difference in the model code, the
-    decoding rule or the BLEU implementation."""
+def load_checkpoint(model, path):
+    """Loads an attn checkpoint (train-translator's *.safetensors: "model." keys, output_bias) or this
+    script's final.pt into the model; returns the step it was saved at (None if unknown)."""
+    if path.endswith(".pt"):
+        saved = torch.load(path, map_location="cpu")
+        model.load_state_dict(saved["model"], strict=True)
+        return saved.get("step")
+    from safetensors import safe_open
     from safetensors.torch import load_file
-    raw = load_file(a.check_attn_checkpoint)
+    raw = load_file(path)
     state = {k[len("model."):]: v for k, v in raw.items() if k.startswith("model.")}
     state["generator.bias"] = state.pop("output_bias")
     state["generator.weight"] = state["embedding.weight"]  # tied
     model.load_state_dict(state, strict=True)
-    from safetensors import safe_open
-    with safe_open(a.check_attn_checkpoint, framework="pt") as f:
-        step = (f.metadata() or {}).get("attn.step")
+    with safe_open(path, framework="pt") as f:
+        return (f.metadata() or {}).get("attn.step")
+
+
+def evaluate_checkpoint(a, model, sp, dev, dev_refs, max_pos, path, tag):
+    """No training: validate the weights in `path` exactly as during training (loss on the whole --dev
+    set, greedy BLEU/chrF on its first --eval-sentences pairs, all when 0), write <out>/<tag>.hyp/.ref and
+    print the scores as JSON. compare_translation.py uses it twice: --check-attn-checkpoint (attn's weights
+    through this code must give attn's logged scores) and --test-checkpoint (the test books decoded once,
+    at the end, by this same decoder for both sides' final weights)."""
+    step = load_checkpoint(model, path)
     t = time.perf_counter()
     ev = evaluate(model, sp, dev, dev_refs, a.eval_sentences, a.max_tokens, max_pos)
-    hyp_path = os.path.join(a.out, f"check.hyp.{a.tgt}")
+    hyp_path = os.path.join(a.out, f"{tag}.hyp.{a.tgt}")
     with open(hyp_path, "w") as f:
         f.write("".join(h + "\n" for h in ev["hyps"]))
-    ref_path = os.path.join(a.out, f"check.ref.{a.tgt}")
+    ref_path = os.path.join(a.out, f"{tag}.ref.{a.tgt}")
     with open(ref_path, "w") as f:
         f.write("".join(dev_refs[dev.line[i] - 1] + "\n" for i in range(len(ev["hyps"]))))
-    print(json.dumps({"checkpoint": a.check_attn_checkpoint, "step": step, "dev/loss": ev["loss"],
-                      "dev/bleu": ev["bleu"], "dev/chrf": ev["chrf"], "hyp": hyp_path, "ref": ref_path,
-                      "eval_seconds": time.perf_counter() - t}), flush=True)
+    print(json.dumps({"checkpoint": path, "step": step, "eval_set": a.dev, "sentences": len(ev["hyps"]),
+                      "dev/loss": ev["loss"], "dev/bleu": ev["bleu"], "dev/chrf": ev["chrf"], "hyp": hyp_path,
+                      "ref": ref_path, "eval_seconds": time.perf_counter() - t}), flush=True)
     return 0
 
 
@@ -332,6 +347,10 @@ def main():
                          "with the same options) into the PyTorch model, validate it exactly as during training, "
                          "write <out>/check.hyp.<tgt> and print dev loss/BLEU/chrF as JSON (to compare with the "
                          "attn run's metrics.jsonl at that step)")
+    ap.add_argument("--test-checkpoint", metavar="FILE",
+                    help="no training: load this checkpoint (an attn *.safetensors or this script's final.pt), "
+                         "score it on --dev (give the test prefix; --eval-sentences 0 = every pair) with the same "
+                         "loss and greedy decoder as validation, write <out>/test.hyp.<tgt> and print JSON")
     a = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -367,7 +386,9 @@ def main():
         json.dump({"args": vars(a), "parameters": n_params, "train_pairs": len(train),
                    "batches_per_epoch": batches.num_batches(0), "torch": torch.__version__}, f, indent=1)
     if a.check_attn_checkpoint:
-        return check_attn_checkpoint(a, model, sp, dev, dev_refs, max_pos)
+        return evaluate_checkpoint(a, model, sp, dev, dev_refs, max_pos, a.check_attn_checkpoint, "check")
+    if a.test_checkpoint:
+        return evaluate_checkpoint(a, model, sp, dev, dev_refs, max_pos, a.test_checkpoint, "test")
     metrics = Metrics(os.path.join(a.out, "metrics.jsonl"))
 
     step = epoch = batch_index = bad_evals = 0
@@ -432,6 +453,9 @@ def main():
             if stop:
                 break
             # (as in attn, the next train/tokens_per_s includes this validation's time; train/seconds does not)
+    final_path = os.path.join(a.out, "final.pt")  # the last weights (what attn's checkpoint.safetensors holds)
+    torch.save({"model": model.state_dict(), "step": step}, final_path + ".tmp")
+    os.replace(final_path + ".tmp", final_path)
     print(json.dumps({"steps": step, "dev_bleu": last.get("bleu", 0.0), "dev_chrf": last.get("chrf", 0.0),
                       "dev_loss": last.get("loss", 0.0), "best_dev_bleu": max(0.0, best_bleu),
                       "train_seconds": train_seconds, "seconds": time.perf_counter() - t0,

@@ -1,5 +1,6 @@
 // tests/test_nn.cc — nn::Module machinery and layers against PyTorch fixtures
 // (tests/make_module_fixtures.py -> tests/fixtures/modules*.safetensors).
+#include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -31,7 +32,8 @@ std::map<std::string, Tensor> sub_map(const std::map<std::string, Tensor>& f, co
   return out;
 }
 
-// Elementwise |a - b| <= atol + rtol * |b|, reporting the worst element.
+// Elementwise |a - b| <= atol + rtol * |b|, reporting the worst element. A NaN on either side fails
+// (a fixture holding NaN would otherwise accept anything); equal infinities pass.
 void expect_close(const Tensor& a, const Tensor& b, double rtol, double atol, const std::string& what) {
   ASSERT_TRUE(a.defined()) << what << ": result undefined";
   ASSERT_EQ(shape_str(a.shape()), shape_str(b.shape())) << what;
@@ -40,11 +42,11 @@ void expect_close(const Tensor& a, const Tensor& b, double rtol, double atol, co
   size_t wi = 0;
   size_t bad = 0;
   for (size_t i = 0; i < va.size(); ++i) {
-    double err = std::abs(va[i] - vb[i]);
-    double excess = err - (atol + rtol * std::abs(vb[i]));
-    if (excess > 0 || std::isnan(va[i])) {
+    if (va[i] == vb[i]) continue;  // also +-inf against itself
+    double excess = std::abs(va[i] - vb[i]) - (atol + rtol * std::abs(vb[i]));
+    if (!(excess <= 0)) {  // true for NaN in a or b
       ++bad;
-      if (excess > worst || std::isnan(va[i])) worst = excess, wi = i;
+      if (!(excess <= worst)) worst = excess, wi = i;
     }
   }
   EXPECT_EQ(bad, 0u) << what << ": " << bad << " of " << va.size() << " elements differ; worst at " << wi
@@ -103,6 +105,19 @@ struct Model : nn::Module {
 }  // namespace
 
 // ------------------------------------------------------------------------------------ Module API
+
+// The fixture comparison itself: a NaN in the expected tensor (a broken fixture) or in the result fails,
+// as does a wrong value; equal infinities and values within the tolerance pass.
+TEST(ExpectClose, FailsOnNaNOnEitherSideAndOnWrongValues) {
+  Tensor good = from_vector<double>({1.0, -2.0, INFINITY}, {3});
+  expect_close(good, from_vector<double>({1.0 + 1e-9, -2.0, INFINITY}, {3}), 1e-6, 1e-6, "close");
+  EXPECT_NONFATAL_FAILURE(expect_close(good, from_vector<double>({1.0, NAN, INFINITY}, {3}), 1e-6, 1e-6, "nan"),
+                          "1 of 3 elements differ");
+  EXPECT_NONFATAL_FAILURE(expect_close(from_vector<double>({NAN, -2.0, INFINITY}, {3}), good, 1e-6, 1e-6, "nan"),
+                          "1 of 3 elements differ");
+  EXPECT_NONFATAL_FAILURE(expect_close(good, from_vector<double>({1.1, -2.0, -INFINITY}, {3}), 1e-6, 1e-6, "off"),
+                          "2 of 3 elements differ");
+}
 
 TEST(Module, DottedNamesLikePyTorch) {
   Model m;

@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <string>
 #include <vector>
@@ -723,24 +724,35 @@ TEST(NnOpsUtil, Allclose) {
 }
 
 // ---------------------------------------------------------------- bfloat16 inputs
-TEST(NnOpsBFloat16, OutputsKeepDtypeAndMatchFloat32) {
+TEST(NnOpsBFloat16, OutputsAndGradientsKeepDtypeAndMatchFloat32) {
   Tensor x32 = det({4, 6}, 0.2, 2.0, kFloat32);
   Tensor x = x32.to(kBFloat16).requires_grad_();
-  Tensor xr = x.detach().to(kFloat32);  // the same (rounded) values in float32
+  Tensor xr = x.detach().to(kFloat32).requires_grad_();  // the same (rounded) values in float32
   Tensor t = i64({1, 2, 3, 5}, {4});
-  auto check = [&](const char* name, const Tensor& y, const Tensor& ref) {
+  // y = op(x) is reduced with fixed, uneven weights (a plain sum would give softmax a zero gradient),
+  // and both the output and the gradient of the bfloat16 run must match the float32 run on the same
+  // values to bfloat16 precision (8 bits of mantissa: ~0.4 % per rounding, a few roundings deep).
+  auto check = [&](const char* name, const std::function<Tensor(const Tensor&)>& op) {
+    Tensor y = op(x), ref = op(xr);
     EXPECT_EQ(y.dtype(), kBFloat16) << name;
     EXPECT_TRUE(allclose(y.to(kFloat32), ref, 2e-2, 2e-2)) << name;
-    y.to(kFloat32).sum().backward();
+    Tensor w = det(y.shape(), 1.3, 1.0, kFloat32);
+    (y.to(kFloat32) * w).sum().backward();
+    (ref * w).sum().backward();
     ASSERT_TRUE(x.grad().defined()) << name;
     EXPECT_EQ(x.grad().dtype(), kBFloat16) << name;
+    Tensor g = x.grad().to(kFloat32), gr = xr.grad();
+    EXPECT_GT(max(gr.abs()).item(), 1e-2) << name << ": the reference gradient is too small to test";
+    EXPECT_TRUE(allclose(g, gr, 3e-2, 1e-2 * max(gr.abs()).item()))
+        << name << " gradient\n bf16 " << g.to_string() << "\n f32 " << gr.to_string();
     x.set_grad(Tensor());
+    xr.set_grad(Tensor());
   };
-  check("softmax", softmax(x, 0), softmax(xr, 0));
-  check("cross_entropy", cross_entropy(x, t), cross_entropy(xr, t));
-  check("layer_norm", layer_norm(x, {6}), layer_norm(xr, {6}));
-  check("batch_norm", batch_norm(x, {}, {}, {}, {}, true), batch_norm(xr, {}, {}, {}, {}, true));
-  check("mse_loss", mse_loss(x, zeros({4, 6}).to(kBFloat16)), mse_loss(xr, zeros({4, 6})));
-  check("embedding", embedding(x, i64({3, 0, 3}, {3})), embedding(xr, i64({3, 0, 3}, {3})));
-  check("gather", gather(x, 1, i64({5, 4, 0, 1}, {4, 1})), gather(xr, 1, i64({5, 4, 0, 1}, {4, 1})));
+  check("softmax", [](const Tensor& v) { return softmax(v, 0); });
+  check("cross_entropy", [&](const Tensor& v) { return cross_entropy(v, t); });
+  check("layer_norm", [](const Tensor& v) { return layer_norm(v, {6}); });
+  check("batch_norm", [](const Tensor& v) { return batch_norm(v, {}, {}, {}, {}, true); });
+  check("mse_loss", [](const Tensor& v) { return mse_loss(v, zeros({4, 6}).to(v.dtype())); });
+  check("embedding", [](const Tensor& v) { return embedding(v, i64({3, 0, 3}, {3})); });
+  check("gather", [](const Tensor& v) { return gather(v, 1, i64({5, 4, 0, 1}, {4, 1})); });
 }
