@@ -269,8 +269,9 @@ def test_table(a, out, attn_dir, torch_dir, recipe, env, p):
     recipe[recipe.index("--dev") + 1] = a.test
     recipe[recipe.index("--eval-sentences") + 1] = str(a.test_sentences)
     p("")
-    p(f"Test BLEU ({a.test}, {'every' if a.test_sentences <= 0 else a.test_sentences} pair(s)), decoded once after "
-      "training, both final models by the same decoder (torch_translator.py --test-checkpoint):")
+    p(f"Test BLEU/chrF ({a.test}, {'every pair' if a.test_sentences <= 0 else f'first {a.test_sentences} pairs'}; "
+      "loss on every pair), decoded once after training, both final models by the same decoder "
+      "(torch_translator.py --test-checkpoint):")
     p("")
     p("| side | step | training s | test BLEU | test chrF | test loss |")
     p("|---|---:|---:|---:|---:|---:|")
