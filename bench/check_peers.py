@@ -8,8 +8,9 @@ does it do the same work as attn?
    gives exactly the tokens of the uncached loop (the decoder re-run over the whole prefix): on the
    benchmark's own model (its first 8 sources, 32 tokens each: the uncached loop is slow), and on a small model with padded sources (the cross-
    attention mask) in both post-LN and pre-LN form, for more steps than the cache's first growth.
-2. For every workload attn_bench lists, one untimed iteration on each side (`--describe`) reports the
-   same unit, the same units per iteration (tokens, GFLOP, steps) and the same parameter count.
+2. For every workload attn_bench lists, one untimed iteration on each side (`attn_bench --describe`;
+   torch_bench.py's workload run once in this process) reports the same unit, the same units per
+   iteration (tokens, GFLOP, steps) and the same parameter count.
 
 Exits non-zero on any mismatch, and when torch cannot be imported (this is a test, not a skip).
 """
@@ -66,11 +67,21 @@ def check_cached_decoding():
     return failures
 
 
-def describe(cmd):
-    r = subprocess.run(cmd, capture_output=True, text=True)
+def describe_attn(attn_bench, name, threads):
+    r = subprocess.run([attn_bench, name, "--describe", "--threads", str(threads)], capture_output=True, text=True)
     if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()[-1500:]}")
+        raise RuntimeError(f"attn_bench {name} --describe failed ({r.returncode}): {r.stderr.strip()[-1500:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def describe_torch(name):
+    """torch_bench.py's --describe, in this process (one `import torch` for all workloads)."""
+    torch.manual_seed(0)
+    job = tb.WORKLOADS[name]()
+    job.fn()
+    if job.check:
+        job.check()
+    return {"unit": job.unit, "units_per_iteration": job.units, **job.extra}
 
 
 def check_same_work(attn_bench, threads):
@@ -82,24 +93,27 @@ def check_same_work(attn_bench, threads):
     for name in names:
         if name in missing:
             continue
-        a = describe([attn_bench, name, "--describe", "--threads", str(threads)])
-        p = describe([sys.executable, os.path.join(HERE, "torch_bench.py"), name, "--describe",
-                      "--threads", str(threads)])
+        a = describe_attn(attn_bench, name, threads)
+        p = describe_torch(name)
         for key in ("unit", "units_per_iteration", "parameters"):
             if a.get(key) != p.get(key):
                 failures.append(f"{name}: {key} attn {a.get(key)!r}, pytorch {p.get(key)!r}")
-        for side, d in (("attn", a), ("pytorch", p)):
-            if not d.get("peak_rss_mib", 0) > 0 or "peak_above_baseline_mib" not in d:
-                failures.append(f"{name}: {side} reports no peak memory above baseline: {d}")
+        if not a.get("peak_rss_mib", 0) > 0 or "peak_above_baseline_mib" not in a:
+            failures.append(f"{name}: attn reports no peak memory above baseline: {a}")
         print(f"{name}: {a.get('units_per_iteration')} {a.get('unit')} units, "
               f"{a.get('parameters', '-')} parameters on both sides", flush=True)
+    mem = tb.memory_fields()
+    if not mem["peak_above_baseline_mib"] > 0:
+        failures.append(f"torch_bench reports no peak memory above baseline: {mem}")
     return failures
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--attn-bench", required=True, help="the attn_bench binary")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads per side (default 1: no timing here, and one thread keeps the test fast on a "
+                         "busy host, where 2-thread PyTorch slows down many times over)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     failures = check_cached_decoding()
