@@ -1,4 +1,4 @@
-// src/train/classifier.cc — the Fashion-MNIST models and the resumable classifier training loop.
+// src/train/classifier.cc — the Fashion-MNIST models and the classifier job on attn::train::Trainer.
 #include "attn/train/classifier.h"
 
 #include <chrono>
@@ -17,6 +17,7 @@
 #include "attn/nn/nn.h"
 #include "attn/ops.h"
 #include "attn/random.h"
+#include "attn/train/trainer.h"
 
 namespace attn::train {
 
@@ -111,19 +112,7 @@ EvalResult evaluate(nn::Module& model, const data::Dataset& dataset, int64_t bat
   return r;
 }
 
-// ----------------------------------------------------------------------------------------- trainer
-
-// Everything a checkpoint must carry besides model/optimizer/scheduler tensors and the RNG.
-struct ClassifierTrainer::State {
-  int64_t step = 0;
-  int64_t epoch = 0;            // the epoch in progress (0-based)
-  data::DataLoaderState loader;  // position inside it
-  double loss_sum = 0;          // running sums of the epoch in progress (sample-weighted)
-  int64_t correct = 0, count = 0;
-  double seconds = 0;           // wall time of earlier segments
-  double epoch_seconds = 0;     // time already spent on the epoch in progress
-  std::vector<EpochRecord> history;
-};
+// ------------------------------------------------------------------------------------- the job
 
 namespace {
 
@@ -145,9 +134,146 @@ EpochRecord record_from_json(const json& j) {
   return r;
 }
 
-constexpr const char* kSchedulerPrefix = "lr_scheduler.";
+// Cross-entropy on shuffled batches, the running averages of the epoch, and an evaluation on the
+// test set at each epoch end (recorded in the history and printed).
+class ClassifierJob final : public TrainingJob {
+ public:
+  ClassifierJob(nn::Module& model, optim::Optimizer& opt, optim::LRScheduler* sched,
+                std::shared_ptr<const data::Dataset> train_set, const data::Dataset* test_set, const TrainOptions& o)
+      : model_(model), opt_(opt), sched_(sched), test_set_(test_set), o_(o),
+        loader_(std::move(train_set), {.batch_size = o.batch_size, .shuffle = true, .drop_last = false,
+                                       .seed = o.seed, .prefetch = o.prefetch}),
+        epoch_start_(now_s()) {}
+
+  nn::Module& model() override { return model_; }
+  optim::Optimizer& optimizer() override { return opt_; }
+  optim::LRScheduler* scheduler() override { return sched_; }
+  int64_t num_batches(int64_t) override { return loader_.size(); }
+
+  StepLoss train_loss(int64_t epoch, int64_t batch) override {
+    const data::Batch& b = fetch(epoch, batch);
+    epoch_ = epoch;
+    logits_ = model_(b.data);  // (B, C)
+    target_ = b.target;        // (B)
+    return {cross_entropy(logits_, target_), double(target_.size(0))};
+  }
+
+  void after_batch(const StepLoss&, double loss) override {
+    int64_t n = target_.size(0);
+    loss_sum_ += loss * double(n);
+    correct_ += count_correct(logits_.detach(), target_);
+    count_ += n;
+    logits_ = target_ = Tensor();
+  }
+
+  io::Scalars train_scalars() override {
+    return {{"train/running_loss", running_loss()}, {"train/running_accuracy", running_accuracy()}};
+  }
+  io::ProgressStats progress_stats(double, int64_t) override {
+    return {{"loss", running_loss()}, {"acc", running_accuracy()}};
+  }
+
+  io::Scalars evaluate(int64_t) override;
+
+  std::string state_json() const override {
+    json history = json::array();
+    for (auto& r : history_) history.push_back(record_to_json(r));
+    return json{{"format", "attn.train.classifier/2"},
+                {"running", {{"loss_sum", loss_sum_}, {"correct", correct_}, {"count", count_}}},
+                {"epoch_seconds", now_s() - epoch_start_},
+                {"batch_size", o_.batch_size},
+                {"seed", o_.seed},
+                {"history", history}}
+        .dump();
+  }
+  void load_state_json(const std::string& text, const std::string& path) override;
+
+  const std::vector<EpochRecord>& history() const { return history_; }
+
+ private:
+  double running_loss() const { return count_ ? loss_sum_ / double(count_) : 0.0; }
+  double running_accuracy() const { return count_ ? double(correct_) / double(count_) : 0.0; }
+
+  // Batch `batch` of `epoch`: the next one of the running iteration, or a new iteration from there.
+  const data::Batch& fetch(int64_t epoch, int64_t batch) {
+    if (it_ && loader_.state() == data::DataLoaderState{epoch, batch}) {
+      ++*it_;
+    } else {
+      loader_.load_state({epoch, batch});
+      it_.emplace(loader_.begin());
+    }
+    if (*it_ == std::default_sentinel) throw std::logic_error("ClassifierJob: batch past the end of the epoch");
+    return **it_;
+  }
+
+  nn::Module& model_;
+  optim::Optimizer& opt_;
+  optim::LRScheduler* sched_;
+  const data::Dataset* test_set_;
+  const TrainOptions& o_;
+  data::DataLoader loader_;
+  std::optional<data::DataLoader::Iterator> it_;
+  Tensor logits_, target_;  // of the batch in the step
+  int64_t epoch_ = 0;
+  double loss_sum_ = 0;     // running sums of the epoch in progress (sample-weighted)
+  int64_t correct_ = 0, count_ = 0;
+  double epoch_start_;      // wall clock at the start of the epoch in progress
+  std::vector<EpochRecord> history_;
+};
+
+io::Scalars ClassifierJob::evaluate(int64_t) {
+  EpochRecord rec;
+  rec.epoch = epoch_ + 1;
+  rec.train_loss = running_loss();
+  rec.train_accuracy = running_accuracy();
+  if (test_set_) {
+    EvalResult ev = train::evaluate(model_, *test_set_, o_.eval_batch_size);
+    rec.test_loss = ev.loss;
+    rec.test_accuracy = ev.accuracy;
+  }
+  rec.lr = opt_.get_lr(0);
+  double t = now_s();
+  rec.seconds = t - epoch_start_;
+  epoch_start_ = t;
+  history_.push_back(rec);
+  loss_sum_ = 0;
+  correct_ = count_ = 0;
+  if (o_.verbose) {
+    std::printf("epoch %lld/%lld  train_loss %.4f  train_acc %.2f%%  test_loss %.4f  test_acc %.2f%%  lr %.3g  %.1fs\n",
+                (long long)rec.epoch, (long long)o_.epochs, rec.train_loss, 100 * rec.train_accuracy, rec.test_loss,
+                100 * rec.test_accuracy, rec.lr, rec.seconds);
+    std::fflush(stdout);
+  }
+  return {{"epoch/train_loss", rec.train_loss}, {"epoch/train_accuracy", rec.train_accuracy},
+          {"test/loss", rec.test_loss},         {"test/accuracy", rec.test_accuracy},
+          {"epoch/seconds", rec.seconds},       {"epoch", double(rec.epoch)}};
+}
+
+void ClassifierJob::load_state_json(const std::string& text, const std::string& path) {
+  json extra = json::parse(text);
+  const std::string format = extra.is_object() ? extra.value("format", "") : "";
+  if (format != "attn.train.classifier/1" && format != "attn.train.classifier/2")
+    throw std::runtime_error(path + ": not a classifier training checkpoint (extra.format is not attn.train.classifier/1 or /2)");
+  int64_t bs = extra.at("batch_size").get<int64_t>();
+  if (bs != o_.batch_size)
+    throw std::runtime_error(path + ": checkpoint was written with batch_size " + std::to_string(bs) +
+                             ", this run uses " + std::to_string(o_.batch_size) + "; resume needs the same");
+  uint64_t seed = extra.at("seed").get<uint64_t>();
+  if (seed != o_.seed)
+    throw std::runtime_error(path + ": checkpoint was written with seed " + std::to_string(seed) + ", this run uses " +
+                             std::to_string(o_.seed) + "; resume needs the same");
+  const json& run = extra.at("running");
+  loss_sum_ = run.at("loss_sum").get<double>();
+  correct_ = run.at("correct").get<int64_t>();
+  count_ = run.at("count").get<int64_t>();
+  epoch_start_ = now_s() - extra.at("epoch_seconds").get<double>();
+  history_.clear();
+  for (auto& r : extra.at("history")) history_.push_back(record_from_json(r));
+}
 
 }  // namespace
+
+// ----------------------------------------------------------------------------------------- trainer
 
 ClassifierTrainer::ClassifierTrainer(std::shared_ptr<nn::Module> model, std::shared_ptr<optim::Optimizer> optimizer,
                                      std::shared_ptr<const data::Dataset> train_set,
@@ -175,191 +301,31 @@ int64_t ClassifierTrainer::steps_per_epoch() const {
   return (train_set_->size() + options_.batch_size - 1) / options_.batch_size;
 }
 
-void ClassifierTrainer::save(const State& s) const {
-  io::Checkpoint ck;
-  ck.model = model_->state_dict();
-  ck.optimizer = optimizer_->state_dict();
-  if (scheduler_)
-    for (auto& [k, v] : scheduler_->state_dict()) ck.optimizer[kSchedulerPrefix + k] = v;
-  ck.step = s.step;
-  ck.rng = default_generator().state();
-  json history = json::array();
-  for (auto& r : s.history) history.push_back(record_to_json(r));
-  json extra = {{"format", "attn.train.classifier/1"},
-                {"epoch", s.epoch},
-                {"loader", {{"epoch", s.loader.epoch}, {"batch", s.loader.batch}}},
-                {"running", {{"loss_sum", s.loss_sum}, {"correct", s.correct}, {"count", s.count}}},
-                {"seconds", s.seconds},
-                {"epoch_seconds", s.epoch_seconds},
-                {"batch_size", options_.batch_size},
-                {"seed", options_.seed},
-                {"history", history}};
-  ck.extra_json = extra.dump();
-  io::save_checkpoint(checkpoint_path(), ck);
-}
-
-bool ClassifierTrainer::load(State& s) {
-  std::string path = checkpoint_path();
-  if (!std::filesystem::exists(path)) return false;
-  io::Checkpoint ck = io::load_checkpoint(path);
-  json extra = json::parse(ck.extra_json);
-  if (!extra.is_object() || extra.value("format", "") != "attn.train.classifier/1")
-    throw std::runtime_error(path + ": not a classifier training checkpoint (extra.format is not attn.train.classifier/1)");
-  int64_t bs = extra.at("batch_size").get<int64_t>();
-  if (bs != options_.batch_size)
-    throw std::runtime_error(path + ": checkpoint was written with batch_size " + std::to_string(bs) +
-                             ", this run uses " + std::to_string(options_.batch_size) + "; resume needs the same");
-  uint64_t seed = extra.at("seed").get<uint64_t>();
-  if (seed != options_.seed)
-    throw std::runtime_error(path + ": checkpoint was written with seed " + std::to_string(seed) + ", this run uses " +
-                             std::to_string(options_.seed) + "; resume needs the same");
-  model_->load_state_dict(ck.model);
-  std::map<std::string, Tensor> opt_state, sched_state;
-  const std::string prefix = kSchedulerPrefix;
-  for (auto& [k, v] : ck.optimizer) {
-    if (k.compare(0, prefix.size(), prefix) == 0)
-      sched_state[k.substr(prefix.size())] = v;
-    else
-      opt_state[k] = v;
-  }
-  optimizer_->load_state_dict(opt_state);
-  if (scheduler_) {
-    if (sched_state.empty()) throw std::runtime_error(path + ": this run has an LR scheduler but the checkpoint has none");
-    scheduler_->load_state_dict(sched_state);
-  } else if (!sched_state.empty()) {
-    throw std::runtime_error(path + ": the checkpoint has an LR scheduler state but this run has no scheduler");
-  }
-  default_generator().set_state(ck.rng);
-  s.step = ck.step;
-  s.epoch = extra.at("epoch").get<int64_t>();
-  s.loader.epoch = extra.at("loader").at("epoch").get<int64_t>();
-  s.loader.batch = extra.at("loader").at("batch").get<int64_t>();
-  const json& run = extra.at("running");
-  s.loss_sum = run.at("loss_sum").get<double>();
-  s.correct = run.at("correct").get<int64_t>();
-  s.count = run.at("count").get<int64_t>();
-  s.seconds = extra.at("seconds").get<double>();
-  s.epoch_seconds = extra.at("epoch_seconds").get<double>();
-  s.history.clear();
-  for (auto& r : extra.at("history")) s.history.push_back(record_from_json(r));
-  return true;
-}
-
 TrainResult ClassifierTrainer::fit() {
   const TrainOptions& o = options_;
+  ClassifierJob job(*model_, *optimizer_, scheduler_.get(), train_set_, test_set_.get(), o);
+  Trainer trainer(job, {.out_dir = o.out_dir, .resume = o.resume, .max_epochs = o.epochs,
+                        .eval_at_epoch_end = true, .eval_at_stop = false, .checkpoint_every = o.checkpoint_every,
+                        .log_every = o.log_every, .stop_after_steps = o.stop_after_steps, .metrics = o.metrics,
+                        .plot_metrics = {"test/accuracy", "epoch/train_accuracy"}, .progress = o.progress,
+                        .handle_signals = o.handle_signals});
+  TrainerResult tr = trainer.fit();
   TrainResult result;
-  State s;
-  if (!o.out_dir.empty()) std::filesystem::create_directories(o.out_dir);
-  if (o.resume) result.resumed = load(s);
-  if (result.resumed) result.checkpoint = checkpoint_path();
-
-  data::DataLoader loader(train_set_, {.batch_size = o.batch_size, .shuffle = true, .drop_last = false,
-                                       .seed = o.seed, .prefetch = o.prefetch});
-  if (result.resumed) loader.load_state(s.loader);
-
-  std::optional<io::MetricsWriter> metrics;
-  if (o.metrics && !o.out_dir.empty()) metrics.emplace(io::MetricsWriterOptions{.log_dir = o.out_dir});
-
-  const int64_t per_epoch = loader.size();
-  const double t_start = now_s();
-  double epoch_start = t_start - s.epoch_seconds;
-  auto total_seconds = [&] { return s.seconds + (now_s() - t_start); };
-  auto fill_result = [&] {
-    result.steps = s.step;
-    result.epochs = int64_t(s.history.size());
-    result.history = s.history;
-    result.seconds = total_seconds();
-    if (!s.history.empty()) {
-      const EpochRecord& last = s.history.back();
-      result.train_loss = last.train_loss;
-      result.train_accuracy = last.train_accuracy;
-      result.test_loss = last.test_loss;
-      result.test_accuracy = last.test_accuracy;
-    }
-  };
-  // Snapshot for a checkpoint: timings are stored relative to this segment's start.
-  auto checkpoint = [&] {
-    if (o.out_dir.empty()) return;
-    State snap = s;
-    double t = now_s();
-    snap.seconds = s.seconds + (t - t_start);
-    snap.epoch_seconds = t - epoch_start;
-    snap.loader = loader.state();
-    save(snap);
-    result.checkpoint = checkpoint_path();
-  };
-
-  model_->train();
-  for (; s.epoch < o.epochs; ++s.epoch) {
-    loader.set_epoch(s.epoch);  // keeps the position restored by load_state on resume
-    std::optional<io::ProgressBar> bar;
-    if (o.progress)
-      bar.emplace(per_epoch, io::ProgressBarOptions{
-                                 .desc = "epoch " + std::to_string(s.epoch + 1) + "/" + std::to_string(o.epochs),
-                                 .unit = "step",
-                                 .initial = loader.state().batch});
-    for (const data::Batch& b : loader) {
-      if (o.stop_after_steps >= 0 && s.step >= o.stop_after_steps) {
-        fill_result();
-        return result;  // "interrupted": nothing after the last checkpoint is saved
-      }
-      Tensor logits = (*model_)(b.data);               // (B, C)
-      Tensor loss = cross_entropy(logits, b.target);  // ()
-      optimizer_->zero_grad();
-      loss.backward();
-      optimizer_->step();
-      if (scheduler_) scheduler_->step();
-      ++s.step;
-
-      int64_t n = b.target.size(0);
-      double l = loss.item();
-      s.loss_sum += l * double(n);
-      s.correct += count_correct(logits.detach(), b.target);
-      s.count += n;
-      double run_loss = s.loss_sum / double(s.count), run_acc = double(s.correct) / double(s.count);
-      if (bar) bar->update(1, {{"loss", run_loss}, {"acc", run_acc}});
-      if (metrics && o.log_every > 0 && s.step % o.log_every == 0)
-        metrics->log(s.step, {{"train/loss", l}, {"train/running_loss", run_loss}, {"train/running_accuracy", run_acc},
-                              {"train/lr", optimizer_->get_lr(0)}});
-      if (o.checkpoint_every > 0 && s.step % o.checkpoint_every == 0) checkpoint();
-    }
-    if (bar) bar->finish();
-
-    EpochRecord rec;
-    rec.epoch = s.epoch + 1;
-    rec.train_loss = s.count ? s.loss_sum / double(s.count) : 0.0;
-    rec.train_accuracy = s.count ? double(s.correct) / double(s.count) : 0.0;
-    if (test_set_) {
-      EvalResult ev = evaluate(*model_, *test_set_, o.eval_batch_size);
-      rec.test_loss = ev.loss;
-      rec.test_accuracy = ev.accuracy;
-    }
-    rec.lr = optimizer_->get_lr(0);
-    double t = now_s();
-    rec.seconds = t - epoch_start;
-    epoch_start = t;
-    s.history.push_back(rec);
-    s.loss_sum = 0;
-    s.correct = s.count = 0;
-    if (metrics)
-      metrics->log(s.step, {{"epoch/train_loss", rec.train_loss}, {"epoch/train_accuracy", rec.train_accuracy},
-                            {"test/loss", rec.test_loss}, {"test/accuracy", rec.test_accuracy},
-                            {"epoch/seconds", rec.seconds}, {"epoch", double(rec.epoch)}});
-    if (o.verbose) {
-      std::printf("epoch %lld/%lld  train_loss %.4f  train_acc %.2f%%  test_loss %.4f  test_acc %.2f%%  lr %.3g  %.1fs\n",
-                  (long long)rec.epoch, (long long)o.epochs, rec.train_loss, 100 * rec.train_accuracy, rec.test_loss,
-                  100 * rec.test_accuracy, rec.lr, rec.seconds);
-      std::fflush(stdout);
-    }
-    // The epoch is done: the checkpoint resumes at the start of the next one.
-    State next = s;
-    next.epoch = s.epoch + 1;
-    std::swap(s, next);
-    checkpoint();
-    std::swap(s, next);
+  result.finished = tr.finished;
+  result.resumed = tr.resumed;
+  result.signal = tr.signal;
+  result.steps = tr.state.step;
+  result.history = job.history();
+  result.epochs = int64_t(result.history.size());
+  result.seconds = tr.state.seconds;
+  result.checkpoint = tr.checkpoint;
+  if (!result.history.empty()) {
+    const EpochRecord& last = result.history.back();
+    result.train_loss = last.train_loss;
+    result.train_accuracy = last.train_accuracy;
+    result.test_loss = last.test_loss;
+    result.test_accuracy = last.test_accuracy;
   }
-  result.finished = true;
-  fill_result();
   return result;
 }
 

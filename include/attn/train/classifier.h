@@ -9,7 +9,8 @@
 //                                          {.epochs = 3, .batch_size = 128, .seed = 0, .out_dir = "runs/cnn"});
 //   attn::train::TrainResult r = trainer.fit();     // r.test_accuracy, r.train_loss, r.seconds, ...
 //
-// With an out_dir, fit() writes <out_dir>/metrics.jsonl + a TensorBoard event file, and saves
+// The job runs on attn::train::Trainer (attn/train/trainer.h). With an out_dir, fit() writes
+// <out_dir>/metrics.jsonl + a TensorBoard event file + curves.png, and saves
 // <out_dir>/checkpoint.safetensors (atomically) after every epoch and every `checkpoint_every` steps.
 // A checkpoint holds the model, the optimizer, the LR scheduler, the step, the global RNG state, the
 // data loader position and the epoch's running sums, so fit() with `.resume = true` continues an
@@ -73,6 +74,7 @@ struct TrainOptions {
   bool metrics = true;            // metrics.jsonl + TensorBoard (needs out_dir)
   bool verbose = true;            // one summary line per epoch on stdout
   int prefetch = 2;               // data loader prefetch depth
+  bool handle_signals = true;     // SIGINT/SIGTERM: finish the step, checkpoint, return (result.signal)
 };
 
 struct EpochRecord {
@@ -92,6 +94,7 @@ struct TrainResult {
   double seconds = 0;       // training wall time, summed over resumed segments
   std::string checkpoint;   // the last checkpoint written (empty without out_dir)
   bool resumed = false;     // whether fit() started from a checkpoint
+  int signal = 0;           // SIGINT or SIGTERM that stopped it (the last checkpoint holds the step it ended on)
   std::vector<EpochRecord> history;
 };
 
@@ -120,10 +123,6 @@ class ClassifierTrainer {
   int64_t steps_per_epoch() const;
 
  private:
-  struct State;
-  void save(const State& s) const;
-  bool load(State& s);
-
   std::shared_ptr<nn::Module> model_;
   std::shared_ptr<optim::Optimizer> optimizer_;
   std::shared_ptr<const data::Dataset> train_set_, test_set_;
