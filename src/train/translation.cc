@@ -1,5 +1,5 @@
-// src/train/translation.cc — the translator's training loop (paper schedule, label smoothing,
-// clipping, validation with BLEU, checkpoints, exact resume, early stopping) and batch translation.
+// src/train/translation.cc — the translator's training job on attn::train::Trainer (paper schedule,
+// label smoothing, clipping, validation with BLEU, early stopping on it) and batch translation.
 #include "attn/train/translation.h"
 
 #include <algorithm>
@@ -24,6 +24,7 @@
 #include "attn/ops.h"
 #include "attn/optim/adam.h"
 #include "attn/random.h"
+#include "attn/train/trainer.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -166,16 +167,65 @@ DevEval evaluate(models::Translator& model, const text::SentencePiece& sp, const
   return r;
 }
 
-}  // namespace
+// The translator as a TrainingJob: token batches, label-smoothed cross-entropy, dev loss and BLEU.
+class TranslatorJob final : public TrainingJob {
+ public:
+  TranslatorJob(const TranslationTrainOptions& o, models::Translator& model, optim::Adam& opt,
+                const text::SentencePiece& sp, const data::TokenBatcher& batches, const data::ParallelCorpus& dev,
+                const std::vector<std::string>& dev_refs)
+      : o_(o), model_(model), opt_(opt), sp_(sp), batches_(batches), dev_(dev), dev_refs_(dev_refs) {}
 
-TranslationTrainResult train_translator(const TranslationTrainOptions& o) {
-  auto t0 = std::chrono::steady_clock::now();
-  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  nn::Module& model() override { return model_; }
+  optim::Optimizer& optimizer() override { return opt_; }
+  int64_t num_batches(int64_t epoch) override { return batches_.num_batches(epoch); }
+
+  StepLoss train_loss(int64_t epoch, int64_t batch) override {
+    data::TranslationBatch b = batches_.get(epoch, batch);
+    Tensor logits = model_.forward(b.src, b.tgt_in);  // (N, T, V)
+    Tensor loss = cross_entropy(logits.flatten(0, 1), b.tgt_out.flatten(),
+                                {.ignore_index = model_.options.pad_id, .label_smoothing = o_.label_smoothing});
+    tokens_since_log_ += b.src_tokens + b.tgt_tokens;
+    return {loss, double(b.tgt_tokens)};
+  }
+
+  io::Scalars train_scalars() override {
+    auto now = std::chrono::steady_clock::now();
+    double dt = std::chrono::duration<double>(now - log_t_).count();
+    io::Scalars sc = {{"train/tokens_per_s", double(tokens_since_log_) / std::max(dt, 1e-9)}};
+    tokens_since_log_ = 0;
+    log_t_ = now;
+    return sc;
+  }
+
+  io::Scalars evaluate(int64_t step) override {
+    DevEval ev = train::evaluate(model_, sp_, dev_, dev_refs_, o_.eval_sentences, o_.max_tokens);
+    std::fprintf(stderr, "step %lld: dev loss %.3f, BLEU %.2f, chrF %.2f\n", (long long)step, ev.loss, ev.bleu, ev.chrf);
+    return {{"dev/loss", ev.loss}, {"dev/bleu", ev.bleu}, {"dev/chrf", ev.chrf}};
+  }
+
+  void on_resume(const TrainerState& s, const std::string& path) override {
+    std::fprintf(stderr, "resuming from %s at step %lld (epoch %lld, batch %lld, best dev BLEU %.2f)\n", path.c_str(),
+                 (long long)s.step, (long long)s.epoch, (long long)s.batch, std::isnan(s.best) ? -1.0 : s.best);
+  }
+
+ private:
+  const TranslationTrainOptions& o_;
+  models::Translator& model_;
+  optim::Adam& opt_;
+  const text::SentencePiece& sp_;
+  const data::TokenBatcher& batches_;
+  const data::ParallelCorpus& dev_;
+  const std::vector<std::string>& dev_refs_;
+  int64_t tokens_since_log_ = 0;
+  std::chrono::steady_clock::time_point log_t_ = std::chrono::steady_clock::now();
+};
+
+// The tokenizer (trained on the training text unless out_dir has one) and the model options; the
+// files in out_dir win on resume and a conflicting config is an error.
+std::pair<std::shared_ptr<text::SentencePiece>, models::TranslatorOptions> prepare_run_dir(
+    const TranslationTrainOptions& o) {
   fs::create_directories(o.out_dir);
   const std::string spm_path = o.out_dir + "/spm.model", config_path = o.out_dir + "/config.json";
-  const std::string ckpt_path = o.out_dir + "/checkpoint.safetensors", best_path = o.out_dir + "/best.safetensors";
-
-  // ---- tokenizer and configuration (the files in out_dir win on resume; a conflict is an error)
   models::TranslatorOptions mo = o.model;
   if (!fs::exists(spm_path)) {
     text::SentencePiece::train({.input_files = {o.train_src, o.train_tgt}, .model_prefix = o.out_dir + "/spm",
@@ -188,139 +238,59 @@ TranslationTrainResult train_translator(const TranslationTrainOptions& o) {
   mo.max_len = std::max<int64_t>(mo.max_len, 2 * o.max_len + 16);
   if (fs::exists(config_path)) {
     models::TranslatorOptions saved = model_from_json(read_json(config_path).at("model"), config_path);
-    if (model_json(saved) != model_json(mo) && fs::exists(ckpt_path) && o.resume)
+    if (model_json(saved) != model_json(mo) && fs::exists(o.out_dir + "/checkpoint.safetensors") && o.resume)
       throw std::runtime_error(o.out_dir + " holds a model with config " + model_json(saved).dump() +
                                " but this run asks for " + model_json(mo).dump() +
                                "; use another out_dir or the same options");
   }
   write_text_atomic(config_path, json{{"model", model_json(mo)}, {"spm", "spm.model"}}.dump(1) + "\n");
+  return {sp, mo};
+}
 
-  // ---- data
+}  // namespace
+
+TranslationTrainResult train_translator(const TranslationTrainOptions& o) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  auto [sp, mo] = prepare_run_dir(o);
   data::ParallelCorpus train = data::ParallelCorpus::load(o.train_src, o.train_tgt, *sp, {.max_len = o.max_len});
   data::ParallelCorpus dev = data::ParallelCorpus::load(o.dev_src, o.dev_tgt, *sp, {.max_len = 1 << 20});
   std::vector<std::string> dev_refs = data::read_lines(o.dev_tgt);
   data::TokenBatcher batches(train, {.max_tokens = o.max_tokens, .shuffle = true, .seed = o.seed,
                                      .pad_id = mo.pad_id, .bos_id = mo.bos_id, .eos_id = mo.eos_id});
-
-  // ---- model, optimizer, state
-  manual_seed(o.seed);
+  manual_seed(o.seed);  // model init; a resumed run restores the weights and the RNG
   auto model = std::make_shared<models::Translator>(mo);
   optim::Adam opt(model->parameters(), {.lr = 0.0, .betas = {0.9, 0.98}, .eps = 1e-9});
-  int64_t step = 0, epoch = 0, batch_index = 0, bad_evals = 0;
-  double best_bleu = -1;
-  double train_seconds = 0;  // time in training steps only (no setup, validation or checkpoints), all invocations
-  TranslationTrainResult res;
-  if (o.resume && fs::exists(ckpt_path)) {
-    io::Checkpoint ck = io::load_checkpoint(ckpt_path);
-    model->load_state_dict(ck.model);
-    opt.load_state_dict(ck.optimizer);
-    default_generator().set_state(ck.rng);
-    step = ck.step;
-    json extra = json::parse(ck.extra_json);
-    epoch = extra.at("epoch");
-    batch_index = extra.at("batch");
-    best_bleu = extra.at("best_bleu");
-    bad_evals = extra.at("bad_evals");
-    train_seconds = extra.value("train_seconds", 0.0);
-    std::fprintf(stderr, "resuming from %s at step %lld (epoch %lld, batch %lld, best dev BLEU %.2f)\n",
-                 ckpt_path.c_str(), (long long)step, (long long)epoch, (long long)batch_index, best_bleu);
-  }
-  auto save = [&](const std::string& path) {
-    io::Checkpoint ck;
-    ck.model = model->state_dict();
-    ck.optimizer = opt.state_dict();
-    ck.step = step;
-    ck.rng = default_generator().state();
-    ck.extra_json = json{{"epoch", epoch}, {"batch", batch_index}, {"best_bleu", best_bleu}, {"bad_evals", bad_evals},
-                        {"train_seconds", train_seconds}}.dump();
-    io::save_checkpoint(path, ck);
-  };
-
-  io::MetricsWriter metrics({.log_dir = o.out_dir});
   std::fprintf(stderr, "translator: %lld parameters, %lld training pairs (%lld empty, %lld too long dropped), "
                        "%lld batches per epoch, vocabulary %lld\n",
                (long long)model->num_parameters(), (long long)train.size(), (long long)train.dropped_empty,
-               (long long)train.dropped_long, (long long)batches.num_batches(epoch), (long long)mo.vocab_size);
-  model->train();
-  double run_loss = 0, run_tokens = 0;
-  int64_t tokens_since_log = 0;
-  auto log_t = std::chrono::steady_clock::now();
-  bool stop = false;
-  std::unique_ptr<io::ProgressBar> bar;
-  auto new_bar = [&] {
-    if (o.progress)
-      bar = std::make_unique<io::ProgressBar>(batches.num_batches(epoch),
-                                              io::ProgressBarOptions{.desc = "epoch " + std::to_string(epoch + 1),
-                                                                     .unit = "batch", .initial = batch_index});
-  };
-  new_bar();
-  while (!stop && epoch < o.max_epochs) {
-    if (batch_index >= batches.num_batches(epoch)) {
-      ++epoch;
-      batch_index = 0;
-      res.epochs_done++;
-      if (bar) bar->finish();
-      new_bar();
-      continue;
-    }
-    auto step_t0 = std::chrono::steady_clock::now();
-    data::TranslationBatch b = batches.get(epoch, batch_index);
-    ++batch_index;
-    ++step;
-    opt.set_lr(noam(step, mo.d_model, o.warmup_steps, o.lr_factor));
-    Tensor logits = model->forward(b.src, b.tgt_in);  // (N, T, V)
-    Tensor loss = cross_entropy(logits.flatten(0, 1), b.tgt_out.flatten(),
-                                {.ignore_index = mo.pad_id, .label_smoothing = o.label_smoothing});
-    loss.backward();
-    if (o.clip_grad_norm > 0) nn::utils::clip_grad_norm_(model->parameters(), o.clip_grad_norm);
-    opt.step();
-    opt.zero_grad();
-    double l = loss.item<double>();
-    train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - step_t0).count();
-    run_loss += l * double(b.tgt_tokens);
-    run_tokens += double(b.tgt_tokens);
-    tokens_since_log += b.src_tokens + b.tgt_tokens;
-    if (bar) bar->update(1, {{"loss", run_tokens > 0 ? run_loss / run_tokens : 0.0}, {"step", double(step)}});
-    if (step % o.log_every == 0) {
-      double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - log_t).count();
-      metrics.log(step, {{"train/loss", run_loss / std::max(1.0, run_tokens)},
-                         {"train/lr", noam(step, mo.d_model, o.warmup_steps, o.lr_factor)},
-                         {"train/tokens_per_s", double(tokens_since_log) / std::max(dt, 1e-9)},
-                         {"train/seconds", train_seconds}});
-      run_loss = run_tokens = 0;
-      tokens_since_log = 0;
-      log_t = std::chrono::steady_clock::now();
-    }
-    bool out_of_time = o.time_budget_s > 0 && elapsed() >= o.time_budget_s;
-    bool out_of_steps = o.max_steps > 0 && step >= o.max_steps;
-    if (step % o.eval_every == 0 || out_of_time || out_of_steps) {
-      DevEval ev = evaluate(*model, *sp, dev, dev_refs, o.eval_sentences, o.max_tokens);
-      res.dev_loss = ev.loss, res.dev_bleu = ev.bleu, res.dev_chrf = ev.chrf;
-      metrics.log(step, {{"dev/loss", ev.loss}, {"dev/bleu", ev.bleu}, {"dev/chrf", ev.chrf},
-                         {"train/seconds", train_seconds}});
-      if (bar) bar->finish();
-      std::fprintf(stderr, "step %lld: dev loss %.3f, BLEU %.2f, chrF %.2f\n", (long long)step, ev.loss, ev.bleu, ev.chrf);
-      if (ev.bleu > best_bleu) {
-        best_bleu = ev.bleu;
-        bad_evals = 0;
-        save(best_path);
-      } else if (++bad_evals >= o.patience) {
-        res.stopped_early = true;
-        stop = true;
-      }
-      save(ckpt_path);
-      if (out_of_time || out_of_steps) stop = true;
-      if (!stop) new_bar();
-    }
+               (long long)train.dropped_long, (long long)batches.num_batches(0), (long long)mo.vocab_size);
+
+  TranslatorJob job(o, *model, opt, *sp, batches, dev, dev_refs);
+  const int64_t d_model = mo.d_model;
+  Trainer trainer(job, {.out_dir = o.out_dir, .resume = o.resume, .max_epochs = o.max_epochs, .max_steps = o.max_steps,
+                        // the budget counts from the start of this call, tokenizer and data loading included
+                        .time_budget_s = o.time_budget_s > 0 ? std::max(1e-9, o.time_budget_s - elapsed()) : 0.0,
+                        .clip_grad_norm = o.clip_grad_norm,
+                        .lr_at = [&](int64_t step) { return noam(step, d_model, o.warmup_steps, o.lr_factor); },
+                        .eval_every = o.eval_every, .best_metric = "dev/bleu", .patience = o.patience,
+                        .log_every = o.log_every, .plot_metrics = {"dev/chrf"}, .progress = o.progress,
+                        .progress_unit = "batch", .handle_signals = o.handle_signals});
+  TrainerResult tr = trainer.fit();
+  TranslationTrainResult res;
+  for (const auto& [tag, v] : tr.last_eval) {
+    if (tag == "dev/loss") res.dev_loss = v;
+    if (tag == "dev/bleu") res.dev_bleu = v;
+    if (tag == "dev/chrf") res.dev_chrf = v;
   }
-  if (bar) bar->finish();
-  if (!fs::exists(ckpt_path) || step == 0) save(ckpt_path);
-  metrics.close();
-  res.steps = step;
-  res.best_dev_bleu = std::max(0.0, best_bleu);
+  res.steps = tr.state.step;
+  res.epochs_done = tr.epochs_done;
+  res.best_dev_bleu = std::isnan(tr.state.best) ? 0.0 : std::max(0.0, tr.state.best);
+  res.stopped_early = tr.stopped_early;
+  res.signal = tr.signal;
   res.seconds = elapsed();
-  res.checkpoint = ckpt_path;
-  res.best_checkpoint = fs::exists(best_path) ? best_path : ckpt_path;
+  res.checkpoint = trainer.checkpoint_path();
+  res.best_checkpoint = fs::exists(trainer.best_path()) ? trainer.best_path() : res.checkpoint;
   return res;
 }
 

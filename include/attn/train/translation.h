@@ -8,8 +8,9 @@
 //   std::vector<std::string> es = s.translate({"In the beginning God created the heavens."}, {.beam_size = 5});
 //
 // out_dir holds: spm.model (joint SentencePiece), config.json, checkpoint.safetensors (latest; model +
-// Adam + schedule + step + RNG + data position), best.safetensors (best dev BLEU), metrics.jsonl and a
-// TensorBoard event file. Running again with the same out_dir resumes exactly where it stopped.
+// Adam + step + RNG + data position), best.safetensors (best dev BLEU), metrics.jsonl, a TensorBoard
+// event file and curves.png. Running again with the same out_dir resumes exactly where it stopped.
+// The loop is attn::train::Trainer's (attn/train/trainer.h); Ctrl-C finishes the step and checkpoints.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -44,6 +45,7 @@ struct TranslationTrainOptions {
   bool resume = true;
   int64_t log_every = 50;
   bool progress = true;
+  bool handle_signals = true;        // SIGINT/SIGTERM: finish the step, checkpoint, return (result.signal)
 };
 
 struct TranslationTrainResult {
@@ -54,6 +56,7 @@ struct TranslationTrainResult {
   double seconds = 0;                                // this invocation
   std::string checkpoint, best_checkpoint;
   bool stopped_early = false;
+  int signal = 0;                                    // SIGINT or SIGTERM that stopped the run (0: none)
 };
 
 TranslationTrainResult train_translator(const TranslationTrainOptions& o);
