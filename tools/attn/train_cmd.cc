@@ -7,6 +7,8 @@
 // stdout: one line per epoch, then a JSON object (the last line) with test_accuracy (a fraction),
 // test_loss, train_loss, train_accuracy, epochs, steps, seconds, checkpoint, ... The progress bar
 // goes to stderr. <out>/config.json records the full configuration and <out>/result.json the result.
+// Ctrl-C (SIGINT) or SIGTERM: the step in progress finishes, the checkpoint is written, the JSON line
+// says "interrupted": true and the exit status is 128 + the signal; --resume continues exactly.
 #include <omp.h>
 
 #include <cstdio>
@@ -175,7 +177,8 @@ json run_training(const TrainConfig& c) {
               {"checkpoint", res.checkpoint},
               {"out", c.out},
               {"resumed", res.resumed},
-              {"finished", res.finished}};
+              {"finished", res.finished},
+              {"interrupted", res.signal != 0}};
   json full = out;
   json hist = json::array();
   for (auto& e : res.history)
@@ -185,6 +188,7 @@ json run_training(const TrainConfig& c) {
   full["history"] = hist;
   full["config"] = config_json(c);
   write_json_file(c.out + "/result.json", full);
+  if (res.signal) exit_code = 128 + res.signal;  // SIGINT/SIGTERM: the checkpoint holds the last step
   return out;
 }
 
@@ -272,6 +276,7 @@ void add_train_commands(CLI::App& app) {
       c.out = *demo_root + "-" + m;
       json r = run_training(c);
       std::cout << r.dump() << std::endl;
+      if (exit_code) return;  // interrupted
       summary[m] = r;
       seconds += r["seconds"].get<double>();
     }

@@ -80,7 +80,7 @@ train::TranslationTrainOptions resolve(const TranslatorCli& c) {
 json result_json(const train::TranslationTrainResult& r) {
   return {{"steps", r.steps}, {"dev_bleu", r.dev_bleu}, {"dev_chrf", r.dev_chrf}, {"dev_loss", r.dev_loss},
           {"best_dev_bleu", r.best_dev_bleu}, {"seconds", r.seconds}, {"checkpoint", r.checkpoint},
-          {"best_checkpoint", r.best_checkpoint}, {"stopped_early", r.stopped_early}};
+          {"best_checkpoint", r.best_checkpoint}, {"stopped_early", r.stopped_early}, {"interrupted", r.signal != 0}};
 }
 
 // Translates `src_path`, writes `out_path` and returns corpus BLEU/chrF against `ref_path`.
@@ -107,6 +107,7 @@ void add_translate_commands(CLI::App& app) {
   tr->callback([=] {
     auto r = train::train_translator(resolve(*tc));
     std::cout << result_json(r).dump() << std::endl;
+    if (r.signal) exit_code = 128 + r.signal;  // interrupted: the checkpoint holds the last step
   });
 
   // ---- attn translate
@@ -196,6 +197,11 @@ void add_translate_commands(CLI::App& app) {
   d->callback([=] {
     auto o = resolve(*dc);
     auto r = train::train_translator(o);
+    if (r.signal) {  // Ctrl-C: the checkpoint is written; skip the held-out evaluation
+      std::cout << result_json(r).dump() << std::endl;
+      exit_code = 128 + r.signal;
+      return;
+    }
     train::TranslationSession s = train::TranslationSession::load(o.out_dir);
     std::cerr << "translating the held-out " << *test << "." << dc->src << " (beam " << *demo_beam << ") ..." << std::endl;
     json ev = evaluate_file(s, *test + "." + dc->src, *test + "." + dc->tgt, o.out_dir + "/test.hyp." + dc->tgt,
