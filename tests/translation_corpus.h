@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 
 #include "attn/train/translation.h"
@@ -17,11 +18,14 @@ inline const char* const kEnglish[] = {"god", "light", "earth", "water", "day", 
 inline const char* const kSpanish[] = {"dios", "luz", "tierra", "agua", "dia", "noche", "hombre", "rey", "casa", "pan"};
 
 // `n` sentence pairs of 2-9 words drawn by an LCG from `seed`: <prefix>.en and its word-for-word
-// translation <prefix>.es.
-inline void write_word_corpus(const std::filesystem::path& prefix, int n, uint32_t seed) {
+// translation <prefix>.es. English sentences in `exclude` are skipped (a held-out set); returns the
+// English sentences written.
+inline std::set<std::string> write_word_corpus(const std::filesystem::path& prefix, int n, uint32_t seed,
+                                               const std::set<std::string>& exclude = {}) {
   std::ofstream fe(prefix.string() + ".en"), fs_(prefix.string() + ".es");
+  std::set<std::string> written;
   uint32_t s = seed;
-  for (int i = 0; i < n; ++i) {
+  for (int i = 0; i < n;) {
     int len = 2 + int((s = s * 1664525u + 1013904223u) >> 29);
     std::string a, b;
     for (int k = 0; k < len; ++k) {
@@ -29,9 +33,13 @@ inline void write_word_corpus(const std::filesystem::path& prefix, int n, uint32
       a += std::string(k ? " " : "") + kEnglish[w];
       b += std::string(k ? " " : "") + kSpanish[w];
     }
+    if (exclude.count(a)) continue;
     fe << a << "\n";
     fs_ << b << "\n";
+    written.insert(a);
+    ++i;
   }
+  return written;
 }
 
 // A 1+1-layer d_model 32 translator with a 48-piece vocabulary: seconds per hundred steps.

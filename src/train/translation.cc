@@ -131,7 +131,7 @@ struct DevEval {
   double loss = 0, bleu = 0, chrf = 0;
 };
 
-// Teacher-forced dev loss (no smoothing) and greedy BLEU on the first `sentences` dev pairs.
+// Teacher-forced dev loss (no smoothing) on every dev pair and greedy BLEU on `sentences` of them.
 DevEval evaluate(models::Translator& model, const text::SentencePiece& sp, const data::ParallelCorpus& dev,
                  const std::vector<std::string>& dev_refs, int64_t sentences, int64_t max_tokens) {
   NoGradGuard ng;
@@ -153,9 +153,11 @@ DevEval evaluate(models::Translator& model, const text::SentencePiece& sp, const
   TranslationSession session(std::shared_ptr<models::Translator>(&model, [](models::Translator*) {}),
                              std::shared_ptr<text::SentencePiece>(const_cast<text::SentencePiece*>(&sp),
                                                                   [](text::SentencePiece*) {}));
+  // `sentences` pairs evenly spaced over the whole dev set (every dev book, not only the first lines)
   int64_t n = std::min<int64_t>(sentences, dev.size());
   std::vector<std::string> src_lines, refs;
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t k = 0; k < n; ++k) {
+    size_t i = size_t(k * dev.size() / n);
     std::vector<int> ids(dev.src[i].begin(), dev.src[i].end());
     src_lines.push_back(sp.decode(ids));
     refs.push_back(dev_refs[size_t(dev.line[i] - 1)]);

@@ -39,7 +39,7 @@ struct TranslationTrainOptions {
   int64_t max_epochs = 1000;
   double time_budget_s = 0;          // wall-clock budget of this invocation; 0: no limit
   int64_t eval_every = 1000;         // steps between validations (and checkpoints)
-  int64_t eval_sentences = 300;      // dev sentences decoded (greedy) for BLEU at each validation
+  int64_t eval_sentences = 300;      // dev sentences (evenly spaced over the dev set) decoded greedily for BLEU
   int64_t patience = 10;             // stop after this many validations without a better dev BLEU
   uint64_t seed = 1;
   bool resume = true;
