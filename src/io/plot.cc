@@ -68,6 +68,16 @@ void draw_panel(cairo_t* cr, const CurvePanel& p, double x0, double y0, const Cu
   text_at(right - 40, bottom + 15, fmt(xr.hi));
   text_at((left + right) / 2 - 10, bottom + 30, o.x_label);
 
+  double legend_w = 0;  // a white box under the legend keeps it readable over the lines
+  for (const auto& s : p.series) {
+    cairo_text_extents_t e;
+    cairo_text_extents(cr, s.name.c_str(), &e);
+    legend_w = std::max(legend_w, e.x_advance);
+  }
+  const double legend_x = right - legend_w - 30;
+  cairo_set_source_rgb(cr, 1, 1, 1);
+  cairo_rectangle(cr, legend_x - 4, top + 2, legend_w + 30, 14 * double(p.series.size()) + 4);
+  cairo_fill(cr);
   for (size_t k = 0; k < p.series.size(); ++k) {
     const CurveSeries& s = p.series[k];
     const double* c = kColours[k % (sizeof kColours / sizeof kColours[0])];
@@ -89,10 +99,10 @@ void draw_panel(cairo_t* cr, const CurvePanel& p, double x0, double y0, const Cu
       cairo_fill(cr);
     }
     double ly = top + 14 + 14 * double(k);  // legend, top right
-    cairo_rectangle(cr, right - 150, ly - 7, 12, 3);
+    cairo_rectangle(cr, legend_x, ly - 7, 12, 3);
     cairo_fill(cr);
     cairo_set_source_rgb(cr, 0, 0, 0);
-    text_at(right - 133, ly - 2, s.name);
+    text_at(legend_x + 17, ly - 2, s.name);
   }
 }
 
