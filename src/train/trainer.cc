@@ -35,7 +35,6 @@ double now_s() {
 
 // The handler only records the signal; the loop polls it after each step.
 volatile std::sig_atomic_t g_pending_signal = 0;
-int g_last_signal = 0;
 
 extern "C" void record_signal(int sig) { g_pending_signal = sig; }
 
@@ -75,8 +74,6 @@ double best_from_json(const json& extra) {
 }
 
 }  // namespace
-
-int last_training_signal() { return g_last_signal; }
 
 int64_t TrainingJob::shard_batch(int64_t /*epoch*/, int64_t local, int rank, int world_size) {
   return local * world_size + rank;
@@ -348,7 +345,7 @@ struct Trainer::Run {
     if (epoch_end) end_bar();
     if (eval) evaluate();
     if (epoch_end) next_epoch();
-    if (g_pending_signal) r.signal = g_last_signal = int(g_pending_signal);
+    if (g_pending_signal) r.signal = int(g_pending_signal);
     const bool stop = r.out_of_time || r.out_of_steps || r.stopped_early || r.signal != 0;
     if (eval || stop || (o.checkpoint_every > 0 && s.step % o.checkpoint_every == 0)) save_last();
     if (!stop && !bar) new_bar();

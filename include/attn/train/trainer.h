@@ -173,7 +173,4 @@ class Trainer {
   TrainerOptions options_;
 };
 
-// SIGINT/SIGTERM caught by a running Trainer since the last reset (0: none). The CLI exits with 128 + it.
-int last_training_signal();
-
 }  // namespace attn::train
