@@ -4,8 +4,8 @@
 // Each job runs briefly with metrics on every step; the per-step "train/loss" values and the
 // evaluation losses of metrics.jsonl (written by nlohmann::json with round-trip precision, so the
 // doubles parse back exactly) must equal the recorded ones exactly. Results depend on the kernel ISA
-// and the thread count, so the fixture is keyed by "<isa>/<threads>"; a host with no recording for
-// its key skips (record one with ATTN_RECORD_TRAIN_GOLDEN=<path>, which writes the fixture instead).
+// and the thread count (and the build's flags), so the fixture is keyed by "<build>/<isa>/<threads>"
+// (e.g. "Release/avx512/2"); a host or build with no recording for its key skips (record one with ATTN_RECORD_TRAIN_GOLDEN=<path>, which writes the fixture instead).
 #include <gtest/gtest.h>
 #include <omp.h>
 #include <unistd.h>
@@ -33,7 +33,11 @@ namespace {
 
 const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
 
-std::string host_key() { return std::string(cpu::isa_name(cpu::active_isa())) + "/" + std::to_string(omp_get_max_threads()); }
+// Build flavour (optimisation level and sanitizers change floating-point contraction), ISA, threads.
+std::string host_key() {
+  return std::string(ATTN_GOLDEN_BUILD) + "/" + cpu::isa_name(cpu::active_isa()) + "/" +
+         std::to_string(omp_get_max_threads());
+}
 
 fs::path temp_dir(const std::string& name) {
   fs::path p = fs::temp_directory_path() / ("attn_golden_" + std::to_string(::getpid()) + "_" + name);
