@@ -1,0 +1,4 @@
+#include "commands.h"
+namespace attn::cli {
+void add_text_commands(CLI::App&) {}
+}
