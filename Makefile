@@ -35,7 +35,7 @@ ASAN_ENV = LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp) \
            ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_null=1:strict_string_checks=1:detect_stack_use_after_return=1 \
            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-.PHONY: all deps configure build test test-release test-asan test-install demo demo-build demo-fashion bench venv clean
+.PHONY: all deps configure build test test-release test-asan test-install demo demo-build demo-fashion bench venv clean data-austen data-fortunes
 # Targets run in the order written (deps before build) even under make -j; CMake parallelises inside.
 .NOTPARALLEL:
 
@@ -88,6 +88,13 @@ demo-build: configure
 
 data/bible/train.en:
 	python3 scripts/prepare_bible.py --out data/bible
+
+# The Austen character corpus (train-lm) and the fortunes topic corpus (train-text).
+data-austen:
+	python3 scripts/prepare_austen.py --out data/austen
+
+data-fortunes:
+	python3 scripts/prepare_fortunes.py --out data/fortunes
 
 # The first job: the Fashion-MNIST CNN with its default recipe (last stdout line: JSON with test_accuracy).
 demo-fashion: deps demo-build
