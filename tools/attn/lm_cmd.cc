@@ -35,7 +35,7 @@ void add_lm_options(CLI::App* cmd, LMCli& c) {
   cmd->add_option("--data-dir", c.data_dir, "train.txt, valid.txt, test.txt (scripts/prepare_austen.py)")
       ->capture_default_str();
   cmd->add_option("--out", c.o.out_dir, "run directory (resumed if it holds a checkpoint)")->capture_default_str();
-  cmd->add_flag("!--resume", c.fresh, "start over even if --out holds a checkpoint (default: resume)");
+  cmd->add_flag("--no-resume", c.fresh, "start over even if --out holds a checkpoint (default: resume)");
   cmd->add_option("--embedding", c.o.model.embedding_dim, "embedding size")->capture_default_str();
   cmd->add_option("--hidden", c.o.model.hidden_size, "hidden size of each recurrent layer")->capture_default_str();
   cmd->add_option("--layers", c.o.model.num_layers, "recurrent layers")->capture_default_str();

@@ -33,7 +33,7 @@ void add_text_options(CLI::App* cmd, TextCli& c) {
   cmd->add_option("--data-dir", c.data_dir, "train.tsv, valid.tsv, test.tsv (scripts/prepare_fortunes.py)")
       ->capture_default_str();
   cmd->add_option("--out", c.o.out_dir, "run directory (default runs/text-<model>; resumed if it holds a checkpoint)");
-  cmd->add_flag("!--resume", c.fresh, "start over even if --out holds a checkpoint (default: resume)");
+  cmd->add_flag("--no-resume", c.fresh, "start over even if --out holds a checkpoint (default: resume)");
   cmd->add_option("--embedding", c.o.embedding_dim, "embedding size")->capture_default_str();
   cmd->add_option("--hidden", c.o.hidden_size, "hidden size (lstm, gru)")->capture_default_str();
   cmd->add_option("--filters", c.o.num_filters, "filters per kernel width (cnn)")->capture_default_str();
