@@ -119,6 +119,19 @@ class Backend {
   virtual void deallocate(void* p, size_t nbytes) = 0;
   virtual void copy(const TensorRef& src, const TensorRef& dst) = 0;  // same shape; converts dtype
   virtual void fill(const TensorRef& dst, double value) = 0;
+  // The only ways between host memory and this device's memory: src (any strides, this device) to
+  // host_dst (src.numel() elements of src.dtype, row-major), and host_src (dst.numel() elements of
+  // dst.dtype, row-major) into dst (any strides, this device). Both return when the host side is done.
+  virtual void copy_to_host(const TensorRef& src, void* host_dst) = 0;
+  virtual void copy_from_host(const void* host_src, const TensorRef& dst) = 0;
+  // Waits for every queued kernel (a device with a stream); the CPU runs kernels synchronously.
+  virtual void synchronize() {}
+
+  // Index validation inside a kernel: status (int64 (2), this device) = {flat position, value} of the
+  // first index v (row-major order) with !(0 <= v < n) and v != allowed (when has_allowed), else {-1, 0}.
+  // The op reads status once (one sync) and throws naming itself.
+  virtual void check_index(const TensorRef& index, int64_t n, bool has_allowed, int64_t allowed,
+                           const TensorRef& status) = 0;
 
   // elementwise; inputs already broadcast to out.shape (stride 0); out contiguous
   virtual void unary(UnaryOp op, const TensorRef& x, const TensorRef& out, double alpha) = 0;
@@ -171,16 +184,20 @@ class Backend {
   virtual void index_select(const TensorRef& x, int64_t dim, const TensorRef& index, const TensorRef& out) = 0;
   virtual void index_add(const TensorRef& out, int64_t dim, const TensorRef& index, const TensorRef& src) = 0;
 
-  // convolution (NCHW, weight OIHW); grad_bias may have null data
-  virtual void conv2d(const Conv2dArgs& a, const void* x, const void* weight, const void* bias, void* y) = 0;
-  virtual void conv2d_backward(const Conv2dArgs& a, const void* x, const void* weight, const void* grad_y,
-                               void* grad_x, void* grad_weight, void* grad_bias) = 0;
-  // pooling; max pooling writes int64 argmax (flat h*w index within the plane) for the backward
-  virtual void max_pool2d(const Pool2dArgs& a, const void* x, void* y, int64_t* indices) = 0;
-  virtual void max_pool2d_backward(const Pool2dArgs& a, const void* grad_y, const int64_t* indices,
-                                   void* grad_x) = 0;
-  virtual void avg_pool2d(const Pool2dArgs& a, const void* x, void* y) = 0;
-  virtual void avg_pool2d_backward(const Pool2dArgs& a, const void* grad_y, void* grad_x) = 0;
+  // convolution (NCHW, weight OIHW), all operands contiguous of a.dtype; bias / grad_bias may have
+  // null data (no bias), grad_x / grad_weight null data when not needed
+  virtual void conv2d(const Conv2dArgs& a, const TensorRef& x, const TensorRef& weight, const TensorRef& bias,
+                      const TensorRef& y) = 0;
+  virtual void conv2d_backward(const Conv2dArgs& a, const TensorRef& x, const TensorRef& weight,
+                               const TensorRef& grad_y, const TensorRef& grad_x, const TensorRef& grad_weight,
+                               const TensorRef& grad_bias) = 0;
+  // pooling (contiguous NCHW); max pooling writes int64 argmax (flat h*w index within the plane) for the
+  // backward
+  virtual void max_pool2d(const Pool2dArgs& a, const TensorRef& x, const TensorRef& y, const TensorRef& indices) = 0;
+  virtual void max_pool2d_backward(const Pool2dArgs& a, const TensorRef& grad_y, const TensorRef& indices,
+                                   const TensorRef& grad_x) = 0;
+  virtual void avg_pool2d(const Pool2dArgs& a, const TensorRef& x, const TensorRef& y) = 0;
+  virtual void avg_pool2d_backward(const Pool2dArgs& a, const TensorRef& grad_y, const TensorRef& grad_x) = 0;
 
   // random: fills out (contiguous float) from Philox(seed, counter...)
   virtual void uniform(const TensorRef& out, double lo, double hi, uint64_t seed, uint64_t counter) = 0;
@@ -208,5 +225,8 @@ class Backend {
 };
 
 Backend& backend_for(Device d);
+// Makes `backend` (not owned; must outlive its use) the backend of a non-CPU device type, e.g. the test
+// suite's strict backend; a null backend unregisters it.
+void register_backend(DeviceType type, Backend* backend);
 
 }  // namespace attn::backend

@@ -20,6 +20,7 @@
 #include <stdexcept>
 
 #include "attn/autograd.h"
+#include "backend/backend.h"
 
 namespace attn::io {
 
@@ -274,7 +275,7 @@ Parsed parse(const uint8_t* bytes, size_t size, const std::string& file) {
 
 Tensor copy_out(const uint8_t* p, const SafeTensorsFile::Entry& e) {
   Tensor out = empty(e.shape, {.dtype = e.dtype});
-  if (e.end > e.begin) std::memcpy(out.raw_data(), p, e.end - e.begin);
+  if (e.end > e.begin) backend::backend_for(out.device()).copy_from_host(p, backend::ref(out));
   return out;
 }
 
