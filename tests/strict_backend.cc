@@ -96,8 +96,10 @@ class Arena {
         free_.erase(prev);
       }
     }
-    if (off + len == top_) top_ = off;  // give the tail back to the top
-    else free_.emplace(off, len);
+    if (off + len == top_)
+      top_ = off;  // give the tail back to the top
+    else
+      free_.emplace(off, len);
   }
 
   size_t in_use() {
@@ -168,7 +170,8 @@ class StrictBackend final : public Backend {
     Open open;
     cpu().unary(op, x, out, alpha);
   }
-  void unary_backward(UnaryGradOp op, const TensorRef& x_or_y, const TensorRef& grad_out, const TensorRef& grad_in, double alpha) override {
+  void unary_backward(UnaryGradOp op, const TensorRef& x_or_y, const TensorRef& grad_out, const TensorRef& grad_in,
+                      double alpha) override {
     Open open;
     cpu().unary_backward(op, x_or_y, grad_out, grad_in, alpha);
   }
@@ -184,7 +187,8 @@ class StrictBackend final : public Backend {
     Open open;
     cpu().reduce(op, x, out);
   }
-  void arg_reduce(ReduceOp op, const TensorRef& x, int64_t dim, const TensorRef& values, const TensorRef& indices) override {
+  void arg_reduce(ReduceOp op, const TensorRef& x, int64_t dim, const TensorRef& values,
+                  const TensorRef& indices) override {
     Open open;
     cpu().arg_reduce(op, x, dim, values, indices);
   }
@@ -202,30 +206,40 @@ class StrictBackend final : public Backend {
     if (use_composites) return Backend::softmax_backward(y, grad_y, grad_x, log);
     cpu().softmax_backward(y, grad_y, grad_x, log);
   }
-  void layer_norm(const TensorRef& x, const TensorRef& weight, const TensorRef& bias, double eps, const TensorRef& y, const TensorRef& mean, const TensorRef& rstd) override {
+  void layer_norm(const TensorRef& x, const TensorRef& weight, const TensorRef& bias, double eps, const TensorRef& y,
+                  const TensorRef& mean, const TensorRef& rstd) override {
     Open open;
     cpu().layer_norm(x, weight, bias, eps, y, mean, rstd);
   }
-  void layer_norm_backward(const TensorRef& grad_y, const TensorRef& x, const TensorRef& weight, const TensorRef& mean, const TensorRef& rstd, const TensorRef& grad_x, const TensorRef& grad_weight, const TensorRef& grad_bias) override {
+  void layer_norm_backward(const TensorRef& grad_y, const TensorRef& x, const TensorRef& weight, const TensorRef& mean,
+                           const TensorRef& rstd, const TensorRef& grad_x, const TensorRef& grad_weight,
+                           const TensorRef& grad_bias) override {
     Open open;
     cpu().layer_norm_backward(grad_y, x, weight, mean, rstd, grad_x, grad_weight, grad_bias);
   }
-  void cross_entropy(const TensorRef& x, const TensorRef& target, const TensorRef& weight, int64_t ignore_index, double label_smoothing, const TensorRef& loss) override {
+  void cross_entropy(const TensorRef& x, const TensorRef& target, const TensorRef& weight, int64_t ignore_index,
+                     double label_smoothing, const TensorRef& loss) override {
     Open open;
     if (use_composites) return Backend::cross_entropy(x, target, weight, ignore_index, label_smoothing, loss);
     cpu().cross_entropy(x, target, weight, ignore_index, label_smoothing, loss);
   }
-  void cross_entropy_backward(const TensorRef& x, const TensorRef& target, const TensorRef& weight, int64_t ignore_index, double label_smoothing, const TensorRef& grad_loss, const TensorRef& grad_x) override {
+  void cross_entropy_backward(const TensorRef& x, const TensorRef& target, const TensorRef& weight,
+                              int64_t ignore_index, double label_smoothing, const TensorRef& grad_loss,
+                              const TensorRef& grad_x) override {
     Open open;
-    if (use_composites) return Backend::cross_entropy_backward(x, target, weight, ignore_index, label_smoothing, grad_loss, grad_x);
+    if (use_composites)
+      return Backend::cross_entropy_backward(x, target, weight, ignore_index, label_smoothing, grad_loss, grad_x);
     cpu().cross_entropy_backward(x, target, weight, ignore_index, label_smoothing, grad_loss, grad_x);
   }
-  void sdpa_forward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v, const TensorRef& out, const TensorRef& logsumexp) override {
+  void sdpa_forward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v, const TensorRef& out,
+                    const TensorRef& logsumexp) override {
     Open open;
     if (use_composites) return Backend::sdpa_forward(a, q, k, v, out, logsumexp);
     cpu().sdpa_forward(a, q, k, v, out, logsumexp);
   }
-  void sdpa_backward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v, const TensorRef& out, const TensorRef& logsumexp, const TensorRef& grad_out, const TensorRef& grad_q, const TensorRef& grad_k, const TensorRef& grad_v) override {
+  void sdpa_backward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v,
+                     const TensorRef& out, const TensorRef& logsumexp, const TensorRef& grad_out,
+                     const TensorRef& grad_q, const TensorRef& grad_k, const TensorRef& grad_v) override {
     Open open;
     if (use_composites) return Backend::sdpa_backward(a, q, k, v, out, logsumexp, grad_out, grad_q, grad_k, grad_v);
     cpu().sdpa_backward(a, q, k, v, out, logsumexp, grad_out, grad_q, grad_k, grad_v);
@@ -246,11 +260,13 @@ class StrictBackend final : public Backend {
     Open open;
     cpu().index_add(out, dim, index, src);
   }
-  void conv2d(const Conv2dArgs& a, const TensorRef& x, const TensorRef& weight, const TensorRef& bias, const TensorRef& y) override {
+  void conv2d(const Conv2dArgs& a, const TensorRef& x, const TensorRef& weight, const TensorRef& bias,
+              const TensorRef& y) override {
     Open open;
     cpu().conv2d(a, x, weight, bias, y);
   }
-  void conv2d_backward(const Conv2dArgs& a, const TensorRef& x, const TensorRef& weight, const TensorRef& grad_y, const TensorRef& grad_x, const TensorRef& grad_weight, const TensorRef& grad_bias) override {
+  void conv2d_backward(const Conv2dArgs& a, const TensorRef& x, const TensorRef& weight, const TensorRef& grad_y,
+                       const TensorRef& grad_x, const TensorRef& grad_weight, const TensorRef& grad_bias) override {
     Open open;
     cpu().conv2d_backward(a, x, weight, grad_y, grad_x, grad_weight, grad_bias);
   }
@@ -258,7 +274,8 @@ class StrictBackend final : public Backend {
     Open open;
     cpu().max_pool2d(a, x, y, indices);
   }
-  void max_pool2d_backward(const Pool2dArgs& a, const TensorRef& grad_y, const TensorRef& indices, const TensorRef& grad_x) override {
+  void max_pool2d_backward(const Pool2dArgs& a, const TensorRef& grad_y, const TensorRef& indices,
+                           const TensorRef& grad_x) override {
     Open open;
     cpu().max_pool2d_backward(a, grad_y, indices, grad_x);
   }
@@ -278,7 +295,8 @@ class StrictBackend final : public Backend {
     Open open;
     cpu().normal(out, mean, std, seed, counter);
   }
-  void dropout(const TensorRef& x, double p, uint64_t seed, uint64_t counter, const TensorRef& out, const TensorRef& keep) override {
+  void dropout(const TensorRef& x, double p, uint64_t seed, uint64_t counter, const TensorRef& out,
+               const TensorRef& keep) override {
     Open open;
     if (use_composites) return Backend::dropout(x, p, seed, counter, out, keep);
     cpu().dropout(x, p, seed, counter, out, keep);
@@ -288,17 +306,20 @@ class StrictBackend final : public Backend {
     if (use_composites) return Backend::dropout_backward(grad_out, keep, p, grad_x);
     cpu().dropout_backward(grad_out, keep, p, grad_x);
   }
-  void relu_dropout(const TensorRef& x, double p, uint64_t seed, uint64_t counter, const TensorRef& out, const TensorRef& keep, const TensorRef& pass) override {
+  void relu_dropout(const TensorRef& x, double p, uint64_t seed, uint64_t counter, const TensorRef& out,
+                    const TensorRef& keep, const TensorRef& pass) override {
     Open open;
     if (use_composites) return Backend::relu_dropout(x, p, seed, counter, out, keep, pass);
     cpu().relu_dropout(x, p, seed, counter, out, keep, pass);
   }
-  void relu_dropout_backward(const TensorRef& grad_out, const TensorRef& keep, const TensorRef& pass, double p, const TensorRef& grad_x) override {
+  void relu_dropout_backward(const TensorRef& grad_out, const TensorRef& keep, const TensorRef& pass, double p,
+                             const TensorRef& grad_x) override {
     Open open;
     if (use_composites) return Backend::relu_dropout_backward(grad_out, keep, pass, p, grad_x);
     cpu().relu_dropout_backward(grad_out, keep, pass, p, grad_x);
   }
-  void adam_step(const AdamArgs& a, const TensorRef& param, const TensorRef& grad, const TensorRef& exp_avg, const TensorRef& exp_avg_sq, const TensorRef& max_exp_avg_sq) override {
+  void adam_step(const AdamArgs& a, const TensorRef& param, const TensorRef& grad, const TensorRef& exp_avg,
+                 const TensorRef& exp_avg_sq, const TensorRef& max_exp_avg_sq) override {
     Open open;
     if (use_composites) return Backend::adam_step(a, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq);
     cpu().adam_step(a, param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq);

@@ -120,7 +120,9 @@ TEST_P(CompositeDtype, SdpaForwardAndBackward) {
   Tensor go = randn({N, H, L, Dv}, {.dtype = dt});
   Tensor bool_mask = gt(rand({L, S}), 0.2);
   Tensor float_mask = randn({1, H, L, S}, {.dtype = dt});
-  Tensor kpm = from_vector<bool>({false, false, false, false, true, true, false, true, false, false, false, false}, {N, S});
+  Tensor kpm = from_vector<bool>({false, false, false, false, true, true,  // batch 0: the last two keys
+                                  false, true, false, false, false, false},  // batch 1: key 1
+                                 {N, S});
   for (int variant = 0; variant < 4; ++variant) {
     SCOPED_TRACE("variant " + std::to_string(variant));
     backend::SdpaArgs a{.n = N, .h = H, .l = L, .s = S, .d = D, .dv = Dv, .scale = 0.4, .is_causal = variant == 1,
