@@ -30,6 +30,10 @@ struct DeviceCase {
   std::string name;
 };
 
+void PrintTo(const DeviceCase& c, std::ostream* os) {
+  *os << c.name << " on " << attn::device_name(c.device) << (c.composites ? " (composites)" : "");
+}
+
 std::vector<DeviceCase> fixture_cases(attn::Device device, bool composites = false) {
   std::string err;
   const Fixtures* fx = Fixtures::try_get(&err);

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -150,6 +151,10 @@ struct StepCase {
   Device device;
   bool composites;
 };
+
+void PrintTo(const StepCase& c, std::ostream* os) {
+  *os << device_name(c.device) << (c.composites ? " (composites)" : "");
+}
 
 class TransformerStepOn : public ::testing::TestWithParam<StepCase> {};
 
