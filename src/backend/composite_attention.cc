@@ -153,14 +153,18 @@ Probs probabilities(Backend& be, const SdpaArgs& a, const TensorRef& q, const Te
 void Backend::sdpa_forward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v,
                            const TensorRef& out, const TensorRef& logsumexp) {
   if (a.n * a.h * a.l == 0) return;
+  if (a.s == 0) {  // no keys: every row is fully masked
+    fill(out, 0.0);
+    fill(logsumexp, kInf);
+    return;
+  }
   const DType dt = q.dtype;
   const int64_t B = a.n * a.h;
   Probs r = probabilities(*this, a, q, k, v);
   copy(r.lse->as({a.n, a.h, a.l}), logsumexp);
   if (r.drop) binary(BinaryOp::Mul, **r.p, **r.drop, **r.p);
   Tmp o(*this, dt, {a.n, a.h, a.l, a.dv});
-  if (a.s == 0) fill(*o, 0.0);
-  else bmm(*this, dt, B, a.l, a.dv, a.s, false, false, 1.0, **r.p, **r.v, *o);
+  bmm(*this, dt, B, a.l, a.dv, a.s, false, false, 1.0, **r.p, **r.v, *o);
   copy(*o, out);
 }
 
