@@ -451,13 +451,7 @@ void CpuBackend::arg_reduce(ReduceOp op, const TensorRef& x, int64_t dim, const 
   dispatch_numeric(x.dtype, "arg_reduce", run);
 }
 
-// ---- indexing (index int64 or int32; bounds checked by the ops layer)
-namespace {
-inline int64_t index_at(const TensorRef& idx, int64_t off) {
-  return idx.dtype == kInt64 ? static_cast<const int64_t*>(idx.data)[off]
-                             : int64_t(static_cast<const int32_t*>(idx.data)[off]);
-}
-}  // namespace
+// ---- indexing (index int64 or int32; bounds checked before by the check_index kernel, which the ops call)
 
 void CpuBackend::gather(const TensorRef& x, int64_t dim, const TensorRef& index, const TensorRef& out) {
   // out[i][j][k] = x[i][index[i][j][k]][k] (dim = 1); out, index contiguous of the same shape
@@ -474,7 +468,7 @@ void CpuBackend::gather(const TensorRef& x, int64_t dim, const TensorRef& index,
       for (int64_t d = 0; d < nd; ++d) {
         int64_t c = rem / ostr[d];
         rem %= ostr[d];
-        off += (d == dim ? index_at(index, i) : c) * x.strides[d];
+        off += (d == dim ? index_value(index, i) : c) * x.strides[d];
       }
       o[i] = in[off];
     }
@@ -498,7 +492,7 @@ void CpuBackend::scatter_add(const TensorRef& out, int64_t dim, const TensorRef&
         for (int64_t d = 0; d < nd; ++d) {
           int64_t c = rem / sstr[d];
           rem %= sstr[d];
-          off += (d == dim ? index_at(index, i) : c) * out.strides[d];
+          off += (d == dim ? index_value(index, i) : c) * out.strides[d];
         }
         o[off] += s[i];
       }
@@ -518,7 +512,7 @@ void CpuBackend::index_select(const TensorRef& x, int64_t dim, const TensorRef& 
 #pragma omp parallel for collapse(2) if (outer * k * inner > 65536)
   for (int64_t a = 0; a < outer; ++a)
     for (int64_t j = 0; j < k; ++j)
-      std::memcpy(o + ((a * k + j) * inner) * es, in + ((a * n + index_at(index, j)) * inner) * es, inner * es);
+      std::memcpy(o + ((a * k + j) * inner) * es, in + ((a * n + index_value(index, j)) * inner) * es, inner * es);
 }
 
 void CpuBackend::index_add(const TensorRef& out, int64_t dim, const TensorRef& index, const TensorRef& src) {
@@ -536,7 +530,7 @@ void CpuBackend::index_add(const TensorRef& out, int64_t dim, const TensorRef& i
       int64_t ce = std::min(inner, c + 64);
       for (int64_t a = 0; a < outer; ++a)
         for (int64_t j = 0; j < k; ++j) {
-          T* dst = o + (a * n + index_at(index, j)) * inner;
+          T* dst = o + (a * n + index_value(index, j)) * inner;
           const T* sp = s + (a * k + j) * inner;
           for (int64_t e = c; e < ce; ++e) dst[e] += sp[e];
         }
