@@ -170,13 +170,15 @@ class Fixtures {
     return file_.get(key).clone();
   }
 
-  // The op inputs of a case: stored tensor -> (optional cast of float inputs) -> view -> leaf.
-  std::vector<Tensor> inputs(const FixtureCase& c, std::optional<DType> float_dtype = {}) const {
+  // The op inputs of a case: stored tensor -> (optional cast of float inputs) -> device -> view -> leaf.
+  std::vector<Tensor> inputs(const FixtureCase& c, std::optional<DType> float_dtype = {},
+                             attn::Device device = attn::kCPU) const {
     std::vector<Tensor> out;
     for (size_t i = 0; i < c.inputs.size(); ++i) {
       const InputSpec& s = c.inputs[i];
       Tensor base = tensor(c.name + "/in" + std::to_string(i));
       if (float_dtype && attn::is_floating(base.dtype())) base = base.to(*float_dtype).contiguous();
+      base = base.to(device);
       Tensor x = apply_view(base, s.view);
       if (s.grad) {
         x = x.detach();

@@ -253,7 +253,7 @@ inline const std::map<std::string, OpFn>& op_table() {
       {"allclose",
        [](A a) {
          bool r = attn::allclose(a[0], a[1], a.d("rtol", 1e-5), a.d("atol", 1e-8));
-         return attn::full({}, r ? 1.0 : 0.0, {.dtype = kBool});
+         return attn::full({}, r ? 1.0 : 0.0, {.dtype = kBool, .device = a[0].device()});
        }},
       // ---- Tensor views and copies (tensor.h)
       {"view", [](A a) { return a[0].view(a.shape("shape")); }},

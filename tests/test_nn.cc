@@ -55,18 +55,21 @@ void expect_close(const Tensor& a, const Tensor& b, double rtol, double atol, co
 
 // Loads "<name>.state.*", runs forward + backward with the stored upstream grad and compares the
 // output, the input grad, every parameter grad and (BatchNorm training) the updated buffers.
+// Runs on `device` (the module is moved there after loading; inputs follow).
 void check_case(nn::Module& m, const std::string& name, bool train = true, double tol = 1e-5,
-                const std::string& file = "modules.safetensors") {
-  SCOPED_TRACE(name);
+                const std::string& file = "modules.safetensors", Device device = kCPU) {
+  SCOPED_TRACE(name + " on " + device_name(device));
   const auto& f = fixtures(file);
   m.load_state_dict(sub_map(f, name + ".state."));
+  m.to(device);
   m.train(train);
-  Tensor x = fx(f, name + ".input");
+  Tensor x = fx(f, name + ".input").to(device);
   bool float_input = is_floating(x.dtype());
   if (float_input) x = x.clone().requires_grad_(true);
   Tensor y = m.forward(x);
+  EXPECT_EQ(y.device(), device);
   expect_close(y, fx(f, name + ".output"), tol, tol, name + " output");
-  y.backward(fx(f, name + ".grad_output"));
+  y.backward(fx(f, name + ".grad_output").to(device));
   if (float_input) expect_close(x.grad(), fx(f, name + ".grad_input"), tol, tol, name + " grad_input");
   auto grads = sub_map(f, name + ".grad.");
   for (auto& [pname, p] : m.named_parameters()) {
@@ -343,77 +346,86 @@ TEST(Init, Functions) {
 
 // ------------------------------------------------------------------------ layers vs. PyTorch
 
-TEST(Layers, Linear) {
+// The layer parity tests run once per device: the CPU and the strict test device (strict_backend.h).
+class LayersOn : public ::testing::TestWithParam<Device> {
+ protected:
+  Device dev() const { return GetParam(); }
+};
+INSTANTIATE_TEST_SUITE_P(Cpu, LayersOn, ::testing::Values(kCPU), [](const auto&) { return std::string("Cpu"); });
+INSTANTIATE_TEST_SUITE_P(Strict, LayersOn, ::testing::Values(kStrict),
+                         [](const auto&) { return std::string("Strict"); });
+
+TEST_P(LayersOn, Linear) {
   nn::Linear a(5, 3);
-  check_case(a, "linear");
+  check_case(a, "linear", true, 1e-5, "modules.safetensors", dev());
   nn::Linear b({.in_features = 5, .out_features = 3, .bias = false});
-  check_case(b, "linear_nobias");
+  check_case(b, "linear_nobias", true, 1e-5, "modules.safetensors", dev());
 }
 
-TEST(Layers, Conv1d) {
+TEST_P(LayersOn, Conv1d) {
   nn::Conv1d a({.in_channels = 3, .out_channels = 4, .kernel_size = 3, .stride = 2, .padding = 1});
-  check_case(a, "conv1d");
+  check_case(a, "conv1d", true, 1e-5, "modules.safetensors", dev());
   nn::Conv1d b({.in_channels = 4, .out_channels = 6, .kernel_size = 3, .dilation = 2, .groups = 2, .bias = false});
-  check_case(b, "conv1d_groups");
+  check_case(b, "conv1d_groups", true, 1e-5, "modules.safetensors", dev());
 }
 
-TEST(Layers, Conv2d) {
+TEST_P(LayersOn, Conv2d) {
   nn::Conv2d a({.in_channels = 3, .out_channels = 4, .kernel_size = {3, 2}, .stride = {2, 1}, .padding = {1, 0}});
-  check_case(a, "conv2d");
+  check_case(a, "conv2d", true, 1e-5, "modules.safetensors", dev());
   nn::Conv2d b({.in_channels = 4, .out_channels = 6, .kernel_size = 3, .padding = 2, .dilation = 2, .groups = 2});
-  check_case(b, "conv2d_groups");
+  check_case(b, "conv2d_groups", true, 1e-5, "modules.safetensors", dev());
 }
 
-TEST(Layers, BatchNorm) {
+TEST_P(LayersOn, BatchNorm) {
   nn::BatchNorm1d a(4);
-  check_case(a, "bn1d_train", true);
+  check_case(a, "bn1d_train", true, 1e-5, "modules.safetensors", dev());
   EXPECT_EQ(a.num_batches_tracked.item<int64_t>(), 4);
   nn::BatchNorm1d b({.num_features = 4, .momentum = 0.2});
-  check_case(b, "bn1d_3d_train", true);
+  check_case(b, "bn1d_3d_train", true, 1e-5, "modules.safetensors", dev());
   nn::BatchNorm1d c({.num_features = 4, .momentum = std::nullopt});
-  check_case(c, "bn1d_cma_train", true);
+  check_case(c, "bn1d_cma_train", true, 1e-5, "modules.safetensors", dev());
   nn::BatchNorm1d d(4);
-  check_case(d, "bn1d_eval", false);
+  check_case(d, "bn1d_eval", false, 1e-5, "modules.safetensors", dev());
   nn::BatchNorm2d e(3);
-  check_case(e, "bn2d_train", true);
+  check_case(e, "bn2d_train", true, 1e-5, "modules.safetensors", dev());
   nn::BatchNorm2d f({.num_features = 3, .eps = 1e-3});
-  check_case(f, "bn2d_eval", false);
+  check_case(f, "bn2d_eval", false, 1e-5, "modules.safetensors", dev());
   Tensor before = f.running_mean.clone();
   f.eval();
-  f(randn({2, 3, 4, 4}));
+  f(randn({2, 3, 4, 4}, {.device = dev()}));
   expect_close(f.running_mean, before, 0, 0, "eval leaves running stats alone");
-  EXPECT_THROW(f(randn({2, 4, 4, 4})), std::invalid_argument);
-  EXPECT_THROW(a(randn({2, 4, 4, 4})), std::invalid_argument);
+  EXPECT_THROW(f(randn({2, 4, 4, 4}, {.device = dev()})), std::invalid_argument);
+  EXPECT_THROW(a(randn({2, 4, 4, 4}, {.device = dev()})), std::invalid_argument);
 }
 
-TEST(Layers, LayerNormEmbeddingPooling) {
+TEST_P(LayersOn, LayerNormEmbeddingPooling) {
   nn::LayerNorm ln({.normalized_shape = {4, 5}});
-  check_case(ln, "layernorm");
-  EXPECT_THROW(ln(randn({2, 5, 4})), std::invalid_argument);
+  check_case(ln, "layernorm", true, 1e-5, "modules.safetensors", dev());
+  EXPECT_THROW(ln(randn({2, 5, 4}, {.device = dev()})), std::invalid_argument);
   nn::Embedding emb({.num_embeddings = 10, .embedding_dim = 4, .padding_idx = 1});
-  check_case(emb, "embedding");
+  check_case(emb, "embedding", true, 1e-5, "modules.safetensors", dev());
   nn::MaxPool2d mp({.kernel_size = 2});
-  check_case(mp, "maxpool2d");
+  check_case(mp, "maxpool2d", true, 1e-5, "modules.safetensors", dev());
   nn::MaxPool2d mp2({.kernel_size = 3, .stride = 2, .padding = 1});
-  check_case(mp2, "maxpool2d_pad");
+  check_case(mp2, "maxpool2d_pad", true, 1e-5, "modules.safetensors", dev());
   nn::AvgPool2d ap({.kernel_size = 2});
-  check_case(ap, "avgpool2d");
+  check_case(ap, "avgpool2d", true, 1e-5, "modules.safetensors", dev());
   nn::AvgPool2d ap2({.kernel_size = 3, .stride = 2, .padding = 1, .count_include_pad = false});
-  check_case(ap2, "avgpool2d_pad");
+  check_case(ap2, "avgpool2d_pad", true, 1e-5, "modules.safetensors", dev());
 }
 
-TEST(Layers, SequentialModels) {
+TEST_P(LayersOn, SequentialModels) {
   nn::Sequential mlp(nn::Linear(6, 8), nn::ReLU(), nn::Linear(8, 8), nn::Tanh(), nn::Linear(8, 3));
-  check_case(mlp, "mlp");
+  check_case(mlp, "mlp", true, 1e-5, "modules.safetensors", dev());
   nn::Sequential acts(nn::Linear(6, 8), nn::GELU(GeluApproximate::Tanh), nn::Linear(8, 8), nn::LeakyReLU(0.2),
                       nn::Linear(8, 8), nn::GELU(), nn::Linear(8, 8), nn::Sigmoid(), nn::Linear(8, 5),
                       nn::LogSoftmax(1));
-  check_case(acts, "acts");
+  check_case(acts, "acts", true, 1e-5, "modules.safetensors", dev());
   nn::Sequential fs(nn::Flatten(), nn::Linear(12, 4), nn::Softmax(-1));
-  check_case(fs, "flatten_softmax");
+  check_case(fs, "flatten_softmax", true, 1e-5, "modules.safetensors", dev());
 }
 
-TEST(Layers, MnistCnn) {
+TEST_P(LayersOn, MnistCnn) {
   nn::Sequential cnn(nn::Conv2d({.in_channels = 1, .out_channels = 32, .kernel_size = {3, 3}, .padding = {1, 1}}),
                      nn::ReLU(), nn::MaxPool2d({.kernel_size = 2}),
                      nn::Conv2d({.in_channels = 32, .out_channels = 64, .kernel_size = 3, .padding = 1}),
@@ -422,10 +434,11 @@ TEST(Layers, MnistCnn) {
   EXPECT_EQ(cnn.num_parameters(), 320 + 18496 + 401536 + 1290);
   const auto& f = fixtures("modules_cnn.safetensors");
   EXPECT_EQ(fx(f, "cnn.state.7.weight").dtype(), kBFloat16);  // stored bf16, loaded into float32
-  check_case(cnn, "cnn", true, 1e-4, "modules_cnn.safetensors");
+  check_case(cnn, "cnn", true, 1e-4, "modules_cnn.safetensors", dev());
   EXPECT_EQ(cnn.at<nn::Linear>(7)->weight.dtype(), kFloat32);
   // fc1.weight's gradient = grad_out^T @ input of fc1, from PyTorch's captured tensors
   Tensor expected = matmul(fx(f, "cnn.fc1_grad_output").to(kFloat64).t(), fx(f, "cnn.fc1_input").to(kFloat64));
+  EXPECT_EQ(cnn.at<nn::Linear>(7)->weight.device(), dev());
   expect_close(cnn.at<nn::Linear>(7)->weight.grad(), expected, 1e-4, 1e-4, "cnn grad of 7.weight");
 }
 

@@ -17,17 +17,30 @@
 #include "attn/ops.h"
 #include "attn/random.h"
 #include "op_table.h"
+#include "strict_backend.h"
 
 namespace attn_test {
 namespace {
 
-std::vector<std::string> fixture_case_names() {
+// One instance per (device, case): the same body runs on the CPU and on the strict test device
+// (tests/strict_backend.h), the latter also with the Backend's composite defaults for the fused ops.
+struct DeviceCase {
+  attn::Device device;
+  bool composites;  // strict only: fused entries run Backend's composites
+  std::string name;
+};
+
+void PrintTo(const DeviceCase& c, std::ostream* os) {
+  *os << c.name << " on " << attn::device_name(c.device) << (c.composites ? " (composites)" : "");
+}
+
+std::vector<DeviceCase> fixture_cases(attn::Device device, bool composites = false) {
   std::string err;
   const Fixtures* fx = Fixtures::try_get(&err);
-  if (!fx) return {"FixturesUnreadable"};  // the test body reports the load error
-  std::vector<std::string> names;
-  for (const FixtureCase& c : fx->cases()) names.push_back(c.name);
-  return names;
+  if (!fx) return {{device, composites, "FixturesUnreadable"}};  // the test body reports the load error
+  std::vector<DeviceCase> cases;
+  for (const FixtureCase& c : fx->cases()) cases.push_back({device, composites, c.name});
+  return cases;
 }
 
 std::string describe_inputs(const FixtureCase& c) {
@@ -40,18 +53,28 @@ std::string describe_inputs(const FixtureCase& c) {
   return os.str();
 }
 
-class OpFixture : public ::testing::TestWithParam<std::string> {};
+class OpFixture : public ::testing::TestWithParam<DeviceCase> {};
+
+// Turns the strict backend's composite mode on for one test.
+struct CompositeMode {
+  explicit CompositeMode(bool on) : on_(on) { set_strict_composites(on_); }
+  ~CompositeMode() { set_strict_composites(false); }
+  bool on_;
+};
 
 TEST_P(OpFixture, MatchesPyTorch) {
   std::string err;
   const Fixtures* fx = Fixtures::try_get(&err);
   ASSERT_NE(fx, nullptr) << "cannot load the fixtures: " << err;
-  const FixtureCase& c = fx->find(GetParam());
-  SCOPED_TRACE("case " + c.name + ": op " + c.op + ", args " + c.args.dump() + describe_inputs(c));
+  const attn::Device device = GetParam().device;
+  CompositeMode mode(GetParam().composites);
+  const FixtureCase& c = fx->find(GetParam().name);
+  SCOPED_TRACE("case " + c.name + " on " + attn::device_name(device) + ": op " + c.op + ", args " + c.args.dump() +
+               describe_inputs(c));
   auto row = op_table().find(c.op);
   ASSERT_NE(row, op_table().end()) << "no row for op '" << c.op << "' in tests/op_table.h";
 
-  std::vector<Tensor> in = fx->inputs(c);
+  std::vector<Tensor> in = fx->inputs(c, std::nullopt, device);
   std::vector<Tensor> outs;
   try {
     outs = row->second(Args(c, in)).v;
@@ -65,13 +88,14 @@ TEST_P(OpFixture, MatchesPyTorch) {
     const OutputSpec& o = c.outputs[k];
     const std::string key = c.name + "/" + o.key;
     EXPECT_TRUE(tensors_close(outs[k], fx->tensor(key), c.rtol, c.atol, key));
+    EXPECT_EQ(outs[k].device(), device) << key << " is on " << attn::device_name(outs[k].device());
     if (!o.grad) continue;
     if (!outs[k].requires_grad()) {
       ADD_FAILURE() << key << " does not require grad: the op recorded no backward";
       continue;
     }
     roots.push_back(outs[k]);
-    grads.push_back(fx->tensor(c.name + "/grad_" + o.key));
+    grads.push_back(fx->tensor(c.name + "/grad_" + o.key).to(device));
   }
   if (roots.empty()) return;
   try {
@@ -91,8 +115,11 @@ TEST_P(OpFixture, MatchesPyTorch) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, OpFixture, ::testing::ValuesIn(fixture_case_names()),
-                         [](const ::testing::TestParamInfo<std::string>& p) { return p.param; });
+std::string case_name(const ::testing::TestParamInfo<DeviceCase>& p) { return p.param.name; }
+INSTANTIATE_TEST_SUITE_P(Fixtures, OpFixture, ::testing::ValuesIn(fixture_cases(attn::kCPU)), case_name);
+INSTANTIATE_TEST_SUITE_P(StrictFixtures, OpFixture, ::testing::ValuesIn(fixture_cases(attn::kStrict)), case_name);
+INSTANTIATE_TEST_SUITE_P(StrictCompositeFixtures, OpFixture,
+                         ::testing::ValuesIn(fixture_cases(attn::kStrict, /*composites=*/true)), case_name);
 
 // ---- the table and the fixtures cover each other and the public headers
 

@@ -68,14 +68,18 @@ template <> struct dtype_of<bool> { static constexpr DType value = kBool; };
 template <> struct dtype_of<uint8_t> { static constexpr DType value = kUInt8; };
 template <> struct dtype_of<BFloat16> { static constexpr DType value = kBFloat16; };
 
-enum class DeviceType : uint8_t { CPU, CUDA };
+// Strict: a test-only device (tests/strict_backend.cc registers its backend): CPU kernels on memory
+// that is unreadable outside backend calls, so a stray host access crashes a test.
+enum class DeviceType : uint8_t { CPU, CUDA, Strict };
+inline constexpr int kNumDeviceTypes = 3;
 struct Device {
   DeviceType type = DeviceType::CPU;
   int index = 0;
   bool operator==(const Device&) const = default;
 };
 inline constexpr Device kCPU{DeviceType::CPU, 0};
-std::string device_name(Device d);  // "cpu", "cuda:0"
+inline constexpr Device kStrict{DeviceType::Strict, 0};
+std::string device_name(Device d);  // "cpu", "cuda:0", "strict:0"
 
 // Calls f(T{}) with T the C++ type of `t` (all dtypes).
 template <typename F> decltype(auto) dispatch_dtype(DType t, F&& f) {

@@ -2,7 +2,16 @@
 //
 // Ops (src/ops/*.cc) do shapes, dtypes, broadcasting and autograd; a Backend only runs kernels on
 // memory it owns. Each device has one folder with the same file names (backend/cpu/*.cc, later
-// backend/cuda/*.cu). Kernels take TensorRef: a raw pointer plus shape and element strides.
+// backend/cuda/*.cu). Kernels take TensorRef: a device pointer plus shape and element strides; no code
+// outside a backend reads or writes through it (host data moves by copy_to_host / copy_from_host).
+//
+// Two kinds of entries:
+//  - REQUIRED primitives (pure virtual): memory, host copies, check_index, elementwise, reductions, gemm,
+//    layer_norm, indexing, conv/pool, random fills. A new backend implements these and runs everything.
+//  - FUSED ops (virtual with a COMPOSITE DEFAULT written from the primitives in backend/composite.cc):
+//    softmax, cross_entropy, sdpa, dropout, relu_dropout, adam_step (forward and backward). A backend
+//    overrides one when a profile says the fused kernel pays (the CPU backend overrides them all). The
+//    composites draw the same Philox numbers as the documented fused kernels: same dropout keep bits.
 //
 //   Backend& be = backend_for(t.device());
 //   be.unary(UnaryOp::Exp, ref(x), ref(out), 0.0);
@@ -119,6 +128,19 @@ class Backend {
   virtual void deallocate(void* p, size_t nbytes) = 0;
   virtual void copy(const TensorRef& src, const TensorRef& dst) = 0;  // same shape; converts dtype
   virtual void fill(const TensorRef& dst, double value) = 0;
+  // The only ways between host memory and this device's memory: src (any strides, this device) to
+  // host_dst (src.numel() elements of src.dtype, row-major), and host_src (dst.numel() elements of
+  // dst.dtype, row-major) into dst (any strides, this device). Both return when the host side is done.
+  virtual void copy_to_host(const TensorRef& src, void* host_dst) = 0;
+  virtual void copy_from_host(const void* host_src, const TensorRef& dst) = 0;
+  // Waits for every queued kernel (a device with a stream); the CPU runs kernels synchronously.
+  virtual void synchronize() {}
+
+  // Index validation inside a kernel: status (int64 (2), this device) = {flat position, value} of the
+  // first index v (row-major order) with !(0 <= v < n) and v != allowed (when has_allowed), else {-1, 0}.
+  // The op reads status once (one sync) and throws naming itself.
+  virtual void check_index(const TensorRef& index, int64_t n, bool has_allowed, int64_t allowed,
+                           const TensorRef& status) = 0;
 
   // elementwise; inputs already broadcast to out.shape (stride 0); out contiguous
   virtual void unary(UnaryOp op, const TensorRef& x, const TensorRef& out, double alpha) = 0;
@@ -137,9 +159,9 @@ class Backend {
   virtual void gemm(const GemmArgs& args) = 0;
 
   // rows = all dims but the last; x, y contiguous
-  virtual void softmax(const TensorRef& x, const TensorRef& y, bool log) = 0;
+  virtual void softmax(const TensorRef& x, const TensorRef& y, bool log);
   virtual void softmax_backward(const TensorRef& y, const TensorRef& grad_y, const TensorRef& grad_x,
-                                bool log) = 0;
+                                bool log);
   // x: (rows, d) contiguous; weight/bias (d) or null data; mean/rstd: (rows) float32/64
   virtual void layer_norm(const TensorRef& x, const TensorRef& weight, const TensorRef& bias, double eps,
                           const TensorRef& y, const TensorRef& mean, const TensorRef& rstd) = 0;
@@ -151,19 +173,19 @@ class Backend {
   // or null data. loss (rows), dtype of x: with logp = log_softmax(x), ε = label_smoothing,
   //   loss[r] = (1-ε)·(-w[t]·logp[t]) + ε/C·(-Σ_c w[c]·logp[c]),  0 where t == ignore_index.
   virtual void cross_entropy(const TensorRef& x, const TensorRef& target, const TensorRef& weight,
-                             int64_t ignore_index, double label_smoothing, const TensorRef& loss) = 0;
+                             int64_t ignore_index, double label_smoothing, const TensorRef& loss);
   // grad_x[r, c] = grad_loss[r]·((1-ε)·w[t]·(p[c] - δ(c,t)) + ε/C·(W·p[c] - w[c])), p = softmax(x),
   // W = Σ_c w[c]; rows with t == ignore_index get 0. grad_loss: (rows), any stride (0 = broadcast).
   virtual void cross_entropy_backward(const TensorRef& x, const TensorRef& target, const TensorRef& weight,
                                       int64_t ignore_index, double label_smoothing, const TensorRef& grad_loss,
-                                      const TensorRef& grad_x) = 0;
+                                      const TensorRef& grad_x);
 
   // fused attention (SdpaArgs above). grad_q/k/v: contiguous, shapes of q/k/v, overwritten.
   virtual void sdpa_forward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v,
-                            const TensorRef& out, const TensorRef& logsumexp) = 0;
+                            const TensorRef& out, const TensorRef& logsumexp);
   virtual void sdpa_backward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v,
                              const TensorRef& out, const TensorRef& logsumexp, const TensorRef& grad_out,
-                             const TensorRef& grad_q, const TensorRef& grad_k, const TensorRef& grad_v) = 0;
+                             const TensorRef& grad_q, const TensorRef& grad_k, const TensorRef& grad_v);
 
   // indexing; index int64 (int32 accepted)
   virtual void gather(const TensorRef& x, int64_t dim, const TensorRef& index, const TensorRef& out) = 0;
@@ -171,16 +193,20 @@ class Backend {
   virtual void index_select(const TensorRef& x, int64_t dim, const TensorRef& index, const TensorRef& out) = 0;
   virtual void index_add(const TensorRef& out, int64_t dim, const TensorRef& index, const TensorRef& src) = 0;
 
-  // convolution (NCHW, weight OIHW); grad_bias may have null data
-  virtual void conv2d(const Conv2dArgs& a, const void* x, const void* weight, const void* bias, void* y) = 0;
-  virtual void conv2d_backward(const Conv2dArgs& a, const void* x, const void* weight, const void* grad_y,
-                               void* grad_x, void* grad_weight, void* grad_bias) = 0;
-  // pooling; max pooling writes int64 argmax (flat h*w index within the plane) for the backward
-  virtual void max_pool2d(const Pool2dArgs& a, const void* x, void* y, int64_t* indices) = 0;
-  virtual void max_pool2d_backward(const Pool2dArgs& a, const void* grad_y, const int64_t* indices,
-                                   void* grad_x) = 0;
-  virtual void avg_pool2d(const Pool2dArgs& a, const void* x, void* y) = 0;
-  virtual void avg_pool2d_backward(const Pool2dArgs& a, const void* grad_y, void* grad_x) = 0;
+  // convolution (NCHW, weight OIHW), all operands contiguous of a.dtype; bias / grad_bias may have
+  // null data (no bias), grad_x / grad_weight null data when not needed
+  virtual void conv2d(const Conv2dArgs& a, const TensorRef& x, const TensorRef& weight, const TensorRef& bias,
+                      const TensorRef& y) = 0;
+  virtual void conv2d_backward(const Conv2dArgs& a, const TensorRef& x, const TensorRef& weight,
+                               const TensorRef& grad_y, const TensorRef& grad_x, const TensorRef& grad_weight,
+                               const TensorRef& grad_bias) = 0;
+  // pooling (contiguous NCHW); max pooling writes int64 argmax (flat h*w index within the plane) for the
+  // backward
+  virtual void max_pool2d(const Pool2dArgs& a, const TensorRef& x, const TensorRef& y, const TensorRef& indices) = 0;
+  virtual void max_pool2d_backward(const Pool2dArgs& a, const TensorRef& grad_y, const TensorRef& indices,
+                                   const TensorRef& grad_x) = 0;
+  virtual void avg_pool2d(const Pool2dArgs& a, const TensorRef& x, const TensorRef& y) = 0;
+  virtual void avg_pool2d_backward(const Pool2dArgs& a, const TensorRef& grad_y, const TensorRef& grad_x) = 0;
 
   // random: fills out (contiguous float) from Philox(seed, counter...)
   virtual void uniform(const TensorRef& out, double lo, double hi, uint64_t seed, uint64_t counter) = 0;
@@ -189,24 +215,27 @@ class Backend {
   // element i, keep_i = u < 1 - p, out = x * (keep_i ? 1 / (1 - p) : 0) (x, out: same dtype and shape).
   // keep: uint8, contiguous, dropout_keep_bytes(n) bytes, bit i % 8 of byte i / 8 (0 past n).
   virtual void dropout(const TensorRef& x, double p, uint64_t seed, uint64_t counter, const TensorRef& out,
-                       const TensorRef& keep) = 0;
+                       const TensorRef& keep);
   // grad_x = grad_out * (keep_i ? 1 / (1 - p) : 0), the factor rounded to the dtype as in the forward.
   virtual void dropout_backward(const TensorRef& grad_out, const TensorRef& keep, double p,
-                                const TensorRef& grad_x) = 0;
+                                const TensorRef& grad_x);
   // dropout(relu(x)) in one pass: the values and draws of dropout on relu(x) (ReLU keeps NaN), and pass
   // (keep's layout) bit i = !(relu(x_i) <= 0), ReLU's backward rule. The backward is the composite's:
   // grad_x = pass_i ? grad_out * (keep_i ? 1 / (1 - p) : 0) : 0.
   virtual void relu_dropout(const TensorRef& x, double p, uint64_t seed, uint64_t counter, const TensorRef& out,
-                            const TensorRef& keep, const TensorRef& pass) = 0;
+                            const TensorRef& keep, const TensorRef& pass);
   virtual void relu_dropout_backward(const TensorRef& grad_out, const TensorRef& keep, const TensorRef& pass,
-                                     double p, const TensorRef& grad_x) = 0;
+                                     double p, const TensorRef& grad_x);
 
   // optimizers: update param, exp_avg, exp_avg_sq (and max_exp_avg_sq if amsgrad) in place
   virtual void adam_step(const AdamArgs& a, const TensorRef& param, const TensorRef& grad,
                          const TensorRef& exp_avg, const TensorRef& exp_avg_sq,
-                         const TensorRef& max_exp_avg_sq) = 0;
+                         const TensorRef& max_exp_avg_sq);
 };
 
 Backend& backend_for(Device d);
+// Makes `backend` (not owned; must outlive its use) the backend of a non-CPU device type, e.g. the test
+// suite's strict backend; a null backend unregisters it.
+void register_backend(DeviceType type, Backend* backend);
 
 }  // namespace attn::backend

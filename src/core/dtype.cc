@@ -18,7 +18,12 @@ const char* dtype_name(DType t) {
 }
 
 std::string device_name(Device d) {
-  return d.type == DeviceType::CPU ? std::string("cpu") : "cuda:" + std::to_string(d.index);
+  switch (d.type) {
+    case DeviceType::CPU: return "cpu";
+    case DeviceType::CUDA: return "cuda:" + std::to_string(d.index);
+    case DeviceType::Strict: return "strict:" + std::to_string(d.index);
+  }
+  return "?";
 }
 
 Generator& default_generator() {

@@ -73,10 +73,19 @@ void* Tensor::raw_data() const {
   return static_cast<char*>(impl_->storage->data) + impl_->offset * int64_t(element_size(impl_->dtype));
 }
 
+// Host reads go through the backend: convert on the device, then one copy_to_host (any strides).
 template <typename T> std::vector<T> Tensor::to_vector() const {
-  Tensor c = detach().to(dtype_of<T>::value).contiguous();
-  const T* p = static_cast<const T*>(c.raw_data());
-  return std::vector<T>(p, p + c.numel());
+  Tensor c = detach().to(dtype_of<T>::value);
+  backend::Backend& be = ops::be(c);
+  if constexpr (std::is_same_v<T, bool>) {  // std::vector<bool> has no data()
+    std::unique_ptr<bool[]> buf(new bool[size_t(std::max<int64_t>(c.numel(), 1))]);
+    be.copy_to_host(ops::ref(c), buf.get());
+    return std::vector<bool>(buf.get(), buf.get() + c.numel());
+  } else {
+    std::vector<T> out(size_t(c.numel()));
+    if (!out.empty()) be.copy_to_host(ops::ref(c), out.data());
+    return out;
+  }
 }
 template <typename T> T Tensor::item() const {
   if (numel() != 1)
@@ -204,19 +213,16 @@ template <typename T> Tensor from_vector(const std::vector<T>& values, Shape sha
   if (numel_of(shape) != int64_t(values.size()))
     throw std::invalid_argument("from_vector: " + std::to_string(values.size()) + " values do not fill shape " +
                                 shape_str(shape));
-  auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(std::max<size_t>(values.size(), 1) * sizeof(T), kCPU);
+  // allocated on the target device, filled by one copy_from_host, then converted there
+  Tensor t = empty(std::move(shape), {.dtype = dtype_of<T>::value, .device = o.device});
   if constexpr (std::is_same_v<T, bool>) {
-    auto* p = static_cast<bool*>(impl->storage->data);
-    for (size_t i = 0; i < values.size(); ++i) p[i] = values[i];
+    std::unique_ptr<bool[]> buf(new bool[std::max<size_t>(values.size(), 1)]);
+    for (size_t i = 0; i < values.size(); ++i) buf[i] = values[i];
+    if (!values.empty()) ops::be(t).copy_from_host(buf.get(), ops::ref(t));
   } else if (!values.empty()) {
-    std::memcpy(impl->storage->data, values.data(), values.size() * sizeof(T));
+    ops::be(t).copy_from_host(values.data(), ops::ref(t));
   }
-  impl->strides = contiguous_strides(shape);
-  impl->shape = std::move(shape);
-  impl->dtype = dtype_of<T>::value;
-  Tensor t(std::move(impl));
-  t = t.to(o.dtype).to(o.device);
+  t = t.to(o.dtype);
   if (o.requires_grad) t.requires_grad_(true);
   return t;
 }

@@ -270,9 +270,27 @@ Tensor Tensor::to(DType t) const {
   return out;
 }
 
+// Between devices through host memory: the source backend's copy_to_host, the target's copy_from_host
+// (the CPU side of either is a plain copy). Differentiable: the gradient goes back the same way.
 Tensor Tensor::to(Device d) const {
   if (d == device()) return *this;
-  throw std::runtime_error("to(" + device_name(d) + "): only the cpu backend is built");
+  Tensor out = ops::empty_out(shape(), dtype(), d);
+  if (numel() > 0) {
+    if (device().type == DeviceType::CPU) {
+      Tensor src = contiguous();
+      ops::be(out).copy_from_host(src.raw_data(), ops::ref(out));
+    } else if (d.type == DeviceType::CPU) {
+      ops::be(*this).copy_to_host(ops::ref(*this), out.raw_data());
+    } else {
+      Tensor host = detach().to(kCPU);  // contiguous
+      ops::be(out).copy_from_host(host.raw_data(), ops::ref(out));
+    }
+  }
+  if (is_floating(dtype())) {
+    Device from = device();
+    autograd::record("to", out, {*this}, [from](const Tensor& g) -> std::vector<Tensor> { return {g.to(from)}; });
+  }
+  return out;
 }
 
 }  // namespace attn

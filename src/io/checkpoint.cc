@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "attn/io/safetensors.h"
+#include "backend/backend.h"
 
 namespace attn::io {
 namespace {
@@ -73,7 +74,7 @@ Checkpoint load_checkpoint(const std::string& path) {
     Tensor view = f.get(key);
     // Own the data: copy out of the mapping so the file can be replaced or deleted.
     Tensor t = empty(view.shape(), {.dtype = view.dtype()});
-    if (t.nbytes() > 0) std::memcpy(t.raw_data(), view.raw_data(), t.nbytes());
+    if (t.nbytes() > 0) backend::backend_for(t.device()).copy_from_host(view.raw_data(), backend::ref(t));
     if (key.rfind("model.", 0) == 0) {
       ck.model.emplace(key.substr(6), std::move(t));
     } else if (key.rfind("optimizer.", 0) == 0) {

@@ -20,6 +20,7 @@
 #include <stdexcept>
 
 #include "attn/autograd.h"
+#include "backend/backend.h"
 
 namespace attn::io {
 
@@ -274,7 +275,7 @@ Parsed parse(const uint8_t* bytes, size_t size, const std::string& file) {
 
 Tensor copy_out(const uint8_t* p, const SafeTensorsFile::Entry& e) {
   Tensor out = empty(e.shape, {.dtype = e.dtype});
-  if (e.end > e.begin) std::memcpy(out.raw_data(), p, e.end - e.begin);
+  if (e.end > e.begin) backend::backend_for(out.device()).copy_from_host(p, backend::ref(out));
   return out;
 }
 
@@ -404,15 +405,14 @@ Tensor SafeTensorsFile::get(const std::string& key) const {
   const Entry& e = it->second;
   const uint8_t* p = data_ + e.begin;
   size_t n = e.end - e.begin;
-  if (e.dtype_name == "F16") {  // converted copy
-    Tensor out = empty(e.shape, {.dtype = kFloat32});
-    float* dst = static_cast<float*>(out.raw_data());
+  if (e.dtype_name == "F16") {  // converted on the host, then one copy into the tensor
+    std::vector<float> values(n / 2);
     for (size_t i = 0; i < n / 2; ++i) {
       uint16_t h;
       std::memcpy(&h, p + 2 * i, 2);
-      dst[i] = half_to_float(h);
+      values[i] = half_to_float(h);
     }
-    return out;
+    return from_vector(values, e.shape);
   }
   if (e.dtype == kBool) {
     for (size_t i = 0; i < n; ++i)

@@ -54,7 +54,8 @@ Tensor BatchNorm::forward(const Tensor& x) {
   double factor = options.momentum.value_or(0.0);
   if (is_training() && options.track_running_stats) {
     NoGradGuard ng;
-    num_batches_tracked.fill_(double(num_batches_tracked.item<int64_t>() + 1));
+    // counted on the device; only the cumulative average (momentum None) reads the count on the host
+    num_batches_tracked.add_(ones({}, {.dtype = num_batches_tracked.dtype(), .device = num_batches_tracked.device()}));
     if (!options.momentum) factor = 1.0 / double(num_batches_tracked.item<int64_t>());
   }
   // Batch statistics in training, or when there are no running stats to use.

@@ -19,21 +19,24 @@ double clip_grad_norm_(const std::vector<Tensor>& parameters, double max_norm, d
   for (auto& p : parameters)
     if (p.defined() && p.impl()->grad) grads.emplace_back(p.impl()->grad);
   if (grads.empty()) return 0.0;
-  double total = 0.0;
+  // Per-tensor partial norms in the gradient's dtype (the reductions accumulate in float64), folded
+  // on the device in float64 in parameter order, as the host loop did: one sync at the end, not one
+  // per parameter.
+  Tensor acc;  // float64 scalar
   for (auto& g : grads) {
     if (g.numel() == 0) continue;
-    // Per-tensor partial norms in the gradient's dtype (the reductions accumulate in float64).
-    if (std::isinf(norm_type)) {
-      double v = amax(abs(g)).item();
-      if (std::isnan(v) || v > total) total = v;  // nan propagates, like PyTorch
-    } else if (norm_type == 2.0) {
-      total += sum(square(g)).item();
-    } else if (norm_type == 1.0) {
-      total += sum(abs(g)).item();
-    } else {
-      total += sum(pow(abs(g), norm_type)).item();
-    }
+    Tensor v;
+    if (std::isinf(norm_type)) v = amax(abs(g));
+    else if (norm_type == 2.0) v = sum(square(g));
+    else if (norm_type == 1.0) v = sum(abs(g));
+    else v = sum(pow(abs(g), norm_type));
+    v = v.to(kFloat64);
+    if (acc.defined() && v.device() != acc.device()) v = v.to(acc.device());
+    if (!acc.defined()) acc = v;  // 0 + v == v and max(0, v) == v for v >= 0 or NaN
+    else if (std::isinf(norm_type)) acc = where(logical_or(ne(v, v), gt(v, acc)), v, acc);  // NaN propagates
+    else acc = add(acc, v);
   }
+  double total = acc.defined() ? acc.item() : 0.0;
   if (!std::isinf(norm_type)) total = norm_type == 1.0 ? total : std::pow(total, 1.0 / norm_type);
   if (error_if_nonfinite && !std::isfinite(total))
     throw std::runtime_error("clip_grad_norm_: the total norm of order " + std::to_string(norm_type) +

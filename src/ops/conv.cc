@@ -85,15 +85,15 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight, const Tensor& bias, cons
   Tensor xc = x.detach().contiguous(), wc = weight.detach().contiguous();
   Tensor bc = bias.defined() ? bias.detach().contiguous() : Tensor();
   Tensor y = ops::empty_out({a.n, a.c_out, a.out_h, a.out_w}, x.dtype(), x.device());
-  ops::be(x).conv2d(a, xc.raw_data(), wc.raw_data(), bc.defined() ? bc.raw_data() : nullptr, y.raw_data());
+  ops::be(x).conv2d(a, ops::ref(xc), ops::ref(wc), ops::ref(bc), ops::ref(y));  // ref(undefined): null data
   const bool gx = x.requires_grad(), gw = weight.requires_grad(), gb = bias.defined() && bias.requires_grad();
   record("conv2d", y, {x, weight, bias}, [a, xc, wc, gx, gw, gb](const Tensor& g) -> std::vector<Tensor> {
     Tensor gc = g.contiguous();
     Tensor gin_x = gx ? ops::empty_out(xc.shape(), g.dtype(), g.device()) : Tensor();
     Tensor gin_w = gw ? ops::empty_out(wc.shape(), g.dtype(), g.device()) : Tensor();
     Tensor gin_b = gb ? ops::empty_out({a.c_out}, g.dtype(), g.device()) : Tensor();
-    ops::be(gc).conv2d_backward(a, xc.raw_data(), wc.raw_data(), gc.raw_data(), gx ? gin_x.raw_data() : nullptr,
-                                gw ? gin_w.raw_data() : nullptr, gb ? gin_b.raw_data() : nullptr);
+    ops::be(gc).conv2d_backward(a, ops::ref(xc), ops::ref(wc), ops::ref(gc), ops::ref(gin_x), ops::ref(gin_w),
+                                ops::ref(gin_b));
     return {gin_x, gin_w, gin_b};
   }, {x, weight});
   return y;
@@ -167,11 +167,11 @@ Tensor max_pool2d(const Tensor& x, const Pool2dOptions& o) {
   Tensor xc = x.detach().contiguous();
   Tensor y = ops::empty_out({a.n, a.c, a.out_h, a.out_w}, x.dtype(), x.device());
   Tensor idx = ops::empty_out({a.n, a.c, a.out_h, a.out_w}, kInt64, x.device());
-  if (y.numel() > 0) ops::be(x).max_pool2d(a, xc.raw_data(), y.raw_data(), idx.data_ptr<int64_t>());
+  if (y.numel() > 0) ops::be(x).max_pool2d(a, ops::ref(xc), ops::ref(y), ops::ref(idx));
   record("max_pool2d", y, {x}, [a, idx, x_shape = x.shape()](const Tensor& g) -> std::vector<Tensor> {
     Tensor gc = g.contiguous();
     Tensor gx = ops::empty_out(x_shape, g.dtype(), g.device());
-    if (gx.numel() > 0) ops::be(gc).max_pool2d_backward(a, gc.raw_data(), idx.data_ptr<int64_t>(), gx.raw_data());
+    if (gx.numel() > 0) ops::be(gc).max_pool2d_backward(a, ops::ref(gc), ops::ref(idx), ops::ref(gx));
     return {gx};
   });
   return y;
@@ -182,11 +182,11 @@ Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& o) {
   const backend::Pool2dArgs a = pool_args(x, o, "avg_pool2d");
   Tensor xc = x.detach().contiguous();
   Tensor y = ops::empty_out({a.n, a.c, a.out_h, a.out_w}, x.dtype(), x.device());
-  if (y.numel() > 0) ops::be(x).avg_pool2d(a, xc.raw_data(), y.raw_data());
+  if (y.numel() > 0) ops::be(x).avg_pool2d(a, ops::ref(xc), ops::ref(y));
   record("avg_pool2d", y, {x}, [a, x_shape = x.shape()](const Tensor& g) -> std::vector<Tensor> {
     Tensor gc = g.contiguous();
     Tensor gx = ops::empty_out(x_shape, g.dtype(), g.device());
-    if (gx.numel() > 0) ops::be(gc).avg_pool2d_backward(a, gc.raw_data(), gx.raw_data());
+    if (gx.numel() > 0) ops::be(gc).avg_pool2d_backward(a, ops::ref(gc), ops::ref(gx));
     return {gx};
   });
   return y;

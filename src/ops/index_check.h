@@ -20,31 +20,21 @@ inline void check_index_dtype(const Tensor& idx, const char* op, const char* wha
 }
 
 // Throws naming the first offending value (and its flat position) unless every value v satisfies
-// 0 <= v < n or v == allowed.
+// 0 <= v < n or v == allowed. The backend's check_index kernel finds it on the index's device; the
+// op reads the two-element status once (the only sync).
 inline void check_index_range(const Tensor& idx, int64_t n, const char* op, const char* what,
                               std::optional<int64_t> allowed = std::nullopt) {
   check_index_dtype(idx, op, what);
   if (idx.numel() == 0) return;
-  NoGradGuard ng;
-  // fast path: two reductions on the device
-  const int64_t lo = amin(idx).item<int64_t>(), hi = amax(idx).item<int64_t>();
-  if (lo >= 0 && hi < n) return;
-  if (!allowed && (lo < 0 || hi >= n)) {
-    const int64_t bad = lo < 0 ? lo : hi;
-    std::vector<int64_t> v = idx.to_vector<int64_t>();
-    size_t pos = 0;
-    while (pos < v.size() && v[pos] != bad) ++pos;
-    fail(std::string(op) + ": " + what + " value " + std::to_string(bad) + " at flat position " +
-         std::to_string(pos) + " is out of range [0, " + std::to_string(n) + ") (" + what + " shape " +
-         shape_str(idx.shape()) + ")");
-  }
-  std::vector<int64_t> v = idx.to_vector<int64_t>();
-  for (size_t i = 0; i < v.size(); ++i)
-    if ((v[i] < 0 || v[i] >= n) && !(allowed && v[i] == *allowed))
-      fail(std::string(op) + ": " + what + " value " + std::to_string(v[i]) + " at flat position " +
-           std::to_string(i) + " is out of range [0, " + std::to_string(n) + ")" +
-           (allowed ? " and is not ignore_index " + std::to_string(*allowed) : std::string()) + " (" + what +
-           " shape " + shape_str(idx.shape()) + ")");
+  Tensor status = empty_out({2}, kInt64, idx.device());
+  be(idx).check_index(ref(idx), n, allowed.has_value(), allowed.value_or(0), ref(status));
+  int64_t bad[2];
+  be(status).copy_to_host(ref(status), bad);
+  if (bad[0] < 0) return;
+  fail(std::string(op) + ": " + what + " value " + std::to_string(bad[1]) + " at flat position " +
+       std::to_string(bad[0]) + " is out of range [0, " + std::to_string(n) + ")" +
+       (allowed ? " and is not ignore_index " + std::to_string(*allowed) : std::string()) + " (" + what +
+       " shape " + shape_str(idx.shape()) + ")");
 }
 
 }  // namespace attn::ops

@@ -88,8 +88,9 @@ Tensor extreme(ReduceOp op, const char* name, const Tensor& x, Shape dims_in, bo
   Shape ks = keep_shape(x, dims);
   Tensor y = out.detach();
   record(name, out, {x}, [x, y, ks, dims, nan_to_nans](const Tensor& g) -> std::vector<Tensor> {
-    const bool to_nans = nan_to_nans && std::isnan(y.to(kFloat64).item());
-    Tensor mask = (to_nans ? ne(x, x) : eq(x, y.reshape(ks))).to(g.dtype());
+    // a NaN extreme picks the NaN elements: chosen on the device, no read of y on the host
+    Tensor yk = y.reshape(ks);
+    Tensor mask = (nan_to_nans ? where(ne(yk, yk), ne(x, x), eq(x, yk)) : eq(x, yk)).to(g.dtype());
     Tensor count = sum(mask, dims, true);
     return {mul(div(g.reshape(ks), count), mask)};
   }, {x, y});
@@ -106,7 +107,7 @@ namespace {
 std::pair<Tensor, Tensor> arg_extreme(ReduceOp op, const char* name, const Tensor& x, int64_t dim, bool keepdim) {
   if (x.dim() == 0) {
     Tensor v = x.detach().clone();
-    return {v, zeros({}, {.dtype = kInt64})};
+    return {v, zeros({}, {.dtype = kInt64, .device = x.device()})};
   }
   dim = wrap_dim(dim, x.dim());
   if (x.shape()[dim] == 0) throw std::invalid_argument(std::string(name) + ": dim " + std::to_string(dim) + " of " + shape_str(x.shape()) + " is empty");

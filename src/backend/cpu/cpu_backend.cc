@@ -40,6 +40,11 @@ template <typename To, typename From> inline To convert(From v) {
   else return To(v);
 }
 
+inline int64_t index_value(const TensorRef& idx, int64_t off) {
+  return idx.dtype == kInt64 ? static_cast<const int64_t*>(idx.data)[off]
+                             : int64_t(static_cast<const int32_t*>(idx.data)[off]);
+}
+
 [[noreturn]] void unsupported(const char* what, DType t) {
   throw std::invalid_argument(std::string(what) + ": dtype " + dtype_name(t) + " is not supported on cpu");
 }
@@ -127,6 +132,30 @@ void CpuBackend::fill(const TensorRef& dst, double value) {
         for (int64_t i = 0; i < n; ++i) o[off[0] + i * st[0]] = v;
     });
   });
+}
+
+// Host and CPU memory are the same memory: the host side is a contiguous ref of the same dtype.
+void CpuBackend::copy_to_host(const TensorRef& src, void* host_dst) {
+  copy(src, TensorRef{host_dst, src.dtype, src.shape, contiguous_strides(src.shape)});
+}
+void CpuBackend::copy_from_host(const void* host_src, const TensorRef& dst) {
+  copy(TensorRef{const_cast<void*>(host_src), dst.dtype, dst.shape, contiguous_strides(dst.shape)}, dst);
+}
+
+void CpuBackend::check_index(const TensorRef& index, int64_t n, bool has_allowed, int64_t allowed,
+                             const TensorRef& status) {
+  if (index.dtype != kInt64 && index.dtype != kInt32) unsupported("check_index", index.dtype);
+  int64_t* st = ptr<int64_t>(status);
+  st[0] = -1, st[1] = 0;
+  int64_t flat = 0;
+  bool found = false;
+  StridedLoop<1> loop(index.shape, {index.strides});
+  loop.run([&](const int64_t* off, const int64_t* stv, int64_t cnt) {
+    for (int64_t i = 0; i < cnt && !found; ++i, ++flat) {
+      const int64_t v = index_value(index, off[0] + i * stv[0]);
+      if ((v < 0 || v >= n) && !(has_allowed && v == allowed)) st[0] = flat, st[1] = v, found = true;
+    }
+  }, std::numeric_limits<int64_t>::max() / 4);  // serial: rows in row-major order, `flat` counts along
 }
 
 void CpuBackend::unary(UnaryOp op, const TensorRef& x, const TensorRef& out, double alpha) {
@@ -422,13 +451,7 @@ void CpuBackend::arg_reduce(ReduceOp op, const TensorRef& x, int64_t dim, const 
   dispatch_numeric(x.dtype, "arg_reduce", run);
 }
 
-// ---- indexing (index int64 or int32; bounds checked by the ops layer)
-namespace {
-inline int64_t index_at(const TensorRef& idx, int64_t off) {
-  return idx.dtype == kInt64 ? static_cast<const int64_t*>(idx.data)[off]
-                             : int64_t(static_cast<const int32_t*>(idx.data)[off]);
-}
-}  // namespace
+// ---- indexing (index int64 or int32; bounds checked before by the check_index kernel, which the ops call)
 
 void CpuBackend::gather(const TensorRef& x, int64_t dim, const TensorRef& index, const TensorRef& out) {
   // out[i][j][k] = x[i][index[i][j][k]][k] (dim = 1); out, index contiguous of the same shape
@@ -445,7 +468,7 @@ void CpuBackend::gather(const TensorRef& x, int64_t dim, const TensorRef& index,
       for (int64_t d = 0; d < nd; ++d) {
         int64_t c = rem / ostr[d];
         rem %= ostr[d];
-        off += (d == dim ? index_at(index, i) : c) * x.strides[d];
+        off += (d == dim ? index_value(index, i) : c) * x.strides[d];
       }
       o[i] = in[off];
     }
@@ -469,7 +492,7 @@ void CpuBackend::scatter_add(const TensorRef& out, int64_t dim, const TensorRef&
         for (int64_t d = 0; d < nd; ++d) {
           int64_t c = rem / sstr[d];
           rem %= sstr[d];
-          off += (d == dim ? index_at(index, i) : c) * out.strides[d];
+          off += (d == dim ? index_value(index, i) : c) * out.strides[d];
         }
         o[off] += s[i];
       }
@@ -489,7 +512,7 @@ void CpuBackend::index_select(const TensorRef& x, int64_t dim, const TensorRef& 
 #pragma omp parallel for collapse(2) if (outer * k * inner > 65536)
   for (int64_t a = 0; a < outer; ++a)
     for (int64_t j = 0; j < k; ++j)
-      std::memcpy(o + ((a * k + j) * inner) * es, in + ((a * n + index_at(index, j)) * inner) * es, inner * es);
+      std::memcpy(o + ((a * k + j) * inner) * es, in + ((a * n + index_value(index, j)) * inner) * es, inner * es);
 }
 
 void CpuBackend::index_add(const TensorRef& out, int64_t dim, const TensorRef& index, const TensorRef& src) {
@@ -507,7 +530,7 @@ void CpuBackend::index_add(const TensorRef& out, int64_t dim, const TensorRef& i
       int64_t ce = std::min(inner, c + 64);
       for (int64_t a = 0; a < outer; ++a)
         for (int64_t j = 0; j < k; ++j) {
-          T* dst = o + (a * n + index_at(index, j)) * inner;
+          T* dst = o + (a * n + index_value(index, j)) * inner;
           const T* sp = s + (a * k + j) * inner;
           for (int64_t e = c; e < ce; ++e) dst[e] += sp[e];
         }
@@ -605,22 +628,27 @@ void CpuBackend::normal(const TensorRef& out, double mean, double std, uint64_t 
 
 // ---- GEMM, convolution, pooling: linalg_kernels.h (gemm.cc, conv.cc, pool.cc)
 void CpuBackend::gemm(const backend::GemmArgs& a) { cpu::gemm(a); }
-void CpuBackend::conv2d(const backend::Conv2dArgs& a, const void* x, const void* w, const void* b, void* y) {
-  cpu::conv2d(a, x, w, b, y);
+void CpuBackend::conv2d(const backend::Conv2dArgs& a, const TensorRef& x, const TensorRef& w, const TensorRef& b,
+                        const TensorRef& y) {
+  cpu::conv2d(a, x.data, w.data, b.data, y.data);
 }
-void CpuBackend::conv2d_backward(const backend::Conv2dArgs& a, const void* x, const void* w, const void* gy,
-                                 void* gx, void* gw, void* gb) {
-  cpu::conv2d_backward(a, x, w, gy, gx, gw, gb);
+void CpuBackend::conv2d_backward(const backend::Conv2dArgs& a, const TensorRef& x, const TensorRef& w,
+                                 const TensorRef& gy, const TensorRef& gx, const TensorRef& gw, const TensorRef& gb) {
+  cpu::conv2d_backward(a, x.data, w.data, gy.data, gx.data, gw.data, gb.data);
 }
-void CpuBackend::max_pool2d(const backend::Pool2dArgs& a, const void* x, void* y, int64_t* idx) {
-  cpu::max_pool2d(a, x, y, idx);
+void CpuBackend::max_pool2d(const backend::Pool2dArgs& a, const TensorRef& x, const TensorRef& y,
+                            const TensorRef& idx) {
+  cpu::max_pool2d(a, x.data, y.data, ptr<int64_t>(idx));
 }
-void CpuBackend::max_pool2d_backward(const backend::Pool2dArgs& a, const void* gy, const int64_t* idx, void* gx) {
-  cpu::max_pool2d_backward(a, gy, idx, gx);
+void CpuBackend::max_pool2d_backward(const backend::Pool2dArgs& a, const TensorRef& gy, const TensorRef& idx,
+                                     const TensorRef& gx) {
+  cpu::max_pool2d_backward(a, gy.data, ptr<const int64_t>(idx), gx.data);
 }
-void CpuBackend::avg_pool2d(const backend::Pool2dArgs& a, const void* x, void* y) { cpu::avg_pool2d(a, x, y); }
-void CpuBackend::avg_pool2d_backward(const backend::Pool2dArgs& a, const void* gy, void* gx) {
-  cpu::avg_pool2d_backward(a, gy, gx);
+void CpuBackend::avg_pool2d(const backend::Pool2dArgs& a, const TensorRef& x, const TensorRef& y) {
+  cpu::avg_pool2d(a, x.data, y.data);
+}
+void CpuBackend::avg_pool2d_backward(const backend::Pool2dArgs& a, const TensorRef& gy, const TensorRef& gx) {
+  cpu::avg_pool2d_backward(a, gy.data, gx.data);
 }
 
 // ---- softmax, layer norm, adam: kernels.h (softmax.cc, layer_norm.cc, optim.cc)

@@ -14,6 +14,10 @@ class CpuBackend final : public backend::Backend {
   void deallocate(void* p, size_t nbytes) override;
   void copy(const TensorRef& src, const TensorRef& dst) override;
   void fill(const TensorRef& dst, double value) override;
+  void copy_to_host(const TensorRef& src, void* host_dst) override;
+  void copy_from_host(const void* host_src, const TensorRef& dst) override;
+  void check_index(const TensorRef& index, int64_t n, bool has_allowed, int64_t allowed,
+                   const TensorRef& status) override;
   void unary(backend::UnaryOp op, const TensorRef& x, const TensorRef& out, double alpha) override;
   void unary_backward(backend::UnaryGradOp op, const TensorRef& x_or_y, const TensorRef& grad_out,
                       const TensorRef& grad_in, double alpha) override;
@@ -46,14 +50,17 @@ class CpuBackend final : public backend::Backend {
   void scatter_add(const TensorRef& out, int64_t dim, const TensorRef& index, const TensorRef& src) override;
   void index_select(const TensorRef& x, int64_t dim, const TensorRef& index, const TensorRef& out) override;
   void index_add(const TensorRef& out, int64_t dim, const TensorRef& index, const TensorRef& src) override;
-  void conv2d(const backend::Conv2dArgs& a, const void* x, const void* weight, const void* bias, void* y) override;
-  void conv2d_backward(const backend::Conv2dArgs& a, const void* x, const void* weight, const void* grad_y,
-                       void* grad_x, void* grad_weight, void* grad_bias) override;
-  void max_pool2d(const backend::Pool2dArgs& a, const void* x, void* y, int64_t* indices) override;
-  void max_pool2d_backward(const backend::Pool2dArgs& a, const void* grad_y, const int64_t* indices,
-                           void* grad_x) override;
-  void avg_pool2d(const backend::Pool2dArgs& a, const void* x, void* y) override;
-  void avg_pool2d_backward(const backend::Pool2dArgs& a, const void* grad_y, void* grad_x) override;
+  void conv2d(const backend::Conv2dArgs& a, const TensorRef& x, const TensorRef& weight, const TensorRef& bias,
+              const TensorRef& y) override;
+  void conv2d_backward(const backend::Conv2dArgs& a, const TensorRef& x, const TensorRef& weight,
+                       const TensorRef& grad_y, const TensorRef& grad_x, const TensorRef& grad_weight,
+                       const TensorRef& grad_bias) override;
+  void max_pool2d(const backend::Pool2dArgs& a, const TensorRef& x, const TensorRef& y,
+                  const TensorRef& indices) override;
+  void max_pool2d_backward(const backend::Pool2dArgs& a, const TensorRef& grad_y, const TensorRef& indices,
+                           const TensorRef& grad_x) override;
+  void avg_pool2d(const backend::Pool2dArgs& a, const TensorRef& x, const TensorRef& y) override;
+  void avg_pool2d_backward(const backend::Pool2dArgs& a, const TensorRef& grad_y, const TensorRef& grad_x) override;
   void uniform(const TensorRef& out, double lo, double hi, uint64_t seed, uint64_t counter) override;
   void normal(const TensorRef& out, double mean, double std, uint64_t seed, uint64_t counter) override;
   void dropout_backward(const TensorRef& grad_out, const TensorRef& keep, double p, const TensorRef& grad_x) override;
