@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "backend/backend.h"
+#include "backend/composite_util.h"
 
 namespace attn::backend {
 
@@ -14,44 +15,7 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-TensorRef dense(void* data, DType dtype, Shape shape) {
-  TensorRef r;
-  r.data = data;
-  r.dtype = dtype;
-  r.strides = contiguous_strides(shape);
-  r.shape = std::move(shape);
-  return r;
-}
-TensorRef bcast(const TensorRef& r, const Shape& shape) {
-  TensorRef o = r;
-  const size_t lead = shape.size() - r.shape.size();
-  o.shape = shape;
-  o.strides.assign(shape.size(), 0);
-  for (size_t i = 0; i < r.shape.size(); ++i) o.strides[lead + i] = r.shape[i] == 1 ? 0 : r.strides[i];
-  return o;
-}
-
-class Tmp {
- public:
-  Tmp(Backend& b, DType dtype, Shape shape)
-      : b_(b), bytes_(size_t(std::max<int64_t>(numel_of(shape), 1)) * element_size(dtype)) {
-    r_ = dense(b.allocate(bytes_), dtype, std::move(shape));
-  }
-  ~Tmp() { b_.deallocate(r_.data, bytes_); }
-  Tmp(const Tmp&) = delete;
-  Tmp& operator=(const Tmp&) = delete;
-  const TensorRef& operator*() const { return r_; }
-  const TensorRef* operator->() const { return &r_; }
-  TensorRef as(Shape shape) const { return dense(r_.data, r_.dtype, std::move(shape)); }
-
- private:
-  Backend& b_;
-  size_t bytes_;
-  TensorRef r_;
-};
-struct Scalar : Tmp {
-  Scalar(Backend& b, DType dtype, double value) : Tmp(b, dtype, {}) { b.fill(**this, value); }
-};
+using namespace composite;  // NOLINT: the helpers of composite_util.h
 
 // C (batch, m, n) = alpha · op(A) @ op(B), all contiguous row-major.
 void bmm(Backend& be, DType dt, int64_t batch, int64_t m, int64_t n, int64_t k, bool ta, bool tb, double alpha,

@@ -7,8 +7,9 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <stdexcept>
+
+#include "io/png_file.h"
 
 namespace attn::io {
 namespace {
@@ -115,16 +116,7 @@ void write_heatmap_png(const std::string& path, const std::vector<float>& w, int
   cairo_show_text(cr, "0");
   cairo_destroy(cr);
 
-  std::string tmp = path + ".tmp";
-  cairo_status_t st = cairo_surface_write_to_png(surf, tmp.c_str());
-  cairo_surface_destroy(surf);
-  if (st != CAIRO_STATUS_SUCCESS) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error("write_heatmap_png: cannot write " + path + ": " + cairo_status_to_string(st));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw std::runtime_error("write_heatmap_png: cannot rename " + tmp + " to " + path + ": " + ec.message());
+  write_png_atomically(surf, path, "write_heatmap_png");
 }
 
 }  // namespace attn::io

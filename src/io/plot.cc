@@ -6,9 +6,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <limits>
 #include <stdexcept>
+
+#include "io/png_file.h"
 
 namespace attn::io {
 namespace {
@@ -119,16 +120,7 @@ void write_curves_png(const std::string& path, const std::vector<CurvePanel>& pa
   cairo_paint(cr);
   for (size_t i = 0; i < panels.size(); ++i) draw_panel(cr, panels[i], double(i) * o.panel_width, 0, o);
   cairo_destroy(cr);
-  std::string tmp = path + ".tmp";
-  cairo_status_t st = cairo_surface_write_to_png(surf, tmp.c_str());
-  cairo_surface_destroy(surf);
-  if (st != CAIRO_STATUS_SUCCESS) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error("write_curves_png: cannot write " + path + ": " + cairo_status_to_string(st));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw std::runtime_error("write_curves_png: cannot rename " + tmp + " to " + path + ": " + ec.message());
+  write_png_atomically(surf, path, "write_curves_png");
 }
 
 }  // namespace attn::io
