@@ -269,7 +269,7 @@ def test_table(a, out, attn_dir, torch_dir, recipe, env, p):
     recipe[recipe.index("--dev") + 1] = a.test
     recipe[recipe.index("--eval-sentences") + 1] = str(a.test_sentences)
     p("")
-    p(f"Test BLEU/chrF ({a.test}, {'every pair' if a.test_sentences <= 0 else f'first {a.test_sentences} pairs'}; "
+    p(f"Test BLEU/chrF ({a.test}, {'every pair' if a.test_sentences <= 0 else f'{a.test_sentences} pairs evenly spaced over it'}; "
       "loss on every pair), decoded once after training, both final models by the same decoder "
       "(torch_translator.py --test-checkpoint):")
     p("")

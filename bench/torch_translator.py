@@ -256,13 +256,15 @@ def evaluate(model, sp, dev, dev_refs, sentences, max_tokens, max_pos):
             total += F.cross_entropy(logits.flatten(0, 1), batch["tgt_out"].flatten(), ignore_index=model.pad_id,
                                      reduction="sum").item()
             count += batch["tgt_tokens"]
+    # the pairs attn's evaluation scores (src/train/translation.cc): n evenly spaced over the whole set
     n = min(sentences, len(dev)) if sentences > 0 else len(dev)
-    src_lines = [sp_decode(sp, dev.src[i]) for i in range(n)]
-    refs = [dev_refs[dev.line[i] - 1] for i in range(n)]
+    picked = [k * len(dev) // n for k in range(n)]
+    src_lines = [sp_decode(sp, dev.src[i]) for i in picked]
+    refs = [dev_refs[dev.line[i] - 1] for i in picked]
     hyps = greedy_translate(model, sp, src_lines, max_pos)
     model.train()
     return {"loss": total / count if count else 0.0, "bleu": sacrebleu.corpus_bleu(hyps, [refs]).score,
-            "chrf": sacrebleu.corpus_chrf(hyps, [refs]).score, "hyps": hyps}
+            "chrf": sacrebleu.corpus_chrf(hyps, [refs]).score, "hyps": hyps, "refs": refs}
 
 
 class Metrics:
@@ -294,7 +296,7 @@ def load_checkpoint(model, path):
 
 def evaluate_checkpoint(a, model, sp, dev, dev_refs, max_pos, path, tag):
     """No training: validate the weights in `path` exactly as during training (loss on the whole --dev
-    set, greedy BLEU/chrF on its first --eval-sentences pairs, all when 0), write <out>/<tag>.hyp/.ref and
+    set, greedy BLEU/chrF on --eval-sentences pairs evenly spaced over it as attn picks them, all when 0), write <out>/<tag>.hyp/.ref and
     print the scores as JSON. compare_translation.py uses it twice: --check-attn-checkpoint (attn's weights
     through this code must give attn's logged scores) and --test-checkpoint (the test books decoded once,
     at the end, by this same decoder for both sides' final weights)."""
@@ -306,7 +308,7 @@ def evaluate_checkpoint(a, model, sp, dev, dev_refs, max_pos, path, tag):
         f.write("".join(h + "\n" for h in ev["hyps"]))
     ref_path = os.path.join(a.out, f"{tag}.ref.{a.tgt}")
     with open(ref_path, "w") as f:
-        f.write("".join(dev_refs[dev.line[i] - 1] + "\n" for i in range(len(ev["hyps"]))))
+        f.write("".join(r + "\n" for r in ev["refs"]))
     print(json.dumps({"checkpoint": path, "step": step, "eval_set": a.dev, "sentences": len(ev["hyps"]),
                       "dev/loss": ev["loss"], "dev/bleu": ev["bleu"], "dev/chrf": ev["chrf"], "hyp": hyp_path,
                       "ref": ref_path, "eval_seconds": time.perf_counter() - t}), flush=True)
