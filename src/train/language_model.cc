@@ -208,17 +208,12 @@ class LanguageModelJob final : public TrainingJob {
     nn::LSTMState state = carried_;
     Tensor logits = model_.forward(x, state);
     carried_ = detached(state);
-    chars_since_log_ += o_.batch_size * o_.seq_len;
+    rate_.add(double(o_.batch_size * o_.seq_len));
     return {cross_entropy(logits.flatten(0, 1), y.flatten()), double(o_.batch_size * o_.seq_len)};
   }
 
   io::Scalars train_scalars() override {
-    auto now = std::chrono::steady_clock::now();
-    double dt = std::chrono::duration<double>(now - log_t_).count();
-    io::Scalars sc = {{"train/chars_per_s", double(chars_since_log_) / std::max(dt, 1e-9)}};
-    chars_since_log_ = 0;
-    log_t_ = now;
-    return sc;
+    return {{"train/chars_per_s", rate_.take()}};
   }
 
   io::Scalars evaluate(int64_t step) override {
@@ -260,8 +255,7 @@ class LanguageModelJob final : public TrainingJob {
   const std::vector<int64_t>& valid_;
   int64_t stride_ = 0;
   nn::LSTMState carried_;
-  int64_t chars_since_log_ = 0;
-  std::chrono::steady_clock::time_point log_t_ = std::chrono::steady_clock::now();
+  RateMeter rate_;  // units trained on since the last metrics line
 };
 
 // The vocabulary (built from the training text unless out_dir has one) and the model options; on

@@ -186,17 +186,12 @@ class TranslatorJob final : public TrainingJob {
     Tensor logits = model_.forward(b.src, b.tgt_in);  // (N, T, V)
     Tensor loss = cross_entropy(logits.flatten(0, 1), b.tgt_out.flatten(),
                                 {.ignore_index = model_.options.pad_id, .label_smoothing = o_.label_smoothing});
-    tokens_since_log_ += b.src_tokens + b.tgt_tokens;
+    rate_.add(double(b.src_tokens + b.tgt_tokens));
     return {loss, double(b.tgt_tokens)};
   }
 
   io::Scalars train_scalars() override {
-    auto now = std::chrono::steady_clock::now();
-    double dt = std::chrono::duration<double>(now - log_t_).count();
-    io::Scalars sc = {{"train/tokens_per_s", double(tokens_since_log_) / std::max(dt, 1e-9)}};
-    tokens_since_log_ = 0;
-    log_t_ = now;
-    return sc;
+    return {{"train/tokens_per_s", rate_.take()}};
   }
 
   io::Scalars evaluate(int64_t step) override {
@@ -218,8 +213,7 @@ class TranslatorJob final : public TrainingJob {
   const data::TokenBatcher& batches_;
   const data::ParallelCorpus& dev_;
   const std::vector<std::string>& dev_refs_;
-  int64_t tokens_since_log_ = 0;
-  std::chrono::steady_clock::time_point log_t_ = std::chrono::steady_clock::now();
+  RateMeter rate_;  // units trained on since the last metrics line
 };
 
 // The tokenizer (trained on the training text unless out_dir has one) and the model options; the

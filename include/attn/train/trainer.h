@@ -37,6 +37,8 @@
 // of them, chosen by job.shard_batch, strided by default); only rank 0 writes files, metrics and
 // the progress bar; reduce_gradients runs after backward and before clipping.
 #pragma once
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -101,6 +103,23 @@ class TrainingJob {
   virtual void load_state_json(const std::string& /*extra_json*/, const std::string& /*path*/) {}
   // Told once the Trainer restored `state` from a checkpoint.
   virtual void on_resume(const TrainerState& /*state*/, const std::string& /*path*/) {}
+};
+
+// Units (tokens, characters) per second between two take() calls: a job's throughput for train_scalars.
+class RateMeter {
+ public:
+  void add(double units) { units_ += units; }
+  double take() {  // units per second since the last take (or construction), then starts over
+    auto now = std::chrono::steady_clock::now();
+    double rate = units_ / std::max(std::chrono::duration<double>(now - since_).count(), 1e-9);
+    units_ = 0;
+    since_ = now;
+    return rate;
+  }
+
+ private:
+  double units_ = 0;
+  std::chrono::steady_clock::time_point since_ = std::chrono::steady_clock::now();
 };
 
 enum class BestMode { Max, Min };
