@@ -5,7 +5,6 @@
 #include "attn/io/safetensors.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,11 +15,13 @@
 #include <filesystem>
 #include <limits>
 #include <nlohmann/json.hpp>
-#include <set>
+#include <unordered_set>
 #include <stdexcept>
 
 #include "attn/autograd.h"
 #include "backend/backend.h"
+#include "io/half.h"
+#include "io/mapped_file.h"
 
 namespace attn::io {
 
@@ -114,35 +115,51 @@ int json_depth(const char* p, size_t n) {
   return max_depth;
 }
 
-float half_to_float(uint16_t h) {
-  uint32_t sign = uint32_t(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu, bits;
-  if (exp == 0) {
-    if (mant == 0) {
-      bits = sign;
-    } else {  // subnormal: normalise
-      int e = -1;
-      do {
-        ++e;
-        mant <<= 1;
-      } while ((mant & 0x400u) == 0);
-      bits = sign | uint32_t(127 - 15 - e) << 23 | (mant & 0x3ffu) << 13;
-    }
-  } else if (exp == 31) {
-    bits = sign | 0x7f800000u | mant << 13;  // inf / nan (payload kept)
-  } else {
-    bits = sign | (exp + 112) << 23 | mant << 13;
-  }
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
 uint64_t json_uint(const json& v, const std::string& file, const std::string& key, const char* what) {
   if (!v.is_number_unsigned()) {
     if (v.is_number_integer()) fail(file, key, std::string(what) + " is negative: " + v.dump());
     fail(file, key, std::string(what) + " must be a non-negative integer, got " + v.dump().substr(0, 100));
   }
   return v.get<uint64_t>();
+}
+
+// nlohmann-json keeps the last of two equal keys silently; this SAX pass finds the first duplicate
+// with one hash set per open object, so it stays linear in the header size (a callback parser
+// rescans the enclosing object after every entry: minutes for 200,000 entries).
+class DuplicateKeyFinder : public nlohmann::json_sax<json> {
+ public:
+  std::string duplicate;
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override {
+    open_.emplace_back();
+    return true;
+  }
+  bool key(string_t& k) override {
+    if (!open_.back().insert(k).second) duplicate = k;
+    return duplicate.empty();  // stop at the first one
+  }
+  bool end_object() override {
+    open_.pop_back();
+    return true;
+  }
+  bool start_array(std::size_t) override { return true; }
+  bool end_array() override { return true; }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
+
+ private:
+  std::vector<std::unordered_set<std::string>> open_;
+};
+
+std::string find_duplicate_key(const char* text, size_t n) {
+  DuplicateKeyFinder finder;
+  json::sax_parse(text, text + n, &finder);
+  return finder.duplicate;
 }
 
 struct Parsed {
@@ -166,26 +183,13 @@ Parsed parse(const uint8_t* bytes, size_t size, const std::string& file) {
   const char* hdr = reinterpret_cast<const char*>(bytes + 8);
   if (json_depth(hdr, n) > kMaxJsonDepth) fail(file, "", "header JSON is nested too deeply");
 
-  // Parse, noting duplicate keys (nlohmann would silently keep the last one).
-  std::vector<std::set<std::string>> open_objects;
-  std::string duplicate;
-  json::parser_callback_t cb = [&](int, json::parse_event_t ev, json& parsed) {
-    if (ev == json::parse_event_t::object_start) {
-      open_objects.emplace_back();
-    } else if (ev == json::parse_event_t::object_end) {
-      if (!open_objects.empty()) open_objects.pop_back();
-    } else if (ev == json::parse_event_t::key && !open_objects.empty() && parsed.is_string()) {
-      if (!open_objects.back().insert(parsed.get_ref<const std::string&>()).second && duplicate.empty())
-        duplicate = parsed.get<std::string>();
-    }
-    return true;
-  };
   json header;
   try {
-    header = json::parse(hdr, hdr + n, cb);
+    header = json::parse(hdr, hdr + n);
   } catch (const json::exception& e) {
     fail(file, "", std::string("header is not valid JSON: ") + e.what());
   }
+  std::string duplicate = find_duplicate_key(hdr, n);
   if (!duplicate.empty()) fail(file, duplicate, "duplicate key in header JSON");
   if (!header.is_object()) fail(file, "", std::string("header must be a JSON object, got ") + header.type_name());
 
@@ -342,33 +346,11 @@ Plan plan_file(const std::map<std::string, Tensor>& tensors, const std::map<std:
 // ---- SafeTensorsFile
 
 SafeTensorsFile SafeTensorsFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, "", "cannot open: " + errno_str());
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    std::string err = errno_str();
-    ::close(fd);
-    fail(path, "", "cannot stat: " + err);
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail(path, "", "not a regular file");
-  }
-  size_t size = size_t(st.st_size);
-  if (size < 8) {
-    ::close(fd);
-    fail(path, "", "file is " + std::to_string(size) + " bytes, shorter than the 8-byte header length");
-  }
-  // Private, writable mapping: in-place writes to a loaded tensor stay in memory (copy-on-write).
-  void* addr = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-  int map_errno = errno;
-  ::close(fd);
-  if (addr == MAP_FAILED) fail(path, "", std::string("mmap failed: ") + std::strerror(map_errno));
-  std::shared_ptr<void> owner(addr, [size](void* p) { ::munmap(p, size); });
-  Parsed p = parse(static_cast<const uint8_t*>(addr), size, path);
+  MappedFile m = map_file(path, "safetensors file");
+  Parsed p = parse(m.data, m.size, path);
   SafeTensorsFile f;
   f.path_ = path;
-  f.owner_ = std::move(owner);
+  f.owner_ = std::move(m.owner);
   f.data_ = p.data;
   f.data_size_ = p.data_size;
   f.entries_ = std::move(p.entries);
