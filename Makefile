@@ -3,7 +3,8 @@
 #   make deps     install the Debian packages (scripts/install-deps.sh; no-op when all are present)
 #   make build    Release build in build/
 #   make test     deps, Python venv (the bench test BenchPeers needs torch); Release build + ctest;
-#                 ASan+UBSan build in build-asan/ + ctest;
+#                 ASan+UBSan build in build-asan/ + ctest; clang libFuzzer build in build-fuzz/, each
+#                 fuzz target run a few seconds from its seeds (ctest fuzz.*, tests/fuzz/CMakeLists.txt);
 #                 install to build/install and build + run tests/consumer against it
 #   make demo     deps, build the CLI, prepare the Bible corpus, train/resume the translator, report BLEU
 #   make demo-fashion   the Fashion-MNIST CNN job
@@ -20,6 +21,7 @@ SHELL := /bin/bash
 JOBS       ?= $(shell nproc)
 BUILD_DIR  ?= build
 ASAN_DIR   ?= build-asan
+FUZZ_DIR   ?= build-fuzz
 INSTALL_DIR = $(abspath $(BUILD_DIR))/install
 CONSUMER_DIR = $(BUILD_DIR)/consumer
 ATTN_VENV  ?= $(HOME)/.cache/attn/venv
@@ -35,7 +37,7 @@ ASAN_ENV = LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp) \
            ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_null=1:strict_string_checks=1:detect_stack_use_after_return=1 \
            UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-.PHONY: all deps configure build test test-release test-asan test-install demo demo-build demo-fashion bench venv clean data-austen data-fortunes
+.PHONY: all deps configure build test test-release test-asan test-fuzz test-install demo demo-build demo-fashion bench venv clean data-austen data-fortunes
 # Targets run in the order written (deps before build) even under make -j; CMake parallelises inside.
 .NOTPARALLEL:
 
@@ -54,6 +56,7 @@ build: configure
 test: deps venv
 	$(MAKE) --no-print-directory test-release
 	$(MAKE) --no-print-directory test-asan
+	$(MAKE) --no-print-directory test-fuzz
 	$(MAKE) --no-print-directory test-install
 
 test-release: build
@@ -65,6 +68,15 @@ test-asan:
 	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" -DATTN_SANITIZE=ON -DATTN_BUILD_BENCH=OFF $(CMAKE_ARGS)
 	cmake --build $(ASAN_DIR) -j $(JOBS)
 	cd $(ASAN_DIR) && $(ASAN_ENV) $(CTEST) --timeout 3600
+
+# The libFuzzer targets (tests/fuzz; clang only), each run briefly from its seed corpus: no finding.
+# Only the library and the fuzz targets are built, at -O1 like the ASan build.
+test-fuzz:
+	cmake -S . -B $(FUZZ_DIR) -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" -DATTN_BUILD_FUZZ=ON -DATTN_BUILD_TESTS=OFF \
+	  -DATTN_BUILD_BENCH=OFF -DATTN_BUILD_EXAMPLES=OFF -DATTN_BUILD_TOOLS=OFF $(CMAKE_ARGS)
+	cmake --build $(FUZZ_DIR) -j $(JOBS)
+	cd $(FUZZ_DIR) && $(CTEST) -R '^fuzz\.'
 
 # The installed package must work for an out-of-tree project: find_package(attn) + attn::attn.
 test-install: build
@@ -107,4 +119,4 @@ bench: deps venv build
 	ATTN_BUILD_DIR=$(abspath $(BUILD_DIR)) $(VENV_PYTHON) bench/run.py $(ARGS)
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)

@@ -14,6 +14,7 @@
 #include "attn/autograd.h"
 #include "attn/io/safetensors.h"
 #include "attn/io/torch_pickle.h"
+#include "io/printable.h"
 
 namespace attn::io {
 
@@ -27,7 +28,7 @@ constexpr int kMaxJsonDepth = 64;
 
 [[noreturn]] void fail(const std::string& file, const std::string& key, const std::string& what) {
   std::string msg = "'" + file + "'";
-  if (!key.empty()) msg += ", key '" + key.substr(0, 200) + "'";
+  if (!key.empty()) msg += ", key '" + printable(key) + "'";
   throw std::runtime_error(msg + ": " + what);
 }
 
@@ -282,7 +283,7 @@ std::map<std::string, std::string> read_index(const std::string& path) {
     if (!shard.is_string()) fail(path, "weight_map." + key, "shard must be a file name string, got " + brief(shard));
     const std::string& name = shard.get_ref<const std::string&>();
     if (!is_plain_file_name(name))
-      fail(path, "weight_map." + key, "shard '" + name.substr(0, 200) + "' is not a file name in the directory");
+      fail(path, "weight_map." + key, "shard '" + printable(name) + "' is not a file name in the directory");
     out[key] = name;
   }
   return out;

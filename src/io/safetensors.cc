@@ -22,6 +22,7 @@
 #include "backend/backend.h"
 #include "io/half.h"
 #include "io/mapped_file.h"
+#include "io/printable.h"
 
 namespace attn::io {
 
@@ -65,23 +66,6 @@ const char* file_dtype_name(DType t) {
     case DType::BFloat16: return "BF16";
   }
   return "?";
-}
-
-// Keys come from untrusted files: print them escaped and clipped.
-std::string printable(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size() && i < 200; ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7f) {
-      out += char(c);
-    } else {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    }
-  }
-  if (s.size() > 200) out += "...";
-  return out;
 }
 
 [[noreturn]] void fail(const std::string& file, const std::string& key, const std::string& what) {

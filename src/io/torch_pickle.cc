@@ -7,6 +7,7 @@
 
 #include "io/half.h"
 #include "io/mapped_file.h"
+#include "io/printable.h"
 #include "io/torch_pickle_vm.h"
 #include "io/zip.h"
 
@@ -16,7 +17,7 @@ namespace {
 
 [[noreturn]] void fail(const std::string& file, const std::string& key, const std::string& what) {
   std::string msg = "torch file '" + file + "'";
-  if (!key.empty()) msg += ", key '" + key.substr(0, 200) + "'";
+  if (!key.empty()) msg += ", key '" + printable(key) + "'";
   throw std::runtime_error(msg + ": " + what);
 }
 
@@ -29,7 +30,7 @@ std::string archive_prefix(const ZipArchive& zip, const std::string& file) {
     if (e.name.size() < suffix.size() || e.name.compare(e.name.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
     std::string p = e.name.substr(0, e.name.size() - suffix.size());
     if (p.empty() || p.find('/') != p.size() - 1) continue;  // exactly "<dir>/data.pkl"
-    if (found) fail(file, "", "the archive holds two pickles ('" + prefix + "data.pkl', '" + e.name + "')");
+    if (found) fail(file, "", "the archive holds two pickles ('" + printable(prefix) + "data.pkl', '" + printable(e.name) + "')");
     prefix = p;
     found = true;
   }
@@ -52,7 +53,7 @@ Parsed parse(const uint8_t* d, size_t n, const std::string& file) {
   std::string prefix = archive_prefix(zip, file);
   if (const ZipArchive::Entry* bo = zip.find(prefix + "byteorder")) {
     std::string order(reinterpret_cast<const char*>(d + bo->data_offset), bo->size);
-    if (order != "little") fail(file, "", "byte order '" + order.substr(0, 20) + "' is not supported (little-endian only)");
+    if (order != "little") fail(file, "", "byte order '" + printable(order, 20) + "' is not supported (little-endian only)");
   }
   const ZipArchive::Entry* pkl = zip.find(prefix + "data.pkl");
   StorageLookup lookup = [&](const std::string& key, size_t* begin, size_t* nbytes) {

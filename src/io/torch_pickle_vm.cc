@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "io/printable.h"
+
 namespace attn::io {
 
 namespace {
@@ -112,7 +114,7 @@ class Machine {
     return t;
   }
   const Value* global(const std::string& module, const std::string& name);
-  const Value* reduce(const Value* callable, const Value* args);
+  const Value* reduce(const Value* callable, const Value* args, int depth = 0);
   const Value* persistent_load(const Value* pid);
   const Value* rebuild_tensor(const std::vector<const Value*>& a, const char* who);
   void build(const Value* obj, const Value* state);
@@ -136,7 +138,7 @@ const Value* Machine::global(const std::string& module, const std::string& name)
                (module == "torch" && std::any_of(std::begin(kStorageTypes), std::end(kStorageTypes),
                                                  [&](const char* s) { return name == s; }));
   if (!known)
-    fail("global '" + full.substr(0, 200) +
+    fail("global '" + printable(full) +
          "' is refused: only the tensor-rebuilding globals of a weights-only load are allowed (no code runs)");
   Value* g = make(Value::Global);
   g->s = full;
@@ -153,13 +155,13 @@ const Value* Machine::persistent_load(const Value* pid) {
   size_t elem = torch_storage_element_size(dtype);
   if (elem == 0) fail("persistent id names no storage type");
   if (t[2]->kind != Value::Str) fail("storage key must be a string");
-  if (t[4]->kind != Value::Int || t[4]->i < 0) fail("storage '" + t[2]->s + "': numel must be a non-negative integer");
+  if (t[4]->kind != Value::Int || t[4]->i < 0) fail("storage '" + printable(t[2]->s) + "': numel must be a non-negative integer");
   Value* s = make(Value::Storage);
   s->s = dtype;
   s->numel = t[4]->i;
-  if (!lookup_(t[2]->s, &s->begin, &s->nbytes)) fail("storage '" + t[2]->s.substr(0, 100) + "' has no data record");
+  if (!lookup_(t[2]->s, &s->begin, &s->nbytes)) fail("storage '" + printable(t[2]->s) + "' has no data record");
   if (uint64_t(s->numel) > s->nbytes / elem)
-    fail("storage '" + t[2]->s + "' claims " + std::to_string(s->numel) + " " + dtype + " elements but its record has " +
+    fail("storage '" + printable(t[2]->s) + "' claims " + std::to_string(s->numel) + " " + dtype + " elements but its record has " +
          std::to_string(s->nbytes) + " bytes");
   return s;
 }
@@ -204,7 +206,7 @@ const Value* Machine::rebuild_tensor(const std::vector<const Value*>& a, const c
   return t;
 }
 
-const Value* Machine::reduce(const Value* callable, const Value* args) {
+const Value* Machine::reduce(const Value* callable, const Value* args, int depth) {
   if (callable->kind != Value::Global) fail("REDUCE on a value that is not a global");
   if (args->kind != Value::Tuple) fail("REDUCE arguments are not a tuple");
   const std::string& g = callable->s;
@@ -221,8 +223,9 @@ const Value* Machine::reduce(const Value* callable, const Value* args) {
   if (g == "torch._tensor._rebuild_from_type_v2") {  // (func, type, args, state)
     if (a.size() < 3 || a[1]->kind != Value::Global || a[2]->kind != Value::Tuple) fail(g + " needs (func, type, args, ...)");
     if (a[1]->s != "torch.Tensor" && a[1]->s != "torch.nn.parameter.Parameter")
-      fail(g + ": tensor subclass '" + a[1]->s + "' is not supported");
-    return reduce(a[0], a[2]);
+      fail(g + ": tensor subclass '" + printable(a[1]->s) + "' is not supported");
+    if (depth > 4) fail(g + " nested too deeply");
+    return reduce(a[0], a[2], depth + 1);
   }
   if (g == "_codecs.encode") {  // protocol 2 pickles bytes as _codecs.encode(text, 'latin1')
     if (a.size() != 2 || a[0]->kind != Value::Str || a[1]->kind != Value::Str || a[1]->s != "latin1")
@@ -237,7 +240,7 @@ const Value* Machine::reduce(const Value* callable, const Value* args) {
     }
     return b;
   }
-  fail("global '" + g + "' cannot be called");
+  fail("global '" + printable(g) + "' cannot be called");
 }
 
 void Machine::build(const Value* obj, const Value* state) {

@@ -8,6 +8,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "io/printable.h"
+
 namespace attn::io {
 
 namespace {
@@ -20,21 +22,6 @@ uint64_t rd(const uint8_t* p, int n) {  // little-endian, n bytes
   uint64_t v = 0;
   for (int i = n - 1; i >= 0; --i) v = v << 8 | p[i];
   return v;
-}
-
-std::string printable(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size() && i < 200; ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7f) {
-      out += char(c);
-    } else {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    }
-  }
-  return out;
 }
 
 [[noreturn]] void fail(const std::string& file, const std::string& entry, const std::string& what) {
@@ -66,7 +53,7 @@ Directory find_directory(const uint8_t* d, size_t n, const std::string& file) {
   if (eocd < kZip64LocatorSize || rd(d + eocd - kZip64LocatorSize, 4) != kZip64LocatorSig)
     fail(file, "", "end-of-central-directory fields overflow but there is no zip64 locator");
   uint64_t rec = rd(d + eocd - kZip64LocatorSize + 8, 8);
-  if (rec > n - kZip64EocdSize || rd(d + rec, 4) != kZip64EocdSig)
+  if (n < kZip64EocdSize || rec > n - kZip64EocdSize || rd(d + rec, 4) != kZip64EocdSig)
     fail(file, "", "zip64 end-of-central-directory record at " + std::to_string(rec) + " is missing or outside the file");
   return Directory{rd(d + rec + 32, 8), rd(d + rec + 48, 8), rd(d + rec + 40, 8)};
 }
