@@ -46,8 +46,8 @@ struct Parsed {
 Parsed parse(const uint8_t* d, size_t n, const std::string& file) {
   bool zip_magic = n >= 4 && std::memcmp(d, "PK\x03\x04", 4) == 0;
   if (!zip_magic && n >= 2 && d[0] == 0x80 && d[1] <= 5)
-    fail(file, "", "legacy torch.save format (PyTorch < 1.6, not a zip archive) is not supported: re-save it with a "
-                   "current torch.save or as safetensors");
+    fail(file, "", "legacy torch.save format (PyTorch < 1.6) or a plain pickle, not a zip archive: not supported; "
+                   "re-save it with a current torch.save or as safetensors");
   if (!zip_magic) fail(file, "", "not a torch.save zip archive (no zip signature at the start; truncated or another format)");
   ZipArchive zip = ZipArchive::parse(d, n, file);
   std::string prefix = archive_prefix(zip, file);

@@ -373,7 +373,10 @@ bool Machine::step(uint8_t op) {
       break;
     }
     case 'Q': push(persistent_load(pop())); break;   // BINPERSID
-    case 'i': fail("opcode INST is refused (it calls arbitrary classes)");
+    case 'i': {
+      std::string module = line();
+      fail("opcode INST '" + printable(module + "." + line()) + "' is refused (it calls arbitrary classes)");
+    }
     case 'o': fail("opcode OBJ is refused (it calls arbitrary classes)");
     case 0x81: fail("opcode NEWOBJ is refused (it calls arbitrary classes)");
     case 0x92: fail("opcode NEWOBJ_EX is refused (it calls arbitrary classes)");
