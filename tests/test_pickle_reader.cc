@@ -10,6 +10,7 @@
 #include "attn/io/safetensors.h"
 #include "attn/io/torch_pickle.h"
 #include "io/torch_pickle_vm.h"
+#include "io/zip.h"
 
 using attn::Tensor;
 using attn::io::TorchFile;
@@ -205,4 +206,56 @@ TEST(PickleReader, ZipEntriesThatLieAreErrorsNamingTheEntry) {
   // Every truncation is a clear error, never a crash.
   for (size_t n = 0; n < good.size(); n += 61)
     expect_error([&] { TorchFile::from_bytes(good.substr(0, n), "cut.bin"); }, {"cut.bin"});
+}
+
+namespace {
+void put(std::string& out, uint64_t v, int n) {
+  for (int i = 0; i < n; ++i) out += char(v >> (8 * i) & 0xff);
+}
+// The entries of `zip` re-archived the zip64 way (as torch.save does past 4 GB): sizes and offsets
+// in the central directory read 0xffffffff and live in zip64 extra fields; a zip64 end record.
+std::string rewrite_as_zip64(const std::string& bytes) {
+  auto zip = attn::io::ZipArchive::parse(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "src");
+  std::string out, central;
+  for (const auto& e : zip.entries()) {
+    std::string data = bytes.substr(e.data_offset, e.size);
+    size_t local = out.size();
+    put(out, 0x04034b50, 4), put(out, 45, 2), put(out, 0, 2), put(out, 0, 2), put(out, 0, 4), put(out, e.crc32, 4);
+    put(out, 0xffffffff, 4), put(out, 0xffffffff, 4), put(out, e.name.size(), 2), put(out, 20, 2);
+    out += e.name;
+    put(out, 1, 2), put(out, 16, 2), put(out, data.size(), 8), put(out, data.size(), 8);
+    out += data;
+    put(central, 0x02014b50, 4), put(central, 45, 2), put(central, 45, 2), put(central, 0, 2), put(central, 0, 2);
+    put(central, 0, 4), put(central, e.crc32, 4), put(central, 0xffffffff, 4), put(central, 0xffffffff, 4);
+    put(central, e.name.size(), 2), put(central, 28, 2), put(central, 0, 2), put(central, 0, 2), put(central, 0, 2);
+    put(central, 0, 4), put(central, 0xffffffff, 4);
+    central += e.name;
+    put(central, 1, 2), put(central, 24, 2), put(central, data.size(), 8), put(central, data.size(), 8), put(central, local, 8);
+  }
+  size_t dir = out.size(), n = zip.entries().size();
+  out += central;
+  size_t record = out.size();
+  put(out, 0x06064b50, 4), put(out, 44, 8), put(out, 45, 2), put(out, 45, 2), put(out, 0, 4), put(out, 0, 4);
+  put(out, n, 8), put(out, n, 8), put(out, central.size(), 8), put(out, dir, 8);
+  put(out, 0x07064b50, 4), put(out, 0, 4), put(out, record, 8), put(out, 1, 4);
+  put(out, 0x06054b50, 4), put(out, 0, 2), put(out, 0, 2), put(out, 0xffff, 2), put(out, 0xffff, 2);
+  put(out, 0xffffffff, 4), put(out, 0xffffffff, 4), put(out, 0, 2);
+  return out;
+}
+}  // namespace
+
+TEST(PickleReader, Zip64ArchivesReadTheSame) {
+  const std::string bytes = read_bytes(kHF + "strided.bin");
+  TorchFile plain = TorchFile::from_bytes(bytes, "plain.bin");
+  std::string z64 = rewrite_as_zip64(bytes);
+  TorchFile f = TorchFile::from_bytes(z64, "zip64.bin");
+  ASSERT_EQ(f.keys(), plain.keys());
+  for (const auto& key : f.keys()) EXPECT_TRUE(same_bytes(f.get(key), plain.get(key))) << key;
+  // A zip64 extra field too short for the sizes it must hold.
+  size_t c = central_header(z64, "data.pkl");
+  std::string b = z64;
+  uint16_t name_len;
+  std::memcpy(&name_len, z64.data() + c + 28, 2);
+  b[c + 46 + name_len + 2] = 8;  // the extra's own length: 8 instead of 24
+  expect_error([&] { TorchFile::from_bytes(b, "zip64.bin"); }, {"zip64.bin", "data.pkl"});
 }
