@@ -185,6 +185,12 @@ TEST(ByteLevelBPE, HugeWordsAreNotQuadratic) {
   const std::vector<int64_t> ids = tok.encode(word).ids;  // one 200,000-byte pre-token
   EXPECT_LT(ids.size(), word.size());
   EXPECT_EQ(tok.decode_bytes(ids), word);
+  // Long runs for the regex's backtracking alternatives (\s+(?!\S), ' ?\p{L}+') and invalid bytes.
+  const std::string mixed = std::string(300000, ' ') + "x" + std::string(100000, '\n') + std::string(100000, '\xFF') +
+                            std::string(100000, '.') + " " + word;
+  EXPECT_EQ(tok.decode_bytes(tok.encode(mixed).ids), mixed);
+  const WordPieceTokenizer wp = WordPieceTokenizer::from_tokenizer_json(kDir + "/wordpiece/tokenizer.json");
+  EXPECT_EQ(wp.encode(word).ids.size(), 3u);  // [CLS] [UNK] [SEP]: longer than max_input_chars_per_word
 }
 
 TEST(Tokenizer, FactoryPicksByModelType) {

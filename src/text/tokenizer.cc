@@ -130,16 +130,17 @@ BatchEncoding Tokenizer::encode_batch(const std::vector<std::string>& texts, con
 }
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& tokenizer_json_path) {
-  const std::string text = detail::read_tokenizer_file(tokenizer_json_path);
-  const detail::json root = detail::parse_tokenizer_json(text, tokenizer_json_path);
-  const detail::json& model = detail::require(root, "", "model", tokenizer_json_path);
-  const std::string type = detail::get_string(model, "model", "type", tokenizer_json_path);
-  if (type == "WordPiece")
-    return std::make_unique<WordPieceTokenizer>(WordPieceTokenizer::from_tokenizer_json_string(text, tokenizer_json_path));
-  if (type == "BPE")
-    return std::make_unique<ByteLevelBPE>(ByteLevelBPE::from_tokenizer_json_string(text, tokenizer_json_path));
-  detail::fail(tokenizer_json_path, "model.type",
-               "'" + type + "' is not supported (attn reads WordPiece and byte-level BPE tokenizers)");
+  return load_tokenizer_from_string(detail::read_tokenizer_file(tokenizer_json_path), tokenizer_json_path);
+}
+
+std::unique_ptr<Tokenizer> load_tokenizer_from_string(std::string_view text, const std::string& name) {
+  // Parsed twice (here for the type, then by the tokenizer): a few ms for a 30,000-token vocabulary.
+  const detail::json root = detail::parse_tokenizer_json(text, name);
+  const detail::json& model = detail::require(root, "", "model", name);
+  const std::string type = detail::get_string(model, "model", "type", name);
+  if (type == "WordPiece") return std::make_unique<WordPieceTokenizer>(WordPieceTokenizer::from_tokenizer_json_string(text, name));
+  if (type == "BPE") return std::make_unique<ByteLevelBPE>(ByteLevelBPE::from_tokenizer_json_string(text, name));
+  detail::fail(name, "model.type", "'" + type + "' is not supported (attn reads WordPiece and byte-level BPE tokenizers)");
 }
 
 std::unique_ptr<Tokenizer> load_tokenizer_dir(const std::string& directory) {

@@ -85,6 +85,8 @@ class Tokenizer {
 // tokenizer.json: "model.type" WordPiece -> WordPieceTokenizer, BPE -> ByteLevelBPE; anything else is a
 // TokenizerError naming the file and the key.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& tokenizer_json_path);
+// The same from tokenizer.json's text; `name` stands for the file in errors.
+std::unique_ptr<Tokenizer> load_tokenizer_from_string(std::string_view tokenizer_json, const std::string& name);
 // A Hugging Face model directory: tokenizer.json if present, else vocab.txt (BERT, lower-cased unless
 // tokenizer_config.json says "do_lower_case": false), else vocab.json + merges.txt (GPT-2).
 std::unique_ptr<Tokenizer> load_tokenizer_dir(const std::string& directory);
