@@ -21,6 +21,7 @@ PACKAGES=(
   libbenchmark-dev                        # bench/
   libpng-dev libcairo2-dev                # images and plots
   libsentencepiece-dev sentencepiece      # tokenizers
+  libutf8proc-dev libpcre2-dev            # Hugging Face tokenizers: Unicode data; GPT-2's pre-tokenisation regex
   dataset-fashion-mnist                   # /usr/share/datasets/fashion-mnist: the demo and tests' data
   libsword-utils sword-text-web sword-text-sparv sword-text-kjv  # Bible corpus (scripts/prepare_bible.py)
   clang libomp-dev                        # libFuzzer targets; clang's -fopenmp needs LLVM's libomp
