@@ -122,6 +122,7 @@ class Machine {
   const Value* persistent_load(const Value* pid);
   const Value* rebuild_tensor(const std::vector<const Value*>& a, const char* who);
   void build(const Value* obj, const Value* state);
+  bool push_literal(uint8_t op);
   bool step(uint8_t op);
 
   const uint8_t* p_;
@@ -256,15 +257,9 @@ void Machine::build(const Value* obj, const Value* state) {
   fail("BUILD on a value that is not a dict or tensor");
 }
 
-bool Machine::step(uint8_t op) {
+// Opcodes that push one literal (None, bools, ints, floats, strings, bytes); false for any other.
+bool Machine::push_literal(uint8_t op) {
   switch (op) {
-    case 0x80: take(1); break;                       // PROTO
-    case 0x95: take(8); break;                       // FRAME: frames are only a read-ahead hint
-    case '(': marks_.push_back(stack_.size()); break;  // MARK
-    case '.': result_ = pop(); return false;         // STOP
-    case '0': pop(); break;                          // POP
-    case '1': pop_mark(); break;                     // POP_MARK
-    case '2': push(top()); break;                    // DUP
     case 'N': push(make(Value::None)); break;
     case 0x88: case 0x89: {                          // NEWTRUE, NEWFALSE
       Value* b = make(Value::Bool);
@@ -306,6 +301,21 @@ bool Machine::step(uint8_t op) {
       push(v);
       break;
     }
+    default: return false;
+  }
+  return true;
+}
+
+// One opcode; false after STOP.
+bool Machine::step(uint8_t op) {
+  switch (op) {
+    case 0x80: take(1); break;                       // PROTO
+    case 0x95: take(8); break;                       // FRAME: frames are only a read-ahead hint
+    case '(': marks_.push_back(stack_.size()); break;  // MARK
+    case '.': result_ = pop(); return false;         // STOP
+    case '0': pop(); break;                          // POP
+    case '1': pop_mark(); break;                     // POP_MARK
+    case '2': push(top()); break;                    // DUP
     case ')': push(tuple({})); break;               // EMPTY_TUPLE
     case 't': push(tuple(pop_mark())); break;        // TUPLE
     case 0x85: case 0x86: case 0x87: {              // TUPLE1..3
@@ -388,6 +398,7 @@ bool Machine::step(uint8_t op) {
     case 0x92: fail("opcode NEWOBJ_EX is refused (it calls arbitrary classes)");
     case 0x82: case 0x83: case 0x84: fail("extension-registry opcodes (EXT1/2/4) are refused");
     default: {
+      if (push_literal(op)) break;
       char buf[64];
       std::snprintf(buf, sizeof buf, "unsupported pickle opcode 0x%02x", op);
       fail(buf);
