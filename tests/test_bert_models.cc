@@ -12,9 +12,11 @@
 #include "attn/autograd.h"
 #include "attn/io/safetensors.h"
 #include "attn/models/bert.h"
+#include "attn/models/finetune.h"
 #include "attn/models/hf_model_dir.h"
 #include "attn/models/sentence_transformer.h"
 #include "attn/ops.h"
+#include "attn/optim/adam.h"
 #include "fixture_loader.h"
 
 using namespace attn;
@@ -134,6 +136,39 @@ TEST(BertTiny, ConfigErrorsNameTheFileAndKey) {
   EXPECT_NE(message("[1, 2]").find("config.json: expected a JSON object"), std::string::npos);
   EXPECT_NE(message("{" + ok + R"(, "num_attention_heads": 2, "vocab_size": 1e30})").find("'vocab_size'"),
             std::string::npos);
+}
+
+TEST(BertTiny, FreezeByNamePatternAndParameterGroupsWithOwnOptions) {
+  auto clf = models::BertForSequenceClassification::from_pretrained(kDir + "/bert_tiny");
+  clf->eval();
+  EXPECT_EQ(size_t(models::freeze(*clf, "^bert\\.")), clf->bert->parameters().size());
+  EXPECT_EQ(models::unfreeze(*clf, "^bert\\.pooler\\."), 2);
+  EXPECT_THROW(models::freeze(*clf, "no_such_parameter"), std::invalid_argument);
+  // Hugging Face's names work too: the query projections of both layers (weight and bias)
+  EXPECT_EQ(models::set_requires_grad(models::hf_named(clf->hf_parameters()), "attention\\.self\\.query\\.", false), 4);
+
+  auto groups = models::param_groups<optim::AdamWOptions>(*clf, {{"bias$", {.lr = 0.1, .weight_decay = 0.0}}},
+                                                          {.lr = 0.01, .weight_decay = 0.5});
+  ASSERT_EQ(groups.size(), 2u);  // trainable biases (pooler, classifier), then their weights
+  EXPECT_EQ(groups[0].params.size(), 2u);
+  EXPECT_EQ(groups[1].params.size(), 2u);
+  EXPECT_TRUE(groups[0].params[0].is_same(clf->bert->pooler->bias));
+  EXPECT_TRUE(groups[1].params[1].is_same(clf->classifier->weight));
+  optim::AdamW opt(groups);
+  EXPECT_DOUBLE_EQ(opt.get_lr(0), 0.1);
+  EXPECT_DOUBLE_EQ(opt.get_lr(1), 0.01);
+
+  const auto f = io::SafeTensorsFile::open(kDir + "/bert_tiny.safetensors");
+  const Tensor embeddings_before = clf->bert->embeddings->word_embeddings->weight.clone();
+  const Tensor head_before = clf->classifier->weight.clone();
+  Tensor loss = cross_entropy(clf->forward(fixture(f, "input_ids"), {.attention_mask = fixture(f, "attention_mask")}),
+                              fixture(f, "labels"));
+  loss.backward();
+  EXPECT_FALSE(clf->bert->embeddings->word_embeddings->weight.grad().defined());  // frozen: no gradient
+  opt.step();
+  EXPECT_EQ(clf->bert->embeddings->word_embeddings->weight.to_vector<float>(), embeddings_before.to_vector<float>());
+  EXPECT_NE(clf->classifier->weight.to_vector<float>(), head_before.to_vector<float>());
+  EXPECT_THROW((models::param_groups<optim::AdamWOptions>(*clf, {{"nothing$", {}}}, {})), std::invalid_argument);
 }
 
 double cosine(const std::vector<float>& a, const std::vector<float>& b) {
