@@ -71,6 +71,20 @@ TEST_F(Gpt2Fixture, CachedStepsEqualTheFullForward) {
   EXPECT_TRUE(attn_test::tensors_close(cat(steps, 1), full, 1e-5, 1e-5, "cached logits"));
 }
 
+TEST_F(Gpt2Fixture, RightPaddingLeavesTheTokensLogitsUnchanged) {
+  const Tensor ids = get("input_ids");  // (2, 8); row 1 cut to 5 tokens and right-padded
+  NoGradGuard ng;
+  Tensor padded = ids.clone();
+  padded.select(0, 1).narrow(0, 5, 3).fill_(0);
+  Tensor mask = ones({2, 8}, {.dtype = kInt64});
+  mask.select(0, 1).narrow(0, 5, 3).fill_(0);
+  const Tensor got = model->forward(padded, mask);
+  const Tensor row1 = model->forward(ids.narrow(0, 1, 1).narrow(1, 0, 5));  // (1, 5, V) alone, unpadded
+  EXPECT_TRUE(attn_test::tensors_close(got.narrow(0, 1, 1).narrow(1, 0, 5).contiguous(), row1, 1e-5, 1e-5, "padded row"));
+  EXPECT_TRUE(attn_test::tensors_close(got.narrow(0, 0, 1).contiguous(), get("logits").narrow(0, 0, 1).contiguous(),
+                                       1e-4, 2e-5, "full row"));
+}
+
 TEST_F(Gpt2Fixture, SamplingWithTheCacheEqualsWithoutAndIsSeeded) {
   const Tensor prompt = get("prompt");
   models::GenerationOptions o{.max_new_tokens = 15, .do_sample = true, .temperature = 0.9, .top_k = 20,

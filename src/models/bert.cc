@@ -30,8 +30,10 @@ void check_ids(const Tensor& ids, const char* where) {
 }  // namespace
 
 // "bert-base-uncased"-sized defaults; every field checked against the model's own limits.
-BertConfig BertConfig::from_file(const std::string& path) {
-  const HFConfig c = HFConfig::load(path);
+BertConfig BertConfig::from_file(const std::string& path) { return from_config(HFConfig::load(path)); }
+
+BertConfig BertConfig::from_config(const HFConfig& c) {
+  const std::string& path = c.path();
   const std::string type = c.string_or("model_type", "bert");
   if (type != "bert") throw std::runtime_error(path + ": key 'model_type' = \"" + type + "\", expected \"bert\"");
   if (c.string_or("position_embedding_type", "absolute") != "absolute")
@@ -56,6 +58,13 @@ BertConfig BertConfig::from_file(const std::string& path) {
   // save_pretrained writes id2label (its size is num_labels), older configs num_labels
   const int64_t labels = c.entries("id2label");
   b.num_labels = labels > 0 ? labels : c.integer_or("num_labels", 2, 1, 1 << 20);
+  // each field may be in range and the whole still absurd (a hostile config must not allocate terabytes)
+  const double H = double(b.hidden_size), params = H * double(b.vocab_size + b.max_position_embeddings +
+                                                              b.type_vocab_size) +
+                                                   double(b.num_hidden_layers) * (4 * H * H + 2 * H * double(b.intermediate_size));
+  if (params > 2e10)
+    throw std::runtime_error(path + ": the config describes " + std::to_string(params) +
+                             " parameters (more than 2e10): check vocab_size, hidden_size, num_hidden_layers, intermediate_size");
   return b;
 }
 

@@ -37,8 +37,10 @@ nn::Activation parse_activation(const HFConfig& c) {
 }
 }  // namespace
 
-GPT2Config GPT2Config::from_file(const std::string& path) {
-  const HFConfig c = HFConfig::load(path);
+GPT2Config GPT2Config::from_file(const std::string& path) { return from_config(HFConfig::load(path)); }
+
+GPT2Config GPT2Config::from_config(const HFConfig& c) {
+  const std::string& path = c.path();
   const std::string type = c.string_or("model_type", "gpt2");
   if (type != "gpt2") throw std::runtime_error(path + ": key 'model_type' = \"" + type + "\", expected \"gpt2\"");
   GPT2Config g;
@@ -63,6 +65,12 @@ GPT2Config GPT2Config::from_file(const std::string& path) {
       c.boolean_or("reorder_and_upcast_attn", false))
     throw std::runtime_error(path + ": unsupported attention variant (scale_attn_weights must be true, "
                              "scale_attn_by_inverse_layer_idx and reorder_and_upcast_attn false)");
+  // each field may be in range and the whole still absurd (a hostile config must not allocate terabytes)
+  const double E = double(g.n_embd), inner = g.n_inner > 0 ? double(g.n_inner) : 4 * E;
+  const double params = E * double(g.vocab_size + g.n_positions) + double(g.n_layer) * (4 * E * E + 2 * E * inner);
+  if (params > 2e10)
+    throw std::runtime_error(path + ": the config describes " + std::to_string(params) +
+                             " parameters (more than 2e10): check vocab_size, n_embd, n_layer, n_inner");
   return g;
 }
 
