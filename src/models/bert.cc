@@ -15,12 +15,12 @@ namespace {
   throw std::invalid_argument(where + ": " + what);
 }
 
-nn::Activation parse_activation(const HFConfig& c, const std::string& key, const std::string& fallback) {
-  const std::string a = c.string_or(key, fallback);
+nn::Activation parse_activation(const io::HFConfig& c, const std::string& key, const std::string& fallback) {
+  const std::string a = c.get_string(key, fallback);
   if (a == "gelu") return nn::Activation::GELU;
   if (a == "gelu_new" || a == "gelu_pytorch_tanh") return nn::Activation::GELUTanh;
   if (a == "relu") return nn::Activation::ReLU;
-  throw std::runtime_error(c.path() + ": key '" + key + "' = \"" + a + "\" is not supported (gelu, gelu_new, relu)");
+  throw std::runtime_error(c.file() + ": key '" + key + "' = \"" + a + "\" is not supported (gelu, gelu_new, relu)");
 }
 
 void check_ids(const Tensor& ids, const char* where) {
@@ -30,34 +30,34 @@ void check_ids(const Tensor& ids, const char* where) {
 }  // namespace
 
 // "bert-base-uncased"-sized defaults; every field checked against the model's own limits.
-BertConfig BertConfig::from_file(const std::string& path) { return from_config(HFConfig::load(path)); }
+BertConfig BertConfig::from_file(const std::string& path) { return from_config(io::HFConfig::load(path)); }
 
-BertConfig BertConfig::from_config(const HFConfig& c) {
-  const std::string& path = c.path();
-  const std::string type = c.string_or("model_type", "bert");
+BertConfig BertConfig::from_config(const io::HFConfig& c) {
+  const std::string path = "'" + c.file() + "'";
+  const std::string type = c.get_string("model_type", "bert");
   if (type != "bert") throw std::runtime_error(path + ": key 'model_type' = \"" + type + "\", expected \"bert\"");
-  if (c.string_or("position_embedding_type", "absolute") != "absolute")
+  if (c.get_string("position_embedding_type", "absolute") != "absolute")
     throw std::runtime_error(path + ": key 'position_embedding_type': only \"absolute\" is supported");
   BertConfig b;
   constexpr int64_t kBig = int64_t(1) << 24;
-  b.vocab_size = c.integer("vocab_size", 1, kBig);
-  b.hidden_size = c.integer("hidden_size", 1, 1 << 16);
-  b.num_hidden_layers = c.integer("num_hidden_layers", 0, 1024);
-  b.num_attention_heads = c.integer("num_attention_heads", 1, b.hidden_size);
+  b.vocab_size = c.get_int("vocab_size", 1, kBig);
+  b.hidden_size = c.get_int("hidden_size", 1, 1 << 16);
+  b.num_hidden_layers = c.get_int("num_hidden_layers", 0, 1024);
+  b.num_attention_heads = c.get_int("num_attention_heads", 1, b.hidden_size);
   if (b.hidden_size % b.num_attention_heads != 0)
     throw std::runtime_error(path + ": key 'hidden_size' = " + std::to_string(b.hidden_size) +
                              " is not a multiple of 'num_attention_heads' = " + std::to_string(b.num_attention_heads));
-  b.intermediate_size = c.integer("intermediate_size", 1, 1 << 20);
-  b.max_position_embeddings = c.integer("max_position_embeddings", 1, 1 << 20);
-  b.type_vocab_size = c.integer_or("type_vocab_size", 2, 1, 1 << 16);
-  b.layer_norm_eps = c.number_or("layer_norm_eps", 1e-12, 0.0, 1.0);
-  b.hidden_dropout_prob = c.number_or("hidden_dropout_prob", 0.1, 0.0, 1.0);
-  b.attention_probs_dropout_prob = c.number_or("attention_probs_dropout_prob", 0.1, 0.0, 1.0);
+  b.intermediate_size = c.get_int("intermediate_size", 1, 1 << 20);
+  b.max_position_embeddings = c.get_int("max_position_embeddings", 1, 1 << 20);
+  b.type_vocab_size = c.get_int("type_vocab_size", 1, 1 << 16, 2);
+  b.layer_norm_eps = c.get_float("layer_norm_eps", 0.0, 1.0, 1e-12);
+  b.hidden_dropout_prob = c.get_float("hidden_dropout_prob", 0.0, 1.0, 0.1);
+  b.attention_probs_dropout_prob = c.get_float("attention_probs_dropout_prob", 0.0, 1.0, 0.1);
   b.hidden_act = parse_activation(c, "hidden_act", "gelu");
-  b.pad_token_id = c.integer_or("pad_token_id", 0, 0, b.vocab_size - 1);
+  b.pad_token_id = c.get_int("pad_token_id", 0, b.vocab_size - 1, 0);
   // save_pretrained writes id2label (its size is num_labels), older configs num_labels
-  const int64_t labels = c.entries("id2label");
-  b.num_labels = labels > 0 ? labels : c.integer_or("num_labels", 2, 1, 1 << 20);
+  const int64_t labels = config_entries(c, "id2label");
+  b.num_labels = labels > 0 ? labels : c.get_int("num_labels", 1, 1 << 20, 2);
   // each field may be in range and the whole still absurd (a hostile config must not allocate terabytes)
   const double H = double(b.hidden_size), params = H * double(b.vocab_size + b.max_position_embeddings +
                                                               b.type_vocab_size) +
@@ -154,8 +154,9 @@ nn::VarBuilderReport finish_bert_load(const nn::VarBuilder& vb, bool strict) {
 }
 
 std::shared_ptr<BertModel> BertModel::from_pretrained(const std::string& dir, bool add_pooling_layer) {
-  auto model = std::make_shared<BertModel>(BertConfig::from_file(dir + "/config.json"), add_pooling_layer);
-  nn::VarBuilder vb(open_hf_weights(dir));
+  const auto ck = open_hf_checkpoint(dir);
+  auto model = std::make_shared<BertModel>(BertConfig::from_config(ck->config()), add_pooling_layer);
+  nn::VarBuilder vb(hf_weights(ck));
   // a BertFor* checkpoint keeps the encoder under "bert."; its heads are not this model's
   const bool prefixed = vb.contains("bert.embeddings.word_embeddings.weight");
   model->load(prefixed ? vb.pp("bert") : vb);
@@ -190,8 +191,9 @@ nn::VarBuilderReport BertForSequenceClassification::load(const nn::VarBuilder& v
 }
 
 std::shared_ptr<BertForSequenceClassification> BertForSequenceClassification::from_pretrained(const std::string& dir) {
-  auto model = std::make_shared<BertForSequenceClassification>(BertConfig::from_file(dir + "/config.json"));
-  model->load(nn::VarBuilder(open_hf_weights(dir)));
+  const auto ck = open_hf_checkpoint(dir);
+  auto model = std::make_shared<BertForSequenceClassification>(BertConfig::from_config(ck->config()));
+  model->load(nn::VarBuilder(hf_weights(ck)));
   return model;
 }
 

@@ -27,42 +27,42 @@ void check_ids(const Tensor& ids, const char* where) {
                    (ids.defined() ? shape_str(ids.shape()) : std::string("undefined")));
 }
 
-nn::Activation parse_activation(const HFConfig& c) {
-  const std::string a = c.string_or("activation_function", "gelu_new");
+nn::Activation parse_activation(const io::HFConfig& c) {
+  const std::string a = c.get_string("activation_function", "gelu_new");
   if (a == "gelu_new" || a == "gelu_pytorch_tanh") return nn::Activation::GELUTanh;
   if (a == "gelu") return nn::Activation::GELU;
   if (a == "relu") return nn::Activation::ReLU;
-  throw std::runtime_error(c.path() + ": key 'activation_function' = \"" + a +
+  throw std::runtime_error(c.file() + ": key 'activation_function' = \"" + a +
                            "\" is not supported (gelu_new, gelu, relu)");
 }
 }  // namespace
 
-GPT2Config GPT2Config::from_file(const std::string& path) { return from_config(HFConfig::load(path)); }
+GPT2Config GPT2Config::from_file(const std::string& path) { return from_config(io::HFConfig::load(path)); }
 
-GPT2Config GPT2Config::from_config(const HFConfig& c) {
-  const std::string& path = c.path();
-  const std::string type = c.string_or("model_type", "gpt2");
+GPT2Config GPT2Config::from_config(const io::HFConfig& c) {
+  const std::string path = "'" + c.file() + "'";
+  const std::string type = c.get_string("model_type", "gpt2");
   if (type != "gpt2") throw std::runtime_error(path + ": key 'model_type' = \"" + type + "\", expected \"gpt2\"");
   GPT2Config g;
-  g.vocab_size = c.integer("vocab_size", 1, int64_t(1) << 24);
-  g.n_positions = c.integer("n_positions", 1, 1 << 20);
-  g.n_embd = c.integer("n_embd", 1, 1 << 16);
-  g.n_layer = c.integer("n_layer", 0, 1024);
-  g.n_head = c.integer("n_head", 1, g.n_embd);
+  g.vocab_size = c.get_int("vocab_size", 1, int64_t(1) << 24);
+  g.n_positions = c.get_int("n_positions", 1, 1 << 20);
+  g.n_embd = c.get_int("n_embd", 1, 1 << 16);
+  g.n_layer = c.get_int("n_layer", 0, 1024);
+  g.n_head = c.get_int("n_head", 1, g.n_embd);
   if (g.n_embd % g.n_head != 0)
     throw std::runtime_error(path + ": key 'n_embd' = " + std::to_string(g.n_embd) + " is not a multiple of 'n_head' = " +
                              std::to_string(g.n_head));
-  g.n_inner = c.integer_or("n_inner", 0, 0, 1 << 20);
-  g.layer_norm_epsilon = c.number_or("layer_norm_epsilon", 1e-5, 0.0, 1.0);
-  g.resid_pdrop = c.number_or("resid_pdrop", 0.1, 0.0, 1.0);
-  g.embd_pdrop = c.number_or("embd_pdrop", 0.1, 0.0, 1.0);
-  g.attn_pdrop = c.number_or("attn_pdrop", 0.1, 0.0, 1.0);
+  g.n_inner = c.get_int("n_inner", 0, 1 << 20, 0);
+  g.layer_norm_epsilon = c.get_float("layer_norm_epsilon", 0.0, 1.0, 1e-5);
+  g.resid_pdrop = c.get_float("resid_pdrop", 0.0, 1.0, 0.1);
+  g.embd_pdrop = c.get_float("embd_pdrop", 0.0, 1.0, 0.1);
+  g.attn_pdrop = c.get_float("attn_pdrop", 0.0, 1.0, 0.1);
   g.activation_function = parse_activation(c);
-  g.tie_word_embeddings = c.boolean_or("tie_word_embeddings", true);
-  g.bos_token_id = c.integer_or("bos_token_id", -1, -1, g.vocab_size - 1);
-  g.eos_token_id = c.integer_or("eos_token_id", -1, -1, g.vocab_size - 1);
-  if (!c.boolean_or("scale_attn_weights", true) || c.boolean_or("scale_attn_by_inverse_layer_idx", false) ||
-      c.boolean_or("reorder_and_upcast_attn", false))
+  g.tie_word_embeddings = c.get_bool("tie_word_embeddings", true);
+  g.bos_token_id = c.get_int("bos_token_id", -1, g.vocab_size - 1, -1);
+  g.eos_token_id = c.get_int("eos_token_id", -1, g.vocab_size - 1, -1);
+  if (!c.get_bool("scale_attn_weights", true) || c.get_bool("scale_attn_by_inverse_layer_idx", false) ||
+      c.get_bool("reorder_and_upcast_attn", false))
     throw std::runtime_error(path + ": unsupported attention variant (scale_attn_weights must be true, "
                              "scale_attn_by_inverse_layer_idx and reorder_and_upcast_attn false)");
   // each field may be in range and the whole still absurd (a hostile config must not allocate terabytes)
@@ -159,8 +159,9 @@ void GPT2LMHeadModel::load(const nn::VarBuilder& root) {
 }
 
 std::shared_ptr<GPT2LMHeadModel> GPT2LMHeadModel::from_pretrained(const std::string& dir) {
-  auto model = std::make_shared<GPT2LMHeadModel>(GPT2Config::from_file(dir + "/config.json"));
-  model->load(nn::VarBuilder(open_hf_weights(dir)));
+  const auto ck = open_hf_checkpoint(dir);
+  auto model = std::make_shared<GPT2LMHeadModel>(GPT2Config::from_config(ck->config()));
+  model->load(nn::VarBuilder(hf_weights(ck)));
   return model;
 }
 

@@ -25,7 +25,7 @@ nlohmann::json read_json(const std::string& path) {
 }
 
 Pooling read_pooling(const std::string& path) {
-  const HFConfig c = HFConfig::load(path);
+  const io::HFConfig c = io::HFConfig::load(path);
   int modes = 0;
   Pooling p = Pooling::Mean;
   const std::pair<const char*, Pooling> known[] = {{"pooling_mode_mean_tokens", Pooling::Mean},
@@ -33,9 +33,9 @@ Pooling read_pooling(const std::string& path) {
                                                    {"pooling_mode_max_tokens", Pooling::Max},
                                                    {"pooling_mode_mean_sqrt_len_tokens", Pooling::MeanSqrtLen}};
   for (const auto& [key, mode] : known)
-    if (c.boolean_or(key, false)) ++modes, p = mode;
+    if (c.get_bool(key, false)) ++modes, p = mode;
   for (const char* unsupported : {"pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken"})
-    if (c.boolean_or(unsupported, false))
+    if (c.get_bool(unsupported, false))
       throw std::runtime_error(path + ": key '" + std::string(unsupported) + "' is not supported");
   if (modes != 1)
     throw std::runtime_error(path + ": exactly one pooling mode must be true (mean, cls, max, mean_sqrt_len), got " +
@@ -73,7 +73,7 @@ SentenceTransformer SentenceTransformer::load(const std::string& dir) {
       st.model = BertModel::from_pretrained(sub, /*add_pooling_layer=*/true);
       const std::string sbert = sub + "/sentence_bert_config.json";
       if (fs::exists(sbert))
-        st.max_seq_length = HFConfig::load(sbert).integer_or("max_seq_length", st.max_seq_length, 1, 1 << 20);
+        st.max_seq_length = io::HFConfig::load(sbert).get_int("max_seq_length", 1, 1 << 20, st.max_seq_length);
     } else if (type == "sentence_transformers.models.Pooling") {
       have_pooling = true;
       st.pooling = read_pooling(dir + "/" + path + "/config.json");

@@ -40,7 +40,7 @@ struct BertConfig {
   int64_t num_labels = 2;  // the classification head (id2label's size when present)
   // config.json, checked (missing or absurd fields name the file and key); absolute positions only.
   static BertConfig from_file(const std::string& path);
-  static BertConfig from_config(const HFConfig& config);  // the same checks on an already parsed config
+  static BertConfig from_config(const io::HFConfig& config);  // the same checks on an already parsed config
 };
 
 struct BertInputs {

@@ -39,7 +39,7 @@ struct GPT2Config {
   bool tie_word_embeddings = true;
   int64_t bos_token_id = 50256, eos_token_id = 50256;
   static GPT2Config from_file(const std::string& path);  // config.json, checked
-  static GPT2Config from_config(const HFConfig& config);
+  static GPT2Config from_config(const io::HFConfig& config);
 };
 
 // One KVCache per layer; the positions cached so far are the next token's position.
