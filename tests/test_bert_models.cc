@@ -76,6 +76,15 @@ TEST(BertTiny, BareBertModelLoadsFromTheClassifierCheckpoint) {
   EXPECT_TRUE(attn_test::tensors_close(out.last_hidden_state, fixture(f, "last_hidden_state"), 1e-4, 2e-5, "hidden"));
 }
 
+TEST(BertTiny, PytorchModelBinGivesTheSameModel) {  // torch.save zip + pickle instead of safetensors
+  auto clf = models::BertForSequenceClassification::from_pretrained(kDir + "/bert_tiny_bin");
+  clf->eval();
+  const auto f = io::SafeTensorsFile::open(kDir + "/bert_tiny.safetensors");
+  Tensor logits = clf->forward(fixture(f, "input_ids"), {.attention_mask = fixture(f, "attention_mask"),
+                                                          .token_type_ids = fixture(f, "token_type_ids")});
+  EXPECT_TRUE(attn_test::tensors_close(logits, fixture(f, "logits"), 1e-4, 2e-5, "logits from pytorch_model.bin"));
+}
+
 TEST(BertTiny, LoadReportsMissingUnexpectedAndMisshapedKeysByName) {
   TempDir tmp;
   fs::copy_file(kDir + "/bert_tiny/config.json", tmp.path + "/config.json");

@@ -50,6 +50,12 @@ TEST_F(Gpt2Fixture, LogitsLossAndEveryGradientMatchTransformers) {
   EXPECT_EQ(compared, hf_grads);
 }
 
+TEST_F(Gpt2Fixture, ShardedSafetensorsGiveTheSameModel) {  // model.safetensors.index.json + 3 shards
+  auto sharded = models::GPT2LMHeadModel::from_pretrained(kDir + "/gpt2_tiny_sharded");
+  sharded->eval();
+  EXPECT_TRUE(attn_test::tensors_close(sharded->forward(get("input_ids")), get("logits"), 1e-4, 2e-5, "sharded logits"));
+}
+
 TEST_F(Gpt2Fixture, GreedyGenerationIsTokenIdenticalToTransformersGenerate) {
   const Tensor prompt = get("prompt");
   for (bool cache : {true, false}) {
