@@ -345,12 +345,13 @@ Tensor TransformerEncoderLayer::forward_step(const Tensor& x, KVCache& cache) {
 
 // ---- decoder layer
 TransformerDecoderLayer::TransformerDecoderLayer(const TransformerLayerOptions& o) : options(o) {
-  MultiheadAttentionOptions mo{.embed_dim = o.d_model, .num_heads = o.nhead, .dropout = o.dropout, .bias = o.bias,
-                               .batch_first = o.batch_first};
+  MultiheadAttentionOptions mo{.embed_dim = o.d_model, .num_heads = o.nhead,
+                               .dropout = o.attention_dropout < 0 ? o.dropout : o.attention_dropout, .bias = o.bias,
+                               .batch_first = o.batch_first, .packed_projections = o.packed_projections};
   self_attn = register_module("self_attn", MultiheadAttention(mo));
   multihead_attn = register_module("multihead_attn", MultiheadAttention(mo));
   linear1 = register_module("linear1", Linear(o.d_model, o.dim_feedforward, o.bias));
-  dropout = register_module("dropout", Dropout(o.dropout));
+  dropout = register_module("dropout", Dropout(o.activation_dropout < 0 ? o.dropout : o.activation_dropout));
   linear2 = register_module("linear2", Linear(o.dim_feedforward, o.d_model, o.bias));
   LayerNormOptions lo{.normalized_shape = {o.d_model}, .eps = o.layer_norm_eps, .bias = o.bias};
   norm1 = register_module("norm1", LayerNorm(lo));
