@@ -110,7 +110,9 @@ class TranslatorDecoder : public IncrementalDecoder {
   int64_t bos_id() const override { return m_.options.bos_id; }
   int64_t eos_id() const override { return m_.options.eos_id; }
 
-  Tensor step(const Tensor& tokens) override {
+  Tensor step(const Tensor& tokens) override { return log_softmax(step_logits(tokens), -1); }
+
+  Tensor step_logits(const Tensor& tokens) override {
     NoGradGuard ng;
     if (step_ >= m_.options.max_len)
       throw std::out_of_range("Translator: decoding past max_len " + std::to_string(m_.options.max_len));
@@ -119,7 +121,7 @@ class TranslatorDecoder : public IncrementalDecoder {
       x = layers_[l]->forward_step(x, caches_[l], {.memory_key_padding_mask = kpm_});
     if (m_.transformer->decoder->norm) x = m_.transformer->decoder->norm->forward(x);
     ++step_;
-    return log_softmax(m_.project(x.view({rows_, m_.options.d_model})), -1);  // (rows, V)
+    return m_.project(x.view({rows_, m_.options.d_model}));  // logits (rows, V)
   }
 
   // Reorders the self-attention caches (whole buffers, capacity included: one copy) and, only when some
