@@ -185,8 +185,10 @@ void add_translate_command(CLI::App& app) {
       if (!file) throw std::runtime_error("cannot write " + c->output);
     }
     std::ostream& out = c->output.empty() ? std::cout : file;
-    for (auto& list : nbest) {
-      for (size_t k = 0; k < list.size(); ++k) {
+    for (size_t i = 0; i < nbest.size(); ++i) {
+      const auto& list = nbest[i];
+      const bool blank = lines[i].find_first_not_of(" \t\r\n") == std::string::npos;  // an empty line, even in n-best
+      for (size_t k = 0; k < list.size() && !blank; ++k) {
         if (c->show_scores || o.n_best > 1) out << list[k].second << "\t";
         out << list[k].first << (k + 1 < list.size() ? "\t" : "");
       }
