@@ -247,6 +247,7 @@ void add_translate_commands(CLI::App& app) {
   d->add_option("--test", *test, "held-out files prefix")->capture_default_str();
   d->add_option("--beam", *demo_beam, "beam size for the held-out evaluation")->capture_default_str();
   d->callback([=] {
+    train::check_translate_options({.beam_size = *demo_beam});  // before the training, not after it
     auto o = resolve(*dc);
     auto r = train::train_translator(o);
     if (r.signal) {  // Ctrl-C: the checkpoint is written; skip the held-out evaluation
