@@ -59,6 +59,11 @@ grep -q 'warning: line 3: invalid UTF-8 at byte offset 5' "$TMP/err" || fail "no
 [ "$(wc -l < "$TMP/nbest")" -eq 5 ] || fail "n-best: 5 input lines gave $(wc -l < "$TMP/nbest") lines"
 awk -F'\t' 'NF > 1 && NF != 4 { exit 1 }' "$TMP/nbest" || fail "n-best lines are not score<TAB>text<TAB>score<TAB>text: $(cat "$TMP/nbest")"
 [ -f "$TMP/pics/decoder_cross_layer1_mean.png" ] || fail "no per-layer mean attention picture: $(ls "$TMP/pics")"
+# a file longer than one batch shows a progress bar on stderr (a plain line when it is not a terminal)
+for i in $(seq 1 40); do echo "god light water day"; done > "$TMP/many.en"
+"$ATTN" translate --model "$TMP/run" --greedy --batch-size 8 --input "$TMP/many.en" > "$TMP/many.es" 2> "$TMP/err"
+[ "$(wc -l < "$TMP/many.es")" -eq 40 ] || fail "40 lines gave $(wc -l < "$TMP/many.es")"
+grep -q 'translate.*40/40' "$TMP/err" || fail "no progress bar: $(cat "$TMP/err")"
 rm "$TMP/run/best.safetensors"
 "$ATTN" translate --model "$TMP/run" --greedy < "$TMP/in.en" > /dev/null 2> "$TMP/err"
 grep -q 'note: no best.safetensors' "$TMP/err" || fail "the checkpoint.safetensors fallback is not said: $(cat "$TMP/err")"
