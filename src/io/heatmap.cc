@@ -55,6 +55,7 @@ void write_heatmap_png(const std::string& path, const std::vector<float>& w, int
   cairo_select_font_face(pc, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
   cairo_set_font_size(pc, font);
   double left = 10, top = 10, text_w = 0;
+  const double row_title_len = o.row_title.empty() ? 0 : text_width(pc, o.row_title);
   for (const auto& s : o.row_labels) left = std::max(left, text_width(pc, s) + 12);
   for (const auto& s : o.col_labels) top = std::max(top, text_width(pc, s) + 12);
   for (const std::string* s : {&o.title, &o.row_title, &o.col_title}) text_w = std::max(text_w, text_width(pc, *s) + 16);
@@ -67,7 +68,7 @@ void write_heatmap_png(const std::string& path, const std::vector<float>& w, int
   const int legend = 60;
   int width = int(std::max(left + cols * cell + legend + 10, text_w));
   int height = int(title_h + col_title_h + top + rows * cell + 10);
-  if (!o.row_title.empty()) height = std::max(height, int(title_h + col_title_h + top + text_w));
+  if (!o.row_title.empty()) height = std::max(height, int(title_h + col_title_h + top + row_title_len + 10));
 
   cairo_surface_t* surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height);
   cairo_t* cr = cairo_create(surf);

@@ -251,13 +251,13 @@ std::vector<std::string> TranslationSession::write_attention_pictures(const std:
                                      from_vector(tgt_in, {1, int64_t(tgt_in.size())}));
   fs::create_directories(dir);
   std::vector<std::string> files;
-  const std::string producing = "query: target token being produced";
+  const std::string producing = "query: token produced";
   emit_pictures(maps.encoder_self, "encoder_self", "encoder self-attention", src_tok, src_tok, "query: source token",
-                "key: source token attended to", dir, files);
+                "key: source token", dir, files);
   emit_pictures(maps.decoder_self, "decoder_self", "decoder self-attention", produced, fed, producing,
-                "key: target token already fed to the decoder", dir, files);
+                "key: target token fed in", dir, files);
   emit_pictures(maps.decoder_cross, "decoder_cross", "decoder cross-attention", produced, src_tok, producing,
-                "key: source token attended to", dir, files);
+                "key: source token", dir, files);
   return files;
 }
 
