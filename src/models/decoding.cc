@@ -260,6 +260,18 @@ void add_finished(std::vector<Hypothesis>& finished, Hypothesis h, int64_t B) {
   if (int64_t(finished.size()) > B) finished.pop_back();
 }
 
+// Whether a sentence's search is over after `len` tokens (transformers' beam-full test and
+// _check_early_stop_heuristic): no live beam, or `finished` full and no live beam can still beat it.
+bool search_ended(const std::vector<Beam>& beams, const std::vector<Hypothesis>& finished, const BeamSearchOptions& o,
+                  int64_t len, int64_t max_len) {
+  if (beams[0].log_prob == kNegInf) return true;
+  if (int64_t(finished.size()) < o.beam_size) return false;
+  if (o.early_stopping == EarlyStopping::WhenBeamFull) return true;
+  const int64_t best_len = o.early_stopping == EarlyStopping::Never && o.length_penalty > 0 ? max_len : len;
+  const double best_possible = beams[0].log_prob / std::pow(double(best_len), o.length_penalty);
+  return !(best_possible > finished.back().score);
+}
+
 }  // namespace
 
 std::vector<std::vector<Hypothesis>> beam_search(IncrementalDecoder& dec, const BeamSearchOptions& o) {
@@ -325,19 +337,7 @@ std::vector<std::vector<Hypothesis>> beam_search(IncrementalDecoder& dec, const 
       beams = std::move(next);
       for (int64_t b = 0; b < B; ++b)
         last[size_t(s * B + b)] = beams[size_t(b)].tokens.empty() ? dec.eos_id() : beams[size_t(b)].tokens.back();
-      // when the sentence ends (transformers' _check_early_stop_heuristic and beam-full test)
-      const auto& fin = finished[size_t(s)];
-      if (at_max || beams[0].log_prob == kNegInf) {
-        active[size_t(s)] = false;
-      } else if (int64_t(fin.size()) >= B) {
-        if (o.early_stopping == EarlyStopping::WhenBeamFull) {
-          active[size_t(s)] = false;
-        } else {
-          const int64_t len = o.early_stopping == EarlyStopping::Never && o.length_penalty > 0 ? max_len_s : t + 1;
-          const double best_possible = beams[0].log_prob / std::pow(double(len), o.length_penalty);
-          if (!(best_possible > fin.back().score)) active[size_t(s)] = false;
-        }
-      }
+      active[size_t(s)] = !at_max && !search_ended(beams, finished[size_t(s)], o, t + 1, max_len_s);
     }
     dec.select_rows(select);
   }

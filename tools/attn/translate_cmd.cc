@@ -101,15 +101,16 @@ json evaluate_file(train::TranslationSession& s, const std::string& src_path, co
 
 // attn translate: decoding options as in CTranslate2 / transformers; every value is checked by
 // train::check_translate_options, so an absurd one is a one-line error naming the flag.
-void add_translate_command(CLI::App& app) {
-  struct Cli {
-    std::string model_dir = "runs/translate", input, output, attention, checkpoint, early_stopping = "beam-full";
-    train::TranslateOptions o;
-    bool greedy = false, show_scores = false, truncate_long = false, no_progress = false;
-  };
-  auto c = std::make_shared<Cli>();
+struct TranslateCli {
+  std::string model_dir = "runs/translate", input, output, attention, checkpoint, early_stopping = "beam-full";
+  train::TranslateOptions o;
+  bool greedy = false, show_scores = false, truncate_long = false, no_progress = false;
+};
+
+// Registers attn translate's flags; returns --beam (which --greedy excludes, and --sample overrides unless given).
+CLI::Option* add_translate_options(CLI::App* t, TranslateCli& cli) {
+  TranslateCli* c = &cli;
   train::TranslateOptions& o = c->o;
-  CLI::App* t = app.add_subcommand("translate", "translate lines from stdin or --input with a trained model");
   t->add_option("--model", c->model_dir, "run directory of train-translator")->capture_default_str();
   t->add_option("--checkpoint", c->checkpoint,
                 "checkpoint file (default: the run's best.safetensors; before the first validation has written it, "
@@ -156,6 +157,13 @@ void add_translate_command(CLI::App& app) {
                 "write attention heat maps (PNG) of the first non-empty line and its translation (the hypothesis "
                 "printed, with these decoding options) into this directory: every layer and head and each "
                 "layer's mean over heads");
+  return beam;
+}
+
+void add_translate_command(CLI::App& app) {
+  auto c = std::make_shared<TranslateCli>();
+  CLI::App* t = app.add_subcommand("translate", "translate lines from stdin or --input with a trained model");
+  CLI::Option* beam = add_translate_options(t, *c);
   t->callback([c, beam] {
     train::TranslateOptions o = c->o;
     if (c->greedy || (o.sample && beam->count() == 0)) o.beam_size = 1;
