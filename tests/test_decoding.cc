@@ -266,3 +266,33 @@ TEST(Decoding, LoopStoppersOnTheReversalFixture) {
   EXPECT_EQ(measure({.beam_size = 4, .max_len = 24, .logits = {.no_repeat_ngram_size = 2}}, 2).first, 0.0);
   EXPECT_LT(got["repetition_penalty 1.2"].first, got["beam 4 (default)"].first);
 }
+
+// Greedy's log-probabilities are the sums beam search of width 1 ranks by (length penalty 0).
+TEST(Decoding, GreedyLogProbsEqualBeamOfOneScores) {
+  TableDecoder a(3), b(3);
+  std::vector<double> log_probs;
+  auto g = models::greedy_decode(a, {.max_len = 12, .log_probs = &log_probs});
+  auto h = models::beam_search(b, {.beam_size = 1, .length_penalty = 0.0, .max_len = 12});
+  ASSERT_EQ(log_probs.size(), 3u);
+  for (size_t s = 0; s < 3; ++s) {
+    EXPECT_EQ(g[s], h[s][0].tokens);
+    EXPECT_NEAR(log_probs[s], h[s][0].score, 1e-4);
+    EXPECT_LT(log_probs[s], 0.0);
+  }
+  // with a processor (the logits path), the model's log-probability of the tokens chosen
+  TableDecoder c(3);
+  auto r = models::greedy_decode(c, {.max_len = 12, .logits = {.repetition_penalty = 1.8}, .log_probs = &log_probs});
+  for (size_t s = 0; s < 3; ++s) {
+    TableDecoder replay(3);
+    double want = 0;
+    std::vector<int64_t> last(3, 0);
+    std::vector<int64_t> toks = r[s];
+    if (toks.size() < 12) toks.push_back(1);  // EOS
+    for (size_t t = 0; t < toks.size(); ++t) {
+      std::vector<float> lp = replay.step(from_vector(last, {3})).to_vector<float>();
+      want += lp[s * 16 + size_t(toks[t])];
+      for (auto& l : last) l = toks[t];
+    }
+    EXPECT_NEAR(log_probs[s], want, 1e-4) << "sentence " << s;
+  }
+}

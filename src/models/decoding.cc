@@ -115,6 +115,14 @@ bool processors_active(const LogitsOptions& o) {
   return o.repetition_penalty != 1.0 || o.no_repeat_ngram_size > 0 || o.min_len > 0 || !o.min_lens.empty();
 }
 
+// log softmax(x)[k] of one row of logits, in double.
+double log_prob_of(const std::vector<float>& x, int64_t k) {
+  const double mx = double(*std::max_element(x.begin(), x.end()));
+  double total = 0;
+  for (float v : x) total += std::exp(double(v) - mx);
+  return double(x[size_t(k)]) - mx - std::log(total);
+}
+
 // One draw from softmax(x); uses 53 bits of the generator so the result is the same on every platform.
 int64_t draw(const float* x, int64_t V, std::mt19937_64& rng) {
   float mx = kNegInfF;
@@ -157,11 +165,18 @@ std::vector<std::vector<int64_t>> greedy_decode(IncrementalDecoder& dec, const G
     }
     longest = std::max(longest, limit_of(o.max_lens, o.max_len, s, true));
   }
-  std::vector<float> row;
+  if (o.log_probs) o.log_probs->assign(size_t(n), 0.0);
+  std::vector<float> original;
   for (int64_t t = 0; t < longest && remaining > 0; ++t) {
     std::vector<int64_t> best;
     if (!raw) {
-      best = argmax(dec.step(from_vector(last, {n})), 1).to_vector<int64_t>();  // the lecture's argmax decoding
+      Tensor logp = dec.step(from_vector(last, {n}));
+      best = argmax(logp, 1).to_vector<int64_t>();  // the lecture's argmax decoding
+      if (o.log_probs) {
+        std::vector<float> lp = logp.to_vector<float>();
+        for (int64_t i = 0; i < n; ++i)
+          if (!done[size_t(i)]) (*o.log_probs)[size_t(i)] += lp[size_t(i * logp.size(1) + best[size_t(i)])];
+      }
     } else {
       Tensor scores = dec.step_logits(from_vector(last, {n}));
       const int64_t V = scores.size(1);
@@ -170,6 +185,7 @@ std::vector<std::vector<int64_t>> greedy_decode(IncrementalDecoder& dec, const G
       for (int64_t i = 0; i < n; ++i) {
         if (done[size_t(i)]) continue;
         float* x = all.data() + i * V;
+        if (o.log_probs) original.assign(x, x + V);
         history.assign(1, dec.bos_id());
         history.insert(history.end(), out[size_t(i)].begin(), out[size_t(i)].end());
         process_logits(x, V, history, limit_of(o.logits.min_lens, o.logits.min_len, i, false), dec.eos_id(), o.logits);
@@ -179,6 +195,7 @@ std::vector<std::vector<int64_t>> greedy_decode(IncrementalDecoder& dec, const G
         } else {
           best[size_t(i)] = int64_t(std::max_element(x, x + V) - x);
         }
+        if (o.log_probs) (*o.log_probs)[size_t(i)] += log_prob_of(original, best[size_t(i)]);
       }
     }
     for (int64_t i = 0; i < n; ++i) {

@@ -144,9 +144,15 @@ std::vector<std::vector<models::Hypothesis>> TranslationSession::decode_segments
     if (o.beam_size <= 1) {
       models::SamplingOptions so = o.sampling;
       so.seed += batch_index;  // each batch its own stream: the same input and options give the same output
+      std::vector<double> log_probs;
       auto g = models::greedy_decode(*dec, {.max_len = mo.max_len, .max_lens = max_lens, .logits = lo,
-                                            .sample = o.sample, .sampling = so});
-      for (int64_t r = 0; r < N; ++r) out[order[start + size_t(r)]] = {models::Hypothesis{std::move(g[size_t(r)]), 0.0, 0.0, true}};
+                                            .sample = o.sample, .sampling = so, .log_probs = &log_probs});
+      for (int64_t r = 0; r < N; ++r) {  // scored like a beam hypothesis: sum log p / len^length_penalty
+        const auto len = int64_t(g[size_t(r)].size()) + 1;
+        const double lp = log_probs[size_t(r)];
+        out[order[start + size_t(r)]] = {models::Hypothesis{std::move(g[size_t(r)]), lp,
+                                                            lp / std::pow(double(len), o.length_penalty), true}};
+      }
     } else {
       auto hyps = models::beam_search(*dec, {.beam_size = o.beam_size, .length_penalty = o.length_penalty,
                                              .n_best = o.n_best, .max_len = mo.max_len, .max_lens = max_lens,

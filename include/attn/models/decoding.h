@@ -70,6 +70,9 @@ struct GreedyOptions {
   LogitsOptions logits = {};
   bool sample = false;                // draw from softmax(warped scores) instead of argmax
   SamplingOptions sampling = {};
+  // When set: each sentence's sum of the model's token log-probabilities (EOS included when reached),
+  // before processors and warpers.
+  std::vector<double>* log_probs = nullptr;
 };
 // Returns each sentence's tokens without BOS and without the final EOS.
 std::vector<std::vector<int64_t>> greedy_decode(IncrementalDecoder& dec, const GreedyOptions& o = {});
