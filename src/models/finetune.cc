@@ -1,5 +1,7 @@
-// src/models/finetune.cc — freezing by parameter-name pattern.
+// src/models/finetune.cc — freezing by parameter-name pattern (shell globs).
 #include "attn/models/finetune.h"
+
+#include <fnmatch.h>
 
 namespace attn::models {
 
@@ -10,16 +12,14 @@ NamedParameters hf_named(const std::vector<nn::VarBuilder::Loaded>& loaded) {
   return out;
 }
 
+bool name_matches(const std::string& name, const std::string& pattern) {
+  return ::fnmatch(pattern.c_str(), name.c_str(), 0) == 0;
+}
+
 int64_t set_requires_grad(const NamedParameters& params, const std::string& pattern, bool requires_grad) {
-  std::regex re;
-  try {
-    re = std::regex(pattern);
-  } catch (const std::regex_error& e) {
-    throw std::invalid_argument("set_requires_grad: bad pattern '" + pattern + "': " + e.what());
-  }
   int64_t n = 0;
   for (const auto& [name, p] : params) {
-    if (!std::regex_search(name, re)) continue;
+    if (!name_matches(name, pattern)) continue;
     Tensor t = p;  // a handle on the parameter itself
     t.requires_grad_(requires_grad);
     if (!requires_grad) t.set_grad(Tensor());

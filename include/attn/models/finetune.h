@@ -2,19 +2,19 @@
 // optimizer parameter groups (own learning rate, weight decay, ...) by name pattern.
 //
 //   auto clf = attn::models::BertForSequenceClassification::from_pretrained(dir);
-//   models::freeze(*clf, "^bert\\.");                   // feature extraction: only the head trains
-//   models::unfreeze(*clf, "^bert\\.encoder\\.layers\\.5\\.");   // ... and the last encoder layer
-//   // HF's recipe: no weight decay on biases and LayerNorm weights, a larger LR for the head
+//   models::freeze(*clf, "bert.*");                      // feature extraction: only the head trains
+//   models::unfreeze(*clf, "bert.encoder.layers.5.*");   // ... and the last encoder layer
+//   // HF's recipe: no weight decay on biases and norm weights, a larger LR for the head
 //   optim::AdamW opt(models::param_groups<optim::AdamWOptions>(
-//       *clf, {{"bias$|norm|LayerNorm", {.lr = 2e-5, .weight_decay = 0.0}},
-//              {"^classifier\\.", {.lr = 1e-3, .weight_decay = 0.01}}},
+//       *clf, {{"*.bias", {.lr = 2e-5, .weight_decay = 0.0}}, {"*norm*", {.lr = 2e-5, .weight_decay = 0.0}},
+//              {"classifier.*", {.lr = 1e-3, .weight_decay = 0.01}}},
 //       {.lr = 2e-5, .weight_decay = 0.01}));
 //
-// Patterns are ECMAScript regular expressions searched anywhere in the dotted parameter name (the
-// module's own names, Module::named_parameters; hf_named() gives the Hugging Face checkpoint names).
-// A pattern that matches no parameter is an error: a typo must not silently freeze nothing.
+// Patterns are shell globs over the whole dotted parameter name (fnmatch: '*' also crosses dots, '?',
+// [a-z]); names are the module's own (Module::named_parameters), or the Hugging Face checkpoint names
+// through hf_named(). A pattern that matches no parameter is an error: a typo must not silently freeze
+// nothing.
 #pragma once
-#include <regex>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -31,6 +31,9 @@ using NamedParameters = std::vector<std::pair<std::string, Tensor>>;
 // The (checkpoint key, parameter) pairs of a load (BertForSequenceClassification / GPT2LMHeadModel's
 // hf_parameters()) as a NamedParameters list, so patterns can use Hugging Face's names.
 NamedParameters hf_named(const std::vector<nn::VarBuilder::Loaded>& loaded);
+
+// Whether the glob `pattern` matches the whole of `name`.
+bool name_matches(const std::string& name, const std::string& pattern);
 
 // Sets requires_grad on every parameter whose name matches; returns how many matched (throws when none).
 int64_t set_requires_grad(const NamedParameters& params, const std::string& pattern, bool requires_grad);
@@ -55,17 +58,13 @@ std::vector<typename optim::OptimizerWithOptions<Options>::ParamGroup> param_gro
     const NamedParameters& params, const std::vector<ParamGroupRule<Options>>& rules, const Options& rest) {
   using Group = typename optim::OptimizerWithOptions<Options>::ParamGroup;
   std::vector<Group> groups(rules.size() + 1);
-  std::vector<std::regex> res;
   std::vector<bool> used(rules.size(), false);
-  for (size_t r = 0; r < rules.size(); ++r) {
-    res.emplace_back(rules[r].pattern);
-    groups[r].options = rules[r].options;
-  }
+  for (size_t r = 0; r < rules.size(); ++r) groups[r].options = rules[r].options;
   groups.back().options = rest;
   for (const auto& [name, p] : params) {
     size_t g = rules.size();
     for (size_t r = 0; r < rules.size() && g == rules.size(); ++r)
-      if (std::regex_search(name, res[r])) g = r, used[r] = true;
+      if (name_matches(name, rules[r].pattern)) g = r, used[r] = true;
     if (p.requires_grad()) groups[g].params.push_back(p);
   }
   for (size_t r = 0; r < rules.size(); ++r)
