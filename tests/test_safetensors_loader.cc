@@ -50,7 +50,7 @@ TEST(SafeTensorsLoader, TwoHundredThousandEntryHeaderParsesInLinearTime) {
 
 TEST(SafeTensorsLoader, DuplicateAmongManyEntriesIsNamed) {
   try {
-    SafeTensorsFile::from_bytes(many_entries_file(200000, true), "dup.safetensors");
+    SafeTensorsFile::from_bytes(many_entries_file(20000, true), "dup.safetensors");
     ADD_FAILURE() << "duplicate key accepted";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find("dup.safetensors"), std::string::npos) << e.what();
