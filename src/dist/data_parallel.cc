@@ -222,4 +222,11 @@ void check_same_on_all_ranks(Communicator& comm, std::vector<std::pair<std::stri
                              " (every rank must run the same attn binary with the same options, model and data)");
 }
 
+void rank0_first(const std::function<void()>& fn) {
+  std::shared_ptr<Communicator> comm = world();
+  if (comm->rank() != 0) comm->barrier();
+  fn();
+  if (comm->rank() == 0) comm->barrier();
+}
+
 }  // namespace attn::dist

@@ -14,6 +14,7 @@
 // rank issues the same collectives in the same order. A parameter no rank gave a gradient gets a zero one.
 #pragma once
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -63,5 +64,9 @@ void broadcast_checkpoint(Communicator& comm, io::Checkpoint& ck, int root = 0);
 // passed the same strings: e.g. {"parameters", "fc.weight (4, 2) float32 ..."}, {"options", ...}. The
 // attn build (version and compile time of this library) is always compared too.
 void check_same_on_all_ranks(Communicator& comm, std::vector<std::pair<std::string, std::string>> parts);
+
+// Runs `fn` on rank 0 of world(), then on the other ranks: preparation that writes into a shared run
+// directory (a tokenizer trained there) is done once, and the others read it. Just fn() on one process.
+void rank0_first(const std::function<void()>& fn);
 
 }  // namespace attn::dist
