@@ -179,15 +179,19 @@ class MpiCommunicator final : public Communicator {
 
   // Polls `req` until done; past the deadline the whole job ends with a message.
   void wait_for(MPI_Request& req, const char* what) {
-    const double deadline = now_s() + timeout_s_;
-    for (int spins = 0;; ++spins) {
+    const double start = now_s(), deadline = start + timeout_s_;
+    for (uint64_t spins = 1;; ++spins) {
       int flag = 0;
-      MPI_Test(&req, &flag, MPI_STATUS_IGNORE);
+      MPI_Test(&req, &flag, MPI_STATUS_IGNORE);  // spins like MPI_Wait: each call moves the transfer on
       if (flag) return;
-      if (now_s() > deadline)
+      if (spins % 1024 != 0) continue;
+      const double now = now_s();
+      if (now > deadline)
         abort(std::string(what) + " got no answer from the other ranks in " + std::to_string(int(timeout_s_)) +
               " s (ATTN_DIST_TIMEOUT): a rank died, hangs or took another path through the code");
-      if (spins > 1000) std::this_thread::yield();  // a long wait: leave the core to whoever needs it
+      // Past a second the peers are busy elsewhere (evaluating, checkpointing): leave the core to them.
+      // Not sooner: on a loaded host a yield costs a time slice per message fragment.
+      if (now - start > 1.0) std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
   }
 
