@@ -66,7 +66,7 @@ struct WorkerRun {
 // in CI containers, and over shared memory only (no network there).
 WorkerRun run_worker(int np, const std::string& args, const std::string& env = "",
                      const std::string& program = ATTN_DIST_WORKER) {
-  std::string cmd = env + " OMP_NUM_THREADS=1 ";
+  std::string cmd = env + " OMP_NUM_THREADS=1 timeout -k 5 240 ";  // a hang fails the test instead of the suite
   if (np > 0)
     cmd += std::string(ATTN_MPIEXEC) + " --allow-run-as-root --oversubscribe --mca btl self,vader "
            "--mca btl_vader_single_copy_mechanism none -np " + std::to_string(np) + " -x OMP_NUM_THREADS ";
