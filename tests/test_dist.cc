@@ -66,7 +66,10 @@ struct WorkerRun {
 // in CI containers, and over shared memory only (no network there).
 WorkerRun run_worker(int np, const std::string& args, const std::string& env = "",
                      const std::string& program = ATTN_DIST_WORKER) {
-  std::string cmd = env + " OMP_NUM_THREADS=1 timeout -k 5 240 ";  // a hang fails the test instead of the suite
+  // The ranks run without LeakSanitizer (ASan build): Open MPI's components are dlopen'ed and dlclose'd by
+  // MPI_Finalize with allocations they never free, which LSan then reports from "<unknown module>", where
+  // no suppression by library name can reach them. Address and UB checks stay on.
+  std::string cmd = env + " ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 OMP_NUM_THREADS=1 timeout -k 5 240 ";
   if (np > 0)
     cmd += std::string(ATTN_MPIEXEC) + " --allow-run-as-root --oversubscribe --mca btl self,vader "
            "--mca btl_vader_single_copy_mechanism none -np " + std::to_string(np) + " -x OMP_NUM_THREADS ";
