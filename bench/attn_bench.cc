@@ -27,10 +27,12 @@
 #include "attn/models/hf_model_dir.h"
 #include "attn/models/sentence_transformer.h"
 #include "attn/train/classifier.h"
+#include "bench_translator.h"
 #include "bench_util.h"
 #include "ceiling.h"
 
 using namespace attn;
+using attn::bench::bench_translator_options, attn::bench::kSentences, attn::bench::kSrcLen, attn::bench::kTgtLen;
 
 namespace {
 
@@ -74,14 +76,6 @@ Job fwd_bwd(const std::function<Tensor(const Tensor&)>& op, const std::vector<Te
           .unit = "it/s"};
 }
 
-// The translator of `attn train-translator` (models/translator.h) at the paper's base width with 3 + 3
-// layers: embeddings * sqrt(d), sinusoidal positions, post-LN nn::Transformer, output projection tied to
-// the embedding (+ bias), dropout 0.1. torch_bench.py builds the same model from torch.nn (same count).
-models::TranslatorOptions bench_translator_options() {
-  return {.vocab_size = 8000, .d_model = 512, .nhead = 8, .num_encoder_layers = 3, .num_decoder_layers = 3,
-          .dim_feedforward = 2048, .dropout = 0.1, .max_len = 1024, .tie_output = true};
-}
-constexpr int64_t kSentences = 32, kSrcLen = 32, kTgtLen = 32;
 
 // One training step of the translator exactly as train_translator() runs it (minus clipping and the LR
 // schedule): batch of 32 pairs x (32 source + 32 target) random tokens, no padding.

@@ -29,6 +29,9 @@ above_base is that peak minus the process's own resident size at start-up (attn:
 starts; PyTorch: right after `import torch`), i.e. what the workload itself added. Both are the
 maximum over the rounds' processes.
 
+`transformer_train_step_dp2` (bench/dp_run.py) is the translator's step data-parallel on 2 processes x 1
+thread under mpirun, with peers `attn-1proc` (scaling) and `pytorch-ddp` (DDP, gloo, torchrun).
+
 `<workload>_busy_core` (greedy_decode, transformer_train_step) runs the workload while a spinning process
 keeps one core busy, with two lines: peer `pytorch` (both sides under that load) and peer `attn-idle` (attn
 under load / attn idle, toggled between the repeats of one process); see bench/busy_core.py.
@@ -47,6 +50,7 @@ import sys
 import tempfile
 
 import busy_core
+import dp_run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -334,6 +338,8 @@ def main():
     exe = a.attn_bench or find_attn_bench(a.build_dir, a.build)
     available = subprocess.run([exe, "--list"], capture_output=True, text=True, check=True).stdout.split()
     available += busy_core.names(available)
+    if dp_run.available(a.build_dir):
+        available += dp_run.NAMES  # 2 processes under mpirun (bench/dp_run.py)
     names = a.workloads or available
     unknown = [n for n in names if n not in available]
     if unknown:
@@ -357,6 +363,15 @@ def main():
     rows = []
     failed = False
     for name in names:
+        if name in dp_run.NAMES:
+            try:
+                for row in dp_run.rows(a.build_dir, a.python, timeout=a.timeout * 3):
+                    rows.append(row)
+                    print_row(row)
+            except (RuntimeError, OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as e:
+                print(f"run.py: {name}: {e}", file=sys.stderr)
+                failed = True
+            continue
         busy = busy_core.base(name)  # greedy_decode_busy_core -> greedy_decode, run with one core kept busy
         for peer in peers:
             if busy and peer == "pytorch-compile":

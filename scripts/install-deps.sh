@@ -25,6 +25,7 @@ PACKAGES=(
   dataset-fashion-mnist                   # /usr/share/datasets/fashion-mnist: the demo and tests' data
   libsword-utils sword-text-web sword-text-sparv sword-text-kjv  # Bible corpus (scripts/prepare_bible.py)
   clang libomp-dev                        # libFuzzer targets; clang's -fopenmp needs LLVM's libomp
+  libopenmpi-dev openmpi-bin              # data-parallel training over MPI (src/dist/, docs/distributed.md)
 )
 
 missing=()

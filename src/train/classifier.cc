@@ -150,11 +150,16 @@ class ClassifierJob final : public TrainingJob {
   optim::LRScheduler* scheduler() override { return sched_; }
   int64_t num_batches(int64_t) override { return loader_.size(); }
 
+  bool splits_batches() const override { return true; }
+
   StepLoss train_loss(int64_t epoch, int64_t batch) override {
     const data::Batch& b = fetch(epoch, batch);
     epoch_ = epoch;
-    logits_ = model_(b.data);  // (B, C)
-    target_ = b.target;        // (B)
+    auto [first, last] = shard().rows(b.target.size(0));  // data parallel: this rank's rows (all on one process)
+    if (first == last) return {Tensor(), 0.0};
+    bool whole = last - first == b.target.size(0);
+    logits_ = model_(whole ? b.data : b.data.narrow(0, first, last - first));  // (B, C)
+    target_ = whole ? b.target : b.target.narrow(0, first, last - first);       // (B)
     return {cross_entropy(logits_, target_), double(target_.size(0))};
   }
 

@@ -205,12 +205,18 @@ class TextClassifierJob final : public TrainingJob {
   optim::Optimizer& optimizer() override { return opt_; }
   int64_t num_batches(int64_t) override { return (int64_t(train_.size()) + o_.batch_size - 1) / o_.batch_size; }
 
+  bool splits_batches() const override { return true; }
+
   StepLoss train_loss(int64_t epoch, int64_t batch) override {
     if (epoch != order_epoch_) {
       order_ = epoch_order(train_.size(), o_.seed, epoch);
       order_epoch_ = epoch;
     }
     size_t start = size_t(batch * o_.batch_size), end = std::min(train_.size(), start + size_t(o_.batch_size));
+    auto [first, last] = shard().rows(int64_t(end - start));  // data parallel: this rank's examples
+    if (first == last) return {Tensor(), 0.0};
+    end = start + size_t(last);
+    start += size_t(first);
     TextBatch b = make_batch(train_, std::vector<size_t>(order_.begin() + int64_t(start), order_.begin() + int64_t(end)));
     return {cross_entropy(classify(model_, b), b.labels), double(end - start)};
   }

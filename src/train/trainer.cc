@@ -6,6 +6,7 @@
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -15,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "attn/dist/data_parallel.h"
 #include "attn/io/checkpoint.h"
 #include "attn/io/plot.h"
 #include "attn/nn/utils.h"
@@ -82,7 +84,16 @@ int64_t TrainingJob::shard_batch(int64_t /*epoch*/, int64_t local, int rank, int
 // ------------------------------------------------------------------------------- checkpoint files
 
 Trainer::Trainer(TrainingJob& job, TrainerOptions options) : job_(job), options_(std::move(options)) {
-  const TrainerOptions& o = options_;
+  TrainerOptions& o = options_;
+  // Under mpirun every Trainer job is data-parallel without being told.
+  if (!o.communicator && o.world_size == 1 && dist::launched_by_mpi()) o.communicator = dist::world();
+  if (o.communicator && o.communicator->size() > 1) {
+    o.rank = o.communicator->rank();
+    o.world_size = o.communicator->size();
+  } else {
+    o.communicator.reset();
+  }
+  if (const char* d = std::getenv("ATTN_DIST_DETERMINISTIC"); d && std::string(d) == "1") o.deterministic_reduction = true;
   auto fail = [](const std::string& what) { throw std::invalid_argument("Trainer: " + what); };
   if (o.max_epochs < 0 || o.max_steps < 0) fail("max_epochs and max_steps must be >= 0");
   if (o.grad_accum_steps < 1) fail("grad_accum_steps must be >= 1");
@@ -108,10 +119,11 @@ std::string Trainer::plot_path() const {
 
 int64_t Trainer::local_batches(int64_t epoch) {
   int64_t n = job_.num_batches(epoch);
-  return options_.world_size == 1 ? n : n / options_.world_size;  // every rank takes as many steps
+  // Every rank takes as many steps: all batches (a shard of each) or a 1/world_size share of them.
+  return options_.world_size == 1 || (options_.communicator && job_.splits_batches()) ? n : n / options_.world_size;
 }
 
-void Trainer::save(const std::string& path, const TrainerState& s) const {
+io::Checkpoint Trainer::make_checkpoint(const TrainerState& s) const {
   io::Checkpoint ck;
   ck.model = job_.model().state_dict();
   ck.optimizer = job_.optimizer().state_dict();
@@ -128,15 +140,21 @@ void Trainer::save(const std::string& path, const TrainerState& s) const {
   extra["train_seconds"] = s.train_seconds;
   extra["seconds"] = s.seconds;
   ck.extra_json = extra.dump();
-  io::save_checkpoint(path, ck);
+  return ck;
 }
 
-// Restores everything from checkpoint.safetensors; false if there is none. Reads the keys of older
-// checkpoints too ("loader.batch" of the classifier, "best_bleu" of the translator).
-bool Trainer::load(TrainerState& s) {
+void Trainer::save(const std::string& path, const TrainerState& s) const { io::save_checkpoint(path, make_checkpoint(s)); }
+
+// checkpoint.safetensors, if there is one.
+std::optional<io::Checkpoint> Trainer::read_checkpoint() const {
   const std::string path = checkpoint_path();
-  if (path.empty() || !fs::exists(path)) return false;
-  io::Checkpoint ck = io::load_checkpoint(path);
+  if (path.empty() || !fs::exists(path)) return std::nullopt;
+  return io::load_checkpoint(path);
+}
+
+// Restores everything from a checkpoint (read from `path`, or sent by rank 0). Reads the keys of older
+// checkpoints too ("loader.batch" of the classifier, "best_bleu" of the translator).
+void Trainer::apply(const io::Checkpoint& ck, TrainerState& s, const std::string& path) {
   job_.load_state_json(ck.extra_json, path);  // the job's checks (same data, same batch size) come first
   try {
     json extra = json::parse(ck.extra_json);
@@ -167,7 +185,12 @@ bool Trainer::load(TrainerState& s) {
   }
   default_generator().set_state(ck.rng);
   s.step = ck.step;
-  return true;
+}
+
+bool Trainer::load(TrainerState& s) {
+  std::optional<io::Checkpoint> ck = read_checkpoint();
+  if (ck) apply(*ck, s, checkpoint_path());
+  return ck.has_value();
 }
 
 // ----------------------------------------------------------------------------------------- the loop
@@ -189,17 +212,56 @@ struct Trainer::Run {
   double window_loss = 0, window_weight = 0;  // since the last metrics line
   int64_t saved_step = -1;                    // step of the last checkpoint written in this call
   int64_t start_step = 0;                     // s.step when this call started
+  std::shared_ptr<dist::Communicator> comm;   // data-parallel ranks (null: one process)
+  std::unique_ptr<dist::GradientReducer> reducer;
+  bool split = false;                         // each rank takes a shard of every batch
 
   explicit Run(Trainer& trainer)
       : t(trainer), job(trainer.job_), o(trainer.options_), params(job.model().parameters()),
-        signals(o.handle_signals) {}
+        signals(o.handle_signals), comm(o.communicator) {}
 
   bool files() const { return t.io_rank() && !o.out_dir.empty(); }
   double elapsed() const { return now_s() - t_start; }
 
+  // What must match on every rank (dist::check_same_on_all_ranks); throws on every rank alike.
+  void check_ranks() {
+    job.set_shard({o.rank, o.world_size});
+    split = job.splits_batches();
+    std::string shapes;
+    for (auto& [name, p] : job.model().named_parameters())
+      shapes += name + " " + shape_str(p.shape()) + " " + dtype_name(p.dtype()) + "; ";
+    json opts = {o.max_epochs, o.max_steps, o.grad_accum_steps, o.clip_grad_norm, o.eval_every, o.eval_at_epoch_end,
+                 o.best_metric, o.patience, o.checkpoint_every, o.log_every, o.deterministic_reduction,
+                 o.bucket_bytes, split, job.num_batches(0), job.optimizer().num_param_groups()};
+    dist::check_same_on_all_ranks(*comm, {{"model (parameter names, shapes, dtypes)", shapes},
+                                          {"training options or data size", opts.dump()}});
+  }
+
+  // Rank 0's state (its checkpoint, or its fresh model and optimizer) on every rank; the gradient buckets.
+  void start_distributed() {
+    std::optional<io::Checkpoint> ck;
+    if (t.io_rank() && o.resume && !o.out_dir.empty()) ck = t.read_checkpoint();
+    std::string resumed = ck ? "1" : "0";
+    comm->broadcast(resumed, 0);
+    r.resumed = resumed == "1";
+    if (!ck) ck = t.io_rank() ? t.make_checkpoint(s) : io::Checkpoint();
+    dist::broadcast_checkpoint(*comm, *ck, 0);
+    if (r.resumed || !t.io_rank()) t.apply(*ck, s, r.resumed ? t.checkpoint_path() : "rank 0's state");
+    reducer = std::make_unique<dist::GradientReducer>(
+        comm, params, dist::GradientReducerOptions{.bucket_bytes = o.bucket_bytes, .deterministic = o.deterministic_reduction});
+  }
+
+  // Sum over the ranks (fp64).
+  std::vector<double> all_sum(const std::vector<double>& v) {
+    Tensor b = from_vector(v, {int64_t(v.size())});
+    comm->all_reduce(b, dist::ReduceOp::Sum, o.deterministic_reduction);
+    return b.to_vector<double>();
+  }
+
   void start() {
     if (files()) fs::create_directories(o.out_dir);
-    if (o.resume && !o.out_dir.empty()) r.resumed = t.load(s);
+    if (comm) start_distributed();
+    else if (o.resume && !o.out_dir.empty()) r.resumed = t.load(s);
     seconds_before = s.seconds;
     start_step = s.step;
     if (r.resumed) {
@@ -248,23 +310,46 @@ struct Trainer::Run {
     opt.zero_grad();
     int64_t k = std::min(o.grad_accum_steps, t.local_batches(s.epoch) - s.batch);
     std::vector<StepLoss> losses;
+    std::vector<double> totals;  // split: each batch's loss elements over all ranks
     for (int64_t i = 0; i < k; ++i, ++s.batch) {
-      int64_t global = o.world_size == 1 ? s.batch : job.shard_batch(s.epoch, s.batch, o.rank, o.world_size);
+      int64_t global = o.world_size == 1 || split ? s.batch : job.shard_batch(s.epoch, s.batch, o.rank, o.world_size);
       StepLoss l = job.train_loss(s.epoch, global);
-      (k == 1 ? l.loss : l.loss / double(k)).backward();
+      // This rank's share of the batch's loss elements, times N: the average over the ranks of the
+      // scaled gradients is the gradient of the whole batch's mean loss.
+      double factor = 1;
+      if (split) {
+        totals.push_back(all_sum({l.weight})[0]);
+        factor = totals.back() > 0 ? l.weight * double(o.world_size) / totals.back() : 0.0;
+      }
+      if (reducer && i == k - 1) reducer->arm();
+      if (l.loss.defined() && factor != 0) {
+        Tensor scaled = factor == 1 ? l.loss : l.loss * factor;
+        (k == 1 ? scaled : scaled / double(k)).backward();
+      }
       losses.push_back(std::move(l));
     }
     ++s.step;
+    if (reducer) reducer->finish();
     if (o.reduce_gradients) o.reduce_gradients(params);
     if (o.clip_grad_norm > 0) nn::utils::clip_grad_norm_(params, o.clip_grad_norm);
     if (o.lr_at) opt.set_lr(o.lr_at(s.step));
     opt.step();
     if (optim::LRScheduler* sched = job.scheduler()) sched->step();
+    std::vector<double> values, weights;
     for (const StepLoss& l : losses) {
-      double v = l.loss.item<double>();
-      window_loss += v * l.weight;
-      window_weight += l.weight;
-      job.after_batch(l, v);
+      values.push_back(l.loss.defined() ? l.loss.item<double>() : 0.0);
+      weights.push_back(l.weight);
+    }
+    if (split) {  // the whole batch's loss: sum over the ranks of loss x elements, / all elements
+      std::vector<double> sums;
+      for (size_t i = 0; i < values.size(); ++i) sums.push_back(values[i] * weights[i]);
+      sums = all_sum(sums);
+      for (size_t i = 0; i < values.size(); ++i) values[i] = totals[i] > 0 ? sums[i] / totals[i] : 0.0, weights[i] = totals[i];
+    }
+    for (size_t i = 0; i < losses.size(); ++i) {
+      window_loss += values[i] * weights[i];
+      window_weight += weights[i];
+      job.after_batch(losses[i], values[i]);
     }
     s.train_seconds += now_s() - t0;
     if (bar) bar->update(k, job.progress_stats(window_weight > 0 ? window_loss / window_weight : 0.0, s.step));
@@ -298,6 +383,11 @@ struct Trainer::Run {
   void evaluate() {
     end_bar();
     io::Scalars m = job.evaluate(s.step);
+    if (comm) {  // rank 0's metrics decide for every rank (best checkpoint, early stopping)
+      std::string text = json(m).dump();
+      comm->broadcast(text, 0);
+      m = json::parse(text).get<io::Scalars>();
+    }
     r.last_eval = m;
     if (metrics) {
       io::Scalars line = m;
@@ -339,6 +429,8 @@ struct Trainer::Run {
     if (o.log_every > 0 && s.step % o.log_every == 0) log_train();
     const bool epoch_end = s.batch >= t.local_batches(s.epoch);
     r.out_of_time = o.time_budget_s > 0 && elapsed() >= o.time_budget_s;
+    if (comm)  // and agree on the time budget before deciding to evaluate (a collective)
+      for (uint64_t v : comm->all_gather(uint64_t(r.out_of_time))) r.out_of_time = r.out_of_time || v != 0;
     r.out_of_steps = o.max_steps > 0 && s.step >= o.max_steps;
     const bool eval = (o.eval_every > 0 && s.step % o.eval_every == 0) || (epoch_end && o.eval_at_epoch_end) ||
                       (o.eval_at_stop && (r.out_of_time || r.out_of_steps));
@@ -346,6 +438,8 @@ struct Trainer::Run {
     if (eval) evaluate();
     if (epoch_end) next_epoch();
     if (g_pending_signal) r.signal = int(g_pending_signal);
+    if (comm)  // the ranks stop together: any rank's signal stops all
+      for (uint64_t v : comm->all_gather(uint64_t(r.signal))) r.signal = std::max(r.signal, int(v));
     const bool stop = r.out_of_time || r.out_of_steps || r.stopped_early || r.signal != 0;
     if (eval || stop || (o.checkpoint_every > 0 && s.step % o.checkpoint_every == 0)) save_last();
     if (!stop && !bar) new_bar();
@@ -394,7 +488,14 @@ struct Trainer::Run {
 
 TrainerResult Trainer::fit() {
   Run run(*this);
-  return run.run();
+  if (!run.comm) return run.run();
+  run.check_ranks();  // a refusal is the same on every rank: an exception, not an abort
+  try {
+    return run.run();
+  } catch (const std::exception& e) {  // the other ranks would wait for this one until their deadline
+    run.comm->abort(std::string("training failed: ") + e.what());
+    throw;  // not reached: abort ends the process
+  }
 }
 
 }  // namespace attn::train

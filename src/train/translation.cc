@@ -11,9 +11,11 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <tuple>
 
 #include "attn/autograd.h"
 #include "attn/data/parallel_text.h"
+#include "attn/dist/data_parallel.h"
 #include "attn/eval/bleu.h"
 #include "attn/io/checkpoint.h"
 #include "attn/io/heatmap.h"
@@ -196,8 +198,19 @@ class TranslatorJob final : public TrainingJob {
   optim::Optimizer& optimizer() override { return opt_; }
   int64_t num_batches(int64_t epoch) override { return batches_.num_batches(epoch); }
 
+  bool splits_batches() const override { return true; }
+
   StepLoss train_loss(int64_t epoch, int64_t batch) override {
     data::TranslationBatch b = batches_.get(epoch, batch);
+    if (shard().world_size > 1) {  // data parallel: this rank's sentences, weighted by their target tokens
+      auto [first, last] = shard().rows(b.src.size(0));
+      if (first == last) return {Tensor(), 0.0};
+      b.src = b.src.narrow(0, first, last - first);
+      b.tgt_in = b.tgt_in.narrow(0, first, last - first);
+      b.tgt_out = b.tgt_out.narrow(0, first, last - first);
+      b.src_tokens = int64_t(ne(b.src, double(model_.options.pad_id)).sum().item());
+      b.tgt_tokens = int64_t(ne(b.tgt_out, double(model_.options.pad_id)).sum().item());
+    }
     Tensor logits = model_.forward(b.src, b.tgt_in);  // (N, T, V)
     Tensor loss = cross_entropy(logits.flatten(0, 1), b.tgt_out.flatten(),
                                 {.ignore_index = model_.options.pad_id, .label_smoothing = o_.label_smoothing});
@@ -263,7 +276,9 @@ std::pair<std::shared_ptr<text::SentencePiece>, models::TranslatorOptions> prepa
 TranslationTrainResult train_translator(const TranslationTrainOptions& o) {
   auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
-  auto [sp, mo] = prepare_run_dir(o);
+  std::shared_ptr<text::SentencePiece> sp;
+  models::TranslatorOptions mo;
+  dist::rank0_first([&] { std::tie(sp, mo) = prepare_run_dir(o); });  // one tokenizer for all ranks
   data::ParallelCorpus train = data::ParallelCorpus::load(o.train_src, o.train_tgt, *sp, {.max_len = o.max_len});
   data::ParallelCorpus dev = data::ParallelCorpus::load(o.dev_src, o.dev_tgt, *sp, {.max_len = 1 << 20});
   std::vector<std::string> dev_refs = data::read_lines(o.dev_tgt);

@@ -4,10 +4,14 @@
 //   attn train --model cnn --out runs/cnn --resume       # continue from runs/cnn/checkpoint.safetensors
 //   attn demo                                            # the default demo job
 //   attn info                                            # CPU features, threads, library versions
+//   mpirun -np 4 attn train-translator ...               # data parallel on 4 processes (docs/distributed.md)
+#include <cstdio>
 #include <exception>
 #include <iostream>
+#include <stdexcept>
 #include <string>
 
+#include "attn/dist/communicator.h"
 #include "commands.h"
 
 namespace attn::cli {
@@ -37,6 +41,10 @@ int main(int argc, char** argv) {
     }
   }
   try {
+    // Under mpirun every rank runs the command (a Trainer job trains data-parallel, docs/distributed.md);
+    // rank 0 alone prints the result on stdout. Errors still reach stderr from every rank.
+    if (attn::dist::launched_by_mpi() && attn::dist::world()->rank() != 0 && !std::freopen("/dev/null", "w", stdout))
+      throw std::runtime_error("cannot silence stdout on this rank");
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);

@@ -33,18 +33,30 @@
 // SIGINT / SIGTERM (handle_signals): the step in progress finishes, the last checkpoint is written
 // and fit() returns with result.signal set; a second signal kills the process as usual.
 //
-// Multi-process hooks: rank / world_size shard the batches (rank r takes num_batches / world_size
-// of them, chosen by job.shard_batch, strided by default); only rank 0 writes files, metrics and
-// the progress bar; reduce_gradients runs after backward and before clipping.
+// Data parallelism (docs/distributed.md): under `mpirun -np N` (or with options.communicator) every
+// rank runs fit(). At the start the ranks check they run the same build, model and options (else all
+// refuse), and rank 0's state (a fresh one or its checkpoint) is sent to the others. A job whose
+// splits_batches() is true has every rank take its shard of every batch (rows shard().rows(n)): the
+// global batch is the same whatever N, each rank's loss is scaled by its share of the batch's loss
+// elements (StepLoss.weight, summed over the ranks) and the gradients are averaged by a
+// dist::GradientReducer in buckets started while backward runs; a checkpoint does not depend on N.
+// Other jobs' ranks take whole batches (num_batches / world_size each, job.shard_batch, strided).
+// Only rank 0 writes files, metrics and the progress bar; the logged loss is the global batch's; stops
+// (signal, time budget) and evaluation results are agreed on by all ranks. reduce_gradients (an extra
+// hook; none by default) runs after the reduction and before clipping.
 #pragma once
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "attn/dist/communicator.h"
+#include "attn/io/checkpoint.h"
 #include "attn/io/metrics.h"
 #include "attn/io/progress.h"
 #include "attn/nn/module.h"
@@ -70,6 +82,13 @@ struct TrainerState {
   double seconds = 0;        // wall time inside fit(), all invocations
 };
 
+// This rank's part of a batch when a job splits batches among data-parallel ranks.
+struct BatchShard {
+  int rank = 0, world_size = 1;
+  // Rows [first, second) of a batch of n examples: contiguous, sizes differ by at most one (may be empty).
+  std::pair<int64_t, int64_t> rows(int64_t n) const { return {n * rank / world_size, n * (rank + 1) / world_size}; }
+};
+
 // What a job supplies: its model, optimizer, data, loss and evaluation. Everything else is the Trainer's.
 class TrainingJob {
  public:
@@ -82,6 +101,11 @@ class TrainingJob {
   virtual int64_t num_batches(int64_t epoch) = 0;
   // The global index of this rank's `local`-th batch of `epoch` (strided: local * world_size + rank).
   virtual int64_t shard_batch(int64_t epoch, int64_t local, int rank, int world_size);
+  // True when train_loss computes the loss over shard().rows(n) of batch `batch` only (data parallelism);
+  // an empty shard returns an undefined loss with weight 0.
+  virtual bool splits_batches() const { return false; }
+  const BatchShard& shard() const { return shard_; }
+  void set_shard(BatchShard s) { shard_ = s; }
   // Forward and loss of batch `batch` of `epoch` (called in increasing order within an epoch; after a
   // resume it starts where the checkpoint left off). No backward.
   virtual StepLoss train_loss(int64_t epoch, int64_t batch) = 0;
@@ -103,6 +127,9 @@ class TrainingJob {
   virtual void load_state_json(const std::string& /*extra_json*/, const std::string& /*path*/) {}
   // Told once the Trainer restored `state` from a checkpoint.
   virtual void on_resume(const TrainerState& /*state*/, const std::string& /*path*/) {}
+
+ private:
+  BatchShard shard_;
 };
 
 // Units (tokens, characters) per second between two take() calls: a job's throughput for train_scalars.
@@ -152,6 +179,11 @@ struct TrainerOptions {
   int rank = 0, world_size = 1;    // this process among world_size data-parallel ones
   // Called after backward and before clipping with the parameters, e.g. to all-reduce their .grad.
   std::function<void(const std::vector<Tensor>& params)> reduce_gradients = {};
+  // Data-parallel ranks; null: dist::world() when launched by mpirun (else one process). Overrides rank
+  // and world_size when it has more than one rank.
+  std::shared_ptr<dist::Communicator> communicator = {};
+  bool deterministic_reduction = false;  // bit-identical reductions (also $ATTN_DIST_DETERMINISTIC=1)
+  size_t bucket_bytes = size_t(4) << 20;  // gradient bucket size
 };
 
 struct TrainerResult {
@@ -187,6 +219,9 @@ class Trainer {
   bool load(TrainerState& s);
   void save(const std::string& path, const TrainerState& s) const;
   bool io_rank() const { return options_.rank == 0; }
+  std::optional<io::Checkpoint> read_checkpoint() const;
+  void apply(const io::Checkpoint& ck, TrainerState& s, const std::string& path);
+  io::Checkpoint make_checkpoint(const TrainerState& s) const;
 
   TrainingJob& job_;
   TrainerOptions options_;
