@@ -37,9 +37,9 @@ json model_json(const models::TranslatorOptions& m) {
   return {{"vocab_size", m.vocab_size}, {"d_model", m.d_model}, {"nhead", m.nhead},
           {"num_encoder_layers", m.num_encoder_layers}, {"num_decoder_layers", m.num_decoder_layers},
           {"dim_feedforward", m.dim_feedforward}, {"dropout", m.dropout},
-          {"activation", m.activation == nn::Activation::GELU ? "gelu" : "relu"}, {"norm_first", m.norm_first},
+          {"activation", models::activation_name(m.activation)}, {"norm_first", m.norm_first},
           {"max_len", m.max_len}, {"tie_output", m.tie_output}, {"pad_id", m.pad_id}, {"bos_id", m.bos_id},
-          {"eos_id", m.eos_id}};
+          {"eos_id", m.eos_id}, {"final_norm", m.final_norm}};
 }
 
 models::TranslatorOptions model_from_json(const json& j, const std::string& file) {
@@ -52,13 +52,14 @@ models::TranslatorOptions model_from_json(const json& j, const std::string& file
     m.num_decoder_layers = j.at("num_decoder_layers");
     m.dim_feedforward = j.at("dim_feedforward");
     m.dropout = j.at("dropout");
-    m.activation = j.at("activation") == "gelu" ? nn::Activation::GELU : nn::Activation::ReLU;
+    m.activation = models::activation_from_name(j.at("activation"), file + ": \"activation\"");
     m.norm_first = j.at("norm_first");
     m.max_len = j.at("max_len");
     m.tie_output = j.at("tie_output");
     m.pad_id = j.at("pad_id");
     m.bos_id = j.at("bos_id");
     m.eos_id = j.at("eos_id");
+    m.final_norm = j.value("final_norm", true);  // configs written before the option have the norms
     return m;
   } catch (const json::exception& e) {
     throw std::runtime_error(file + ": bad model config: " + e.what());
@@ -226,7 +227,9 @@ std::pair<std::shared_ptr<text::SentencePiece>, models::TranslatorOptions> prepa
   if (!fs::exists(spm_path)) {
     text::SentencePiece::train({.input_files = {o.train_src, o.train_tgt}, .model_prefix = o.out_dir + "/spm",
                                 .vocab_size = int(o.vocab_size), .input_sentence_size = 200000,
-                                .pad_id = int(mo.pad_id), .unk_id = 1, .bos_id = int(mo.bos_id), .eos_id = int(mo.eos_id),
+                                .pad_id = int(mo.pad_id), .unk_id = 1,
+                                // decoding from pad (Marian) needs no <s> piece
+                                .bos_id = mo.starts_from_pad() ? -1 : int(mo.bos_id), .eos_id = int(mo.eos_id),
                                 .hard_vocab_limit = false});
   }
   auto sp = std::make_shared<text::SentencePiece>(spm_path);
@@ -291,10 +294,30 @@ TranslationTrainResult train_translator(const TranslationTrainOptions& o) {
 }
 
 // ---- translation
+namespace {
+// A run directory's joint SentencePiece model: ids are its piece ids on both sides.
+class SentencePieceTokenizer : public TranslationTokenizer {
+ public:
+  explicit SentencePieceTokenizer(std::shared_ptr<text::SentencePiece> sp) : sp_(std::move(sp)) {}
+  int vocab_size() const override { return sp_->vocab_size(); }
+  std::vector<int> encode_source(const std::string& line) const override { return sp_->encode(line); }
+  std::vector<int> encode_target(const std::string& line) const override { return sp_->encode(line); }
+  std::string decode_target(const std::vector<int>& ids) const override { return sp_->decode(ids); }
+  std::string piece(int id) const override { return sp_->id_to_piece(id); }
+
+ private:
+  std::shared_ptr<text::SentencePiece> sp_;
+};
+}  // namespace
+
 TranslationSession::TranslationSession(std::shared_ptr<models::Translator> model, std::shared_ptr<text::SentencePiece> sp)
-    : model_(std::move(model)), sp_(std::move(sp)) {
-  if (sp_->vocab_size() != model_->options.vocab_size)
-    throw std::invalid_argument("translation: the tokenizer has " + std::to_string(sp_->vocab_size()) +
+    : TranslationSession(std::move(model), std::make_shared<SentencePieceTokenizer>(std::move(sp))) {}
+
+TranslationSession::TranslationSession(std::shared_ptr<models::Translator> model,
+                                       std::shared_ptr<TranslationTokenizer> tokenizer)
+    : model_(std::move(model)), tok_(std::move(tokenizer)) {
+  if (tok_->vocab_size() != model_->options.vocab_size)
+    throw std::invalid_argument("translation: the tokenizer has " + std::to_string(tok_->vocab_size()) +
                                 " pieces but the model's vocabulary is " + std::to_string(model_->options.vocab_size));
 }
 
@@ -330,7 +353,7 @@ TranslationSession TranslationSession::load(const std::string& dir, const std::s
 }
 
 std::vector<int64_t> TranslationSession::source_ids(const std::string& line) {
-  std::vector<int> ids = sp_->encode(line);
+  std::vector<int> ids = tok_->encode_source(line);
   int64_t limit = model_->options.max_len - 1;
   if (int64_t(ids.size()) > limit) {
     ids.resize(size_t(limit));
@@ -369,13 +392,13 @@ std::vector<std::vector<std::pair<std::string, double>>> TranslationSession::tra
     if (o.beam_size <= 1) {
       auto g = models::greedy_decode(*dec, {.max_len = max_len});
       for (int64_t r = 0; r < N; ++r)
-        out[order[start + size_t(r)]] = {{sp_->decode(std::vector<int>(g[size_t(r)].begin(), g[size_t(r)].end())), 0.0}};
+        out[order[start + size_t(r)]] = {{tok_->decode_target(std::vector<int>(g[size_t(r)].begin(), g[size_t(r)].end())), 0.0}};
     } else {
       auto hyps = models::beam_search(*dec, {.beam_size = o.beam_size, .length_penalty = o.length_penalty,
                                              .n_best = std::min(o.n_best, o.beam_size), .max_len = max_len});
       for (int64_t r = 0; r < N; ++r)
         for (const auto& h : hyps[size_t(r)])
-          out[order[start + size_t(r)]].emplace_back(sp_->decode(std::vector<int>(h.tokens.begin(), h.tokens.end())), h.score);
+          out[order[start + size_t(r)]].emplace_back(tok_->decode_target(std::vector<int>(h.tokens.begin(), h.tokens.end())), h.score);
     }
   }
   return out;
@@ -395,12 +418,12 @@ std::vector<std::string> TranslationSession::write_attention_pictures(const std:
   NoGradGuard ng;
   std::string hyp = translate({source}, {.beam_size = 1})[0];
   std::vector<int64_t> src = source_ids(source);
-  std::vector<int> tgt_ids = sp_->encode(hyp);
+  std::vector<int> tgt_ids = tok_->encode_target(hyp);
   std::vector<int64_t> tgt_in = {model_->options.bos_id};
   tgt_in.insert(tgt_in.end(), tgt_ids.begin(), tgt_ids.end());
   auto pieces = [&](const std::vector<int64_t>& ids) {
     std::vector<std::string> p;
-    for (int64_t id : ids) p.push_back(sp_->id_to_piece(int(id)));
+    for (int64_t id : ids) p.push_back(tok_->piece(int(id)));
     return p;
   };
   std::vector<std::string> src_tok = pieces(src), tgt_tok = pieces(tgt_in);

@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   attn::cli::add_translate_commands(app);
   attn::cli::add_lm_commands(app);
   attn::cli::add_text_commands(app);
+  attn::cli::add_export_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

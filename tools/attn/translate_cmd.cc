@@ -12,6 +12,7 @@
 
 #include "attn/data/parallel_text.h"
 #include "attn/eval/bleu.h"
+#include "attn/models/marian.h"
 #include "attn/train/translation.h"
 #include "commands.h"
 
@@ -28,6 +29,7 @@ struct TranslatorCli {
   double dropout = 0.1;
   std::string activation = "relu";
   bool pre_ln = false;
+  bool marian = false;
 };
 
 void add_train_options(CLI::App* cmd, TranslatorCli& c) {
@@ -44,6 +46,9 @@ void add_train_options(CLI::App* cmd, TranslatorCli& c) {
   cmd->add_option("--dropout", c.dropout, "dropout")->capture_default_str();
   cmd->add_option("--activation", c.activation, "relu or gelu")->check(CLI::IsMember({"relu", "gelu"}))->capture_default_str();
   cmd->add_flag("--pre-ln", c.pre_ln, "pre-LN layers (default post-LN, as in the paper)");
+  cmd->add_flag("--marian", c.marian,
+                "Marian's architecture, exportable with `attn export --format hf-marian`: post-LN stacks without "
+                "nn.Transformer's final LayerNorms, decoding started from the pad token (its embedding stays zero)");
   cmd->add_option("--max-tokens", c.o.max_tokens, "padded tokens per batch")->capture_default_str();
   cmd->add_option("--max-len", c.o.max_len, "skip training pairs longer than this (tokens)")->capture_default_str();
   cmd->add_option("--lr-factor", c.o.lr_factor, "scale of the paper's warm-up schedule")->capture_default_str();
@@ -72,6 +77,11 @@ train::TranslationTrainOptions resolve(const TranslatorCli& c) {
   o.model.dropout = c.dropout;
   o.model.activation = c.activation == "gelu" ? nn::Activation::GELU : nn::Activation::ReLU;
   o.model.norm_first = c.pre_ln;
+  if (c.marian) {
+    if (c.pre_ln) throw std::invalid_argument("--marian and --pre-ln exclude each other: Marian's layers are post-LN");
+    o.model.final_norm = false;
+    o.model.bos_id = o.model.pad_id;
+  }
   for (const std::string& f : {o.train_src, o.train_tgt, o.dev_src, o.dev_tgt})
     if (!fs::exists(f)) throw std::runtime_error("missing " + f + " (make demo prepares data/bible with scripts/prepare_bible.py)");
   return o;
@@ -117,7 +127,8 @@ void add_translate_commands(CLI::App& app) {
   auto topt = std::make_shared<train::TranslateOptions>();
   auto greedy = std::make_shared<bool>(false), show_scores = std::make_shared<bool>(false);
   CLI::App* t = app.add_subcommand("translate", "translate lines from stdin or --input with a trained model");
-  t->add_option("--model", *model_dir, "run directory of train-translator")->capture_default_str();
+  t->add_option("--model", *model_dir, "run directory of train-translator, or a Hugging Face MarianMTModel directory")
+      ->capture_default_str();
   t->add_option("--checkpoint", *checkpoint, "checkpoint file (default: best.safetensors of the run)");
   t->add_option("--input", *input, "input file (default stdin)");
   t->add_option("--output", *output, "output file (default stdout)");
@@ -129,7 +140,8 @@ void add_translate_commands(CLI::App& app) {
   t->add_flag("--scores", *show_scores, "print the score before each hypothesis");
   t->add_option("--attention", *attention, "write attention heat maps (PNG) of the first sentence into this directory");
   t->callback([=] {
-    train::TranslationSession s = train::TranslationSession::load(*model_dir, *checkpoint);
+    train::TranslationSession s = models::is_hf_marian_dir(*model_dir) ? models::load_hf_marian(*model_dir)
+                                                                       : train::TranslationSession::load(*model_dir, *checkpoint);
     std::vector<std::string> lines;
     if (input->empty()) {
       std::string line;

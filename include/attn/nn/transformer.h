@@ -112,7 +112,7 @@ class MultiheadAttention : public Module {
   Tensor merge_heads_and_project(const Tensor& ctx) const;  // (N, H, T, D) -> out_proj, in the module's layout
 };
 
-enum class Activation { ReLU, GELU };
+enum class Activation { ReLU, GELU, SiLU };  // SiLU = x * sigmoid(x) ("swish", Marian's default)
 
 struct TransformerLayerOptions {
   int64_t d_model = 512;
@@ -228,6 +228,9 @@ struct TransformerOptions {
   bool batch_first = false;
   bool norm_first = false;
   bool bias = true;
+  // The final LayerNorm of each stack ("encoder.norm", "decoder.norm"), as torch.nn.Transformer always
+  // has; false gives the paper's (and Marian's) post-LN stacks, which end in the last layer's norm.
+  bool final_norm = true;
 };
 
 struct TransformerMasks {

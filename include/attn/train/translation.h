@@ -70,12 +70,25 @@ struct TranslateOptions {
   int64_t batch_size = 32;     // sentences decoded together (sorted by length)
 };
 
+// Text <-> token ids for a session: a run directory's joint SentencePiece model (ids are its piece
+// ids), or a Hugging Face Marian directory's source.spm/target.spm with vocab.json's ids (models/marian.h).
+class TranslationTokenizer {
+ public:
+  virtual ~TranslationTokenizer() = default;
+  virtual int vocab_size() const = 0;
+  virtual std::vector<int> encode_source(const std::string& line) const = 0;  // no EOS
+  virtual std::vector<int> encode_target(const std::string& line) const = 0;
+  virtual std::string decode_target(const std::vector<int>& ids) const = 0;  // special ids skipped
+  virtual std::string piece(int id) const = 0;                                // for picture labels
+};
+
 // A trained model with its tokenizer, ready to translate.
 class TranslationSession {
  public:
   // Loads out_dir/spm.model, out_dir/config.json and the checkpoint (best.safetensors if present).
   static TranslationSession load(const std::string& out_dir, const std::string& checkpoint = "");
   TranslationSession(std::shared_ptr<models::Translator> model, std::shared_ptr<text::SentencePiece> sp);
+  TranslationSession(std::shared_ptr<models::Translator> model, std::shared_ptr<TranslationTokenizer> tokenizer);
   // One output per input line; an empty line gives an empty translation; source lines longer than the
   // model's positions are truncated (counted in truncated()).
   std::vector<std::string> translate(const std::vector<std::string>& lines, const TranslateOptions& o = {});
@@ -85,13 +98,13 @@ class TranslationSession {
   // PNG heat maps of every layer and head for one sentence; returns the files written.
   std::vector<std::string> write_attention_pictures(const std::string& source, const std::string& dir);
   models::Translator& model() { return *model_; }
-  text::SentencePiece& tokenizer() { return *sp_; }
+  TranslationTokenizer& tokenizer() { return *tok_; }
   int64_t truncated() const { return truncated_; }
 
  private:
   std::vector<int64_t> source_ids(const std::string& line);
   std::shared_ptr<models::Translator> model_;
-  std::shared_ptr<text::SentencePiece> sp_;
+  std::shared_ptr<TranslationTokenizer> tok_;
   int64_t truncated_ = 0;
 };
 
