@@ -28,7 +28,7 @@ fi
 read -r -a missing <<< "$("$VENV/bin/python" -c '
 import importlib.util, sys
 print(" ".join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))
-' torch numpy safetensors tensorboard sacrebleu sentencepiece)"
+' torch numpy safetensors tensorboard sacrebleu sentencepiece transformers ctranslate2)"
 
 if [[ ${#missing[@]} -gt 0 ]]; then
   echo "setup-venv: installing ${missing[*]} into $VENV"
@@ -40,6 +40,6 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     fi
   done
 else
-  echo "setup-venv: $VENV has torch, numpy, safetensors, tensorboard, sacrebleu, sentencepiece"
+  echo "setup-venv: $VENV has torch, numpy, safetensors, tensorboard, sacrebleu, sentencepiece, transformers, ctranslate2"
 fi
 echo "$VENV/bin/python"
