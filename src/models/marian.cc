@@ -289,7 +289,7 @@ TranslatorOptions marian_options(const json& cfg, const std::string& path) {
   if (i64("decoder_ffn_dim") != mo.dim_feedforward) unsupported("\"decoder_ffn_dim\" != \"encoder_ffn_dim\"");
   if (!flag("scale_embedding", false)) unsupported("\"scale_embedding\": false (attn scales embeddings by sqrt(d_model))");
   if (mo.d_model <= 0 || mo.d_model % 2 != 0 || mo.vocab_size <= 0 || mo.nhead <= 0 || mo.d_model % mo.nhead != 0 ||
-      mo.max_len <= 0 || mo.max_len > (int64_t(1) << 20) || mo.num_encoder_layers < 0 || mo.num_decoder_layers < 0)
+      mo.max_len <= 0 || mo.max_len > (int64_t(1) << 16) || mo.num_encoder_layers < 0 || mo.num_decoder_layers < 0)
     throw std::runtime_error(path + ": implausible sizes (d_model " + std::to_string(mo.d_model) + ", heads " +
                              std::to_string(mo.nhead) + ", vocab_size " + std::to_string(mo.vocab_size) +
                              ", max_position_embeddings " + std::to_string(mo.max_len) + ")");
