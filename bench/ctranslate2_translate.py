@@ -20,7 +20,8 @@ Rounds alternate the order (attn first in even rounds); the ratio printed is the
 attn tokens/s / CTranslate2 tokens/s (> 1: attn is faster). Tokens are the target SentencePiece pieces
 of each side's own output (+1 per sentence for EOS). BLEU is sacreBLEU's (13a) on each side's output.
 Peak memory: each process's resident high-water mark (wait4's ru_maxrss; CTranslate2's includes Python).
-Output length limits differ in kind: attn stops at 1.5 * source tokens + 10, CTranslate2 at 256 tokens.
+The CTranslate2 side batches as attn does (non-empty lines sorted by length, `batch` at a time) and passes
+each batch attn's output limit (1.5 * its longest source + 10 tokens) as max_decoding_length.
 
 Lines, tab separated, as bench/run.py prints them:
     workload  peer  attn_value  peer_value  unit  ratio  attn_peak_MiB  -  peer_peak_MiB  -  note
@@ -62,12 +63,21 @@ def ct2_worker(a):
                                         intra_threads=a.threads)
     with open(a.src) as f:
         lines = [l.rstrip("\n") for l in f]
-    batch = [src_sp.encode(l, out_type=str) + ["</s>"] for l in lines]
-    results = translator.translate_batch(batch, beam_size=a.beam, max_batch_size=a.batch, batch_type="examples",
-                                         max_decoding_length=256, length_penalty=1.0)
+    tokens = [src_sp.encode(l, out_type=str) + ["</s>"] for l in lines]
+    # attn's batching: non-empty lines sorted by length, `batch` at a time, each batch's output limited to
+    # 1.5 * its longest source (with EOS) + 10 tokens, so that both sides do the same work
+    order = sorted((i for i, l in enumerate(lines) if l.strip()), key=lambda i: len(tokens[i]))
+    results = [None] * len(lines)
+    for start in range(0, len(order), a.batch):
+        chunk = order[start:start + a.batch]
+        limit = int(1.5 * max(len(tokens[i]) for i in chunk)) + 10
+        out = translator.translate_batch([tokens[i] for i in chunk], beam_size=a.beam, max_batch_size=a.batch,
+                                         max_decoding_length=limit, length_penalty=1.0)
+        for i, r in zip(chunk, out):
+            results[i] = r
     with open(a.output, "w") as f:
         for line, r in zip(lines, results):
-            f.write((tgt_sp.decode_pieces(r.hypotheses[0]) if line.strip() else "") + "\n")
+            f.write((tgt_sp.decode_pieces(r.hypotheses[0]) if r is not None else "") + "\n")
     with open(a.output + ".seconds", "w") as f:
         f.write(f"{time.perf_counter() - t0}\n")
 

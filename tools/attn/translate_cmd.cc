@@ -140,8 +140,10 @@ void add_translate_commands(CLI::App& app) {
   t->add_flag("--scores", *show_scores, "print the score before each hypothesis");
   t->add_option("--attention", *attention, "write attention heat maps (PNG) of the first sentence into this directory");
   t->callback([=] {
-    train::TranslationSession s = models::is_hf_marian_dir(*model_dir) ? models::load_hf_marian(*model_dir)
-                                                                       : train::TranslationSession::load(*model_dir, *checkpoint);
+    const bool marian = models::is_hf_marian_dir(*model_dir);  // config.json with "model_type": "marian"
+    if (marian && !checkpoint->empty())
+      throw std::invalid_argument("--checkpoint: " + *model_dir + " is a Hugging Face Marian directory (its weights are model.safetensors)");
+    train::TranslationSession s = marian ? models::load_hf_marian(*model_dir) : train::TranslationSession::load(*model_dir, *checkpoint);
     std::vector<std::string> lines;
     if (input->empty()) {
       std::string line;
