@@ -72,6 +72,8 @@ NOTES = {
     "transformer_train_step": lambda a, p: params_note(a, p) + "; tokens = 32 x (32 src + 32 tgt) per step",
     "greedy_decode": lambda a, p: (params_note(a, p) + "; 32 x 32 generated tokens per run; key/value cache "
                                    "on both sides"),
+    "minilm_embed": lambda a, p: (params_note(a, p) + "; all-MiniLM-L6-v2, 256 sentences x 128 tokens in "
+                                  "batches of 32, fp32; peer: sentence-transformers under inference_mode"),
     "mlp_train_step": lambda a, p: params_note(a, p),
     "cnn_train_step": lambda a, p: params_note(a, p),
 }

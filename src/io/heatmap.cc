@@ -44,6 +44,8 @@ void write_heatmap_png(const std::string& path, const std::vector<float>& w, int
       (!o.col_labels.empty() && int(o.col_labels.size()) != cols))
     throw std::invalid_argument("write_heatmap_png(" + path + "): label counts do not match the grid");
   if (rows > 2048 || cols > 2048) throw std::invalid_argument("write_heatmap_png(" + path + "): grid too large");
+  if (!o.auto_scale && !(std::isfinite(o.vmin) && std::isfinite(o.vmax) && o.vmin < o.vmax))
+    throw std::invalid_argument("write_heatmap_png(" + path + "): the colour scale needs finite vmin < vmax");
   const int cell = std::max(4, o.cell);
   const double font = std::min(14.0, cell * 0.5);
 
@@ -52,14 +54,21 @@ void write_heatmap_png(const std::string& path, const std::vector<float>& w, int
   cairo_t* pc = cairo_create(probe);
   cairo_select_font_face(pc, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
   cairo_set_font_size(pc, font);
-  double left = 10, top = 10;
+  double left = 10, top = 10, text_w = 0;
+  const double row_title_len = o.row_title.empty() ? 0 : text_width(pc, o.row_title);
   for (const auto& s : o.row_labels) left = std::max(left, text_width(pc, s) + 12);
   for (const auto& s : o.col_labels) top = std::max(top, text_width(pc, s) + 12);
+  for (const std::string* s : {&o.title, &o.row_title, &o.col_title}) text_w = std::max(text_w, text_width(pc, *s) + 16);
   cairo_destroy(pc);
   cairo_surface_destroy(probe);
-  double title_h = o.title.empty() ? 0 : font * 2;
+  const double title_h = o.title.empty() ? 0 : font * 2;
+  const double col_title_h = o.col_title.empty() ? 0 : font * 1.8;
+  const double row_title_w = o.row_title.empty() ? 0 : font * 1.8;
+  left += row_title_w;
   const int legend = 60;
-  int width = int(left + cols * cell + legend + 10), height = int(title_h + top + rows * cell + 10);
+  int width = int(std::max(left + cols * cell + legend + 10, text_w));
+  int height = int(title_h + col_title_h + top + rows * cell + 10);
+  if (!o.row_title.empty()) height = std::max(height, int(title_h + col_title_h + top + row_title_len + 10));
 
   cairo_surface_t* surf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height);
   cairo_t* cr = cairo_create(surf);
@@ -72,15 +81,30 @@ void write_heatmap_png(const std::string& path, const std::vector<float>& w, int
     cairo_move_to(cr, 8, font * 1.4);
     cairo_show_text(cr, o.title.c_str());
   }
-  double y0 = title_h + top;
-  float vmax = 0;
-  for (float v : w)
-    if (std::isfinite(v)) vmax = std::max(vmax, v);
-  if (vmax <= 0) vmax = 1;
+  if (!o.col_title.empty()) {  // above the column labels
+    cairo_move_to(cr, left, title_h + font * 1.3);
+    cairo_show_text(cr, o.col_title.c_str());
+  }
+  const double y0 = title_h + col_title_h + top;
+  if (!o.row_title.empty()) {  // vertical, reading bottom to top, left of the row labels
+    cairo_save(cr);
+    cairo_move_to(cr, font * 1.3, y0 + text_width(cr, o.row_title));
+    cairo_rotate(cr, -M_PI / 2);
+    cairo_show_text(cr, o.row_title.c_str());
+    cairo_restore(cr);
+  }
+  double lo = o.vmin, hi = o.vmax;
+  if (o.auto_scale) {
+    float vmax = 0;
+    for (float v : w)
+      if (std::isfinite(v)) vmax = std::max(vmax, v);
+    lo = 0;
+    hi = vmax <= 0 ? 1 : vmax;
+  }
   for (int r = 0; r < rows; ++r)
     for (int c = 0; c < cols; ++c) {
       float v = w[size_t(r) * cols + c];
-      auto rgb = viridis(std::isfinite(v) ? v / vmax : 0.0);
+      auto rgb = viridis(std::isfinite(v) ? (v - lo) / (hi - lo) : 0.0);
       cairo_set_source_rgb(cr, rgb[0], rgb[1], rgb[2]);
       cairo_rectangle(cr, left + c * cell, y0 + r * cell, cell, cell);
       cairo_fill(cr);
@@ -108,12 +132,13 @@ void write_heatmap_png(const std::string& path, const std::vector<float>& w, int
   }
   cairo_set_source_rgb(cr, 0, 0, 0);
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f", double(vmax));
   cairo_set_font_size(cr, 10);
+  std::snprintf(buf, sizeof buf, "%.2f", hi);
   cairo_move_to(cr, bx + 15, y0 + 10);
   cairo_show_text(cr, buf);
+  std::snprintf(buf, sizeof buf, "%.2g", lo);
   cairo_move_to(cr, bx + 15, y0 + bh);
-  cairo_show_text(cr, "0");
+  cairo_show_text(cr, buf);
   cairo_destroy(cr);
 
   write_png_atomically(surf, path, "write_heatmap_png");

@@ -82,8 +82,8 @@ json parse_json_object(const std::string& text, const std::string& file) {
 struct IntField { const char* key; int64_t lo, hi; };
 constexpr IntField kIntFields[] = {
     {"vocab_size", 1, 1 << 24},          {"hidden_size", 1, 1 << 16},
-    {"n_embd", 1, 1 << 16},              {"num_hidden_layers", 1, 1024},
-    {"n_layer", 1, 1024},                {"num_attention_heads", 1, 1024},
+    {"n_embd", 1, 1 << 16},              {"num_hidden_layers", 0, 1024},
+    {"n_layer", 0, 1024},                {"num_attention_heads", 1, 1024},
     {"n_head", 1, 1024},                 {"intermediate_size", 1, 1 << 20},
     {"n_inner", 1, 1 << 20},             {"max_position_embeddings", 1, 1 << 20},
     {"n_positions", 1, 1 << 20},         {"n_ctx", 1, 1 << 20},

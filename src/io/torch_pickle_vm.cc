@@ -16,6 +16,9 @@ namespace {
 
 constexpr size_t kMaxDims = 64;
 constexpr size_t kMaxStack = 1u << 20;
+// Every value costs ~100 bytes: a cap keeps a hostile stream of one-byte pushes from taking ~100x
+// its size in memory. A state dict needs ~15 values per tensor, so this allows ~65,000 tensors per file.
+constexpr size_t kMaxValues = 1u << 20;
 
 struct Value {
   enum Kind { None, Bool, Int, Float, Str, Bytes, Tuple, List, Dict, Global, Storage, Tensor } kind = None;
@@ -25,7 +28,7 @@ struct Value {
   std::vector<const Value*> items;    // Tuple, List; Dict as key, value, key, value, ...
   size_t begin = 0, nbytes = 0;       // Storage: its bytes in the file
   int64_t numel = 0;                  // Storage: elements of its dtype
-  TorchFile::Entry tensor;            // Tensor
+  std::shared_ptr<const TorchFile::Entry> tensor;  // Tensor (rare: kept out of the common size)
 };
 
 // Globals the VM implements; each is in PyTorch's weights_only allow-list.
@@ -49,6 +52,7 @@ class Machine {
     throw std::runtime_error("torch pickle in '" + file_ + "', byte " + std::to_string(op_pos_) + ": " + what);
   }
   Value* make(Value::Kind k) {
+    if (arena_.size() >= kMaxValues) fail("the pickle builds more than " + std::to_string(kMaxValues) + " values");
     arena_.push_back(std::make_unique<Value>());
     arena_.back()->kind = k;
     return arena_.back().get();
@@ -118,6 +122,7 @@ class Machine {
   const Value* persistent_load(const Value* pid);
   const Value* rebuild_tensor(const std::vector<const Value*>& a, const char* who);
   void build(const Value* obj, const Value* state);
+  bool push_literal(uint8_t op);
   bool step(uint8_t op);
 
   const uint8_t* p_;
@@ -177,7 +182,9 @@ const Value* Machine::rebuild_tensor(const std::vector<const Value*>& a, const c
     fail(std::string(who) + ": size and stride have " + std::to_string(size.size()) + " and " +
          std::to_string(stride.size()) + " dims");
   Value* t = make(Value::Tensor);
-  TorchFile::Entry& e = t->tensor;
+  auto entry = std::make_shared<TorchFile::Entry>();
+  t->tensor = entry;
+  TorchFile::Entry& e = *entry;
   e.storage_dtype = st->s;
   e.data_begin = st->begin;
   e.storage_numel = size_t(st->numel);
@@ -250,15 +257,9 @@ void Machine::build(const Value* obj, const Value* state) {
   fail("BUILD on a value that is not a dict or tensor");
 }
 
-bool Machine::step(uint8_t op) {
+// Opcodes that push one literal (None, bools, ints, floats, strings, bytes); false for any other.
+bool Machine::push_literal(uint8_t op) {
   switch (op) {
-    case 0x80: take(1); break;                       // PROTO
-    case 0x95: take(8); break;                       // FRAME: frames are only a read-ahead hint
-    case '(': marks_.push_back(stack_.size()); break;  // MARK
-    case '.': result_ = pop(); return false;         // STOP
-    case '0': pop(); break;                          // POP
-    case '1': pop_mark(); break;                     // POP_MARK
-    case '2': push(top()); break;                    // DUP
     case 'N': push(make(Value::None)); break;
     case 0x88: case 0x89: {                          // NEWTRUE, NEWFALSE
       Value* b = make(Value::Bool);
@@ -300,6 +301,21 @@ bool Machine::step(uint8_t op) {
       push(v);
       break;
     }
+    default: return false;
+  }
+  return true;
+}
+
+// One opcode; false after STOP.
+bool Machine::step(uint8_t op) {
+  switch (op) {
+    case 0x80: take(1); break;                       // PROTO
+    case 0x95: take(8); break;                       // FRAME: frames are only a read-ahead hint
+    case '(': marks_.push_back(stack_.size()); break;  // MARK
+    case '.': result_ = pop(); return false;         // STOP
+    case '0': pop(); break;                          // POP
+    case '1': pop_mark(); break;                     // POP_MARK
+    case '2': push(top()); break;                    // DUP
     case ')': push(tuple({})); break;               // EMPTY_TUPLE
     case 't': push(tuple(pop_mark())); break;        // TUPLE
     case 0x85: case 0x86: case 0x87: {              // TUPLE1..3
@@ -382,6 +398,7 @@ bool Machine::step(uint8_t op) {
     case 0x92: fail("opcode NEWOBJ_EX is refused (it calls arbitrary classes)");
     case 0x82: case 0x83: case 0x84: fail("extension-registry opcodes (EXT1/2/4) are refused");
     default: {
+      if (push_literal(op)) break;
       char buf[64];
       std::snprintf(buf, sizeof buf, "unsupported pickle opcode 0x%02x", op);
       fail(buf);
@@ -430,7 +447,7 @@ std::map<std::string, TorchFile::Entry> run_state_dict_pickle(const uint8_t* pkl
     const Value *k = sd->items[i], *v = sd->items[i + 1];
     if (v->kind != Value::Tensor) continue;
     if (k->kind != Value::Str) throw std::runtime_error("torch pickle in '" + file + "': a tensor's name is not a string");
-    out[k->s] = v->tensor;  // a repeated key keeps the last value, as a Python dict does
+    out[k->s] = *v->tensor;  // a repeated key keeps the last value, as a Python dict does
   }
   return out;
 }

@@ -1,11 +1,14 @@
-// src/models/decoding.cc — greedy decoding and batched beam search.
+// src/models/decoding.cc — greedy decoding, sampling and batched beam search with transformers'
+// logits processors (see attn/models/decoding.h for the semantics followed).
 #include "attn/models/decoding.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <random>
 #include <stdexcept>
+#include <string>
 #include <tuple>
 #include <utility>
 
@@ -14,27 +17,197 @@
 
 namespace attn::models {
 
+namespace {
+constexpr float kNegInfF = -std::numeric_limits<float>::infinity();
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
+std::string num(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+// The per-sentence limit: `per[s]` when given (capped by `all`), else `all`.
+int64_t limit_of(const std::vector<int64_t>& per, int64_t all, int64_t s, bool cap) {
+  if (per.empty()) return all;
+  return cap ? std::min(per[size_t(s)], all) : per[size_t(s)];
+}
+
+void check_per_sentence(const std::vector<int64_t>& per, int64_t n, const char* what) {
+  if (!per.empty() && int64_t(per.size()) != n)
+    throw std::invalid_argument(std::string("decoding: ") + what + " has " + std::to_string(per.size()) +
+                                " entries for " + std::to_string(n) + " sentences");
+  for (int64_t v : per)
+    if (v < 0) throw std::invalid_argument(std::string("decoding: ") + what + " must be >= 0, got " + std::to_string(v));
+}
+}  // namespace
+
+void check_logits_options(const LogitsOptions& o) {
+  if (!(std::isfinite(o.repetition_penalty) && o.repetition_penalty > 0))
+    throw std::invalid_argument("decoding: repetition_penalty must be a finite number > 0 (1: off), got " +
+                                num(o.repetition_penalty));
+  if (o.no_repeat_ngram_size < 0)
+    throw std::invalid_argument("decoding: no_repeat_ngram_size must be >= 0 (0: off), got " +
+                                std::to_string(o.no_repeat_ngram_size));
+  if (o.min_len < 0) throw std::invalid_argument("decoding: min_len must be >= 0, got " + std::to_string(o.min_len));
+}
+
+void check_sampling_options(const SamplingOptions& o) {
+  if (!(std::isfinite(o.temperature) && o.temperature > 0))
+    throw std::invalid_argument("decoding: temperature must be a finite number > 0, got " + num(o.temperature));
+  if (o.top_k < 0) throw std::invalid_argument("decoding: top_k must be >= 0 (0: off), got " + std::to_string(o.top_k));
+  if (!(o.top_p > 0 && o.top_p <= 1))
+    throw std::invalid_argument("decoding: top_p must be in (0, 1] (1: off), got " + num(o.top_p));
+}
+
+void process_logits(float* x, int64_t V, const std::vector<int64_t>& history, int64_t min_len, int64_t eos_id,
+                    const LogitsOptions& o) {
+  const int64_t L = int64_t(history.size());
+  if (o.repetition_penalty != 1.0) {  // each distinct seen token once
+    std::vector<bool> seen(size_t(V), false);
+    for (int64_t tok : history) {
+      if (tok < 0 || tok >= V || seen[size_t(tok)]) continue;
+      seen[size_t(tok)] = true;
+      float& s = x[tok];
+      s = s < 0 ? float(double(s) * o.repetition_penalty) : float(double(s) / o.repetition_penalty);
+    }
+  }
+  const int64_t n = o.no_repeat_ngram_size;
+  if (n > 0 && L + 1 >= n) {  // ban every token that would complete an n-gram already in history
+    const int64_t* prefix = history.data() + (L - n + 1);
+    for (int64_t i = 0; i + n <= L; ++i)
+      if (std::equal(prefix, prefix + (n - 1), history.data() + i)) {
+        int64_t banned = history[size_t(i + n - 1)];
+        if (banned >= 0 && banned < V) x[banned] = kNegInfF;
+      }
+  }
+  if (L - 1 < min_len && eos_id >= 0 && eos_id < V) x[eos_id] = kNegInfF;  // L - 1 tokens generated (BOS excluded)
+}
+
+void warp_for_sampling(float* x, int64_t V, const SamplingOptions& o) {
+  if (o.temperature != 1.0)
+    for (int64_t v = 0; v < V; ++v) x[v] = float(double(x[v]) / o.temperature);
+  if (o.top_k > 0 && o.top_k < V) {  // below the k-th largest score goes; ties with it stay
+    std::vector<float> sorted(x, x + V);
+    std::nth_element(sorted.begin(), sorted.begin() + (o.top_k - 1), sorted.end(), std::greater<float>());
+    const float kth = sorted[size_t(o.top_k - 1)];
+    for (int64_t v = 0; v < V; ++v)
+      if (x[v] < kth) x[v] = kNegInfF;
+  }
+  if (o.top_p < 1.0) {  // ascending order; drop the prefix whose cumulative probability is <= 1 - top_p
+    std::vector<int64_t> order(static_cast<size_t>(V));
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return x[a] < x[b]; });
+    const float mx = x[order.back()];
+    double total = 0;
+    for (int64_t v = 0; v < V; ++v) total += std::exp(double(x[v]) - double(mx));
+    double cum = 0;
+    for (int64_t k = 0; k + 1 < V; ++k) {  // the best token always stays
+      cum += std::exp(double(x[order[size_t(k)]]) - double(mx)) / total;
+      if (cum <= 1.0 - o.top_p) x[order[size_t(k)]] = kNegInfF;
+    }
+  }
+}
+
+namespace {
+
+bool processors_active(const LogitsOptions& o) {
+  return o.repetition_penalty != 1.0 || o.no_repeat_ngram_size > 0 || o.min_len > 0 || !o.min_lens.empty();
+}
+
+// log softmax(x)[k] of one row of logits, in double.
+double log_prob_of(const std::vector<float>& x, int64_t k) {
+  const double mx = double(*std::max_element(x.begin(), x.end()));
+  double total = 0;
+  for (float v : x) total += std::exp(double(v) - mx);
+  return double(x[size_t(k)]) - mx - std::log(total);
+}
+
+// One draw from softmax(x); uses 53 bits of the generator so the result is the same on every platform.
+int64_t draw(const float* x, int64_t V, std::mt19937_64& rng) {
+  float mx = kNegInfF;
+  for (int64_t v = 0; v < V; ++v) mx = std::max(mx, x[v]);
+  double total = 0;
+  for (int64_t v = 0; v < V; ++v) total += std::exp(double(x[v]) - double(mx));
+  const double u = double(rng() >> 11) * 0x1.0p-53 * total;
+  double cum = 0;
+  int64_t last = 0;
+  for (int64_t v = 0; v < V; ++v) {
+    double p = std::exp(double(x[v]) - double(mx));
+    if (p <= 0) continue;
+    last = v;
+    cum += p;
+    if (u < cum) return v;
+  }
+  return last;
+}
+
+}  // namespace
+
 std::vector<std::vector<int64_t>> greedy_decode(IncrementalDecoder& dec, const GreedyOptions& o) {
   NoGradGuard ng;
   const int64_t n = dec.rows();
-  std::vector<std::vector<int64_t>> out(n);
-  std::vector<int64_t> last(n, dec.bos_id());
-  std::vector<bool> done(n, false);
-  int64_t remaining = n;
-  for (int64_t t = 0; t < o.max_len && remaining > 0; ++t) {
-    Tensor logp = dec.step(from_vector(last, {n}));
-    std::vector<int64_t> best = argmax(logp, 1).to_vector<int64_t>();  // the lecture's argmax decoding
+  check_logits_options(o.logits);
+  check_per_sentence(o.max_lens, n, "max_lens");
+  check_per_sentence(o.logits.min_lens, n, "min_lens");
+  if (o.sample) check_sampling_options(o.sampling);
+  // Without processors or sampling, argmax of the log-probabilities (as always); else the logits' path.
+  const bool raw = o.sample || processors_active(o.logits);
+  std::mt19937_64 rng(o.sampling.seed);
+  std::vector<std::vector<int64_t>> out(static_cast<size_t>(n));
+  std::vector<int64_t> last(size_t(n), dec.bos_id()), history;
+  std::vector<bool> done(size_t(n), false);
+  int64_t remaining = n, longest = 0;
+  for (int64_t s = 0; s < n; ++s) {
+    if (limit_of(o.max_lens, o.max_len, s, true) <= 0) {
+      done[size_t(s)] = true;
+      --remaining;
+    }
+    longest = std::max(longest, limit_of(o.max_lens, o.max_len, s, true));
+  }
+  if (o.log_probs) o.log_probs->assign(size_t(n), 0.0);
+  std::vector<float> original;
+  for (int64_t t = 0; t < longest && remaining > 0; ++t) {
+    std::vector<int64_t> best;
+    if (!raw) {
+      Tensor logp = dec.step(from_vector(last, {n}));
+      best = argmax(logp, 1).to_vector<int64_t>();  // the lecture's argmax decoding
+      if (o.log_probs) {
+        std::vector<float> lp = logp.to_vector<float>();
+        for (int64_t i = 0; i < n; ++i)
+          if (!done[size_t(i)]) (*o.log_probs)[size_t(i)] += lp[size_t(i * logp.size(1) + best[size_t(i)])];
+      }
+    } else {
+      Tensor scores = dec.step_logits(from_vector(last, {n}));
+      const int64_t V = scores.size(1);
+      std::vector<float> all = scores.to_vector<float>();
+      best.assign(size_t(n), dec.eos_id());
+      for (int64_t i = 0; i < n; ++i) {
+        if (done[size_t(i)]) continue;
+        float* x = all.data() + i * V;
+        if (o.log_probs) original.assign(x, x + V);
+        history.assign(1, dec.bos_id());
+        history.insert(history.end(), out[size_t(i)].begin(), out[size_t(i)].end());
+        process_logits(x, V, history, limit_of(o.logits.min_lens, o.logits.min_len, i, false), dec.eos_id(), o.logits);
+        if (o.sample) {
+          warp_for_sampling(x, V, o.sampling);
+          best[size_t(i)] = draw(x, V, rng);
+        } else {
+          best[size_t(i)] = int64_t(std::max_element(x, x + V) - x);
+        }
+        if (o.log_probs) (*o.log_probs)[size_t(i)] += log_prob_of(original, best[size_t(i)]);
+      }
+    }
     for (int64_t i = 0; i < n; ++i) {
-      if (done[i]) {
-        last[i] = dec.eos_id();
+      if (done[size_t(i)]) {
+        last[size_t(i)] = dec.eos_id();
         continue;
       }
-      last[i] = best[i];
-      if (best[i] == dec.eos_id()) {
-        done[i] = true;
+      last[size_t(i)] = best[size_t(i)];
+      if (best[size_t(i)] != dec.eos_id()) out[size_t(i)].push_back(best[size_t(i)]);
+      if (best[size_t(i)] == dec.eos_id() || t + 1 >= limit_of(o.max_lens, o.max_len, i, true)) {
+        done[size_t(i)] = true;
         --remaining;
-      } else {
-        out[i].push_back(best[i]);
       }
     }
   }
@@ -42,111 +215,158 @@ std::vector<std::vector<int64_t>> greedy_decode(IncrementalDecoder& dec, const G
 }
 
 namespace {
+
 double normalised(double log_prob, int64_t len, double alpha) {
   return alpha == 0.0 ? log_prob : log_prob / std::pow(double(std::max<int64_t>(len, 1)), alpha);
 }
+
+struct Beam {
+  std::vector<int64_t> tokens;  // without BOS
+  double log_prob;              // -inf: no beam
+};
+using Candidate = std::tuple<double, int64_t, int64_t>;  // (accumulated score, beam, token)
+
+// The 2B best continuations of a sentence's live beams, best first (ties: lower beam, then lower token).
+// Only each beam's 2B best tokens can be among them, so each row is scanned once into a small sorted list.
+std::vector<Candidate> top_candidates(const std::vector<Beam>& beams, std::vector<float>& logp, int64_t row0,
+                                      int64_t V, int64_t min_len, int64_t bos, int64_t eos, const LogitsOptions& lo) {
+  const int64_t B = int64_t(beams.size());
+  const bool process = processors_active(lo);
+  const size_t K = size_t(std::min<int64_t>(2 * B, V));
+  std::vector<Candidate> cand;
+  cand.reserve(size_t(B) * K);
+  std::vector<std::pair<float, int64_t>> top;  // (log-prob, token), best first
+  top.reserve(K + 1);
+  std::vector<int64_t> history;
+  for (int64_t b = 0; b < B; ++b) {
+    const double base = beams[size_t(b)].log_prob;
+    if (base == kNegInf) continue;
+    float* row = logp.data() + (row0 + b) * V;
+    if (process) {
+      history.assign(1, bos);
+      history.insert(history.end(), beams[size_t(b)].tokens.begin(), beams[size_t(b)].tokens.end());
+      process_logits(row, V, history, min_len, eos, lo);
+    }
+    top.clear();
+    for (int64_t v = 0; v < V; ++v) {
+      const float x = row[v];
+      if (top.size() == K && !(x > top.back().first)) continue;  // NaN never enters
+      if (x != x || x == kNegInfF) continue;                      // nor a banned token
+      auto at = std::upper_bound(top.begin(), top.end(), x,
+                                 [](float val, const std::pair<float, int64_t>& e) { return val > e.first; });
+      top.insert(at, {x, v});
+      if (top.size() > K) top.pop_back();
+    }
+    for (const auto& [x, v] : top) cand.emplace_back(base + double(x), b, v);
+  }
+  const size_t keep = std::min(cand.size(), size_t(2 * B));
+  std::partial_sort(cand.begin(), cand.begin() + ptrdiff_t(keep), cand.end(), [](const auto& a, const auto& b) {
+    if (std::get<0>(a) != std::get<0>(b)) return std::get<0>(a) > std::get<0>(b);
+    return std::make_pair(std::get<1>(a), std::get<2>(a)) < std::make_pair(std::get<1>(b), std::get<2>(b));
+  });
+  cand.resize(keep);
+  return cand;
+}
+
+// Keeps the B best finished hypotheses, best first (a new one goes after equal scores).
+void add_finished(std::vector<Hypothesis>& finished, Hypothesis h, int64_t B) {
+  if (int64_t(finished.size()) >= B && !(h.score > finished.back().score)) return;
+  auto at = std::upper_bound(finished.begin(), finished.end(), h.score,
+                             [](double s, const Hypothesis& e) { return s > e.score; });
+  finished.insert(at, std::move(h));
+  if (int64_t(finished.size()) > B) finished.pop_back();
+}
+
+// Whether a sentence's search is over after `len` tokens (transformers' beam-full test and
+// _check_early_stop_heuristic): no live beam, or `finished` full and no live beam can still beat it.
+bool search_ended(const std::vector<Beam>& beams, const std::vector<Hypothesis>& finished, const BeamSearchOptions& o,
+                  int64_t len, int64_t max_len) {
+  if (beams[0].log_prob == kNegInf) return true;
+  if (int64_t(finished.size()) < o.beam_size) return false;
+  if (o.early_stopping == EarlyStopping::WhenBeamFull) return true;
+  const int64_t best_len = o.early_stopping == EarlyStopping::Never && o.length_penalty > 0 ? max_len : len;
+  const double best_possible = beams[0].log_prob / std::pow(double(best_len), o.length_penalty);
+  return !(best_possible > finished.back().score);
+}
+
 }  // namespace
 
 std::vector<std::vector<Hypothesis>> beam_search(IncrementalDecoder& dec, const BeamSearchOptions& o) {
-  if (o.beam_size < 1) throw std::invalid_argument("beam_search: beam_size must be >= 1");
+  if (o.beam_size < 1) throw std::invalid_argument("beam_search: beam_size must be >= 1, got " + std::to_string(o.beam_size));
   if (o.n_best < 1 || o.n_best > o.beam_size)
     throw std::invalid_argument("beam_search: n_best must be in 1..beam_size, got " + std::to_string(o.n_best));
+  if (!std::isfinite(o.length_penalty))
+    throw std::invalid_argument("beam_search: length_penalty must be finite, got " + num(o.length_penalty));
+  check_logits_options(o.logits);
   NoGradGuard ng;
   const int64_t n = dec.rows(), B = o.beam_size;
-  const double neg_inf = -std::numeric_limits<double>::infinity();
-  // expand every sentence to B rows: row s*B + b
-  std::vector<int64_t> expand(size_t(n * B));
+  check_per_sentence(o.max_lens, n, "max_lens");
+  check_per_sentence(o.logits.min_lens, n, "min_lens");
+  std::vector<int64_t> expand(static_cast<size_t>(n * B));  // every sentence to B rows: row s*B + b
   for (int64_t s = 0; s < n; ++s)
     for (int64_t b = 0; b < B; ++b) expand[size_t(s * B + b)] = s;
   dec.select_rows(expand);
 
-  struct Beam {
-    std::vector<int64_t> tokens;
-    double log_prob;
-  };
-  std::vector<std::vector<Beam>> alive(n);
+  std::vector<std::vector<Beam>> alive(static_cast<size_t>(n));
+  std::vector<std::vector<Hypothesis>> finished(static_cast<size_t>(n));
+  std::vector<bool> active(size_t(n), true);
+  int64_t longest = 0;
   for (int64_t s = 0; s < n; ++s) {
-    alive[s].push_back({{}, 0.0});
-    for (int64_t b = 1; b < B; ++b) alive[s].push_back({{}, neg_inf});  // only beam 0 starts live
+    alive[size_t(s)].push_back({{}, 0.0});
+    for (int64_t b = 1; b < B; ++b) alive[size_t(s)].push_back({{}, kNegInf});  // only beam 0 starts live
+    const int64_t max_len_s = limit_of(o.max_lens, o.max_len, s, true);
+    active[size_t(s)] = max_len_s > 0;
+    longest = std::max(longest, max_len_s);
   }
-  std::vector<std::vector<Hypothesis>> finished(n);
-  std::vector<bool> done(n, false);
-  std::vector<int64_t> last(size_t(n * B), dec.bos_id());
-
-  for (int64_t t = 0; t < o.max_len; ++t) {
-    if (std::all_of(done.begin(), done.end(), [](bool d) { return d; })) break;
+  std::vector<int64_t> last(size_t(n * B), dec.bos_id()), select(size_t(n * B));
+  for (int64_t t = 0; t < longest; ++t) {
+    if (std::none_of(active.begin(), active.end(), [](bool a) { return a; })) break;
     Tensor logp_t = dec.step(from_vector(last, {n * B}));
     const int64_t V = logp_t.size(1);
     std::vector<float> logp = logp_t.to_vector<float>();
-    std::vector<int64_t> select(size_t(n * B));
     for (int64_t s = 0; s < n; ++s) {
+      std::vector<Beam>& beams = alive[size_t(s)];
+      std::iota(select.begin() + s * B, select.begin() + (s + 1) * B, s * B);
+      if (!active[size_t(s)]) continue;  // its rows run on unchanged; nothing is read from them
+      const int64_t max_len_s = limit_of(o.max_lens, o.max_len, s, true);
+      const bool at_max = t + 1 >= max_len_s;
+      auto cand = top_candidates(beams, logp, s * B, V, limit_of(o.logits.min_lens, o.logits.min_len, s, false),
+                                 dec.bos_id(), dec.eos_id(), o.logits);
       std::vector<Beam> next;
-      if (!done[s]) {
-        // candidates: (score, beam, token), best first; ties go to the lower beam, then the lower token.
-        // Only each live beam's 2B best tokens can be among the 2B best candidates, so each row is
-        // scanned once into a small sorted top list instead of materialising B * V candidates.
-        std::vector<std::tuple<double, int64_t, int64_t>> cand;
-        const size_t K = size_t(std::min<int64_t>(2 * B, V));
-        cand.reserve(size_t(B) * K);
-        std::vector<std::pair<float, int64_t>> top;  // (log-prob, token), best first
-        top.reserve(K + 1);
-        for (int64_t b = 0; b < B; ++b) {
-          double base = alive[s][b].log_prob;
-          if (base == neg_inf) continue;
-          const float* row = logp.data() + (s * B + b) * V;
-          top.clear();
-          for (int64_t v = 0; v < V; ++v) {
-            const float x = row[v];
-            if (top.size() == K && !(x > top.back().first)) continue;  // NaN never enters
-            if (x != x) continue;
-            auto at = std::upper_bound(top.begin(), top.end(), x,
-                                       [](float val, const std::pair<float, int64_t>& e) { return val > e.first; });
-            top.insert(at, {x, v});
-            if (top.size() > K) top.pop_back();
-          }
-          for (const auto& [x, v] : top) cand.emplace_back(base + double(x), b, v);
+      for (size_t r = 0; r < cand.size(); ++r) {
+        const auto& [acc, b, v] = cand[r];
+        const bool stops = v == dec.eos_id() || at_max;
+        if (stops && int64_t(r) < B) {  // only continuations ranked within the beam may finish
+          std::vector<int64_t> toks = beams[size_t(b)].tokens;
+          if (v != dec.eos_id()) toks.push_back(v);
+          add_finished(finished[size_t(s)], {std::move(toks), acc, normalised(acc, t + 1, o.length_penalty), v == dec.eos_id()}, B);
+        } else if (!stops && int64_t(next.size()) < B) {
+          std::vector<int64_t> toks = beams[size_t(b)].tokens;
+          toks.push_back(v);
+          select[size_t(s * B + int64_t(next.size()))] = s * B + b;
+          next.push_back({std::move(toks), acc});
         }
-        size_t keep = std::min(cand.size(), size_t(2 * B));
-        std::partial_sort(cand.begin(), cand.begin() + keep, cand.end(), [](const auto& a, const auto& b) {
-          if (std::get<0>(a) != std::get<0>(b)) return std::get<0>(a) > std::get<0>(b);
-          return std::make_pair(std::get<1>(a), std::get<2>(a)) < std::make_pair(std::get<1>(b), std::get<2>(b));
-        });
-        for (size_t c = 0; c < keep && int64_t(next.size()) < B; ++c) {
-          auto [lp, b, v] = cand[c];
-          std::vector<int64_t> toks = alive[s][b].tokens;
-          if (v == dec.eos_id()) {
-            if (int64_t(finished[s].size()) < B)
-              finished[s].push_back({toks, lp, normalised(lp, int64_t(toks.size()) + 1, o.length_penalty), true});
-          } else {
-            toks.push_back(v);
-            next.push_back({std::move(toks), lp});
-            select[size_t(s * B + int64_t(next.size()) - 1)] = s * B + b;
-          }
-        }
-        if (int64_t(finished[s].size()) >= B) done[s] = true;
       }
-      // pad to B beams (dead beams keep row s*B and score -inf)
-      for (int64_t b = int64_t(next.size()); b < B; ++b) {
-        next.push_back({{}, neg_inf});
+      for (int64_t b = int64_t(next.size()); b < B; ++b) {  // dead beams keep row s*B and score -inf
+        next.push_back({{}, kNegInf});
         select[size_t(s * B + b)] = s * B;
       }
-      alive[s] = std::move(next);
+      beams = std::move(next);
       for (int64_t b = 0; b < B; ++b)
-        last[size_t(s * B + b)] = alive[s][b].tokens.empty() ? dec.eos_id() : alive[s][b].tokens.back();
-      if (done[s])
-        for (int64_t b = 0; b < B; ++b) alive[s][b].log_prob = neg_inf;
+        last[size_t(s * B + b)] = beams[size_t(b)].tokens.empty() ? dec.eos_id() : beams[size_t(b)].tokens.back();
+      active[size_t(s)] = !at_max && !search_ended(beams, finished[size_t(s)], o, t + 1, max_len_s);
     }
     dec.select_rows(select);
   }
-  std::vector<std::vector<Hypothesis>> result(n);
+  std::vector<std::vector<Hypothesis>> result(static_cast<size_t>(n));
   for (int64_t s = 0; s < n; ++s) {
-    std::vector<Hypothesis> all = finished[s];
-    for (const Beam& b : alive[s])  // cut at max_len
-      if (b.log_prob != neg_inf)
-        all.push_back({b.tokens, b.log_prob, normalised(b.log_prob, int64_t(b.tokens.size()), o.length_penalty), false});
-    std::stable_sort(all.begin(), all.end(), [](const Hypothesis& a, const Hypothesis& b) { return a.score > b.score; });
+    std::vector<Hypothesis> all = std::move(finished[size_t(s)]);
+    if (int64_t(all.size()) < o.n_best)  // only when beams died out (a tiny vocabulary, everything banned)
+      for (const Beam& b : alive[size_t(s)])
+        if (b.log_prob != kNegInf)
+          add_finished(all, {b.tokens, b.log_prob, normalised(b.log_prob, int64_t(b.tokens.size()), o.length_penalty), false}, B);
     if (int64_t(all.size()) > o.n_best) all.resize(size_t(o.n_best));
-    result[s] = std::move(all);
+    result[size_t(s)] = std::move(all);
   }
   return result;
 }

@@ -16,9 +16,11 @@ namespace attn::models {
 std::string activation_name(nn::Activation a) {
   switch (a) {
     case nn::Activation::GELU: return "gelu";
+    case nn::Activation::GELUTanh: return "gelu_new";  // Hugging Face's name for the tanh form
     case nn::Activation::SiLU: return "silu";
-    default: return "relu";
+    case nn::Activation::ReLU: return "relu";
   }
+  return "relu";
 }
 
 nn::Activation activation_from_name(const std::string& name, const std::string& what) {
@@ -141,7 +143,9 @@ class TranslatorDecoder : public IncrementalDecoder {
   int64_t bos_id() const override { return m_.options.bos_id; }
   int64_t eos_id() const override { return m_.options.eos_id; }
 
-  Tensor step(const Tensor& tokens) override {
+  Tensor step(const Tensor& tokens) override { return log_softmax(step_logits(tokens), -1); }
+
+  Tensor step_logits(const Tensor& tokens) override {
     NoGradGuard ng;
     if (step_ >= m_.options.max_len)
       throw std::out_of_range("Translator: decoding past max_len " + std::to_string(m_.options.max_len));
@@ -151,8 +155,8 @@ class TranslatorDecoder : public IncrementalDecoder {
     if (m_.transformer->decoder->norm) x = m_.transformer->decoder->norm->forward(x);
     ++step_;
     Tensor logits = m_.project(x.view({rows_, m_.options.d_model}));  // (rows, V)
-    if (never_pad_.defined()) logits = add(logits, never_pad_);
-    return log_softmax(logits, -1);
+    if (never_pad_.defined()) logits = add(logits, never_pad_);  // before any softmax or sampling
+    return logits;
   }
 
   // Reorders the self-attention caches (whole buffers, capacity included: one copy) and, only when some

@@ -21,6 +21,7 @@ namespace {
 // gradients and draws, one pass each way, no ReLU output kept for the backward)
 Tensor activate_dropout(Activation a, const Tensor& h, const Dropout& d) {
   if (a == Activation::GELU) return dropout(gelu(h), d.p, d.is_training());
+  if (a == Activation::GELUTanh) return dropout(gelu(h, GeluApproximate::Tanh), d.p, d.is_training());
   if (a == Activation::SiLU) return dropout(mul(h, sigmoid(h)), d.p, d.is_training());
   return relu_dropout(h, d.p, d.is_training());
 }
@@ -297,10 +298,12 @@ Tensor MultiheadAttention::forward_cached(const Tensor& x_in, const KVCache& cac
 // ---- encoder layer
 TransformerEncoderLayer::TransformerEncoderLayer(const TransformerLayerOptions& o) : options(o) {
   self_attn = register_module("self_attn", MultiheadAttention({.embed_dim = o.d_model, .num_heads = o.nhead,
-                                                                .dropout = o.dropout, .bias = o.bias,
-                                                                .batch_first = o.batch_first}));
+                                                                .dropout = o.attention_dropout < 0 ? o.dropout
+                                                                                                   : o.attention_dropout,
+                                                                .bias = o.bias, .batch_first = o.batch_first,
+                                                                .packed_projections = o.packed_projections}));
   linear1 = register_module("linear1", Linear(o.d_model, o.dim_feedforward, o.bias));
-  dropout = register_module("dropout", Dropout(o.dropout));
+  dropout = register_module("dropout", Dropout(o.activation_dropout < 0 ? o.dropout : o.activation_dropout));
   linear2 = register_module("linear2", Linear(o.dim_feedforward, o.d_model, o.bias));
   norm1 = register_module("norm1", LayerNorm({.normalized_shape = {o.d_model}, .eps = o.layer_norm_eps, .bias = o.bias}));
   norm2 = register_module("norm2", LayerNorm({.normalized_shape = {o.d_model}, .eps = o.layer_norm_eps, .bias = o.bias}));
@@ -320,26 +323,36 @@ Tensor TransformerEncoderLayer::feed_forward_block(const Tensor& x) {
   return dropout2->forward(linear2->forward(activate_dropout(options.activation, linear1->forward(x), *dropout)));
 }
 
-Tensor TransformerEncoderLayer::forward(const Tensor& src, const EncoderMasks& m, const AttentionCapture& capture) {
+template <typename SelfAttention>
+Tensor TransformerEncoderLayer::blocks(const Tensor& src, SelfAttention&& sa) {
   Tensor x = src;
   if (options.norm_first) {
-    x = add(x, self_attention_block(norm1->forward(x), m, capture.self_attention));
+    x = add(x, sa(norm1->forward(x)));
     x = add(x, feed_forward_block(norm2->forward(x)));
   } else {
-    x = norm1->forward(add(x, self_attention_block(x, m, capture.self_attention)));
+    x = norm1->forward(add(x, sa(x)));
     x = norm2->forward(add(x, feed_forward_block(x)));
   }
   return x;
 }
 
+Tensor TransformerEncoderLayer::forward(const Tensor& src, const EncoderMasks& m, const AttentionCapture& capture) {
+  return blocks(src, [&](const Tensor& h) { return self_attention_block(h, m, capture.self_attention); });
+}
+
+Tensor TransformerEncoderLayer::forward_step(const Tensor& x, KVCache& cache) {
+  return blocks(x, [&](const Tensor& h) { return dropout1->forward(self_attn->forward_step(h, cache)); });
+}
+
 // ---- decoder layer
 TransformerDecoderLayer::TransformerDecoderLayer(const TransformerLayerOptions& o) : options(o) {
-  MultiheadAttentionOptions mo{.embed_dim = o.d_model, .num_heads = o.nhead, .dropout = o.dropout, .bias = o.bias,
-                               .batch_first = o.batch_first};
+  MultiheadAttentionOptions mo{.embed_dim = o.d_model, .num_heads = o.nhead,
+                               .dropout = o.attention_dropout < 0 ? o.dropout : o.attention_dropout, .bias = o.bias,
+                               .batch_first = o.batch_first, .packed_projections = o.packed_projections};
   self_attn = register_module("self_attn", MultiheadAttention(mo));
   multihead_attn = register_module("multihead_attn", MultiheadAttention(mo));
   linear1 = register_module("linear1", Linear(o.d_model, o.dim_feedforward, o.bias));
-  dropout = register_module("dropout", Dropout(o.dropout));
+  dropout = register_module("dropout", Dropout(o.activation_dropout < 0 ? o.dropout : o.activation_dropout));
   linear2 = register_module("linear2", Linear(o.dim_feedforward, o.d_model, o.bias));
   LayerNormOptions lo{.normalized_shape = {o.d_model}, .eps = o.layer_norm_eps, .bias = o.bias};
   norm1 = register_module("norm1", LayerNorm(lo));

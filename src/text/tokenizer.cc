@@ -1,6 +1,7 @@
 // src/text/tokenizer.cc — the tokenizer factory, batch encoding, and tokenizer.json access helpers.
 #include "attn/text/tokenizer.h"
 
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -106,8 +107,17 @@ BatchEncoding Tokenizer::encode_batch(const std::vector<std::string>& texts, con
   std::vector<Encoding> rows(texts.size());
   const EncodeOptions eo{.max_length = options.max_length, .add_special_tokens = options.add_special_tokens};
   if (n > 0) rows[0] = encode(texts[0], eo);  // throws here, outside the parallel loop, on bad options
+  std::exception_ptr error;  // an exception must not leave an OpenMP region: the first one is rethrown
 #pragma omp parallel for schedule(dynamic, 8) if (n > 16)
-  for (int64_t i = 1; i < n; ++i) rows[static_cast<size_t>(i)] = encode(texts[static_cast<size_t>(i)], eo);
+  for (int64_t i = 1; i < n; ++i) {
+    try {
+      rows[static_cast<size_t>(i)] = encode(texts[static_cast<size_t>(i)], eo);
+    } catch (...) {
+#pragma omp critical(attn_tokenizer_batch_error)
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
 
   BatchEncoding b;
   b.batch = n;

@@ -153,8 +153,7 @@ void WordPieceTokenizer::Impl::encode_plain(std::string_view text, std::vector<i
       if (!detail::is_nonspacing_mark(c)) cps.push_back(c);
   }
   if (opt.lowercase) {
-    const size_t n = cps.size();
-    for (size_t k = 0; k < n; ++k) {
+    for (size_t k = 0; k < cps.size(); ++k) {
       if (cps[k] == 0x130) {  // 'İ' lower-cases to "i̇" (two code points: Rust's char::to_lowercase)
         cps[k] = 'i';
         cps.insert(cps.begin() + static_cast<std::ptrdiff_t>(k) + 1, char32_t{0x307});

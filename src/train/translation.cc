@@ -42,28 +42,45 @@ json model_json(const models::TranslatorOptions& m) {
           {"eos_id", m.eos_id}, {"final_norm", m.final_norm}};
 }
 
-models::TranslatorOptions model_from_json(const json& j, const std::string& file) {
+// config.json's value under `key`, converted to T; a missing key or a wrong type names the key.
+template <class T>
+T config_value(const json& j, const char* key, const std::string& file) {
   try {
-    models::TranslatorOptions m;
-    m.vocab_size = j.at("vocab_size");
-    m.d_model = j.at("d_model");
-    m.nhead = j.at("nhead");
-    m.num_encoder_layers = j.at("num_encoder_layers");
-    m.num_decoder_layers = j.at("num_decoder_layers");
-    m.dim_feedforward = j.at("dim_feedforward");
-    m.dropout = j.at("dropout");
-    m.activation = models::activation_from_name(j.at("activation"), file + ": \"activation\"");
-    m.norm_first = j.at("norm_first");
-    m.max_len = j.at("max_len");
-    m.tie_output = j.at("tie_output");
-    m.pad_id = j.at("pad_id");
-    m.bos_id = j.at("bos_id");
-    m.eos_id = j.at("eos_id");
-    m.final_norm = j.value("final_norm", true);  // configs written before the option have the norms
-    return m;
+    return j.at(key).get<T>();
   } catch (const json::exception& e) {
-    throw std::runtime_error(file + ": bad model config: " + e.what());
+    const std::string want = std::is_same_v<T, bool> ? "true or false"
+                             : std::is_same_v<T, std::string> ? "a string"
+                             : std::is_floating_point_v<T> ? "a number" : "an integer";
+    if (!j.contains(key)) throw std::runtime_error(file + ": bad model config: the key \"" + std::string(key) + "\" is missing");
+    throw std::runtime_error(file + ": bad model config: \"" + std::string(key) + "\" must be " + want + ", got " +
+                             j.at(key).dump());
   }
+}
+
+models::TranslatorOptions model_from_json(const json& j, const std::string& file) {
+  if (!j.is_object()) throw std::runtime_error(file + ": bad model config: \"model\" must be an object");
+  models::TranslatorOptions m;
+  m.vocab_size = config_value<int64_t>(j, "vocab_size", file);
+  m.d_model = config_value<int64_t>(j, "d_model", file);
+  m.nhead = config_value<int64_t>(j, "nhead", file);
+  m.num_encoder_layers = config_value<int64_t>(j, "num_encoder_layers", file);
+  m.num_decoder_layers = config_value<int64_t>(j, "num_decoder_layers", file);
+  m.dim_feedforward = config_value<int64_t>(j, "dim_feedforward", file);
+  m.dropout = config_value<double>(j, "dropout", file);
+  const std::string activation = config_value<std::string>(j, "activation", file);
+  if (activation != "relu" && activation != "gelu" && activation != "silu" && activation != "swish")
+    throw std::runtime_error(file + ": bad model config: unsupported \"activation\" \"" + activation +
+                             "\" (relu, gelu, silu or swish)");
+  m.activation = models::activation_from_name(activation, file + ": \"activation\"");
+  m.norm_first = config_value<bool>(j, "norm_first", file);
+  m.max_len = config_value<int64_t>(j, "max_len", file);
+  m.tie_output = config_value<bool>(j, "tie_output", file);
+  m.pad_id = config_value<int64_t>(j, "pad_id", file);
+  m.bos_id = config_value<int64_t>(j, "bos_id", file);
+  m.eos_id = config_value<int64_t>(j, "eos_id", file);
+  // configs written before the option have the final norms
+  m.final_norm = j.contains("final_norm") ? config_value<bool>(j, "final_norm", file) : true;
+  return m;
 }
 
 json read_json(const std::string& path) {
@@ -323,14 +340,30 @@ TranslationSession::TranslationSession(std::shared_ptr<models::Translator> model
 
 TranslationSession TranslationSession::load(const std::string& dir, const std::string& checkpoint) {
   const std::string config_path = dir + "/config.json";
-  models::TranslatorOptions mo = model_from_json(read_json(config_path).at("model"), config_path);
-  auto sp = std::make_shared<text::SentencePiece>(dir + "/spm.model");
+  const json config = read_json(config_path);
+  if (!config.is_object() || !config.contains("model"))
+    throw std::runtime_error(config_path + ": bad model config: no \"model\" object (is this a run directory of train-translator?)");
+  models::TranslatorOptions mo = model_from_json(config.at("model"), config_path);
+  // the tokenizer file config.json names (relative to the run directory), spm.model if it names none
+  const std::string spm_name = config.contains("spm") ? config_value<std::string>(config, "spm", config_path) : "spm.model";
+  const std::string spm_path = fs::path(spm_name).is_absolute() ? spm_name : dir + "/" + spm_name;
+  if (!fs::exists(spm_path))
+    throw std::runtime_error(config_path + ": \"spm\" names " + spm_path + ", which does not exist");
+  auto sp = std::make_shared<text::SentencePiece>(spm_path);
   if (sp->vocab_size() > mo.vocab_size)  // ids the embedding has no row for
-    throw std::runtime_error(dir + "/spm.model has " + std::to_string(sp->vocab_size()) + " pieces but the model in " +
+    throw std::runtime_error(spm_path + " has " + std::to_string(sp->vocab_size()) + " pieces but the model in " +
                              config_path + " has a vocabulary of " + std::to_string(mo.vocab_size) +
                              ": tokenizer and model come from different runs");
-  std::string path = checkpoint;
-  if (path.empty()) path = fs::exists(dir + "/best.safetensors") ? dir + "/best.safetensors" : dir + "/checkpoint.safetensors";
+  std::string path = checkpoint, note;
+  if (path.empty()) {
+    path = dir + "/best.safetensors";
+    if (!fs::exists(path)) {  // no validation finished yet: the latest step is all there is
+      if (!fs::exists(dir + "/checkpoint.safetensors"))
+        throw std::runtime_error(dir + " has neither best.safetensors nor checkpoint.safetensors");
+      path = dir + "/checkpoint.safetensors";
+      note = "no best.safetensors in " + dir + " (no validation has finished): using checkpoint.safetensors, the latest step";
+    }
+  }
   io::Checkpoint ck = io::load_checkpoint(path);
   check_config_matches_checkpoint(mo, ck.model, config_path, path);
   std::shared_ptr<models::Translator> model;
@@ -349,104 +382,9 @@ TranslationSession TranslationSession::load(const std::string& dir, const std::s
     throw std::runtime_error(path + " does not fit the model in " + dir + "/config.json: " + e.what());
   }
   model->eval();
-  return TranslationSession(model, sp);
-}
-
-std::vector<int64_t> TranslationSession::source_ids(const std::string& line) {
-  std::vector<int> ids = tok_->encode_source(line);
-  int64_t limit = model_->options.max_len - 1;
-  if (int64_t(ids.size()) > limit) {
-    ids.resize(size_t(limit));
-    ++truncated_;
-  }
-  std::vector<int64_t> out(ids.begin(), ids.end());
-  out.push_back(model_->options.eos_id);
-  return out;
-}
-
-std::vector<std::vector<std::pair<std::string, double>>> TranslationSession::translate_nbest(
-    const std::vector<std::string>& lines, const TranslateOptions& o) {
-  NoGradGuard ng;
-  model_->eval();
-  std::vector<std::vector<std::pair<std::string, double>>> out(lines.size());
-  std::vector<std::vector<int64_t>> src(lines.size());
-  std::vector<size_t> order;
-  for (size_t i = 0; i < lines.size(); ++i) {
-    if (lines[i].find_first_not_of(" \t\r\n") == std::string::npos) {
-      out[i] = {{"", 0.0}};
-      continue;
-    }
-    src[i] = source_ids(lines[i]);
-    order.push_back(i);
-  }
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return src[a].size() < src[b].size(); });
-  for (size_t start = 0; start < order.size(); start += size_t(std::max<int64_t>(1, o.batch_size))) {
-    size_t end = std::min(order.size(), start + size_t(std::max<int64_t>(1, o.batch_size)));
-    int64_t N = int64_t(end - start), S = 0;
-    for (size_t k = start; k < end; ++k) S = std::max<int64_t>(S, int64_t(src[order[k]].size()));
-    std::vector<int64_t> flat(size_t(N * S), model_->options.pad_id);
-    for (size_t k = start; k < end; ++k)
-      std::copy(src[order[k]].begin(), src[order[k]].end(), flat.begin() + int64_t(k - start) * S);
-    int64_t max_len = std::min<int64_t>(int64_t(o.max_len_a * double(S)) + o.max_len_b, model_->options.max_len);
-    auto dec = model_->start_decoding(from_vector(flat, {N, S}));
-    if (o.beam_size <= 1) {
-      auto g = models::greedy_decode(*dec, {.max_len = max_len});
-      for (int64_t r = 0; r < N; ++r)
-        out[order[start + size_t(r)]] = {{tok_->decode_target(std::vector<int>(g[size_t(r)].begin(), g[size_t(r)].end())), 0.0}};
-    } else {
-      auto hyps = models::beam_search(*dec, {.beam_size = o.beam_size, .length_penalty = o.length_penalty,
-                                             .n_best = std::min(o.n_best, o.beam_size), .max_len = max_len});
-      for (int64_t r = 0; r < N; ++r)
-        for (const auto& h : hyps[size_t(r)])
-          out[order[start + size_t(r)]].emplace_back(tok_->decode_target(std::vector<int>(h.tokens.begin(), h.tokens.end())), h.score);
-    }
-  }
-  return out;
-}
-
-std::vector<std::string> TranslationSession::translate(const std::vector<std::string>& lines, const TranslateOptions& o) {
-  TranslateOptions one = o;
-  one.n_best = 1;
-  auto nb = translate_nbest(lines, one);
-  std::vector<std::string> out;
-  out.reserve(nb.size());
-  for (auto& v : nb) out.push_back(v.empty() ? std::string() : v[0].first);
-  return out;
-}
-
-std::vector<std::string> TranslationSession::write_attention_pictures(const std::string& source, const std::string& dir) {
-  NoGradGuard ng;
-  std::string hyp = translate({source}, {.beam_size = 1})[0];
-  std::vector<int64_t> src = source_ids(source);
-  std::vector<int> tgt_ids = tok_->encode_target(hyp);
-  std::vector<int64_t> tgt_in = {model_->options.bos_id};
-  tgt_in.insert(tgt_in.end(), tgt_ids.begin(), tgt_ids.end());
-  auto pieces = [&](const std::vector<int64_t>& ids) {
-    std::vector<std::string> p;
-    for (int64_t id : ids) p.push_back(tok_->piece(int(id)));
-    return p;
-  };
-  std::vector<std::string> src_tok = pieces(src), tgt_tok = pieces(tgt_in);
-  auto maps = model_->attention_maps(from_vector(src, {1, int64_t(src.size())}),
-                                     from_vector(tgt_in, {1, int64_t(tgt_in.size())}));
-  fs::create_directories(dir);
-  std::vector<std::string> files;
-  auto emit = [&](const std::vector<Tensor>& layers, const std::string& kind, const std::vector<std::string>& rows,
-                  const std::vector<std::string>& cols) {
-    for (size_t l = 0; l < layers.size(); ++l)
-      for (int64_t h = 0; h < layers[l].size(0); ++h) {
-        Tensor w = layers[l].select(0, h);  // (rows, cols)
-        std::string path = dir + "/" + kind + "_layer" + std::to_string(l) + "_head" + std::to_string(h) + ".png";
-        io::write_heatmap_png(path, w.to_vector<float>(), int(w.size(0)), int(w.size(1)),
-                              {.row_labels = rows, .col_labels = cols,
-                               .title = kind + " attention, layer " + std::to_string(l) + ", head " + std::to_string(h)});
-        files.push_back(path);
-      }
-  };
-  emit(maps.encoder_self, "encoder_self", src_tok, src_tok);
-  emit(maps.decoder_self, "decoder_self", tgt_tok, tgt_tok);
-  emit(maps.decoder_cross, "decoder_cross", tgt_tok, src_tok);
-  return files;
+  TranslationSession session(model, sp);
+  session.checkpoint_note_ = note;
+  return session;
 }
 
 }  // namespace attn::train

@@ -13,6 +13,7 @@ void add_info_commands(CLI::App& app);
 void add_translate_commands(CLI::App& app);  // train-translator, translate, bleu, demo-translate
 void add_lm_commands(CLI::App& app);         // train-lm, generate
 void add_text_commands(CLI::App& app);       // train-text
+void add_embed_commands(CLI::App& app);      // embed, similarity (sentence-transformers directories)
 void add_export_commands(CLI::App& app);     // export
 
 // The exit code a subcommand's callback asks for (set when a command fails in an expected way).

@@ -6,6 +6,7 @@
 //   attn info                                            # CPU features, threads, library versions
 #include <exception>
 #include <iostream>
+#include <string>
 
 #include "commands.h"
 
@@ -21,7 +22,21 @@ int main(int argc, char** argv) {
   attn::cli::add_translate_commands(app);
   attn::cli::add_lm_commands(app);
   attn::cli::add_text_commands(app);
+  attn::cli::add_embed_commands(app);
   attn::cli::add_export_commands(app);
+  if (argc >= 2 && argv[1][0] != '-') {  // CLI11 would say only "A subcommand is required"
+    std::string commands;
+    bool known = false;
+    for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+      known = known || sub->get_name() == argv[1];
+      commands += (commands.empty() ? "" : ", ") + sub->get_name();
+    }
+    if (!known) {
+      std::cerr << "attn: error: unknown command \"" << argv[1] << "\"; the commands are: " << commands
+                << " (attn --help describes them)\n";
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,9 +1,10 @@
 // tools/attn/translate_cmd.cc — translation: train-translator, translate, bleu, demo-translate.
 //
 //   attn train-translator --train data/bible/train --dev data/bible/dev --src en --tgt es --out runs/translate
-//   attn translate --model runs/translate --beam 5 < input.en > output.es
+//   attn translate --model runs/translate --beam 4 --no-repeat-ngram-size 4 < input.en > output.es
 //   attn translate --model runs/translate --attention runs/translate/attention <<< "In the beginning God created."
 //   attn bleu --hyp output.es --ref data/bible/test.es          # sacreBLEU-compatible BLEU and chrF
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -107,6 +108,126 @@ json evaluate_file(train::TranslationSession& s, const std::string& src_path, co
           {"sentences", src.size()}, {"seconds", secs}, {"output", out_path}};
 }
 
+
+// attn translate: decoding options as in CTranslate2 / transformers; every value is checked by
+// train::check_translate_options, so an absurd one is a one-line error naming the flag.
+struct TranslateCli {
+  std::string model_dir = "runs/translate", input, output, attention, checkpoint, early_stopping = "beam-full";
+  train::TranslateOptions o;
+  bool greedy = false, show_scores = false, truncate_long = false, no_progress = false;
+};
+
+// Registers attn translate's flags; returns --beam (which --greedy excludes, and --sample overrides unless given).
+CLI::Option* add_translate_options(CLI::App* t, TranslateCli& cli) {
+  TranslateCli* c = &cli;
+  train::TranslateOptions& o = c->o;
+  t->add_option("--model", c->model_dir, "run directory of train-translator, or a Hugging Face MarianMTModel directory")
+      ->capture_default_str();
+  t->add_option("--checkpoint", c->checkpoint,
+                "checkpoint file (default: the run's best.safetensors; before the first validation has written it, "
+                "checkpoint.safetensors, the latest step, with a note on stderr)");
+  t->add_option("--input", c->input, "input file, one sentence per line (default stdin)");
+  t->add_option("--output", c->output, "output file (default stdout); always one line per input line");
+  CLI::Option* beam = t->add_option("--beam", o.beam_size, "beam size (1: greedy)")->capture_default_str();
+  t->add_flag("--greedy", c->greedy, "argmax decoding, as in the lecture (the same as --beam 1)")->excludes(beam);
+  t->add_option("--length-penalty", o.length_penalty, "beam score = sum log p / length^alpha (>= 0; 0: raw sum)")
+      ->capture_default_str();
+  t->add_option("--n-best", o.n_best, "hypotheses per sentence, tab-separated after their scores (<= --beam)")
+      ->capture_default_str();
+  t->add_option("--early-stopping", c->early_stopping,
+                "when a sentence's beam search ends (transformers' early_stopping): beam-full (True: --beam "
+                "hypotheses finished), heuristic (False), never")
+      ->check(CLI::IsMember({"beam-full", "heuristic", "never"}))->capture_default_str();
+  t->add_option("--max-len-a", o.max_len_a, "output tokens at most max-len-a * source tokens + max-len-b")->capture_default_str();
+  t->add_option("--max-len-b", o.max_len_b, "see --max-len-a")->capture_default_str();
+  t->add_option("--max-len", o.max_len, "output tokens at most this many (0: no cap beyond the model's positions)")
+      ->capture_default_str();
+  t->add_option("--min-len-a", o.min_len_a, "output tokens at least min-len-a * source tokens + --min-len")->capture_default_str();
+  t->add_option("--min-len", o.min_len_b, "output tokens at least this many (plus min-len-a * source tokens)")
+      ->capture_default_str();
+  t->add_option("--no-repeat-ngram-size", o.no_repeat_ngram_size, "no n-gram of this size twice in an output (0: off)")
+      ->capture_default_str();
+  t->add_option("--repetition-penalty", o.repetition_penalty,
+                "divide seen tokens' positive scores (multiply negative ones) by this (1: off)")->capture_default_str();
+  t->add_flag("--sample", o.sample, "random sampling instead of argmax (implies --beam 1)");
+  t->add_option("--temperature", o.sampling.temperature, "sampling: scores / temperature")->capture_default_str();
+  t->add_option("--top-k", o.sampling.top_k, "sampling: only the k likeliest tokens (0: all)")->capture_default_str();
+  t->add_option("--top-p", o.sampling.top_p, "sampling: only the likeliest tokens holding probability p, in (0, 1]")
+      ->capture_default_str();
+  t->add_option("--seed", o.sampling.seed, "sampling: seed (the same input, options and seed give the same output)")
+      ->capture_default_str();
+  t->add_option("--batch-size", o.batch_size, "sentences decoded together (sorted by length; output in input order)")
+      ->capture_default_str();
+  t->add_option("--batch-tokens", o.batch_tokens, "also at most this many padded source tokens per batch (0: off)")
+      ->capture_default_str();
+  t->add_flag("--truncate-long", c->truncate_long,
+              "cut sources beyond the model's positions (default: translate them in pieces); a warning either way");
+  t->add_flag("--scores", c->show_scores, "print the score before each hypothesis");
+  t->add_flag("--no-progress", c->no_progress, "no progress bar (shown on stderr when there is more than one batch)");
+  t->add_option("--attention", c->attention,
+                "write attention heat maps (PNG) of the first non-empty line and its translation (the hypothesis "
+                "printed, with these decoding options) into this directory: every layer and head and each "
+                "layer's mean over heads");
+  return beam;
+}
+
+void add_translate_command(CLI::App& app) {
+  auto c = std::make_shared<TranslateCli>();
+  CLI::App* t = app.add_subcommand("translate", "translate lines from stdin or --input with a trained model");
+  CLI::Option* beam = add_translate_options(t, *c);
+  t->callback([c, beam] {
+    train::TranslateOptions o = c->o;
+    if (c->greedy || (o.sample && beam->count() == 0)) o.beam_size = 1;
+    o.early_stopping = c->early_stopping == "never"       ? models::EarlyStopping::Never
+                       : c->early_stopping == "heuristic" ? models::EarlyStopping::Heuristic
+                                                          : models::EarlyStopping::WhenBeamFull;
+    o.split_long = !c->truncate_long;
+    train::check_translate_options(o);  // before loading anything
+    const bool marian = models::is_hf_marian_dir(c->model_dir);  // config.json with "model_type": "marian"
+    if (marian && !c->checkpoint.empty())
+      throw std::invalid_argument("--checkpoint: " + c->model_dir +
+                                  " is a Hugging Face Marian directory (its weights are model.safetensors)");
+    train::TranslationSession s =
+        marian ? models::load_hf_marian(c->model_dir) : train::TranslationSession::load(c->model_dir, c->checkpoint);
+    if (!s.checkpoint_note().empty()) std::cerr << "attn translate: note: " << s.checkpoint_note() << "\n";
+    std::vector<std::string> lines;
+    if (c->input.empty()) {
+      std::string line;
+      while (std::getline(std::cin, line)) {
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        lines.push_back(line);
+      }
+    } else {
+      lines = data::read_lines(c->input);
+    }
+    o.progress = !c->no_progress && int64_t(lines.size()) > o.batch_size;
+    auto nbest = s.translate_nbest(lines, o);
+    for (const std::string& w : s.warnings()) std::cerr << "attn translate: warning: " << w << "\n";
+    std::ofstream file;
+    if (!c->output.empty()) {
+      file.open(c->output);
+      if (!file) throw std::runtime_error("cannot write " + c->output);
+    }
+    std::ostream& out = c->output.empty() ? std::cout : file;
+    for (size_t i = 0; i < nbest.size(); ++i) {
+      const auto& list = nbest[i];
+      const bool blank = lines[i].find_first_not_of(" \t\r\n") == std::string::npos;  // an empty line, even in n-best
+      for (size_t k = 0; k < list.size() && !blank; ++k) {
+        if (c->show_scores || o.n_best > 1) out << list[k].second << "\t";
+        out << list[k].first << (k + 1 < list.size() ? "\t" : "");
+      }
+      out << "\n";
+    }
+    if (!c->attention.empty()) {
+      auto first = std::find_if(lines.begin(), lines.end(),
+                                [](const std::string& l) { return l.find_first_not_of(" \t") != std::string::npos; });
+      if (first == lines.end()) throw std::invalid_argument("--attention: no non-empty input line");
+      auto files = s.write_attention_pictures(*first, c->attention, o);
+      std::cerr << "attn translate: wrote " << files.size() << " attention pictures to " << c->attention << "\n";
+    }
+  });
+}
+
 }  // namespace
 
 void add_translate_commands(CLI::App& app) {
@@ -121,66 +242,7 @@ void add_translate_commands(CLI::App& app) {
   });
 
   // ---- attn translate
-  auto model_dir = std::make_shared<std::string>("runs/translate");
-  auto input = std::make_shared<std::string>(), output = std::make_shared<std::string>();
-  auto attention = std::make_shared<std::string>(), checkpoint = std::make_shared<std::string>();
-  auto topt = std::make_shared<train::TranslateOptions>();
-  auto greedy = std::make_shared<bool>(false), show_scores = std::make_shared<bool>(false);
-  CLI::App* t = app.add_subcommand("translate", "translate lines from stdin or --input with a trained model");
-  t->add_option("--model", *model_dir, "run directory of train-translator, or a Hugging Face MarianMTModel directory")
-      ->capture_default_str();
-  t->add_option("--checkpoint", *checkpoint, "checkpoint file (default: best.safetensors of the run)");
-  t->add_option("--input", *input, "input file (default stdin)");
-  t->add_option("--output", *output, "output file (default stdout)");
-  t->add_option("--beam", topt->beam_size, "beam size (1 = greedy)")->check(CLI::PositiveNumber)->capture_default_str();
-  t->add_flag("--greedy", *greedy, "argmax decoding, as in the lecture");
-  t->add_option("--length-penalty", topt->length_penalty, "score = log p / len^alpha")->capture_default_str();
-  t->add_option("--n-best", topt->n_best, "hypotheses per sentence (tab-separated with scores)")->capture_default_str();
-  t->add_option("--batch-size", topt->batch_size, "sentences decoded together")->capture_default_str();
-  t->add_flag("--scores", *show_scores, "print the score before each hypothesis");
-  t->add_option("--attention", *attention, "write attention heat maps (PNG) of the first sentence into this directory");
-  t->callback([=] {
-    const bool marian = models::is_hf_marian_dir(*model_dir);  // config.json with "model_type": "marian"
-    if (marian && !checkpoint->empty())
-      throw std::invalid_argument("--checkpoint: " + *model_dir + " is a Hugging Face Marian directory (its weights are model.safetensors)");
-    train::TranslationSession s = marian ? models::load_hf_marian(*model_dir) : train::TranslationSession::load(*model_dir, *checkpoint);
-    std::vector<std::string> lines;
-    if (input->empty()) {
-      std::string line;
-      while (std::getline(std::cin, line)) lines.push_back(line);
-    } else {
-      lines = data::read_lines(*input);
-    }
-    train::TranslateOptions o = *topt;
-    if (*greedy) o.beam_size = 1;
-    if (o.n_best > o.beam_size) throw std::invalid_argument("--n-best must not exceed --beam");
-    auto nbest = s.translate_nbest(lines, o);
-    std::ofstream file;
-    if (!output->empty()) {
-      file.open(*output);
-      if (!file) throw std::runtime_error("cannot write " + *output);
-    }
-    std::ostream& out = output->empty() ? std::cout : file;
-    for (auto& list : nbest) {
-      for (size_t k = 0; k < list.size(); ++k) {
-        if (*show_scores || o.n_best > 1) out << list[k].second << "\t";
-        out << list[k].first << (k + 1 < list.size() ? "\t" : "");
-      }
-      out << "\n";
-    }
-    if (s.truncated() > 0) std::cerr << "attn translate: " << s.truncated() << " over-long input lines were truncated\n";
-    if (!attention->empty()) {
-      std::string first;
-      for (auto& l : lines)
-        if (l.find_first_not_of(" \t") != std::string::npos) {
-          first = l;
-          break;
-        }
-      if (first.empty()) throw std::invalid_argument("--attention: no non-empty input line");
-      auto files = s.write_attention_pictures(first, *attention);
-      std::cerr << "attn translate: wrote " << files.size() << " attention pictures to " << *attention << "\n";
-    }
-  });
+  add_translate_command(app);
 
   // ---- attn bleu
   auto hyp = std::make_shared<std::string>(), ref = std::make_shared<std::string>();
@@ -209,6 +271,7 @@ void add_translate_commands(CLI::App& app) {
   d->add_option("--test", *test, "held-out files prefix")->capture_default_str();
   d->add_option("--beam", *demo_beam, "beam size for the held-out evaluation")->capture_default_str();
   d->callback([=] {
+    train::check_translate_options({.beam_size = *demo_beam});  // before the training, not after it
     auto o = resolve(*dc);
     auto r = train::train_translator(o);
     if (r.signal) {  // Ctrl-C: the checkpoint is written; skip the held-out evaluation

@@ -112,7 +112,9 @@ class MultiheadAttention : public Module {
   Tensor merge_heads_and_project(const Tensor& ctx) const;  // (N, H, T, D) -> out_proj, in the module's layout
 };
 
-enum class Activation { ReLU, GELU, SiLU };  // SiLU = x * sigmoid(x) ("swish", Marian's default)
+// GELU: the exact (erf) form, BERT's "gelu"; GELUTanh: the tanh approximation, GPT-2's "gelu_new";
+// SiLU: x * sigmoid(x) ("swish", Marian's default).
+enum class Activation { ReLU, GELU, GELUTanh, SiLU };
 
 struct TransformerLayerOptions {
   int64_t d_model = 512;
@@ -124,6 +126,12 @@ struct TransformerLayerOptions {
   bool batch_first = false;
   bool norm_first = false;  // pre-LN; the paper and the lecture use post-LN (false)
   bool bias = true;
+  // Hugging Face layouts (BERT, GPT-2): separate query/key/value Linears (MultiheadAttentionOptions), and
+  // the dropouts on the attention weights and after the feed-forward activation (< 0: `dropout`; HF has
+  // attention_probs_dropout_prob and no dropout after the activation, i.e. 0).
+  bool packed_projections = true;
+  double attention_dropout = -1;
+  double activation_dropout = -1;
 };
 
 struct EncoderMasks {
@@ -143,6 +151,10 @@ class TransformerEncoderLayer : public Module {
   explicit TransformerEncoderLayer(const TransformerLayerOptions& options);
   Tensor forward(const Tensor& src, const EncoderMasks& m, const AttentionCapture& capture = {});
   Tensor forward(const Tensor& src) override { return forward(src, EncoderMasks{}); }
+  // Causal self-attention over `cache` and x's next positions (a decoder-only model such as GPT-2):
+  // forward() of the whole prefix with is_causal, for the new positions only. x (N, T, E) with
+  // batch_first, else (T, N, E); their keys/values are appended to `cache`.
+  Tensor forward_step(const Tensor& x, KVCache& cache);
 
   TransformerLayerOptions options;
   std::shared_ptr<MultiheadAttention> self_attn;
@@ -151,6 +163,8 @@ class TransformerEncoderLayer : public Module {
   std::shared_ptr<LayerNorm> norm1, norm2;
 
  private:
+  template <typename SelfAttention>
+  Tensor blocks(const Tensor& src, SelfAttention&& sa);  // the two residual blocks, norm per norm_first
   Tensor self_attention_block(const Tensor& x, const EncoderMasks& m, Tensor* weights);
   Tensor feed_forward_block(const Tensor& x);
 };

@@ -19,7 +19,8 @@
 //     256 bytes are cached (a bounded cache shared by all threads).
 //  No specials are added by encode (GPT-2's post-processor adds none); max_length truncates.
 // decode: bytes of the tokens; invalid UTF-8 becomes U+FFFD per maximal invalid subpart (as Python's
-// bytes.decode(errors="replace") and Rust's String::from_utf8_lossy).
+// bytes.decode(errors="replace") and Rust's String::from_utf8_lossy). Ids outside the vocabulary throw.
+// With a normalizer, invalid UTF-8 is read as U+FFFD before normalisation (so bytes no longer round-trip).
 #pragma once
 #include <cstdint>
 #include <memory>

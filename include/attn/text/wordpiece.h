@@ -11,7 +11,8 @@
 // Steps, as the `tokenizers` package (Rust) does them:
 //  1. special tokens written in the text ("[SEP]", ...) are split off first and map to their ids;
 //  2. normalisation (BertNormalizer): clean_text drops U+0000, U+FFFD and control characters (Unicode
-//     category C*, except \t \n \r) and turns whitespace (Unicode White_Space) into ' ';
+//     categories Cc, Cf, Co, Cs except \t \n \r; unassigned code points stay, as in `tokenizers`) and
+//     turns whitespace (Unicode White_Space) into ' ';
 //     tokenize_chinese_chars puts spaces around CJK ideographs; strip_accents (default: = lowercase)
 //     decomposes to NFD and drops non-spacing marks (Mn); lowercase maps each code point to lower case.
 //     Unicode data (NFD, categories, case) comes from utf8proc;
@@ -19,7 +20,13 @@
 //     is a word of its own;
 //  4. WordPiece: greedy longest match from the start of each word, continuation pieces prefixed "##"; a
 //     word longer than max_input_chars_per_word code points, or one that cannot be covered, is [UNK];
-//  5. [CLS] + pieces + [SEP], truncated so that the total is at most max_length.
+//  5. [CLS] + pieces + [SEP] (tokenizer.json's post_processor template), truncated so that the total is
+//     at most max_length.
+// Truncation and padding are the caller's options: the "truncation" / "padding" sections of a
+// tokenizer.json are not applied (MiniLM's says 128; sentence-transformers uses max_seq_length 256).
+// Added tokens are matched on the raw text whatever their "normalized" flag (all BERT specials are
+// normalized: false); "single_word" is ignored. decode throws on ids outside the vocabulary (the
+// `tokenizers` package skips them).
 #pragma once
 #include <cstdint>
 #include <memory>

@@ -61,14 +61,31 @@ struct TranslationTrainResult {
 
 TranslationTrainResult train_translator(const TranslationTrainOptions& o);
 
+// Decoding options of TranslationSession (attn translate's flags), as in CTranslate2 and transformers.
 struct TranslateOptions {
-  int64_t beam_size = 5;       // 1: greedy (argmax)
-  double length_penalty = 1.0;
-  int64_t n_best = 1;
-  double max_len_a = 1.5;      // output at most a * source_tokens + b tokens
+  int64_t beam_size = 4;       // 1: greedy (argmax), or sampling with `sample`
+  double length_penalty = 1.0; // beam score = sum log p / len^length_penalty (len counts EOS)
+  int64_t n_best = 1;          // hypotheses per sentence (<= beam_size)
+  // Output length limits per sentence, from its source length S (tokens, EOS included): at most
+  // int(max_len_a * S) + max_len_b tokens (EOS included), capped by max_len (0: no cap) and the
+  // model's positions; at least int(min_len_a * S) + min_len_b tokens before EOS may come.
+  double max_len_a = 1.5;
   int64_t max_len_b = 10;
-  int64_t batch_size = 32;     // sentences decoded together (sorted by length)
+  int64_t max_len = 0;
+  double min_len_a = 0.0;
+  int64_t min_len_b = 0;
+  int64_t no_repeat_ngram_size = 0;  // 0: off
+  double repetition_penalty = 1.0;   // 1: off
+  models::EarlyStopping early_stopping = models::EarlyStopping::WhenBeamFull;
+  bool sample = false;               // random sampling (beam_size 1) with `sampling`
+  models::SamplingOptions sampling = {};
+  int64_t batch_size = 32;     // sentences decoded together, sorted by length (output in input order)
+  int64_t batch_tokens = 0;    // > 0: also at most this many padded source tokens per batch
+  bool split_long = true;      // sources beyond the model's positions: translated in pieces (else truncated)
+  bool progress = false;       // a progress bar on stderr (sentences)
 };
+// Throws std::invalid_argument naming the option (and its attn translate flag) when out of range.
+void check_translate_options(const TranslateOptions& o);
 
 // Text <-> token ids for a session: a run directory's joint SentencePiece model (ids are its piece
 // ids), or a Hugging Face Marian directory's source.spm/target.spm with vocab.json's ids (models/marian.h).
@@ -89,23 +106,36 @@ class TranslationSession {
   static TranslationSession load(const std::string& out_dir, const std::string& checkpoint = "");
   TranslationSession(std::shared_ptr<models::Translator> model, std::shared_ptr<text::SentencePiece> sp);
   TranslationSession(std::shared_ptr<models::Translator> model, std::shared_ptr<TranslationTokenizer> tokenizer);
-  // One output per input line; an empty line gives an empty translation; source lines longer than the
-  // model's positions are truncated (counted in truncated()).
+  // One output per input line, always; an empty line gives an empty translation; a source line longer
+  // than the model's positions is translated in pieces joined by a space (or truncated, split_long
+  // false), and a line with invalid UTF-8 is translated without the invalid bytes: both counted in
+  // truncated() / warnings() with their line numbers (1-based).
   std::vector<std::string> translate(const std::vector<std::string>& lines, const TranslateOptions& o = {});
   // n-best lists with scores.
   std::vector<std::vector<std::pair<std::string, double>>> translate_nbest(const std::vector<std::string>& lines,
                                                                            const TranslateOptions& o);
-  // PNG heat maps of every layer and head for one sentence; returns the files written.
-  std::vector<std::string> write_attention_pictures(const std::string& source, const std::string& dir);
+  // PNG heat maps for one sentence and its translation with `o` (the chosen, best hypothesis): every
+  // layer and head, and each layer's mean over heads, on a fixed 0-1 scale; returns the files written.
+  std::vector<std::string> write_attention_pictures(const std::string& source, const std::string& dir,
+                                                    const TranslateOptions& o = {.beam_size = 1});
   models::Translator& model() { return *model_; }
   TranslationTokenizer& tokenizer() { return *tok_; }
   int64_t truncated() const { return truncated_; }
+  // What the last translate call found in its input ("line 7: invalid UTF-8 ..."), one message each.
+  const std::vector<std::string>& warnings() const { return warnings_; }
+  // Set by load(): how the checkpoint was chosen when it was not best.safetensors ("" otherwise).
+  const std::string& checkpoint_note() const { return checkpoint_note_; }
 
  private:
+  struct Segment;  // one decoded source: a line, or a piece of an over-long line
+  std::vector<Segment> segments_of(const std::vector<std::string>& lines, bool split_long);
+  std::vector<std::vector<models::Hypothesis>> decode_segments(const std::vector<Segment>& segs, const TranslateOptions& o);
   std::vector<int64_t> source_ids(const std::string& line);
   std::shared_ptr<models::Translator> model_;
   std::shared_ptr<TranslationTokenizer> tok_;
   int64_t truncated_ = 0;
+  std::vector<std::string> warnings_;
+  std::string checkpoint_note_;
 };
 
 }  // namespace attn::train
