@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -11,6 +12,23 @@
 #include "attn/ops.h"
 
 namespace attn::models {
+
+std::string activation_name(nn::Activation a) {
+  switch (a) {
+    case nn::Activation::GELU: return "gelu";
+    case nn::Activation::GELUTanh: return "gelu_new";  // Hugging Face's name for the tanh form
+    case nn::Activation::SiLU: return "silu";
+    case nn::Activation::ReLU: return "relu";
+  }
+  return "relu";
+}
+
+nn::Activation activation_from_name(const std::string& name, const std::string& what) {
+  if (name == "relu") return nn::Activation::ReLU;
+  if (name == "gelu") return nn::Activation::GELU;
+  if (name == "silu" || name == "swish") return nn::Activation::SiLU;
+  throw std::invalid_argument(what + ": unsupported activation \"" + name + "\" (relu, gelu, silu/swish)");
+}
 
 Translator::Translator(const TranslatorOptions& o) : options(o) {
   if (std::min({o.pad_id, o.bos_id, o.eos_id}) < 0 || o.vocab_size <= std::max({o.pad_id, o.bos_id, o.eos_id}))
@@ -31,9 +49,15 @@ Translator::Translator(const TranslatorOptions& o) : options(o) {
                                                                 .num_decoder_layers = o.num_decoder_layers,
                                                                 .dim_feedforward = o.dim_feedforward, .dropout = o.dropout,
                                                                 .activation = o.activation, .batch_first = true,
-                                                                .norm_first = o.norm_first}));
+                                                                .norm_first = o.norm_first,
+                                                                .final_norm = o.final_norm}));
   if (!o.tie_output) generator = register_module("generator", nn::Linear(o.d_model, o.vocab_size, false));
   output_bias = register_parameter("output_bias", zeros({o.vocab_size}));
+  if (o.tie_output && o.starts_from_pad()) {  // (V, 1): 0 at pad's row
+    std::vector<float> keep(size_t(o.vocab_size), 1.0f);
+    keep[size_t(o.pad_id)] = 0.0f;
+    pad_row_keep_ = register_buffer("pad_row_keep", from_vector(keep, {o.vocab_size, 1}), /*persistent=*/false);
+  }
 }
 
 Tensor Translator::embed(const Tensor& tokens, int64_t start_pos) {
@@ -46,7 +70,11 @@ Tensor Translator::encode(const Tensor& src) {
 }
 
 Tensor Translator::project(const Tensor& h) {
-  return linear(h, options.tie_output ? embedding->weight : generator->weight, output_bias);
+  Tensor w = options.tie_output ? embedding->weight : generator->weight;
+  // Marian: pad's row is the decoder's zero start embedding, so the tied output projection must not
+  // train it (padding_idx already keeps the lookup's gradient off it); in eval the row is zero anyway
+  if (pad_row_keep_.defined() && is_training()) w = mul(w, pad_row_keep_);
+  return linear(h, w, output_bias);
 }
 
 Tensor Translator::decode(const Tensor& tgt_in, const Tensor& memory, const Tensor& src) {
@@ -102,6 +130,11 @@ class TranslatorDecoder : public IncrementalDecoder {
       caches_.push_back(layer->start_cache(memory));
     }
     rows_ = src.size(0);
+    if (m.options.starts_from_pad()) {  // Marian: pad is the start symbol, never an output (-inf logit)
+      std::vector<float> bias(size_t(m.options.vocab_size), 0.0f);
+      bias[size_t(m.options.pad_id)] = -std::numeric_limits<float>::infinity();
+      never_pad_ = from_vector(bias, {m.options.vocab_size});
+    }
     sentence_.resize(size_t(rows_));
     for (int64_t r = 0; r < rows_; ++r) sentence_[size_t(r)] = r;
   }
@@ -121,7 +154,9 @@ class TranslatorDecoder : public IncrementalDecoder {
       x = layers_[l]->forward_step(x, caches_[l], {.memory_key_padding_mask = kpm_});
     if (m_.transformer->decoder->norm) x = m_.transformer->decoder->norm->forward(x);
     ++step_;
-    return m_.project(x.view({rows_, m_.options.d_model}));  // logits (rows, V)
+    Tensor logits = m_.project(x.view({rows_, m_.options.d_model}));  // (rows, V)
+    if (never_pad_.defined()) logits = add(logits, never_pad_);  // before any softmax or sampling
+    return logits;
   }
 
   // Reorders the self-attention caches (whole buffers, capacity included: one copy) and, only when some
@@ -150,6 +185,7 @@ class TranslatorDecoder : public IncrementalDecoder {
   std::vector<std::shared_ptr<nn::TransformerDecoderLayer>> layers_;
   std::vector<nn::DecoderLayerCache> caches_;  // one per decoder layer
   Tensor kpm_;  // (rows, S) true at source padding
+  Tensor never_pad_;  // (V): -inf at pad when decoding starts from pad (Marian), else undefined
   std::vector<int64_t> sentence_;  // source sentence of each row (what the cross caches hold)
   int64_t rows_ = 0, step_ = 0;
 };

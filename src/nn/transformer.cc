@@ -22,6 +22,7 @@ namespace {
 Tensor activate_dropout(Activation a, const Tensor& h, const Dropout& d) {
   if (a == Activation::GELU) return dropout(gelu(h), d.p, d.is_training());
   if (a == Activation::GELUTanh) return dropout(gelu(h, GeluApproximate::Tanh), d.p, d.is_training());
+  if (a == Activation::SiLU) return dropout(mul(h, sigmoid(h)), d.p, d.is_training());
   return relu_dropout(h, d.p, d.is_training());
 }
 }  // namespace
@@ -451,8 +452,8 @@ Transformer::Transformer(const TransformerOptions& o) : options(o) {
   TransformerLayerOptions lo{.d_model = o.d_model, .nhead = o.nhead, .dim_feedforward = o.dim_feedforward,
                              .dropout = o.dropout, .activation = o.activation, .layer_norm_eps = o.layer_norm_eps,
                              .batch_first = o.batch_first, .norm_first = o.norm_first, .bias = o.bias};
-  encoder = register_module("encoder", TransformerEncoder(lo, o.num_encoder_layers, true));
-  decoder = register_module("decoder", TransformerDecoder(lo, o.num_decoder_layers, true));
+  encoder = register_module("encoder", TransformerEncoder(lo, o.num_encoder_layers, o.final_norm));
+  decoder = register_module("decoder", TransformerDecoder(lo, o.num_decoder_layers, o.final_norm));
   reset_parameters();
 }
 

@@ -112,6 +112,11 @@ std::string SentencePiece::decode(const std::vector<int>& ids) const {
   check(sp_->Decode(kept, &out), "decoding with " + name_);
   return out;
 }
+std::string SentencePiece::decode_pieces(const std::vector<std::string>& pieces) const {
+  std::string out;
+  check(sp_->Decode(pieces, &out), "decoding pieces with " + name_);
+  return out;
+}
 std::string SentencePiece::id_to_piece(int id) const {
   if (id < 0 || id >= vocab_size()) throw std::out_of_range("sentencepiece: id " + std::to_string(id) + " out of range");
   return sp_->IdToPiece(id);

@@ -61,7 +61,7 @@ struct TranslationSession::Segment {
 };
 
 std::vector<int64_t> TranslationSession::source_ids(const std::string& line) {
-  std::vector<int> ids = sp_->encode(line);
+  std::vector<int> ids = tok_->encode_source(line);
   std::vector<int64_t> out(ids.begin(), ids.end());
   out.push_back(model_->options.eos_id);
   return out;
@@ -172,7 +172,9 @@ std::vector<std::vector<std::pair<std::string, double>>> TranslationSession::tra
   warnings_.clear();
   std::vector<Segment> segs = segments_of(lines, o.split_long);
   std::vector<std::vector<models::Hypothesis>> hyps = decode_segments(segs, o);
-  auto text = [&](const models::Hypothesis& h) { return sp_->decode(std::vector<int>(h.tokens.begin(), h.tokens.end())); };
+  auto text = [&](const models::Hypothesis& h) {
+    return tok_->decode_target(std::vector<int>(h.tokens.begin(), h.tokens.end()));
+  };
   std::vector<std::vector<std::pair<std::string, double>>> out(lines.size());
   for (size_t k = 0; k < segs.size(); ++k) {
     auto& list = out[segs[k].line];
@@ -247,12 +249,12 @@ std::vector<std::string> TranslationSession::write_attention_pictures(const std:
   tgt_in.insert(tgt_in.end(), best.tokens.begin(), best.tokens.end());
   auto pieces = [&](const std::vector<int64_t>& ids) {
     std::vector<std::string> p;
-    for (int64_t id : ids) p.push_back(sp_->id_to_piece(int(id)));
+    for (int64_t id : ids) p.push_back(tok_->piece(int(id)));
     return p;
   };
   // row t is the step that produces output token t: the hypothesis, then EOS (or the step after a cut)
   std::vector<std::string> src_tok = pieces(src), fed = pieces(tgt_in), produced = pieces(best.tokens);
-  produced.push_back(best.finished ? sp_->id_to_piece(int(model_->options.eos_id)) : "(cut)");
+  produced.push_back(best.finished ? tok_->piece(int(model_->options.eos_id)) : "(cut)");
   auto maps = model_->attention_maps(from_vector(src, {1, int64_t(src.size())}),
                                      from_vector(tgt_in, {1, int64_t(tgt_in.size())}));
   fs::create_directories(dir);

@@ -39,9 +39,9 @@ json model_json(const models::TranslatorOptions& m) {
   return {{"vocab_size", m.vocab_size}, {"d_model", m.d_model}, {"nhead", m.nhead},
           {"num_encoder_layers", m.num_encoder_layers}, {"num_decoder_layers", m.num_decoder_layers},
           {"dim_feedforward", m.dim_feedforward}, {"dropout", m.dropout},
-          {"activation", m.activation == nn::Activation::GELU ? "gelu" : "relu"}, {"norm_first", m.norm_first},
+          {"activation", models::activation_name(m.activation)}, {"norm_first", m.norm_first},
           {"max_len", m.max_len}, {"tie_output", m.tie_output}, {"pad_id", m.pad_id}, {"bos_id", m.bos_id},
-          {"eos_id", m.eos_id}};
+          {"eos_id", m.eos_id}, {"final_norm", m.final_norm}};
 }
 
 // config.json's value under `key`, converted to T; a missing key or a wrong type names the key.
@@ -70,15 +70,18 @@ models::TranslatorOptions model_from_json(const json& j, const std::string& file
   m.dim_feedforward = config_value<int64_t>(j, "dim_feedforward", file);
   m.dropout = config_value<double>(j, "dropout", file);
   const std::string activation = config_value<std::string>(j, "activation", file);
-  if (activation != "relu" && activation != "gelu")
-    throw std::runtime_error(file + ": bad model config: unsupported \"activation\" \"" + activation + "\" (relu or gelu)");
-  m.activation = activation == "gelu" ? nn::Activation::GELU : nn::Activation::ReLU;
+  if (activation != "relu" && activation != "gelu" && activation != "silu" && activation != "swish")
+    throw std::runtime_error(file + ": bad model config: unsupported \"activation\" \"" + activation +
+                             "\" (relu, gelu, silu or swish)");
+  m.activation = models::activation_from_name(activation, file + ": \"activation\"");
   m.norm_first = config_value<bool>(j, "norm_first", file);
   m.max_len = config_value<int64_t>(j, "max_len", file);
   m.tie_output = config_value<bool>(j, "tie_output", file);
   m.pad_id = config_value<int64_t>(j, "pad_id", file);
   m.bos_id = config_value<int64_t>(j, "bos_id", file);
   m.eos_id = config_value<int64_t>(j, "eos_id", file);
+  // configs written before the option have the final norms
+  m.final_norm = j.contains("final_norm") ? config_value<bool>(j, "final_norm", file) : true;
   return m;
 }
 
@@ -254,7 +257,9 @@ std::pair<std::shared_ptr<text::SentencePiece>, models::TranslatorOptions> prepa
   if (!fs::exists(spm_path)) {
     text::SentencePiece::train({.input_files = {o.train_src, o.train_tgt}, .model_prefix = o.out_dir + "/spm",
                                 .vocab_size = int(o.vocab_size), .input_sentence_size = 200000,
-                                .pad_id = int(mo.pad_id), .unk_id = 1, .bos_id = int(mo.bos_id), .eos_id = int(mo.eos_id),
+                                .pad_id = int(mo.pad_id), .unk_id = 1,
+                                // decoding from pad (Marian) needs no <s> piece
+                                .bos_id = mo.starts_from_pad() ? -1 : int(mo.bos_id), .eos_id = int(mo.eos_id),
                                 .hard_vocab_limit = false});
   }
   auto sp = std::make_shared<text::SentencePiece>(spm_path);
@@ -321,10 +326,30 @@ TranslationTrainResult train_translator(const TranslationTrainOptions& o) {
 }
 
 // ---- translation
+namespace {
+// A run directory's joint SentencePiece model: ids are its piece ids on both sides.
+class SentencePieceTokenizer : public TranslationTokenizer {
+ public:
+  explicit SentencePieceTokenizer(std::shared_ptr<text::SentencePiece> sp) : sp_(std::move(sp)) {}
+  int vocab_size() const override { return sp_->vocab_size(); }
+  std::vector<int> encode_source(const std::string& line) const override { return sp_->encode(line); }
+  std::vector<int> encode_target(const std::string& line) const override { return sp_->encode(line); }
+  std::string decode_target(const std::vector<int>& ids) const override { return sp_->decode(ids); }
+  std::string piece(int id) const override { return sp_->id_to_piece(id); }
+
+ private:
+  std::shared_ptr<text::SentencePiece> sp_;
+};
+}  // namespace
+
 TranslationSession::TranslationSession(std::shared_ptr<models::Translator> model, std::shared_ptr<text::SentencePiece> sp)
-    : model_(std::move(model)), sp_(std::move(sp)) {
-  if (sp_->vocab_size() != model_->options.vocab_size)
-    throw std::invalid_argument("translation: the tokenizer has " + std::to_string(sp_->vocab_size()) +
+    : TranslationSession(std::move(model), std::make_shared<SentencePieceTokenizer>(std::move(sp))) {}
+
+TranslationSession::TranslationSession(std::shared_ptr<models::Translator> model,
+                                       std::shared_ptr<TranslationTokenizer> tokenizer)
+    : model_(std::move(model)), tok_(std::move(tokenizer)) {
+  if (tok_->vocab_size() != model_->options.vocab_size)
+    throw std::invalid_argument("translation: the tokenizer has " + std::to_string(tok_->vocab_size()) +
                                 " pieces but the model's vocabulary is " + std::to_string(model_->options.vocab_size));
 }
 

@@ -13,6 +13,7 @@
 
 #include "attn/data/parallel_text.h"
 #include "attn/eval/bleu.h"
+#include "attn/models/marian.h"
 #include "attn/train/translation.h"
 #include "commands.h"
 
@@ -29,6 +30,7 @@ struct TranslatorCli {
   double dropout = 0.1;
   std::string activation = "relu";
   bool pre_ln = false;
+  bool marian = false;
 };
 
 void add_train_options(CLI::App* cmd, TranslatorCli& c) {
@@ -45,6 +47,9 @@ void add_train_options(CLI::App* cmd, TranslatorCli& c) {
   cmd->add_option("--dropout", c.dropout, "dropout")->capture_default_str();
   cmd->add_option("--activation", c.activation, "relu or gelu")->check(CLI::IsMember({"relu", "gelu"}))->capture_default_str();
   cmd->add_flag("--pre-ln", c.pre_ln, "pre-LN layers (default post-LN, as in the paper)");
+  cmd->add_flag("--marian", c.marian,
+                "Marian's architecture, exportable with `attn export --format hf-marian`: post-LN stacks without "
+                "nn.Transformer's final LayerNorms, decoding started from the pad token (its embedding stays zero)");
   cmd->add_option("--max-tokens", c.o.max_tokens, "padded tokens per batch")->capture_default_str();
   cmd->add_option("--max-len", c.o.max_len, "skip training pairs longer than this (tokens)")->capture_default_str();
   cmd->add_option("--lr-factor", c.o.lr_factor, "scale of the paper's warm-up schedule")->capture_default_str();
@@ -73,6 +78,11 @@ train::TranslationTrainOptions resolve(const TranslatorCli& c) {
   o.model.dropout = c.dropout;
   o.model.activation = c.activation == "gelu" ? nn::Activation::GELU : nn::Activation::ReLU;
   o.model.norm_first = c.pre_ln;
+  if (c.marian) {
+    if (c.pre_ln) throw std::invalid_argument("--marian and --pre-ln exclude each other: Marian's layers are post-LN");
+    o.model.final_norm = false;
+    o.model.bos_id = o.model.pad_id;
+  }
   for (const std::string& f : {o.train_src, o.train_tgt, o.dev_src, o.dev_tgt})
     if (!fs::exists(f)) throw std::runtime_error("missing " + f + " (make demo prepares data/bible with scripts/prepare_bible.py)");
   return o;
@@ -111,7 +121,8 @@ struct TranslateCli {
 CLI::Option* add_translate_options(CLI::App* t, TranslateCli& cli) {
   TranslateCli* c = &cli;
   train::TranslateOptions& o = c->o;
-  t->add_option("--model", c->model_dir, "run directory of train-translator")->capture_default_str();
+  t->add_option("--model", c->model_dir, "run directory of train-translator, or a Hugging Face MarianMTModel directory")
+      ->capture_default_str();
   t->add_option("--checkpoint", c->checkpoint,
                 "checkpoint file (default: the run's best.safetensors; before the first validation has written it, "
                 "checkpoint.safetensors, the latest step, with a note on stderr)");
@@ -172,7 +183,12 @@ void add_translate_command(CLI::App& app) {
                                                           : models::EarlyStopping::WhenBeamFull;
     o.split_long = !c->truncate_long;
     train::check_translate_options(o);  // before loading anything
-    train::TranslationSession s = train::TranslationSession::load(c->model_dir, c->checkpoint);
+    const bool marian = models::is_hf_marian_dir(c->model_dir);  // config.json with "model_type": "marian"
+    if (marian && !c->checkpoint.empty())
+      throw std::invalid_argument("--checkpoint: " + c->model_dir +
+                                  " is a Hugging Face Marian directory (its weights are model.safetensors)");
+    train::TranslationSession s =
+        marian ? models::load_hf_marian(c->model_dir) : train::TranslationSession::load(c->model_dir, c->checkpoint);
     if (!s.checkpoint_note().empty()) std::cerr << "attn translate: note: " << s.checkpoint_note() << "\n";
     std::vector<std::string> lines;
     if (c->input.empty()) {

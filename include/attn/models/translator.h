@@ -10,6 +10,7 @@
 //   auto hyps = models::beam_search(*dec, {.beam_size = 5});
 #pragma once
 #include <memory>
+#include <string>
 
 #include "attn/models/decoding.h"
 #include "attn/nn/embedding.h"
@@ -29,8 +30,18 @@ struct TranslatorOptions {
   bool norm_first = false;     // post-LN as in the paper
   int64_t max_len = 1024;      // longest sequence the positional table covers
   bool tie_output = true;      // output projection shares the embedding matrix
+  // nn.Transformer's final LayerNorm after each stack; false: the paper's and Marian's post-LN stacks
+  bool final_norm = true;
+  // bos_id is the decoder's start token. bos_id == pad_id is Marian's convention: decoding starts from
+  // the pad row of the embedding (kept zero by padding_idx) and the decoder never produces pad.
   int64_t pad_id = 0, bos_id = 2, eos_id = 3;
+  bool starts_from_pad() const { return bos_id == pad_id; }
 };
+
+// "relu", "gelu", "silu" (accepted also as "swish", Marian's name) <-> nn::Activation; an unknown name
+// throws, naming `what` (e.g. the file and key it came from).
+std::string activation_name(nn::Activation a);
+nn::Activation activation_from_name(const std::string& name, const std::string& what);
 
 class Translator : public nn::Module {
  public:
@@ -58,6 +69,9 @@ class Translator : public nn::Module {
   std::shared_ptr<nn::Transformer> transformer;    // batch_first
   std::shared_ptr<nn::Linear> generator;           // only when !tie_output
   Tensor output_bias;                              // (V), "output_bias"
+
+ private:
+  Tensor pad_row_keep_;  // (V, 1), 0 at pad: Marian-style models (tied, decoding from pad) only
 };
 
 }  // namespace attn::models

@@ -112,8 +112,9 @@ class MultiheadAttention : public Module {
   Tensor merge_heads_and_project(const Tensor& ctx) const;  // (N, H, T, D) -> out_proj, in the module's layout
 };
 
-// GELU: the exact (erf) form, BERT's "gelu"; GELUTanh: the tanh approximation, GPT-2's "gelu_new".
-enum class Activation { ReLU, GELU, GELUTanh };
+// GELU: the exact (erf) form, BERT's "gelu"; GELUTanh: the tanh approximation, GPT-2's "gelu_new";
+// SiLU: x * sigmoid(x) ("swish", Marian's default).
+enum class Activation { ReLU, GELU, GELUTanh, SiLU };
 
 struct TransformerLayerOptions {
   int64_t d_model = 512;
@@ -241,6 +242,9 @@ struct TransformerOptions {
   bool batch_first = false;
   bool norm_first = false;
   bool bias = true;
+  // The final LayerNorm of each stack ("encoder.norm", "decoder.norm"), as torch.nn.Transformer always
+  // has; false gives the paper's (and Marian's) post-LN stacks, which end in the last layer's norm.
+  bool final_norm = true;
 };
 
 struct TransformerMasks {

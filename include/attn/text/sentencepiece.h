@@ -47,6 +47,7 @@ class SentencePiece {
   std::vector<int> encode(const std::string& text) const;
   std::vector<std::string> encode_pieces(const std::string& text) const;
   std::string decode(const std::vector<int>& ids) const;  // skips pad/bos/eos
+  std::string decode_pieces(const std::vector<std::string>& pieces) const;  // a piece not in the model stays as is
   std::string id_to_piece(int id) const;
   int piece_to_id(const std::string& piece) const;
   int vocab_size() const;

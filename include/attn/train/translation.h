@@ -87,12 +87,25 @@ struct TranslateOptions {
 // Throws std::invalid_argument naming the option (and its attn translate flag) when out of range.
 void check_translate_options(const TranslateOptions& o);
 
+// Text <-> token ids for a session: a run directory's joint SentencePiece model (ids are its piece
+// ids), or a Hugging Face Marian directory's source.spm/target.spm with vocab.json's ids (models/marian.h).
+class TranslationTokenizer {
+ public:
+  virtual ~TranslationTokenizer() = default;
+  virtual int vocab_size() const = 0;
+  virtual std::vector<int> encode_source(const std::string& line) const = 0;  // no EOS
+  virtual std::vector<int> encode_target(const std::string& line) const = 0;
+  virtual std::string decode_target(const std::vector<int>& ids) const = 0;  // special ids skipped
+  virtual std::string piece(int id) const = 0;                                // for picture labels
+};
+
 // A trained model with its tokenizer, ready to translate.
 class TranslationSession {
  public:
   // Loads out_dir/spm.model, out_dir/config.json and the checkpoint (best.safetensors if present).
   static TranslationSession load(const std::string& out_dir, const std::string& checkpoint = "");
   TranslationSession(std::shared_ptr<models::Translator> model, std::shared_ptr<text::SentencePiece> sp);
+  TranslationSession(std::shared_ptr<models::Translator> model, std::shared_ptr<TranslationTokenizer> tokenizer);
   // One output per input line, always; an empty line gives an empty translation; a source line longer
   // than the model's positions is translated in pieces joined by a space (or truncated, split_long
   // false), and a line with invalid UTF-8 is translated without the invalid bytes: both counted in
@@ -106,7 +119,7 @@ class TranslationSession {
   std::vector<std::string> write_attention_pictures(const std::string& source, const std::string& dir,
                                                     const TranslateOptions& o = {.beam_size = 1});
   models::Translator& model() { return *model_; }
-  text::SentencePiece& tokenizer() { return *sp_; }
+  TranslationTokenizer& tokenizer() { return *tok_; }
   int64_t truncated() const { return truncated_; }
   // What the last translate call found in its input ("line 7: invalid UTF-8 ..."), one message each.
   const std::vector<std::string>& warnings() const { return warnings_; }
@@ -119,7 +132,7 @@ class TranslationSession {
   std::vector<std::vector<models::Hypothesis>> decode_segments(const std::vector<Segment>& segs, const TranslateOptions& o);
   std::vector<int64_t> source_ids(const std::string& line);
   std::shared_ptr<models::Translator> model_;
-  std::shared_ptr<text::SentencePiece> sp_;
+  std::shared_ptr<TranslationTokenizer> tok_;
   int64_t truncated_ = 0;
   std::vector<std::string> warnings_;
   std::string checkpoint_note_;

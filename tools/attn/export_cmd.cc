@@ -1,0 +1,33 @@
+// tools/attn/export_cmd.cc — attn export: a trained translator run as a Hugging Face MarianMTModel
+// directory (loadable by transformers; convertible by CTranslate2's ct2-transformers-converter).
+//
+//   attn train-translator --marian --out runs/translate ...      # Marian's architecture (see --help)
+//   attn export --format hf-marian --model runs/translate --out runs/translate-hf
+//   attn translate --model runs/translate-hf < input.en           # a Marian directory runs in attn too
+#include <iostream>
+
+#include "attn/models/marian.h"
+#include "commands.h"
+
+namespace attn::cli {
+
+void add_export_commands(CLI::App& app) {
+  auto format = std::make_shared<std::string>("hf-marian"), model = std::make_shared<std::string>();
+  auto out = std::make_shared<std::string>();
+  auto opts = std::make_shared<models::HfMarianExportOptions>();
+  CLI::App* e = app.add_subcommand("export", "write a trained translator in another framework's format");
+  e->add_option("--format", *format, "hf-marian: a Hugging Face MarianMTModel directory")
+      ->check(CLI::IsMember({"hf-marian"}))
+      ->capture_default_str();
+  e->add_option("--model", *model, "run directory of train-translator (trained with --marian)")->required();
+  e->add_option("--checkpoint", opts->checkpoint, "checkpoint file (default: best.safetensors of the run, else checkpoint.safetensors)");
+  e->add_option("--out", *out, "output directory")->required();
+  e->add_option("--source-lang", opts->source_lang, "source language code (tokenizer_config.json)")->capture_default_str();
+  e->add_option("--target-lang", opts->target_lang, "target language code (tokenizer_config.json)")->capture_default_str();
+  e->callback([=] {
+    models::export_hf_marian(*model, *out, *opts);
+    std::cerr << "attn export: wrote a MarianMTModel directory to " << *out << "\n";
+  });
+}
+
+}  // namespace attn::cli
