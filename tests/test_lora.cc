@@ -94,7 +94,10 @@ TEST(Lora, SaveLoadMergeUnmergeRoundTrip) {
   EXPECT_NO_THROW(clf->get_parameter("bert.encoder.layers.0.self_attn.query.lora_A.weight"));
   int64_t trainable = 0;
   for (const auto& [name, p] : clf->named_parameters())
-    if (p.requires_grad()) ++trainable, EXPECT_TRUE(name.find("lora_") != std::string::npos || name.rfind("classifier.", 0) == 0) << name;
+    if (p.requires_grad()) {
+      ++trainable;
+      EXPECT_TRUE(name.find("lora_") != std::string::npos || name.rfind("classifier.", 0) == 0) << name;
+    }
   EXPECT_EQ(trainable, 6 * 2 + 2);
   { NoGradGuard ng; for (auto& p : lora.parameters()) p.copy_(randn(p.shape()) * 0.5); }
   clf->eval();

@@ -34,10 +34,10 @@ struct LoraConfig {
   double alpha = 8.0;
   double dropout = 0.0;
   // ECMAScript regex searched in the module names (library or Hugging Face); used by apply().
-  std::string target_pattern;
+  std::string target_pattern = {};
   // peft's list form: a module is a target when its name equals an entry or ends with "." + entry.
   // Filled by apply() with the (Hugging Face when known) names it wrapped; what load() matches.
-  std::vector<std::string> target_modules;
+  std::vector<std::string> target_modules = {};
 };
 
 // A Linear with a LoRA branch. Shares the wrapped layer's weight and bias storage (frozen).
