@@ -5,7 +5,6 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <stdexcept>
 
 #include "attn/autograd.h"
@@ -61,25 +60,32 @@ std::map<std::string, std::string> hf_module_names(const nn::Module& root, const
   return out;
 }
 
+// peft's list semantics with globs: an entry matches the whole name or a dotted suffix of it.
 bool in_list(const std::string& name, const std::vector<std::string>& list) {
   for (const auto& t : list)
-    if (name == t || name.ends_with("." + t)) return true;
+    if (name_matches(name, t) || name_matches(name, "*." + t)) return true;
   return false;
+}
+
+std::vector<std::string> split_alternatives(const std::string& pattern) {
+  std::vector<std::string> out;
+  for (size_t start = 0;;) {
+    const size_t bar = pattern.find('|', start);
+    std::string alt = pattern.substr(start, bar == std::string::npos ? std::string::npos : bar - start);
+    if (alt.empty()) bad("empty alternative in target pattern '" + pattern + "'");
+    out.push_back(alt);
+    if (bar == std::string::npos) return out;
+    start = bar + 1;
+  }
 }
 
 LoraModel wrap(nn::Module& root, const LoraConfig& config, const NamedParameters& hf) {
   if (config.r <= 0) bad("r must be positive, got " + std::to_string(config.r));
   if (!(config.dropout >= 0.0 && config.dropout < 1.0)) bad("lora_dropout must be in [0, 1), got " + std::to_string(config.dropout));
-  std::regex re;
-  if (!config.target_pattern.empty()) {
-    try {
-      re = std::regex(config.target_pattern);
-    } catch (const std::regex_error& e) {
-      bad("bad target pattern '" + config.target_pattern + "': " + e.what());
-    }
-  } else if (config.target_modules.empty()) {
+  if (config.target_pattern.empty() && config.target_modules.empty())
     bad("no target modules (give a target pattern or target_modules)");
-  }
+  const std::vector<std::string> wanted =
+      config.target_pattern.empty() ? config.target_modules : split_alternatives(config.target_pattern);
   const auto hf_names = hf_module_names(root, hf);
   LoraModel out;
   out.config = config;
@@ -89,10 +95,7 @@ LoraModel wrap(nn::Module& root, const LoraConfig& config, const NamedParameters
     if (!lin || dynamic_cast<LoraLinear*>(module) || name.find(".lora_") != std::string::npos) continue;
     auto hit = hf_names.find(name);
     const std::string hf_name = hit == hf_names.end() ? "" : hit->second;
-    const bool match = config.target_pattern.empty()
-                           ? in_list(name, config.target_modules) || (!hf_name.empty() && in_list(hf_name, config.target_modules))
-                           : std::regex_search(name, re) || (!hf_name.empty() && std::regex_search(hf_name, re));
-    if (match) out.targets.push_back({name, hf_name, nullptr});
+    if (in_list(name, wanted) || (!hf_name.empty() && in_list(hf_name, wanted))) out.targets.push_back({name, hf_name, nullptr});
   }
   if (out.targets.empty())
     bad("no Linear module matches '" + (config.target_pattern.empty() ? std::string("target_modules") : config.target_pattern) + "'");
@@ -200,8 +203,9 @@ LoraModel LoraModel::load(nn::Module& root, const std::string& dir, const NamedP
     config.alpha = j.at("lora_alpha").get<double>();
     config.dropout = j.value("lora_dropout", 0.0);
     const auto& tm = j.at("target_modules");
-    if (tm.is_string()) config.target_pattern = "^(" + tm.get<std::string>() + ")$";  // peft: re.fullmatch
-    else config.target_modules = tm.get<std::vector<std::string>>();
+    if (tm.is_string())  // peft: a Python regex (re.fullmatch); attn's patterns are globs
+      bad(cfg_path + ": target_modules as a regular expression ('" + tm.get<std::string>() + "') is not supported; use a list");
+    config.target_modules = tm.get<std::vector<std::string>>();
     // variants whose arithmetic differs from plain LoRA's are refused, not silently mis-applied
     for (const char* flag : {"fan_in_fan_out", "use_dora", "use_rslora", "use_qalora"})
       if (j.contains(flag) && j[flag].is_boolean() && j[flag].get<bool>()) bad(cfg_path + ": " + flag + " adapters are not supported");

@@ -212,8 +212,9 @@ models::NamedParameters load_encoder(BertClassifier& clf, const std::string& dir
 std::vector<optim::AdamW::ParamGroup> make_groups(const BertClassifier& clf, const FinetuneOptions& o) {
   using R = models::ParamGroupRule<optim::AdamWOptions>;
   return models::param_groups<optim::AdamWOptions>(
-      clf, {R{"^classifier\\.", {.lr = o.head_lr, .weight_decay = o.weight_decay}},
-            R{"bias$|LayerNorm|norm", {.lr = o.lr, .weight_decay = 0.0}}},
+      clf, {R{"classifier.*", {.lr = o.head_lr, .weight_decay = o.weight_decay}},
+            R{"*.bias", {.lr = o.lr, .weight_decay = 0.0}}, R{"*norm*", {.lr = o.lr, .weight_decay = 0.0}},
+            R{"*LayerNorm*", {.lr = o.lr, .weight_decay = 0.0}}},
       {.lr = o.lr, .weight_decay = o.weight_decay});
 }
 
@@ -253,7 +254,7 @@ FinetuneResult finetune_classifier(const FinetuneOptions& o) {
   models::NamedParameters hf = o.random_init ? models::NamedParameters{} : load_encoder(clf, o.model_dir);
   std::string adapter_dir;
   std::unique_ptr<models::LoraModel> lora;
-  if (o.mode != FinetuneMode::Full) models::freeze(clf, "^bert\\.");
+  if (o.mode != FinetuneMode::Full) models::freeze(clf, "bert.*");
   if (o.mode == FinetuneMode::Lora) {
     lora = std::make_unique<models::LoraModel>(models::LoraModel::apply(
         clf, {.r = o.lora_r, .alpha = o.lora_alpha, .dropout = o.lora_dropout, .target_pattern = o.lora_targets}, hf));

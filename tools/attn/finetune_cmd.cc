@@ -51,7 +51,7 @@ void add_finetune_options(CLI::App* cmd, FinetuneCli& c) {
   cmd->add_option("--lora-r", c.o.lora_r, "LoRA rank")->capture_default_str();
   cmd->add_option("--lora-alpha", c.o.lora_alpha, "LoRA alpha (scaling alpha / r)")->capture_default_str();
   cmd->add_option("--lora-dropout", c.o.lora_dropout, "dropout on the LoRA branch's input")->capture_default_str();
-  cmd->add_option("--lora-targets", c.o.lora_targets, "regex over module names (HF's or attn's)")->capture_default_str();
+  cmd->add_option("--lora-targets", c.o.lora_targets, "module names: '|'-separated globs or dotted suffixes (HF's or attn's names)")->capture_default_str();
   cmd->add_option("--epochs", c.o.max_epochs, "epochs")->capture_default_str();
   cmd->add_option("--max-steps", c.o.max_steps, "stop at this step (0: no limit)")->capture_default_str();
   cmd->add_option("--time-budget", c.o.time_budget_s, "seconds for this invocation (0: no limit)")->capture_default_str();

@@ -6,9 +6,9 @@
 // and merge into them (W += (alpha / r) B A) and back out.
 //
 //   auto clf = models::BertForSequenceClassification::from_pretrained(dir);
-//   models::freeze(*clf, "^bert\\.");                        // the encoder stays as loaded; head trains
+//   models::freeze(*clf, "bert.*");                        // the encoder stays as loaded; head trains
 //   auto lora = models::LoraModel::apply(*clf, {.r = 8, .alpha = 16, .dropout = 0.1,
-//       .target_pattern = "attention\\.self\\.(query|value)$"}, models::hf_named(clf->hf_parameters()));
+//       .target_pattern = "attention.self.query|attention.self.value"}, models::hf_named(clf->hf_parameters()));
 //   ... train: only the lora_A / lora_B weights (and the unfrozen head) require grad ...
 //   lora.save("adapter/");                                   // adapter_model.safetensors + adapter_config.json
 //   auto again = models::LoraModel::load(*fresh_clf, "adapter/", models::hf_named(fresh_clf->hf_parameters()));
@@ -33,9 +33,10 @@ struct LoraConfig {
   int64_t r = 8;
   double alpha = 8.0;
   double dropout = 0.0;
-  // ECMAScript regex searched in the module names (library or Hugging Face); used by apply().
+  // Alternatives separated by '|', each a glob (models::name_matches) over the whole module name or a
+  // dotted suffix of it (library or Hugging Face name): "query|value", "*.layer.[0-2].*.query". apply() reads it.
   std::string target_pattern = {};
-  // peft's list form: a module is a target when its name equals an entry or ends with "." + entry.
+  // peft's list form, the same matching per entry (a plain name: equal, or a dotted suffix).
   // Filled by apply() with the (Hugging Face when known) names it wrapped; what load() matches.
   std::vector<std::string> target_modules = {};
 };

@@ -58,7 +58,7 @@ struct FinetuneOptions {
   double clip_grad_norm = 1.0;
   int64_t lora_r = 8;
   double lora_alpha = 16, lora_dropout = 0.1;
-  std::string lora_targets = "attention\\.self\\.(query|value)$";  // regex over module names
+  std::string lora_targets = "query|value";  // LoraConfig::target_pattern: '|'-separated globs / suffixes
   int64_t max_epochs = 3, max_steps = 0;
   double time_budget_s = 0;
   int64_t eval_every = 0;      // 0: each epoch end
