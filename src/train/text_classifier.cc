@@ -101,11 +101,9 @@ struct TextExample {
   int64_t label = 0;
 };
 
-struct TextRows {
-  std::vector<std::string> labels, texts;
-};
+}  // namespace
 
-TextRows read_tsv(const std::string& path) {
+TextRows read_text_tsv(const std::string& path) {
   std::ifstream f(path);
   if (!f) throw std::runtime_error("cannot open " + path);
   TextRows rows;
@@ -121,6 +119,8 @@ TextRows read_tsv(const std::string& path) {
   if (rows.labels.empty()) throw std::runtime_error(path + ": no examples");
   return rows;
 }
+
+namespace {
 
 std::vector<TextExample> encode_rows(const TextRows& rows, const text::Vocab& vocab,
                                      const std::vector<std::string>& classes, int64_t max_len, const std::string& path) {
@@ -186,7 +186,8 @@ TextEval evaluate_text(nn::Module& model, const std::vector<TextExample>& data) 
   return {loss / double(data.size()), correct / double(data.size())};
 }
 
-// The order of epoch `epoch`: a Fisher-Yates shuffle from (seed, epoch), the same on every platform.
+}  // namespace
+
 std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch) {
   std::vector<size_t> order(n);
   std::iota(order.begin(), order.end(), size_t(0));
@@ -194,6 +195,8 @@ std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch) {
   for (size_t i = n; i > 1; --i) std::swap(order[i - 1], order[size_t(rng() % i)]);
   return order;
 }
+
+namespace {
 
 class TextClassifierJob final : public TrainingJob {
  public:
@@ -310,7 +313,7 @@ TextTrainResult train_text_classifier(const TextTrainOptions& o) {
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
   if (o.batch_size <= 0 || o.max_len <= 0 || o.lr <= 0)
     throw std::invalid_argument("train-text: batch size, max_len and lr must be positive");
-  TextRows train_rows = read_tsv(o.train_path), valid_rows = read_tsv(o.valid_path);
+  TextRows train_rows = read_text_tsv(o.train_path), valid_rows = read_text_tsv(o.valid_path);
   auto [vocab, classes] = prepare_run_dir(o, train_rows);
   std::vector<TextExample> train = encode_rows(train_rows, vocab, classes, o.max_len, o.train_path);
   std::vector<TextExample> valid = encode_rows(valid_rows, vocab, classes, o.max_len, o.valid_path);
@@ -348,7 +351,7 @@ TextTrainResult train_text_classifier(const TextTrainOptions& o) {
   if (!o.test_path.empty() && !tr.crashed_on_purpose && r.signal == 0) {
     if (!o.out_dir.empty() && fs::exists(trainer.best_path()))
       model->load_state_dict(io::load_checkpoint(trainer.best_path()).model);
-    TextEval e = evaluate_text(*model, encode_rows(read_tsv(o.test_path), vocab, classes, o.max_len, o.test_path));
+    TextEval e = evaluate_text(*model, encode_rows(read_text_tsv(o.test_path), vocab, classes, o.max_len, o.test_path));
     r.test_accuracy = e.accuracy;
     r.test_loss = e.loss;
   }

@@ -121,4 +121,12 @@ struct TextTrainResult {
 
 TextTrainResult train_text_classifier(const TextTrainOptions& o);
 
+// The data helpers train-text shares with `attn finetune` (attn/train/finetune.h).
+struct TextRows {
+  std::vector<std::string> labels, texts;
+};
+TextRows read_text_tsv(const std::string& path);  // "<label>\t<text>" lines; errors name the file and line
+// The order of epoch `epoch`: a Fisher-Yates shuffle from (seed, epoch), the same on every platform.
+std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch);
+
 }  // namespace attn::train
