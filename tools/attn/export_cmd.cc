@@ -5,6 +5,7 @@
 //   attn export --format hf-marian --model runs/translate --out runs/translate-hf
 //   attn translate --model runs/translate-hf < input.en           # a Marian directory runs in attn too
 #include <iostream>
+#include <stdexcept>
 
 #include "attn/models/marian.h"
 #include "commands.h"
@@ -24,7 +25,9 @@ void add_export_commands(CLI::App& app) {
   e->add_option("--out", *out, "output directory")->required();
   e->add_option("--source-lang", opts->source_lang, "source language code (tokenizer_config.json)")->capture_default_str();
   e->add_option("--target-lang", opts->target_lang, "target language code (tokenizer_config.json)")->capture_default_str();
+  // The callback owns every bound option: CLI11 writes through references to them while parsing.
   e->callback([=] {
+    if (*format != "hf-marian") throw std::invalid_argument("attn export: unknown --format " + *format);
     models::export_hf_marian(*model, *out, *opts);
     std::cerr << "attn export: wrote a MarianMTModel directory to " << *out << "\n";
   });
