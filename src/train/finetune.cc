@@ -144,15 +144,9 @@ class FinetuneJob final : public TrainingJob {
     return {{"valid/loss", e.loss}, {"valid/accuracy", e.accuracy}};
   }
 
-  std::string state_json() const override {
-    return json{{"finetune", {{"train_examples", train_.size()}, {"batch_size", o_.batch_size}, {"seed", o_.seed}}}}.dump();
-  }
+  std::string state_json() const override { return shuffle_state_json("finetune", train_.size(), o_.batch_size, o_.seed); }
   void load_state_json(const std::string& extra, const std::string& path) override {
-    json j = json::parse(extra).at("finetune");
-    if (j.at("train_examples").get<size_t>() != train_.size() || j.at("batch_size").get<int64_t>() != o_.batch_size ||
-        j.at("seed").get<uint64_t>() != o_.seed)
-      throw std::runtime_error(path + " was written for other data, batch size or seed (" + j.dump() +
-                               "); resume with the same options or use another --out");
+    check_shuffle_state_json(extra, "finetune", train_.size(), o_.batch_size, o_.seed, path);
   }
 
  private:

@@ -196,6 +196,19 @@ std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch) {
   return order;
 }
 
+std::string shuffle_state_json(const std::string& key, size_t train_examples, int64_t batch_size, uint64_t seed) {
+  return json{{key, {{"train_examples", train_examples}, {"batch_size", batch_size}, {"seed", seed}}}}.dump();
+}
+
+void check_shuffle_state_json(const std::string& extra_json, const std::string& key, size_t train_examples,
+                              int64_t batch_size, uint64_t seed, const std::string& path) {
+  json j = json::parse(extra_json).at(key);
+  if (j.at("train_examples").get<size_t>() != train_examples || j.at("batch_size").get<int64_t>() != batch_size ||
+      j.at("seed").get<uint64_t>() != seed)
+    throw std::runtime_error(path + " was written for other data, batch size or seed (" + j.dump() +
+                             "); resume with the same options or use another --out");
+}
+
 namespace {
 
 class TextClassifierJob final : public TrainingJob {
@@ -231,16 +244,10 @@ class TextClassifierJob final : public TrainingJob {
     return {{"valid/loss", e.loss}, {"valid/accuracy", e.accuracy}};
   }
 
-  std::string state_json() const override {
-    return json{{"text", {{"train_examples", train_.size()}, {"batch_size", o_.batch_size}, {"seed", o_.seed}}}}.dump();
-  }
+  std::string state_json() const override { return shuffle_state_json("text", train_.size(), o_.batch_size, o_.seed); }
 
   void load_state_json(const std::string& extra, const std::string& path) override {
-    json j = json::parse(extra).at("text");
-    if (j.at("train_examples").get<size_t>() != train_.size() || j.at("batch_size").get<int64_t>() != o_.batch_size ||
-        j.at("seed").get<uint64_t>() != o_.seed)
-      throw std::runtime_error(path + " was written for other data, batch size or seed (" + j.dump() +
-                               "); resume with the same options or use another --out");
+    check_shuffle_state_json(extra, "text", train_.size(), o_.batch_size, o_.seed, path);
   }
 
  private:

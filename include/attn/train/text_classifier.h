@@ -128,5 +128,10 @@ struct TextRows {
 TextRows read_text_tsv(const std::string& path);  // "<label>\t<text>" lines; errors name the file and line
 // The order of epoch `epoch`: a Fisher-Yates shuffle from (seed, epoch), the same on every platform.
 std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch);
+// The resume record both jobs keep in a checkpoint under `key` ("text", "finetune"): a resume must see the same
+// number of train examples, batch size and seed, or the epoch orders would differ; the check throws naming `path`.
+std::string shuffle_state_json(const std::string& key, size_t train_examples, int64_t batch_size, uint64_t seed);
+void check_shuffle_state_json(const std::string& extra_json, const std::string& key, size_t train_examples,
+                              int64_t batch_size, uint64_t seed, const std::string& path);
 
 }  // namespace attn::train
