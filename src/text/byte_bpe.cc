@@ -168,12 +168,7 @@ std::string vocab_string_to_bytes(std::string_view token, bool& exact) {
 }  // namespace
 
 void ByteLevelBPE::Impl::set_token(int64_t id, const std::string& token) {
-  if (static_cast<size_t>(id) >= tokens.size()) {
-    tokens.resize(static_cast<size_t>(id) + 1);
-    has_token.resize(static_cast<size_t>(id) + 1, 0);
-  }
-  tokens[static_cast<size_t>(id)] = token;
-  has_token[static_cast<size_t>(id)] = 1;
+  detail::set_token_at(tokens, has_token, id, token);
   vocab[token] = id;
 }
 
@@ -503,7 +498,7 @@ ByteLevelBPE ByteLevelBPE::from_tokenizer_json_string(std::string_view text, con
   const int64_t max_id = detail::max_vocab_id(impl->tokens.size());
   for (const detail::AddedToken& a : impl->added.tokens()) {
     if (a.id > max_id) detail::fail(name, "added_tokens", "id " + std::to_string(a.id) + " is far beyond the vocabulary");
-    if (static_cast<size_t>(a.id) >= impl->tokens.size() || !impl->has_token[static_cast<size_t>(a.id)])
+    if (!detail::has_token_at(impl->tokens, impl->has_token, a.id))
       impl->set_token(a.id, a.content);
   }
   const auto unk = model.find("unk_token");
@@ -559,7 +554,7 @@ std::string ByteLevelBPE::decode_bytes(const std::vector<int64_t>& ids, bool ski
   const Impl& m = *impl_;
   std::string out;
   for (int64_t id : ids) {
-    if (id < 0 || id >= static_cast<int64_t>(m.tokens.size()) || !m.has_token[static_cast<size_t>(id)])
+    if (!detail::has_token_at(m.tokens, m.has_token, id))
       throw TokenizerError(m.name + ": decode: id " + std::to_string(id) + " is not in the vocabulary");
     if (skip_special_tokens) {
       const detail::AddedToken* a = m.added.find_id(id);
@@ -577,7 +572,7 @@ std::string ByteLevelBPE::decode(const std::vector<int64_t>& ids, bool skip_spec
 int64_t ByteLevelBPE::vocab_size() const { return static_cast<int64_t>(impl_->tokens.size()); }
 int64_t ByteLevelBPE::token_to_id(std::string_view token) const { return detail::lookup(impl_->vocab, token); }
 std::string ByteLevelBPE::id_to_token(int64_t id) const {
-  if (id < 0 || id >= vocab_size() || !impl_->has_token[static_cast<size_t>(id)])
+  if (!detail::has_token_at(impl_->tokens, impl_->has_token, id))
     throw TokenizerError(impl_->name + ": id " + std::to_string(id) + " is not in the vocabulary");
   return impl_->tokens[static_cast<size_t>(id)];
 }

@@ -54,12 +54,7 @@ thread_local Scratch t_scratch;
 }  // namespace
 
 void WordPieceTokenizer::Impl::set_token(int64_t id, const std::string& token) {
-  if (static_cast<size_t>(id) >= tokens.size()) {
-    tokens.resize(static_cast<size_t>(id) + 1);
-    has_token.resize(static_cast<size_t>(id) + 1, 0);
-  }
-  tokens[static_cast<size_t>(id)] = token;
-  has_token[static_cast<size_t>(id)] = 1;
+  detail::set_token_at(tokens, has_token, id, token);
 }
 
 // Builds the lookup maps and resolves the special tokens once the tokens are known.
@@ -327,7 +322,7 @@ WordPieceTokenizer WordPieceTokenizer::from_tokenizer_json_string(std::string_vi
   detail::read_added_tokens(root, name, impl->added);
   for (const detail::AddedToken& a : impl->added.tokens()) {
     if (a.id > max_id) detail::fail(name, "added_tokens", "id " + std::to_string(a.id) + " is far beyond the vocabulary");
-    if (static_cast<size_t>(a.id) >= impl->tokens.size() || !impl->has_token[static_cast<size_t>(a.id)])
+    if (!detail::has_token_at(impl->tokens, impl->has_token, a.id))
       impl->set_token(a.id, a.content);
   }
   if (const auto pad = root.find("padding"); pad != root.end() && pad->is_object() && pad->contains("pad_token"))
@@ -408,7 +403,7 @@ std::string WordPieceTokenizer::decode(const std::vector<int64_t>& ids, bool ski
   std::string out;
   bool first = true;
   for (int64_t id : ids) {
-    if (id < 0 || id >= static_cast<int64_t>(m.tokens.size()) || !m.has_token[static_cast<size_t>(id)])
+    if (!detail::has_token_at(m.tokens, m.has_token, id))
       throw TokenizerError(m.name + ": decode: id " + std::to_string(id) + " is not in the vocabulary");
     if (skip_special_tokens) {
       const detail::AddedToken* a = m.added.find_id(id);
@@ -433,7 +428,7 @@ int64_t WordPieceTokenizer::token_to_id(std::string_view token) const {
   return detail::lookup(impl_->word_start, token);
 }
 std::string WordPieceTokenizer::id_to_token(int64_t id) const {
-  if (id < 0 || id >= vocab_size() || !impl_->has_token[static_cast<size_t>(id)])
+  if (!detail::has_token_at(impl_->tokens, impl_->has_token, id))
     throw TokenizerError(impl_->name + ": id " + std::to_string(id) + " is not in the vocabulary");
   return impl_->tokens[static_cast<size_t>(id)];
 }
