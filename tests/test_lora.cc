@@ -15,6 +15,7 @@
 #include "attn/random.h"
 #include "fixture_loader.h"
 #include "gradcheck.h"
+#include "temp_dir.h"
 
 using namespace attn;
 namespace fs = std::filesystem;
@@ -22,15 +23,6 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::string kDir = std::string(ATTN_FIXTURE_DIR) + "/hf_models";
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "attn_lora_XXXXXX").string();
-    path = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 std::shared_ptr<models::BertForSequenceClassification> tiny_bert() {
   auto clf = models::BertForSequenceClassification::from_pretrained(kDir + "/bert_tiny");
@@ -105,7 +97,7 @@ TEST(Lora, SaveLoadMergeUnmergeRoundTrip) {
   NoGradGuard ng;
   const Tensor adapted = logits_of(*clf, f);
   EXPECT_GT(max(abs(sub(adapted, logits_of(*tiny_bert(), f)))).item(), 1e-3);  // the adapters do something
-  TempDir tmp;
+  attn_test::TempDir tmp("attn_lora");
   lora.save(tmp.path + "/adapter");
   auto again = tiny_bert();
   auto loaded = models::LoraModel::load(*again, tmp.path + "/adapter", models::hf_named(again->hf_parameters()));
@@ -128,7 +120,7 @@ TEST(Lora, BadAdaptersAndPatternsAreClearErrors) {
     FAIL();
   } catch (const std::invalid_argument& e) { EXPECT_NE(std::string(e.what()).find("no_such_module"), std::string::npos); }
   EXPECT_THROW(models::LoraModel::apply(*clf, {.r = 0, .target_pattern = "query"}, hf), std::invalid_argument);
-  TempDir tmp;
+  attn_test::TempDir tmp("attn_lora");
   fs::copy(kDir + "/bert_tiny_lora", tmp.path + "/a");
   io::save_safetensors(tmp.path + "/a/adapter_model.safetensors",
                        {{"base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight", zeros({4, 16})}});

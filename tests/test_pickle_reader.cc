@@ -9,6 +9,7 @@
 
 #include "attn/io/safetensors.h"
 #include "attn/io/torch_pickle.h"
+#include "expect_error.h"
 #include "io/torch_pickle_vm.h"
 #include "io/zip.h"
 
@@ -29,22 +30,6 @@ bool same_bytes(const Tensor& a, const Tensor& b) {
   if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
   Tensor ca = a.contiguous(), cb = b.contiguous();
   return ca.nbytes() == cb.nbytes() && (ca.nbytes() == 0 || std::memcmp(ca.raw_data(), cb.raw_data(), ca.nbytes()) == 0);
-}
-
-// Runs `f` and checks that it throws std::runtime_error whose message holds every one of `parts`.
-#define expect_error(...) \
-  do {                     \
-    SCOPED_TRACE("here");  \
-    expect_error_(__VA_ARGS__); \
-  } while (0)
-template <typename F>
-void expect_error_(F&& f, std::initializer_list<std::string> parts) {
-  try {
-    f();
-    ADD_FAILURE() << "no exception; expected one mentioning " << *parts.begin();
-  } catch (const std::runtime_error& e) {
-    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << e.what() << "\n  lacks: " << p;
-  }
 }
 
 void put_u32(std::string& b, size_t at, uint32_t v) { std::memcpy(b.data() + at, &v, 4); }
