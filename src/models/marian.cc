@@ -20,6 +20,7 @@
 #include "attn/io/checkpoint.h"
 #include "attn/io/safetensors.h"
 #include "attn/ops.h"
+#include "io/json_file.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -27,16 +28,6 @@ using nlohmann::json;
 namespace attn::models {
 
 namespace {
-
-json read_json_file(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw std::runtime_error("cannot open " + path);
-  try {
-    return json::parse(f);
-  } catch (const json::exception& e) {
-    throw std::runtime_error(path + ": invalid JSON: " + e.what());
-  }
-}
 
 // The model-dimension permutation: Marian's column j holds attn's column perm[j] (attn interleaves
 // sin/cos of frequency i in columns 2i, 2i + 1; Marian puts the sin in column i and the cos in d/2 + i).
@@ -180,7 +171,7 @@ json hf_generation_config(const TranslatorOptions& mo, int64_t hf_eos) {
 
 // The run's SentencePiece model: config.json's "spm" (default spm.model).
 std::string run_spm_path(const std::string& run_dir) {
-  json cfg = read_json_file(run_dir + "/config.json");
+  json cfg = io::read_json_file(run_dir + "/config.json");
   std::string name = "spm.model";
   if (cfg.contains("spm")) {
     if (!cfg["spm"].is_string()) throw std::runtime_error(run_dir + "/config.json: \"spm\" must be a string");
@@ -370,7 +361,7 @@ void load_positions(const io::SafeTensorsFile& f, Translator& m) {
 
 train::TranslationSession load_hf_marian(const std::string& dir) {
   const std::string config_path = dir + "/config.json", weights_path = dir + "/model.safetensors";
-  const json cfg = read_json_file(config_path);
+  const json cfg = io::read_json_file(config_path);
   TranslatorOptions mo = marian_options(cfg, config_path);
   if (!fs::is_regular_file(weights_path))
     throw std::runtime_error("missing " + weights_path +

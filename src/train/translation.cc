@@ -27,6 +27,7 @@
 #include "attn/optim/adam.h"
 #include "attn/random.h"
 #include "attn/train/trainer.h"
+#include "io/json_file.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -83,16 +84,6 @@ models::TranslatorOptions model_from_json(const json& j, const std::string& file
   // configs written before the option have the final norms
   m.final_norm = j.contains("final_norm") ? config_value<bool>(j, "final_norm", file) : true;
   return m;
-}
-
-json read_json(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw std::runtime_error("cannot open " + path);
-  try {
-    return json::parse(f);
-  } catch (const json::exception& e) {
-    throw std::runtime_error(path + ": invalid JSON: " + e.what());
-  }
 }
 
 void write_text_atomic(const std::string& path, const std::string& text) { io::write_file_atomic(path, text); }
@@ -266,7 +257,7 @@ std::pair<std::shared_ptr<text::SentencePiece>, models::TranslatorOptions> prepa
   mo.vocab_size = sp->vocab_size();
   mo.max_len = std::max<int64_t>(mo.max_len, 2 * o.max_len + 16);
   if (fs::exists(config_path)) {
-    models::TranslatorOptions saved = model_from_json(read_json(config_path).at("model"), config_path);
+    models::TranslatorOptions saved = model_from_json(io::read_json_file(config_path).at("model"), config_path);
     if (model_json(saved) != model_json(mo) && fs::exists(o.out_dir + "/checkpoint.safetensors") && o.resume)
       throw std::runtime_error(o.out_dir + " holds a model with config " + model_json(saved).dump() +
                                " but this run asks for " + model_json(mo).dump() +
@@ -355,7 +346,7 @@ TranslationSession::TranslationSession(std::shared_ptr<models::Translator> model
 
 TranslationSession TranslationSession::load(const std::string& dir, const std::string& checkpoint) {
   const std::string config_path = dir + "/config.json";
-  const json config = read_json(config_path);
+  const json config = io::read_json_file(config_path);
   if (!config.is_object() || !config.contains("model"))
     throw std::runtime_error(config_path + ": bad model config: no \"model\" object (is this a run directory of train-translator?)");
   models::TranslatorOptions mo = model_from_json(config.at("model"), config_path);
