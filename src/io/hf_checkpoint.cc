@@ -14,6 +14,7 @@
 #include "attn/autograd.h"
 #include "attn/io/safetensors.h"
 #include "attn/io/torch_pickle.h"
+#include "io/map_keys.h"
 #include "io/printable.h"
 
 namespace attn::io {
@@ -329,12 +330,7 @@ HFCheckpoint HFCheckpoint::open(const std::string& dir) {
 
 std::string HFCheckpoint::weights_file() const { return weights_file_; }
 
-std::vector<std::string> HFCheckpoint::keys() const {
-  std::vector<std::string> out;
-  out.reserve(where_.size());
-  for (const auto& kv : where_) out.push_back(kv.first);
-  return out;
-}
+std::vector<std::string> HFCheckpoint::keys() const { return map_keys(where_); }
 
 bool HFCheckpoint::contains(const std::string& key) const { return where_.count(key) != 0; }
 

@@ -22,6 +22,7 @@
 #include "backend/backend.h"
 #include "io/half.h"
 #include "io/mapped_file.h"
+#include "io/map_keys.h"
 #include "io/printable.h"
 
 namespace attn::io {
@@ -355,12 +356,7 @@ SafeTensorsFile SafeTensorsFile::from_bytes(std::string bytes, const std::string
   return f;
 }
 
-std::vector<std::string> SafeTensorsFile::keys() const {
-  std::vector<std::string> out;
-  out.reserve(entries_.size());
-  for (const auto& kv : entries_) out.push_back(kv.first);
-  return out;
-}
+std::vector<std::string> SafeTensorsFile::keys() const { return map_keys(entries_); }
 
 bool SafeTensorsFile::contains(const std::string& key) const { return entries_.count(key) != 0; }
 

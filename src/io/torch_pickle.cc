@@ -7,6 +7,7 @@
 
 #include "io/half.h"
 #include "io/mapped_file.h"
+#include "io/map_keys.h"
 #include "io/printable.h"
 #include "io/torch_pickle_vm.h"
 #include "io/zip.h"
@@ -130,12 +131,7 @@ TorchFile TorchFile::from_bytes(std::string bytes, const std::string& name) {
   return f;
 }
 
-std::vector<std::string> TorchFile::keys() const {
-  std::vector<std::string> out;
-  out.reserve(entries_.size());
-  for (const auto& kv : entries_) out.push_back(kv.first);
-  return out;
-}
+std::vector<std::string> TorchFile::keys() const { return map_keys(entries_); }
 
 bool TorchFile::contains(const std::string& key) const { return entries_.count(key) != 0; }
 
