@@ -25,6 +25,7 @@
 #include "attn/text/tokenizer.h"
 #include "attn/train/text_classifier.h"
 #include "attn/train/trainer.h"
+#include "train/accuracy_trainer_options.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -260,12 +261,7 @@ FinetuneResult finetune_classifier(const FinetuneOptions& o) {
     std::fprintf(stderr, "finetune (%s%s): %lld parameters, %lld trainable, %zu classes, %zu training examples\n",
                  mode_name(o.mode), o.random_init ? ", random init" : "", (long long)clf.num_parameters(),
                  (long long)clf.num_parameters(true), classes.size(), train.size());
-  Trainer trainer(job, {.out_dir = o.out_dir, .resume = o.resume, .max_epochs = o.max_epochs, .max_steps = o.max_steps,
-                        .time_budget_s = o.time_budget_s > 0 ? std::max(1e-9, o.time_budget_s - elapsed()) : 0.0,
-                        .clip_grad_norm = o.clip_grad_norm, .eval_every = o.eval_every, .eval_at_epoch_end = true,
-                        .best_metric = "valid/accuracy", .best_mode = BestMode::Max, .log_every = o.log_every,
-                        .stop_after_steps = o.stop_after_steps, .plot_metrics = {"valid/loss"},
-                        .progress = o.progress, .progress_unit = "batch", .handle_signals = o.handle_signals});
+  Trainer trainer(job, accuracy_trainer_options(o, elapsed()));
   TrainerResult tr = trainer.fit();
   FinetuneResult r;
   r.steps = tr.state.step;

@@ -21,6 +21,7 @@
 #include "attn/random.h"
 #include "attn/text/vocab.h"
 #include "attn/train/trainer.h"
+#include "train/accuracy_trainer_options.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -331,12 +332,7 @@ TextTrainResult train_text_classifier(const TextTrainOptions& o) {
   if (o.progress)
     std::fprintf(stderr, "train-text: %lld parameters, %zu classes, vocabulary %lld, %zu training examples\n",
                  (long long)model->num_parameters(), classes.size(), (long long)vocab.size(), train.size());
-  Trainer trainer(job, {.out_dir = o.out_dir, .resume = o.resume, .max_epochs = o.max_epochs, .max_steps = o.max_steps,
-                        .time_budget_s = o.time_budget_s > 0 ? std::max(1e-9, o.time_budget_s - elapsed()) : 0.0,
-                        .clip_grad_norm = o.clip_grad_norm, .eval_every = o.eval_every, .eval_at_epoch_end = true,
-                        .best_metric = "valid/accuracy", .best_mode = BestMode::Max, .log_every = o.log_every,
-                        .stop_after_steps = o.stop_after_steps, .plot_metrics = {"valid/loss"},
-                        .progress = o.progress, .progress_unit = "batch", .handle_signals = o.handle_signals});
+  Trainer trainer(job, accuracy_trainer_options(o, elapsed()));
   TrainerResult tr = trainer.fit();
   TextTrainResult r;
   r.steps = tr.state.step;
