@@ -9,6 +9,8 @@
 // float64 (and the test oracle) is a direct loop implementation (ref::conv2d*).
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "backend/cpu/thread_budget.h"
+
 #include <array>
 #include <atomic>
 #include <cstdlib>
@@ -410,6 +412,7 @@ void conv_bwd_direct(const Conv2dArgs& a, const T* x, const T* w, const T* gy, T
 void conv2d(const Conv2dArgs& a, const void* x, const void* weight, const void* bias, void* y) {
   check_args(a);
   if (a.n == 0) return;
+  const FullTeam full;  // oneDNN splits the work by the threads its primitives are made for
   if (a.dtype == kFloat32)
     conv2d_dnnl(a, x, weight, bias, y);
   else
@@ -425,6 +428,7 @@ void conv2d_backward(const Conv2dArgs& a, const void* x, const void* weight, con
     if (grad_bias) std::memset(grad_bias, 0, size_t(a.c_out) * es);
     return;
   }
+  const FullTeam full;  // the weight gradient's partial sums follow the primitive's thread count
   if (a.dtype == kFloat32)
     conv2d_backward_dnnl(a, x, weight, grad_y, grad_x, grad_weight, grad_bias);
   else

@@ -4,6 +4,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -19,6 +20,7 @@
 #include "backend/cpu/linalg_kernels.h"
 #include "backend/cpu/scalar_math.h"
 #include "backend/cpu/strided.h"
+#include "backend/cpu/thread_budget.h"
 
 namespace attn::cpu {
 
@@ -87,7 +89,12 @@ bool reduce_as_3d(const TensorRef& x, const TensorRef& out, int64_t& outer, int6
 
 }  // namespace
 
-void* CpuBackend::allocate(size_t nbytes) { return cached_alloc(nbytes); }
+// Every op allocates its output here first: the place where the OpenMP team follows the machine's load
+// (thread_budget.h; a clock read per call, /proc/stat every 100 ms).
+void* CpuBackend::allocate(size_t nbytes) {
+  follow_load();
+  return cached_alloc(nbytes);
+}
 void CpuBackend::deallocate(void* p, size_t nbytes) { cached_free(p, nbytes); }
 
 void CpuBackend::copy(const TensorRef& src, const TensorRef& dst) {
@@ -96,7 +103,7 @@ void CpuBackend::copy(const TensorRef& src, const TensorRef& dst) {
     if (n >= (size_t(1) << 20)) {
       // large copies: two threads
       int64_t half = int64_t(n / 2) & ~int64_t(63);
-#pragma omp parallel for num_threads(2)
+#pragma omp parallel for num_threads(std::min(2, omp_get_max_threads()))
       for (int t = 0; t < 2; ++t) {
         size_t b = t == 0 ? 0 : size_t(half), e = t == 0 ? size_t(half) : n;
         std::memcpy(static_cast<char*>(dst.data) + b, static_cast<const char*>(src.data) + b, e - b);

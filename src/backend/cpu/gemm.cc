@@ -14,6 +14,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <tuple>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -22,6 +26,7 @@
 
 #include "backend/cpu/linalg_kernels.h"
 #include "backend/cpu/onednn.h"
+#include "backend/cpu/thread_budget.h"
 
 namespace attn::cpu {
 
@@ -149,7 +154,7 @@ void sgemm_panels(const GemmArgs& g, const float* a, const float* b, float* c, i
   const int64_t extent = by_cols ? g.n : g.m;
   const int64_t per = ((extent + nt - 1) / nt + 15) / 16 * 16;  // multiples of 16
   dnnl_status_t first_error = dnnl_success;
-#pragma omp parallel for schedule(static, 1) num_threads(nt)
+#pragma omp parallel for schedule(static, 1)
   for (int t = 0; t < nt; ++t) {
     const int64_t lo = std::min<int64_t>(extent, t * per), hi = std::min<int64_t>(extent, lo + per);
     if (lo >= hi) continue;
@@ -240,14 +245,71 @@ void sgemm_matmul(const GemmArgs& g, const float* a, const float* b, float* c) {
   }
 }
 
-// The kernel a float32 product runs on.
 enum class SgemmPath { Blocked, Panels, Matmul, Sgemm, Batched };
+
+// Whether oneDNN's product of g's shape gives other bits with the current team than with the
+// partition count (thread_budget.h). Its split over threads is internal: dnnl_sgemm, for one, splits
+// some A @ B^T products with k >= 1024 over k with two threads and not with one. So the first product
+// of a shape under a smaller team runs on made-up operands with both thread counts, and shapes whose
+// bits differ keep the full team from then on. Same split, same bits, whatever the operands.
+bool team_changes_bits(const GemmArgs& g, SgemmPath path) {
+  const int team = omp_get_max_threads(), partition = partition_threads();
+  if (team >= partition || omp_in_parallel()) return false;
+  using Key = std::tuple<int, bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, double, double, bool,
+                         int, int>;
+  static std::mutex mu;
+  static std::map<Key, bool> known;
+  const Key key{int(path), g.trans_a, g.trans_b, g.m, g.n, g.k, g.lda, g.ldb, g.ldc, g.alpha, g.beta,
+                g.bias != nullptr, team, partition};
+  {
+    const std::lock_guard lock(mu);
+    if (auto it = known.find(key); it != known.end()) return it->second;
+  }
+  GemmArgs probe = g;
+  const int64_t a_n = (g.trans_a ? g.k : g.m) * g.lda, b_n = (g.trans_b ? g.n : g.k) * g.ldb, c_n = g.m * g.ldc;
+  std::vector<float> ops(static_cast<size_t>(a_n + b_n + g.n)), full(static_cast<size_t>(c_n)), small(full.size());
+  uint32_t state = 12345;
+  for (float& v : ops) v = float(int32_t(state = state * 1664525u + 1013904223u)) * 4.6566e-10f;
+  for (size_t i = 0; i < full.size(); ++i) full[i] = small[i] = ops[i % ops.size()];
+  probe.a = ops.data();
+  probe.b = ops.data() + a_n;
+  if (g.bias) probe.bias = ops.data() + a_n + b_n;
+  const auto run_probe = [&](float* out) {
+    GemmArgs p = probe;
+    p.c = out;
+    const float *pa = static_cast<const float*>(p.a), *pb = static_cast<const float*>(p.b);
+    path == SgemmPath::Matmul ? sgemm_matmul(p, pa, pb, out) : sgemm_one(p, pa, pb, out);
+  };
+  {
+    const FullTeam f;
+    run_probe(full.data());
+  }
+  run_probe(small.data());
+  const bool differs = std::memcmp(full.data(), small.data(), full.size() * sizeof(float)) != 0;
+  const std::lock_guard lock(mu);
+  known[key] = differs;
+  return differs;
+}
+
+// One float32 product on dnnl_sgemm or the matmul primitive, with the full team where a smaller one
+// would change its bits.
+void onednn_single(const GemmArgs& g, SgemmPath path) {
+  const float* a = static_cast<const float*>(g.a);
+  const float* b = static_cast<const float*>(g.b);
+  float* c = static_cast<float*>(g.c);
+  std::optional<FullTeam> full;
+  if (team_changes_bits(g, path)) full.emplace();
+  if (path == SgemmPath::Matmul) sgemm_matmul(g, a, b, c);
+  else sgemm_one(g, a, b, c);
+}
+
+// The kernel a float32 product runs on.
 SgemmPath sgemm_path(const GemmArgs& g) {
   const double work = double(g.m) * double(g.n) * double(g.k);
   if (work <= 16.0 * 16 * 16) return SgemmPath::Blocked;
   if (g.batch != 1) return SgemmPath::Batched;
-  if (omp_get_max_threads() > 1 && !omp_in_parallel() && panels_enabled() && work >= 128.0 * 128 * 128 &&
-      std::max(g.m, g.n) >= 64 * int64_t(omp_get_max_threads()))
+  if (partition_threads() > 1 && !omp_in_parallel() && panels_enabled() && work >= 128.0 * 128 * 128 &&
+      std::max(g.m, g.n) >= 64 * int64_t(partition_threads()))
     return SgemmPath::Panels;
   return prefer_matmul_primitive(g) ? SgemmPath::Matmul : SgemmPath::Sgemm;
 }
@@ -257,15 +319,17 @@ void sgemm(const GemmArgs& g) {
   const float* b = static_cast<const float*>(g.b);
   float* c = static_cast<float*>(g.c);
   const double work = double(g.m) * double(g.n) * double(g.k);
-  switch (sgemm_path(g)) {
+  const SgemmPath path = sgemm_path(g);
+  switch (path) {
     case SgemmPath::Blocked: return blocked<float>(g);
-    case SgemmPath::Panels: return sgemm_panels(g, a, b, c, omp_get_max_threads());
-    case SgemmPath::Matmul: return sgemm_matmul(g, a, b, c);
-    case SgemmPath::Sgemm: return sgemm_one(g, a, b, c);
+    case SgemmPath::Panels: return sgemm_panels(g, a, b, c, partition_threads());
+    case SgemmPath::Matmul:
+    case SgemmPath::Sgemm: return onednn_single(g, path);
     case SgemmPath::Batched: break;
   }
   // Per-item threading only pays off for large matrices; otherwise split the batch.
-  if (work >= 256.0 * 256 * 256 || omp_get_max_threads() == 1 || omp_in_parallel()) {
+  // (the split follows the partition count: a smaller team runs the same per-item products)
+  if (work >= 256.0 * 256 * 256 || partition_threads() == 1 || omp_in_parallel()) {
     for (int64_t i = 0; i < g.batch; ++i) sgemm_one(g, a + i * g.stride_a, b + i * g.stride_b, c + i * g.stride_c);
     return;
   }
@@ -304,7 +368,7 @@ void gemm(const GemmArgs& in) {
       throw std::invalid_argument("gemm: a bias needs a single product with beta = 0 " + describe(g));
     // the primitive adds the bias as it writes C (alpha would scale it there: only alpha = 1)
     if (g.dtype == kFloat32 && g.alpha == 1.0 && sgemm_path(g) == SgemmPath::Matmul)
-      return sgemm_matmul(g, static_cast<const float*>(g.a), static_cast<const float*>(g.b), static_cast<float*>(g.c));
+      return onednn_single(g, SgemmPath::Matmul);
     // otherwise C = bias rows, then C += alpha op(A) op(B)
     GemmArgs rest = g;
     rest.bias = nullptr;

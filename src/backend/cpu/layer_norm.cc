@@ -10,6 +10,7 @@
 
 #include "backend/cpu/dispatch.h"
 #include "backend/cpu/kernels.h"
+#include "backend/cpu/thread_budget.h"
 
 namespace attn::cpu {
 
@@ -40,12 +41,13 @@ void layer_norm_f64(const double* x, const double* w, const double* b, double ep
 
 void layer_norm_backward_f64(const double* gy, const double* x, const double* w, const double* mean,
                              const double* rstd, double* gx, double* gw, double* gb, int64_t rows, int64_t d) {
-  const int nt = (rows * d >= kParallelGrain && rows > 1) ? omp_get_max_threads() : 1;
+  // one partial sum per slice of rows, nt slices whatever the team: the same bits with any team
+  const int nt = (rows * d >= kParallelGrain && rows > 1) ? partition_threads() : 1;
   const bool need_wb = gw || gb;
   std::vector<double> acc(need_wb ? size_t(nt) * 2 * size_t(d) : 0, 0.0);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    const int64_t t = omp_get_thread_num(), nth = omp_get_num_threads();
+#pragma omp parallel for schedule(static) if (nt > 1)
+  for (int64_t t = 0; t < nt; ++t) {
+    const int64_t nth = nt;
     const int64_t r0 = rows * t / nth, r1 = rows * (t + 1) / nth;
     double* sw = need_wb ? acc.data() + size_t(t) * 2 * size_t(d) : nullptr;
     double* sb = need_wb ? sw + d : nullptr;

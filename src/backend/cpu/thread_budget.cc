@@ -1,0 +1,171 @@
+// The load-following OpenMP team (thread_budget.h; measurements in docs/threading.md).
+#include "backend/cpu/thread_budget.h"
+
+#include <fcntl.h>
+#include <omp.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace attn::cpu {
+namespace {
+
+constexpr int64_t kSampleEveryNs = 100'000'000;  // 100 ms: 10 ticks of /proc/stat per CPU and window
+constexpr int64_t kStaleNs = 2'000'000'000;      // a longer window (the program idled) restarts the measure
+
+std::atomic<int> g_partition{0};  // the user's thread count, 0 until the first follow_load
+std::atomic<int> g_team{0};       // the team the load asks for, 0: the partition count
+std::atomic<int> g_override{0};
+thread_local int tl_last_set = 0;  // the team this thread last set (a different value: the user set it)
+thread_local int tl_full_team = 0;  // FullTeam guards alive on this thread
+
+std::atomic<bool>& enabled_flag() {
+  static std::atomic<bool> on = [] {
+    const char* e = std::getenv("ATTN_FOLLOW_LOAD");
+    return !(e && std::string(e) == "0");
+  }();
+  return on;
+}
+
+int64_t now_ns(clockid_t clock) {
+  timespec ts{};
+  clock_gettime(clock, &ts);
+  return int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+// The last /proc/stat sample: when, our CPUs' busy ticks, this process's CPU time.
+struct Sampler {
+  std::mutex mu;
+  std::atomic<int64_t> next_ns{0};
+  int64_t wall_ns = 0, busy_ticks = -1, own_ns = 0;
+  int cpus = 0;
+  uint64_t mask_bits = 0;  // our CPUs among 0..63 (others: not measured)
+  double ticks_per_s = 100;
+
+  Sampler() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) == 0)
+      for (int c = 0; c < 64; ++c)
+        if (CPU_ISSET(c, &set)) mask_bits |= uint64_t(1) << c, ++cpus;
+    const long tck = sysconf(_SC_CLK_TCK);
+    if (tck > 0) ticks_per_s = double(tck);
+  }
+
+  int64_t read_busy_ticks() const {
+    static thread_local std::vector<char> buf(size_t(1) << 16);  // the cpu lines come first
+    const int fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    size_t len = 0;
+    for (ssize_t got; len + 1 < buf.size() && (got = read(fd, buf.data() + len, buf.size() - 1 - len)) > 0;)
+      len += size_t(got);
+    close(fd);
+    buf[len] = '\0';
+    return busy_ticks_of(buf.data(), mask_bits);
+  }
+
+  // Called when the sample is due: updates g_team from the window since the last sample.
+  void sample(int partition) {
+    std::unique_lock lock(mu, std::try_to_lock);
+    if (!lock.owns_lock()) return;
+    const int64_t wall = now_ns(CLOCK_MONOTONIC), own = now_ns(CLOCK_PROCESS_CPUTIME_ID);
+    const int64_t busy = read_busy_ticks();
+    next_ns.store(wall + kSampleEveryNs, std::memory_order_relaxed);
+    if (busy < 0) return;
+    const int64_t dwall = wall - wall_ns;
+    if (busy_ticks >= 0 && dwall > 0 && dwall < kStaleNs) {
+      const double other_s = double(busy - busy_ticks) / ticks_per_s - double(own - own_ns) * 1e-9;
+      const double others = std::max(0.0, other_s / (double(dwall) * 1e-9));
+      const int team = g_team.load(std::memory_order_relaxed);
+      g_team.store(team_for_load(partition, team > 0 ? team : partition, cpus, others),
+                   std::memory_order_relaxed);
+    }
+    wall_ns = wall, busy_ticks = busy, own_ns = own;
+  }
+};
+
+Sampler& sampler() {
+  static Sampler s;
+  return s;
+}
+
+void set_team(int team) {
+  if (omp_get_max_threads() != team) omp_set_num_threads(team);
+  tl_last_set = team;
+}
+
+}  // namespace
+
+int64_t busy_ticks_of(const char* text, uint64_t mask_bits) {
+  int64_t sum = 0;
+  bool any = false;
+  for (const char* p = text; p && *p; p = std::strchr(p, '\n'), p = p ? p + 1 : nullptr) {
+    if (std::strncmp(p, "cpu", 3) != 0 || !(p[3] >= '0' && p[3] <= '9')) continue;
+    char* end = nullptr;
+    const long cpu = std::strtol(p + 3, &end, 10);
+    if (cpu < 0 || cpu >= 64 || !(mask_bits >> cpu & 1)) continue;
+    // user nice system idle iowait irq softirq steal (guest time is already in user / nice)
+    int64_t f[8] = {};
+    for (int i = 0; i < 8; ++i) f[i] = std::strtoll(end, &end, 10);
+    sum += f[0] + f[1] + f[2] + f[5] + f[6] + f[7];
+    any = true;
+  }
+  return any ? sum : -1;
+}
+
+int team_for_load(int partition, int team, int cpus, double others) {
+  if (partition <= 1 || cpus <= 0) return std::max(1, partition);
+  // CPUs' worth of time taken by other processes; a CPU counts as lost beyond 0.6 of it and as back below 0.3
+  const int down = partition - int(std::floor(others + 0.4)), up = partition - int(std::floor(others + 0.7));
+  int next = team;
+  if (down < team) next = down;
+  else if (up > team) next = up;
+  return std::clamp(next, 1, partition);
+}
+
+int partition_threads() {
+  const int p = g_partition.load(std::memory_order_relaxed);
+  return p > 0 ? p : omp_get_max_threads();
+}
+
+void follow_load() {
+  if (omp_in_parallel() || tl_full_team > 0) return;
+  const int current = omp_get_max_threads();
+  if (current != tl_last_set) g_partition.store(current, std::memory_order_relaxed);  // the user's count
+  const int partition = g_partition.load(std::memory_order_relaxed);
+  if (const int forced = g_override.load(std::memory_order_relaxed); forced > 0)
+    return set_team(std::min(forced, partition));
+  if (!enabled_flag().load(std::memory_order_relaxed) || partition <= 1) return set_team(partition);
+  Sampler& s = sampler();
+  if (now_ns(CLOCK_MONOTONIC_COARSE) >= s.next_ns.load(std::memory_order_relaxed)) s.sample(partition);
+  const int team = g_team.load(std::memory_order_relaxed);
+  set_team(team > 0 ? std::min(team, partition) : partition);
+}
+
+bool set_follow_load(bool on) {
+  const bool was = enabled_flag().exchange(on);
+  if (!on) g_team.store(0);
+  return was;
+}
+
+int set_team_override(int team) { return g_override.exchange(std::max(0, team)); }
+
+FullTeam::FullTeam() : saved_(omp_in_parallel() ? 0 : omp_get_max_threads()) {
+  ++tl_full_team;
+  if (saved_ > 0 && partition_threads() != saved_) omp_set_num_threads(partition_threads());
+}
+FullTeam::~FullTeam() {
+  --tl_full_team;
+  if (saved_ > 0 && omp_get_max_threads() != saved_) omp_set_num_threads(saved_);
+}
+
+}  // namespace attn::cpu

@@ -1,0 +1,56 @@
+// src/backend/cpu/thread_budget.h — a load-following OpenMP team (internal; docs/threading.md).
+//
+//   cpu::follow_load();                      // at an op's entry, outside parallel regions (CpuBackend::allocate)
+//   const int nt = cpu::partition_threads(); // cut a reduction into nt fixed slices: same bits with any team
+//   { cpu::FullTeam full; run_onednn_primitive(); }  // code whose result follows its team size
+//
+// The user's thread count (OMP_NUM_THREADS, --threads, omp_set_num_threads) is the *partition* count:
+// every kernel whose result depends on how the work is split cuts it into that many slices. The *team*
+// (omp_get_max_threads(), what a parallel region gets) follows the machine's load: when other processes
+// keep some of our CPUs busy, a team of one per free CPU avoids waiting at every join for a thread the
+// kernel has descheduled. The team changes when threads do, never what they compute.
+#pragma once
+
+#include <cstdint>
+
+namespace attn::cpu {
+
+// The thread count partitions that change results are cut for: the user's count, fixed unless the user
+// changes it (not the load-following team).
+int partition_threads();
+
+// Every >= 100 ms (the clock is read each call, /proc/stat only then): measures the CPU time other
+// processes took on our CPUs since the last look and sets the calling thread's OpenMP team to the CPUs
+// left (at least 1, at most the partition count). Cheap; a no-op inside parallel regions, when
+// ATTN_FOLLOW_LOAD=0, or after set_follow_load(false).
+void follow_load();
+
+// Turns the load-following on or off (off: the team is the partition count again); returns the old state.
+bool set_follow_load(bool on);
+
+// Tests: forces the team to `team` threads (0: back to following the load); returns the old override.
+int set_team_override(int team);
+
+// The policy, pure: the team for `others` CPUs' worth of other processes' time on `cpus` CPUs, given the
+// partition count and the current team. Hysteresis: one thread fewer when a CPU's share beyond
+// 0.6 of one is taken, one more only when at most 0.3 of that CPU is.
+int team_for_load(int partition, int team, int cpus, double others);
+
+// One /proc/stat sample: summed busy ticks (all but idle and iowait) of the CPUs in `mask_bits`
+// (bit i = cpu i; CPUs 0..63). Returns -1 if no such CPU line is found.
+int64_t busy_ticks_of(const char* proc_stat_text, uint64_t mask_bits);
+
+// Holds the team at the partition count for its lifetime (oneDNN primitives whose internal split
+// follows the thread count they are created or run with: convolution, pooling).
+class FullTeam {
+ public:
+  FullTeam();
+  ~FullTeam();
+  FullTeam(const FullTeam&) = delete;
+  FullTeam& operator=(const FullTeam&) = delete;
+
+ private:
+  int saved_;
+};
+
+}  // namespace attn::cpu
