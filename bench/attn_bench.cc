@@ -265,7 +265,7 @@ int main(int argc, char** argv) {
       }
       if (job.check) job.check();
       j["units_per_iteration"] = job.units_per_iteration;
-      j["threads"] = omp_get_max_threads();
+      j["threads"] = threads > 0 ? threads : omp_get_max_threads();  // the requested count (the team follows the load)
       const double peak = bench::peak_rss_mib();
       j["peak_rss_mib"] = peak;
       j["baseline_rss_mib"] = baseline_rss_mib;

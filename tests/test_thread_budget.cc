@@ -20,18 +20,19 @@
 
 using namespace attn;
 
-TEST(ThreadBudget, TeamFollowsOtherProcessesWithHysteresis) {
-  using cpu::team_for_load;
-  EXPECT_EQ(team_for_load(2, 2, 2, 0.0), 2);
-  EXPECT_EQ(team_for_load(2, 2, 2, 0.5), 2);   // half a CPU taken: not yet
-  EXPECT_EQ(team_for_load(2, 2, 2, 0.65), 1);  // beyond 0.6: one thread fewer
-  EXPECT_EQ(team_for_load(2, 1, 2, 1.0), 1);   // a spinning process: stays at one
-  EXPECT_EQ(team_for_load(2, 1, 2, 0.5), 1);   // hysteresis: back only below 0.3
-  EXPECT_EQ(team_for_load(2, 1, 2, 0.25), 2);
-  EXPECT_EQ(team_for_load(2, 2, 2, 3.0), 1);   // never below one
-  EXPECT_EQ(team_for_load(4, 4, 4, 1.7), 2);
-  EXPECT_EQ(team_for_load(4, 2, 4, 0.1), 4);
-  EXPECT_EQ(team_for_load(1, 1, 2, 0.0), 1);
+TEST(ThreadBudget, TeamShrinksWhenOurThreadsWaitAndTriesAgain) {
+  using cpu::team_for_load, cpu::LoadSample;
+  EXPECT_EQ(team_for_load(2, 2, LoadSample{.others = 0.0, .waited = 0.01}), 2);
+  EXPECT_EQ(team_for_load(2, 2, LoadSample{.others = 0.8, .waited = 0.05}), 2);  // busy, but not in our way
+  EXPECT_EQ(team_for_load(2, 2, LoadSample{.others = 0.7, .waited = 0.25}), 2);  // a burst of waiting
+  EXPECT_EQ(team_for_load(2, 2, LoadSample{.others = 0.7, .waited = 0.4}), 1);   // a spinning process
+  EXPECT_EQ(team_for_load(2, 1, LoadSample{.others = 1.0, .waited = 0.0}), 1);   // stays at one ...
+  EXPECT_EQ(team_for_load(2, 1, LoadSample{.others = 1.0, .waited = 0.0, .probe_due = true}), 2);  // ... tries
+  EXPECT_EQ(team_for_load(2, 1, LoadSample{.others = 0.2, .waited = 0.0}), 2);   // the others left
+  EXPECT_EQ(team_for_load(2, 2, LoadSample{.others = 3.0, .waited = 1.5}), 1);   // never below one
+  EXPECT_EQ(team_for_load(4, 4, LoadSample{.others = 1.7, .waited = 0.5}), 2);
+  EXPECT_EQ(team_for_load(4, 2, LoadSample{.others = 0.1, .waited = 0.0}), 4);
+  EXPECT_EQ(team_for_load(1, 1, LoadSample{.others = 0.0, .waited = 0.0}), 1);
 }
 
 TEST(ThreadBudget, BusyTicksOfOurCpusFromProcStat) {
@@ -40,9 +41,10 @@ TEST(ThreadBudget, BusyTicksOfOurCpusFromProcStat) {
       "cpu0 10 1 5 200 7 2 3 4 0 0\n"
       "cpu1 20 1 5 300 2 2 3 4 0 0\n"
       "intr 12345 0 0 0\n";
-  EXPECT_EQ(cpu::busy_ticks_of(text, 0b01), 10 + 1 + 5 + 2 + 3 + 4);  // idle and iowait left out
-  EXPECT_EQ(cpu::busy_ticks_of(text, 0b11), 25 + 35);
-  EXPECT_EQ(cpu::busy_ticks_of(text, 0b100), -1);
+  EXPECT_EQ(cpu::busy_ticks_of(text, 0b01, true), 10 + 1 + 5 + 2 + 3 + 4);  // idle and iowait left out
+  EXPECT_EQ(cpu::busy_ticks_of(text, 0b11, true), 25 + 35);
+  EXPECT_EQ(cpu::busy_ticks_of(text, 0b11, false), 24 + 34);  // niced time left out
+  EXPECT_EQ(cpu::busy_ticks_of(text, 0b100, true), -1);
 }
 
 namespace {

@@ -3,12 +3,15 @@
 
 #include <fcntl.h>
 #include <omp.h>
+#include <dirent.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -20,7 +23,10 @@ namespace attn::cpu {
 namespace {
 
 constexpr int64_t kSampleEveryNs = 100'000'000;  // 100 ms: 10 ticks of /proc/stat per CPU and window
-constexpr int64_t kStaleNs = 2'000'000'000;      // a longer window (the program idled) restarts the measure
+constexpr int64_t kStaleNs = 300'000'000;        // a longer window (the program idled) restarts at the full team
+// A smaller team tries the full one again 0.2 s after shrinking, then 0.4, 0.8, 1.6, 1.6 ... s while the
+// load stays: a wrong shrink (a burst of waiting) costs 0.2 s, a lasting load one window in 1.6 s.
+constexpr int64_t kProbeMinNs = 200'000'000, kProbeMaxNs = 1'600'000'000;
 
 std::atomic<int> g_partition{0};  // the user's thread count, 0 until the first follow_load
 std::atomic<int> g_team{0};       // the team the load asks for, 0: the partition count
@@ -46,17 +52,24 @@ int64_t now_ns(clockid_t clock) {
 struct Sampler {
   std::mutex mu;
   std::atomic<int64_t> next_ns{0};
-  int64_t wall_ns = 0, busy_ticks = -1, own_ns = 0;
-  int cpus = 0;
+  int64_t wall_ns = 0, busy_ticks = -1, own_ns = 0, wait_ns = -1;
+  int64_t probe_ns = 0;  // when a smaller team next tries the full one again
+  int64_t probe_every_ns = kProbeMinNs;
+  bool probing = false;  // the team grew to try: a shrink now means the load is still there
   uint64_t mask_bits = 0;  // our CPUs among 0..63 (others: not measured)
+  bool count_niced = false;  // niced processes' time counts only when we are niced ourselves
   double ticks_per_s = 100;
+  bool trace = false;  // ATTN_FOLLOW_LOAD=trace: one line per sample on stderr
 
   Sampler() {
     cpu_set_t set;
     CPU_ZERO(&set);
     if (sched_getaffinity(0, sizeof(set), &set) == 0)
       for (int c = 0; c < 64; ++c)
-        if (CPU_ISSET(c, &set)) mask_bits |= uint64_t(1) << c, ++cpus;
+        if (CPU_ISSET(c, &set)) mask_bits |= uint64_t(1) << c;
+    count_niced = getpriority(PRIO_PROCESS, 0) > 0;
+    const char* e = std::getenv("ATTN_FOLLOW_LOAD");
+    trace = e && std::string(e) == "trace";
     const long tck = sysconf(_SC_CLK_TCK);
     if (tck > 0) ticks_per_s = double(tck);
   }
@@ -70,7 +83,31 @@ struct Sampler {
       len += size_t(got);
     close(fd);
     buf[len] = '\0';
-    return busy_ticks_of(buf.data(), mask_bits);
+    return busy_ticks_of(buf.data(), mask_bits, count_niced);
+  }
+
+  // Summed run_delay of this process's threads (ns they were runnable but waited for a CPU;
+  // /proc/self/task/*/schedstat, field 2), -1 where the kernel does not report it.
+  static int64_t read_wait_ns() {
+    DIR* dir = opendir("/proc/self/task");
+    if (!dir) return -1;
+    int64_t sum = 0;
+    bool any = false;
+    char path[320], text[128];
+    while (const dirent* e = readdir(dir)) {
+      if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+      std::snprintf(path, sizeof(path), "/proc/self/task/%s/schedstat", e->d_name);
+      const int fd = open(path, O_RDONLY | O_CLOEXEC);
+      if (fd < 0) continue;
+      const ssize_t n = read(fd, text, sizeof(text) - 1);
+      close(fd);
+      if (n <= 0) continue;
+      text[n] = '\0';
+      unsigned long long run = 0, wait = 0;
+      if (std::sscanf(text, "%llu %llu", &run, &wait) == 2) sum += int64_t(wait), any = true;
+    }
+    closedir(dir);
+    return any ? sum : -1;
   }
 
   // Called when the sample is due: updates g_team from the window since the last sample.
@@ -78,18 +115,31 @@ struct Sampler {
     std::unique_lock lock(mu, std::try_to_lock);
     if (!lock.owns_lock()) return;
     const int64_t wall = now_ns(CLOCK_MONOTONIC), own = now_ns(CLOCK_PROCESS_CPUTIME_ID);
-    const int64_t busy = read_busy_ticks();
+    const int64_t busy = read_busy_ticks(), wait = read_wait_ns();
     next_ns.store(wall + kSampleEveryNs, std::memory_order_relaxed);
-    if (busy < 0) return;
     const int64_t dwall = wall - wall_ns;
-    if (busy_ticks >= 0 && dwall > 0 && dwall < kStaleNs) {
+    const int team = g_team.load(std::memory_order_relaxed) > 0 ? g_team.load(std::memory_order_relaxed) : partition;
+    int next = team;
+    if (dwall >= kStaleNs) {
+      next = partition;  // we computed nothing for a while: start afresh with the full team
+    } else if (busy >= 0 && busy_ticks >= 0 && dwall > 0) {
+      const double window_s = double(dwall) * 1e-9;
       const double other_s = double(busy - busy_ticks) / ticks_per_s - double(own - own_ns) * 1e-9;
-      const double others = std::max(0.0, other_s / (double(dwall) * 1e-9));
-      const int team = g_team.load(std::memory_order_relaxed);
-      g_team.store(team_for_load(partition, team > 0 ? team : partition, cpus, others),
-                   std::memory_order_relaxed);
+      LoadSample ls{.others = std::max(0.0, other_s / window_s), .waited = 0, .probe_due = wall >= probe_ns};
+      ls.waited = wait >= 0 && wait_ns >= 0 ? std::max<double>(0.0, double(wait - wait_ns) * 1e-9 / window_s)
+                                           : ls.others;  // no schedstat: the others' share stands in
+      next = team_for_load(partition, team, ls);
+      if (next < team) {  // shrinking: right after a try, wait twice as long before the next one
+        probe_every_ns = probing ? std::min(2 * probe_every_ns, kProbeMaxNs) : kProbeMinNs;
+        probe_ns = wall + probe_every_ns;
+      }
+      probing = next > team && ls.others > 0.3;  // a try, not the others leaving
+      if (trace)
+        std::fprintf(stderr, "attn follow_load: window %.0f ms, our threads waited %.2f, others %.2f CPUs: team %d -> %d\n",
+                     window_s * 1e3, ls.waited, ls.others, team, next);
     }
-    wall_ns = wall, busy_ticks = busy, own_ns = own;
+    g_team.store(next, std::memory_order_relaxed);
+    wall_ns = wall, busy_ticks = busy, own_ns = own, wait_ns = wait;
   }
 };
 
@@ -105,7 +155,7 @@ void set_team(int team) {
 
 }  // namespace
 
-int64_t busy_ticks_of(const char* text, uint64_t mask_bits) {
+int64_t busy_ticks_of(const char* text, uint64_t mask_bits, bool count_niced) {
   int64_t sum = 0;
   bool any = false;
   for (const char* p = text; p && *p; p = std::strchr(p, '\n'), p = p ? p + 1 : nullptr) {
@@ -116,20 +166,21 @@ int64_t busy_ticks_of(const char* text, uint64_t mask_bits) {
     // user nice system idle iowait irq softirq steal (guest time is already in user / nice)
     int64_t f[8] = {};
     for (int i = 0; i < 8; ++i) f[i] = std::strtoll(end, &end, 10);
-    sum += f[0] + f[1] + f[2] + f[5] + f[6] + f[7];
+    sum += f[0] + (count_niced ? f[1] : 0) + f[2] + f[5] + f[6] + f[7];
     any = true;
   }
   return any ? sum : -1;
 }
 
-int team_for_load(int partition, int team, int cpus, double others) {
-  if (partition <= 1 || cpus <= 0) return std::max(1, partition);
-  // CPUs' worth of time taken by other processes; a CPU counts as lost beyond 0.6 of it and as back below 0.3
-  const int down = partition - int(std::floor(others + 0.4)), up = partition - int(std::floor(others + 0.7));
-  int next = team;
-  if (down < team) next = down;
-  else if (up > team) next = up;
-  return std::clamp(next, 1, partition);
+int team_for_load(int partition, int team, const LoadSample& s) {
+  if (partition <= 1) return 1;
+  team = std::clamp(team, 1, partition);
+  if (s.waited >= 0.3 && team > 1) {  // our threads waited for a CPU: one fewer per CPU others take
+    const int lost = std::max(1, int(std::floor(s.others + 0.4)));
+    return std::clamp(std::min(team - 1, partition - lost), 1, partition);
+  }
+  if (team < partition && (s.others <= 0.3 || s.probe_due)) return partition;  // freed, or time to try
+  return team;
 }
 
 int partition_threads() {

@@ -31,14 +31,24 @@ bool set_follow_load(bool on);
 // Tests: forces the team to `team` threads (0: back to following the load); returns the old override.
 int set_team_override(int team);
 
-// The policy, pure: the team for `others` CPUs' worth of other processes' time on `cpus` CPUs, given the
-// partition count and the current team. Hysteresis: one thread fewer when a CPU's share beyond
-// 0.6 of one is taken, one more only when at most 0.3 of that CPU is.
-int team_for_load(int partition, int team, int cpus, double others);
+// What one window (>= 100 ms) of the machine showed, in CPUs' worth of that window.
+struct LoadSample {
+  double others = 0;       // CPU time other processes took on our CPUs (/proc/stat, less our own)
+  double waited = 0;       // time our threads were runnable but waited for a CPU (schedstat run_delay)
+  bool probe_due = false;  // a smaller team's next try of the full one is due
+};
 
-// One /proc/stat sample: summed busy ticks (all but idle and iowait) of the CPUs in `mask_bits`
-// (bit i = cpu i; CPUs 0..63). Returns -1 if no such CPU line is found.
-int64_t busy_ticks_of(const char* proc_stat_text, uint64_t mask_bits);
+// The policy, pure: the next team from the current one and a window. Our threads waited for a CPU
+// (>= 0.3 of one): one thread fewer per CPU other processes take (at least one). A smaller team goes
+// back to the full one when the others leave (<= 0.3 of a CPU) or when a try is due (0.2 s after
+// shrinking, then less and less often while the load stays): the next window's waiting then decides. Waiting, not the others' time, is the signal to shrink because
+// processes of lower priority fill every CPU we leave idle without slowing us.
+int team_for_load(int partition, int team, const LoadSample& sample);
+
+// One /proc/stat sample: summed busy ticks (all but idle and iowait, and niced time only when
+// count_niced: a background job at a positive nice value yields its CPU to us) of the CPUs in
+// `mask_bits` (bit i = cpu i; CPUs 0..63). Returns -1 if no such CPU line is found.
+int64_t busy_ticks_of(const char* proc_stat_text, uint64_t mask_bits, bool count_niced);
 
 // Holds the team at the partition count for its lifetime (oneDNN primitives whose internal split
 // follows the thread count they are created or run with: convolution, pooling).
