@@ -24,9 +24,11 @@ namespace {
 
 constexpr int64_t kSampleEveryNs = 100'000'000;  // 100 ms: 10 ticks of /proc/stat per CPU and window
 constexpr int64_t kStaleNs = 300'000'000;        // a longer window (the program idled) restarts at the full team
-// A smaller team tries the full one again 0.2 s after shrinking, then 0.4, 0.8, 1.6, 1.6 ... s while the
-// load stays: a wrong shrink (a burst of waiting) costs 0.2 s, a lasting load one window in 1.6 s.
-constexpr int64_t kProbeMinNs = 200'000'000, kProbeMaxNs = 1'600'000'000;
+// A smaller team tries the full one again 0.1 s after shrinking, then 0.2, 0.4, 0.4 ... s while the load
+// stays, for a window of 30 ms (run_delay is counted in ns, so a short window measures waiting well): a
+// wrong shrink costs 0.1 s, a lasting load 30 ms at the full team in 0.43 s, and a load that left
+// (which the others' ticks cannot show where idle CPUs are filled by lower-priority work) 0.4 s at most.
+constexpr int64_t kProbeMinNs = 100'000'000, kProbeMaxNs = 400'000'000, kProbeWindowNs = 30'000'000;
 
 std::atomic<int> g_partition{0};  // the user's thread count, 0 until the first follow_load
 std::atomic<int> g_team{0};       // the team the load asks for, 0: the partition count
@@ -134,6 +136,7 @@ struct Sampler {
         probe_ns = wall + probe_every_ns;
       }
       probing = next > team && ls.others > 0.3;  // a try, not the others leaving
+      if (probing) next_ns.store(wall + kProbeWindowNs, std::memory_order_relaxed);
       if (trace)
         std::fprintf(stderr, "attn follow_load: window %.0f ms, our threads waited %.2f, others %.2f CPUs: team %d -> %d\n",
                      window_s * 1e3, ls.waited, ls.others, team, next);

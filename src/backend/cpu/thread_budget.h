@@ -19,7 +19,7 @@ namespace attn::cpu {
 // changes it (not the load-following team).
 int partition_threads();
 
-// Every >= 100 ms (the clock is read each call, /proc/stat only then): measures the CPU time other
+// Every >= 100 ms (the clock is read each call, /proc only then; 30 ms while trying the full team): measures the CPU time other
 // processes took on our CPUs since the last look and sets the calling thread's OpenMP team to the CPUs
 // left (at least 1, at most the partition count). Cheap; a no-op inside parallel regions, when
 // ATTN_FOLLOW_LOAD=0, or after set_follow_load(false).
@@ -40,9 +40,10 @@ struct LoadSample {
 
 // The policy, pure: the next team from the current one and a window. Our threads waited for a CPU
 // (>= 0.3 of one): one thread fewer per CPU other processes take (at least one). A smaller team goes
-// back to the full one when the others leave (<= 0.3 of a CPU) or when a try is due (0.2 s after
-// shrinking, then less and less often while the load stays): the next window's waiting then decides. Waiting, not the others' time, is the signal to shrink because
-// processes of lower priority fill every CPU we leave idle without slowing us.
+// back to the full one when the others leave (<= 0.3 of a CPU) or when a try is due (0.1 s after
+// shrinking, then 0.2 and every 0.4 s while the load stays): the next (30 ms) window's waiting decides.
+// Waiting, not the others' time, is the signal to shrink: processes of lower priority fill every CPU
+// we leave idle without slowing us.
 int team_for_load(int partition, int team, const LoadSample& sample);
 
 // One /proc/stat sample: summed busy ticks (all but idle and iowait, and niced time only when
