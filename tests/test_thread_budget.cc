@@ -24,13 +24,14 @@ TEST(ThreadBudget, TeamShrinksWhenOurThreadsWaitAndTriesAgain) {
   using cpu::team_for_load, cpu::LoadSample;
   EXPECT_EQ(team_for_load(2, 2, LoadSample{.others = 0.0, .waited = 0.01}), 2);
   EXPECT_EQ(team_for_load(2, 2, LoadSample{.others = 0.8, .waited = 0.05}), 2);  // busy, but not in our way
-  EXPECT_EQ(team_for_load(2, 2, LoadSample{.others = 0.7, .waited = 0.25}), 2);  // a burst of waiting
-  EXPECT_EQ(team_for_load(2, 2, LoadSample{.others = 0.7, .waited = 0.4}), 1);   // a spinning process
+  EXPECT_EQ(team_for_load(2, 2, LoadSample{.others = 0.7, .waited = 0.4}), 2);   // a burst of waiting ...
+  EXPECT_EQ(team_for_load(2, 2, LoadSample{.others = 0.7, .waited = 0.4, .trying = true}), 1);  // ... after a shrink
+  EXPECT_EQ(team_for_load(2, 2, LoadSample{.others = 0.9, .waited = 0.6}), 1);   // a spinning process
   EXPECT_EQ(team_for_load(2, 1, LoadSample{.others = 1.0, .waited = 0.0}), 1);   // stays at one ...
   EXPECT_EQ(team_for_load(2, 1, LoadSample{.others = 1.0, .waited = 0.0, .probe_due = true}), 2);  // ... tries
   EXPECT_EQ(team_for_load(2, 1, LoadSample{.others = 0.2, .waited = 0.0}), 2);   // the others left
   EXPECT_EQ(team_for_load(2, 2, LoadSample{.others = 3.0, .waited = 1.5}), 1);   // never below one
-  EXPECT_EQ(team_for_load(4, 4, LoadSample{.others = 1.7, .waited = 0.5}), 2);
+  EXPECT_EQ(team_for_load(4, 4, LoadSample{.others = 1.7, .waited = 0.6}), 2);
   EXPECT_EQ(team_for_load(4, 2, LoadSample{.others = 0.1, .waited = 0.0}), 4);
   EXPECT_EQ(team_for_load(1, 1, LoadSample{.others = 0.0, .waited = 0.0}), 1);
 }

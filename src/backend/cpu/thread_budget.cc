@@ -127,7 +127,8 @@ struct Sampler {
     } else if (busy >= 0 && busy_ticks >= 0 && dwall > 0) {
       const double window_s = double(dwall) * 1e-9;
       const double other_s = double(busy - busy_ticks) / ticks_per_s - double(own - own_ns) * 1e-9;
-      LoadSample ls{.others = std::max(0.0, other_s / window_s), .waited = 0, .probe_due = wall >= probe_ns};
+      LoadSample ls{.others = std::max(0.0, other_s / window_s), .waited = 0, .probe_due = wall >= probe_ns,
+                    .trying = probing};
       ls.waited = wait >= 0 && wait_ns >= 0 ? std::max<double>(0.0, double(wait - wait_ns) * 1e-9 / window_s)
                                            : ls.others;  // no schedstat: the others' share stands in
       next = team_for_load(partition, team, ls);
@@ -178,7 +179,7 @@ int64_t busy_ticks_of(const char* text, uint64_t mask_bits, bool count_niced) {
 int team_for_load(int partition, int team, const LoadSample& s) {
   if (partition <= 1) return 1;
   team = std::clamp(team, 1, partition);
-  if (s.waited >= 0.3 && team > 1) {  // our threads waited for a CPU: one fewer per CPU others take
+  if (s.waited >= (s.trying ? 0.3 : 0.45) && team > 1) {  // our threads waited: one fewer per CPU others take
     const int lost = std::max(1, int(std::floor(s.others + 0.4)));
     return std::clamp(std::min(team - 1, partition - lost), 1, partition);
   }

@@ -36,10 +36,11 @@ struct LoadSample {
   double others = 0;       // CPU time other processes took on our CPUs (/proc/stat, less our own)
   double waited = 0;       // time our threads were runnable but waited for a CPU (schedstat run_delay)
   bool probe_due = false;  // a smaller team's next try of the full one is due
+  bool trying = false;     // this window was such a try (30 ms)
 };
 
 // The policy, pure: the next team from the current one and a window. Our threads waited for a CPU
-// (>= 0.3 of one): one thread fewer per CPU other processes take (at least one). A smaller team goes
+// (>= 0.45 of one; >= 0.3 in a try, which follows a shrink): one thread fewer per CPU other processes take (at least one). A smaller team goes
 // back to the full one when the others leave (<= 0.3 of a CPU) or when a try is due (0.1 s after
 // shrinking, then 0.2 and every 0.4 s while the load stays): the next (30 ms) window's waiting decides.
 // Waiting, not the others' time, is the signal to shrink: processes of lower priority fill every CPU
