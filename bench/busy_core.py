@@ -6,9 +6,10 @@
 
 Each `<workload>_busy_core` (for the workloads in WORKLOADS) gets two lines: peer `pytorch` (both sides
 under load, paired as usual) and peer `attn-idle` (one attn process; each pair is one repeat with the
-spinning process running and one without, in alternating order; ratio = loaded / idle throughput, so 0.4
-means 2.5x slower). The spinner is a plain `python -c 'while True: pass'`, started for each loaded stretch
-and always killed (try/finally), so the load never outlives a measurement. docs/threading.md explains
+spinning process running and one without, in alternating order, each after one untimed repeat under the
+same condition, since attn's OpenMP team follows the load within about 0.1-0.4 s; ratio = loaded / idle
+throughput, so 0.4 means 2.5x slower). The spinner is a plain `python -c 'while True: pass'`, started for
+each loaded stretch and always killed (try/finally), so the load never outlives a measurement. docs/threading.md explains
 attn's OpenMP policy, which these lines check.
 """
 import contextlib
@@ -61,6 +62,7 @@ def attn_idle_row(name, attn_cmd, env, timeout, rounds, pairs, server_cls, media
                 pair = {}
                 for busy in ((False, True) if (i + r) % 2 == 0 else (True, False)):
                     with load(busy):
+                        server.repeat()  # untimed: attn's team has settled to this load (docs/threading.md)
                         pair[busy] = server.repeat()["s"]
                 loaded.append(pair[True])
                 idle.append(pair[False])
