@@ -36,8 +36,8 @@ std::atomic<int> g_override{0};
 thread_local int tl_last_set = 0;  // the team this thread last set (a different value: the user set it)
 thread_local int tl_full_team = 0;  // FullTeam guards alive on this thread
 
-std::atomic<bool>& enabled_flag() {
-  static std::atomic<bool> on = [] {
+bool enabled() {
+  static const bool on = [] {
     const char* e = std::getenv("ATTN_FOLLOW_LOAD");
     return !(e && std::string(e) == "0");
   }();
@@ -50,7 +50,8 @@ int64_t now_ns(clockid_t clock) {
   return int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
-// The last /proc/stat sample: when, our CPUs' busy ticks, this process's CPU time.
+// The last sample (when, our CPUs' busy ticks, this process's CPU time, its threads' waiting) and the
+// state of the tries of the full team.
 struct Sampler {
   std::mutex mu;
   std::atomic<int64_t> next_ns{0};
@@ -120,10 +121,11 @@ struct Sampler {
     const int64_t busy = read_busy_ticks(), wait = read_wait_ns();
     next_ns.store(wall + kSampleEveryNs, std::memory_order_relaxed);
     const int64_t dwall = wall - wall_ns;
-    const int team = g_team.load(std::memory_order_relaxed) > 0 ? g_team.load(std::memory_order_relaxed) : partition;
+    const int wanted = g_team.load(std::memory_order_relaxed), team = wanted > 0 ? wanted : partition;
     int next = team;
     if (dwall >= kStaleNs) {
       next = partition;  // we computed nothing for a while: start afresh with the full team
+      probing = false;
     } else if (busy >= 0 && busy_ticks >= 0 && dwall > 0) {
       const double window_s = double(dwall) * 1e-9;
       const double other_s = double(busy - busy_ticks) / ticks_per_s - double(own - own_ns) * 1e-9;
@@ -139,8 +141,8 @@ struct Sampler {
       probing = next > team && ls.others > 0.3;  // a try, not the others leaving
       if (probing) next_ns.store(wall + kProbeWindowNs, std::memory_order_relaxed);
       if (trace)
-        std::fprintf(stderr, "attn follow_load: window %.0f ms, our threads waited %.2f, others %.2f CPUs: team %d -> %d\n",
-                     window_s * 1e3, ls.waited, ls.others, team, next);
+        std::fprintf(stderr, "attn follow_load: window %.0f ms, our threads waited %.2f, others %.2f CPUs: "
+                     "team %d -> %d\n", window_s * 1e3, ls.waited, ls.others, team, next);
     }
     g_team.store(next, std::memory_order_relaxed);
     wall_ns = wall, busy_ticks = busy, own_ns = own, wait_ns = wait;
@@ -199,17 +201,11 @@ void follow_load() {
   const int partition = g_partition.load(std::memory_order_relaxed);
   if (const int forced = g_override.load(std::memory_order_relaxed); forced > 0)
     return set_team(std::min(forced, partition));
-  if (!enabled_flag().load(std::memory_order_relaxed) || partition <= 1) return set_team(partition);
+  if (!enabled() || partition <= 1) return set_team(partition);
   Sampler& s = sampler();
   if (now_ns(CLOCK_MONOTONIC_COARSE) >= s.next_ns.load(std::memory_order_relaxed)) s.sample(partition);
   const int team = g_team.load(std::memory_order_relaxed);
   set_team(team > 0 ? std::min(team, partition) : partition);
-}
-
-bool set_follow_load(bool on) {
-  const bool was = enabled_flag().exchange(on);
-  if (!on) g_team.store(0);
-  return was;
 }
 
 int set_team_override(int team) { return g_override.exchange(std::max(0, team)); }

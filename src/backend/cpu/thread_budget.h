@@ -19,14 +19,12 @@ namespace attn::cpu {
 // changes it (not the load-following team).
 int partition_threads();
 
-// Every >= 100 ms (the clock is read each call, /proc only then; 30 ms while trying the full team): measures the CPU time other
-// processes took on our CPUs since the last look and sets the calling thread's OpenMP team to the CPUs
-// left (at least 1, at most the partition count). Cheap; a no-op inside parallel regions, when
-// ATTN_FOLLOW_LOAD=0, or after set_follow_load(false).
+// Every >= 100 ms (the clock is read each call, /proc only then; 30 ms while trying the full team):
+// measures how long our threads waited for a CPU and the CPU time other processes took on our CPUs
+// since the last look, and sets the calling thread's OpenMP team by team_for_load (at least 1, at most
+// the partition count). Cheap; a no-op inside parallel regions; with ATTN_FOLLOW_LOAD=0 in the
+// environment the team stays at the partition count.
 void follow_load();
-
-// Turns the load-following on or off (off: the team is the partition count again); returns the old state.
-bool set_follow_load(bool on);
 
 // Tests: forces the team to `team` threads (0: back to following the load); returns the old override.
 int set_team_override(int team);
