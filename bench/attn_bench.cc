@@ -27,26 +27,17 @@
 #include "attn/models/hf_model_dir.h"
 #include "attn/models/sentence_transformer.h"
 #include "attn/train/classifier.h"
+#include "bench_job.h"
 #include "bench_translator.h"
 #include "bench_util.h"
 #include "ceiling.h"
+#include "rnn_workloads.h"
 
 using namespace attn;
+using attn::bench::Job;
 using attn::bench::bench_translator_options, attn::bench::kSentences, attn::bench::kSrcLen, attn::bench::kTgtLen;
 
 namespace {
-
-// One workload, built and ready to time: `iteration` runs once; throughput = units_per_iteration /
-// seconds per iteration, in `unit`.
-struct Job {
-  std::function<void()> iteration{};
-  double units_per_iteration = 1;
-  std::string unit{};
-  bench::MeasureOptions options{};
-  std::function<double()> probe{};                                 // paired mode: reported per repeat
-  std::function<void()> check{};                                   // after timing: throws if results are off
-  nlohmann::ordered_json extra = nlohmann::ordered_json::object();  // workload-specific fields
-};
 
 // Training step of a classifier: forward, cross-entropy, backward, Adam.
 Job train_step(const std::shared_ptr<nn::Module>& model, const Tensor& x, const Tensor& y) {
@@ -203,6 +194,10 @@ const std::vector<Workload> kWorkloads = {
     {"transformer_train_step", transformer_train_step},
     {"greedy_decode", greedy_decode_bench},
     {"minilm_embed", minilm_embed},
+    {"lstm_lm_train_step", [] { return bench::char_lm_train_step(train::RecurrentCell::LSTM); }},
+    {"gru_lm_train_step", [] { return bench::char_lm_train_step(train::RecurrentCell::GRU); }},
+    {"lstm_sample", bench::lstm_sample},
+    {"textcnn_train_step", bench::textcnn_train_step},
 };
 
 int usage(const char* argv0) {

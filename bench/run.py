@@ -65,6 +65,19 @@ def params_note(a, p):
     return note
 
 
+def lm_note(a, p):
+    """Char-LM training steps: each side's effective GFLOP/s (tokens/s x the model's MFLOP per token) and
+    its share of the FMA ceiling measured before each attn repeat (the ceiling's median)."""
+    note = params_note(a, p) + f"; 32 x 64 tokens per step, {a['mflop_per_token']:.1f} MFLOP/token"
+    ceiling = a.get("fma_peak_gflops")
+    for side, r in (("attn", a), ("pytorch", p)):
+        if r:
+            gflops = r["value"] * a["mflop_per_token"] / 1e3
+            note += f"; {side} {gflops:.0f} GFLOP/s" + (f" ({100 * gflops / ceiling:.0f}% of FMA ceiling "
+                                                        f"{ceiling:.0f})" if ceiling else "")
+    return note
+
+
 NOTES = {
     "gemm_2048": lambda a, p: (f"attn {100 * a['value'] / PEAK_GFLOPS:.1f}% of {PEAK_GFLOPS:.0f} GFLOP/s"
                                + (f", pytorch {100 * p['value'] / PEAK_GFLOPS:.1f}%" if p else "")
@@ -80,6 +93,10 @@ NOTES = {
                                   "batches of 32, fp32; peer: sentence-transformers under inference_mode"),
     "mlp_train_step": lambda a, p: params_note(a, p),
     "cnn_train_step": lambda a, p: params_note(a, p),
+    "lstm_lm_train_step": lambda a, p: lm_note(a, p),
+    "gru_lm_train_step": lambda a, p: lm_note(a, p),
+    "lstm_sample": lambda a, p: params_note(a, p) + "; batch 1, 128 characters sampled one at a time per run",
+    "textcnn_train_step": lambda a, p: params_note(a, p) + "; batch 32 x 200 word ids, widths 3/4/5 x 100 filters",
 }
 for _w in busy_core.WORKLOADS:  # *_busy_core: the same workload beside a spinning process (bench/busy_core.py)
     NOTES[_w + busy_core.SUFFIX] = (lambda w: lambda a, p: "both sides beside a spinning process; "

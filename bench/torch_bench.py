@@ -42,6 +42,7 @@ def current_rss_mib():
 import torch  # noqa: E402  (imported after the helpers so that the baseline below includes exactly torch)
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+import torch_rnn_workloads as rnnw  # noqa: E402  (bench/: the recurrent and text-CNN workloads)
 
 BASELINE_RSS_MIB = current_rss_mib()  # after `import torch`, before building anything
 
@@ -438,6 +439,10 @@ WORKLOADS = {
     "transformer_train_step": transformer_train_step,
     "greedy_decode": greedy_decode,
     "minilm_embed": not_compiled(minilm_embed),
+    "lstm_lm_train_step": lambda compiled=False: rnnw.char_lm_train_step(Job, count_parameters, maybe_compile, "lstm", compiled),
+    "gru_lm_train_step": lambda compiled=False: rnnw.char_lm_train_step(Job, count_parameters, maybe_compile, "gru", compiled),
+    "lstm_sample": not_compiled(lambda: rnnw.lstm_sample(Job, count_parameters)),
+    "textcnn_train_step": lambda compiled=False: rnnw.textcnn_train_step(Job, count_parameters, maybe_compile, compiled),
 }
 
 

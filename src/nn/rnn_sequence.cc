@@ -16,6 +16,7 @@ namespace attn::nn::detail {
 namespace {
 
 std::atomic<bool> g_fused{true};
+std::atomic<bool> g_fused_kernels{true};
 
 Tensor rows(const Tensor& t, int64_t off, int64_t n) { return t.narrow(0, off, n); }
 Tensor cols(const Tensor& t, int64_t start, int64_t n) { return t.narrow(1, start, n); }
@@ -153,9 +154,12 @@ void backward_step(const SequenceArgs& a, const Weights& w, const Buffers& s, Gr
 
 bool set_fused_sequence(bool on) { return g_fused.exchange(on); }
 bool fused_sequence() { return g_fused.load(); }
+bool set_fused_kernels(bool on) { return g_fused_kernels.exchange(on); }
 
 SequenceResult run_sequence(const SequenceArgs& a, const Tensor& gx_in, const Tensor& h0, const Tensor& c0,
                             const Tensor& w_hh, const Tensor& b_hh, const Tensor& w_hr) {
+  if (g_fused_kernels.load() && fast_sequence_applies(a, {gx_in, h0, c0, w_hh, b_hh, w_hr}))
+    return run_sequence_fast(a, gx_in, h0, c0, w_hh, b_hh, w_hr);
   const std::vector<int64_t>& bs = *a.batch_sizes;
   const std::vector<int64_t>& off = *a.offsets;
   const bool lstm = a.mode == RNNMode::LSTM, gru = a.mode == RNNMode::GRU;

@@ -35,6 +35,13 @@ struct SequenceResult {
 SequenceResult run_sequence(const SequenceArgs& a, const Tensor& gx, const Tensor& h0, const Tensor& c0,
                             const Tensor& w_hh, const Tensor& b_hh, const Tensor& w_hr);
 
+// The float32 CPU form of run_sequence (rnn_sequence_fast.cc: fused gate kernels, no allocation in the
+// time loop); run_sequence takes it when fast_sequence_applies and fused kernels are on.
+bool fast_sequence_applies(const SequenceArgs& a, const std::vector<Tensor>& tensors);
+SequenceResult run_sequence_fast(const SequenceArgs& a, const Tensor& gx, const Tensor& h0, const Tensor& c0,
+                                 const Tensor& w_hh, const Tensor& b_hh, const Tensor& w_hr);
+bool set_fused_kernels(bool on);  // returns the previous setting; off: the generic per-op loop (for tests)
+
 // The layers use run_sequence unless this is off (then the per-step autograd composite); for tests.
 bool set_fused_sequence(bool on);  // returns the previous setting
 bool fused_sequence();

@@ -88,4 +88,5 @@ static inline float vhmin(vf a) {
 
 #define ATTN_SIMD_NS avx2
 #include "backend/cpu/kernels_simd.inc"
+#include "backend/cpu/rnn_gates_simd.inc"  // the fused RNN gate kernels (rnn_gates.h)
 #undef ATTN_SIMD_NS

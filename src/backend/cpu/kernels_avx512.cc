@@ -79,6 +79,7 @@ static inline float vhmin(vf a) { return _mm512_reduce_min_ps(a); }
 
 #define ATTN_SIMD_NS avx512
 #include "backend/cpu/kernels_simd.inc"
+#include "backend/cpu/rnn_gates_simd.inc"  // the fused RNN gate kernels (rnn_gates.h)
 #undef ATTN_SIMD_NS
 #undef ATTN_HAVE_SCALEF
 #undef ATTN_HAVE_LUT32
