@@ -69,8 +69,9 @@ Job fwd_bwd(const std::function<Tensor(const Tensor&)>& op, const std::vector<Te
 
 
 // One training step of the translator exactly as train_translator() runs it (minus clipping and the LR
-// schedule): batch of 32 pairs x (32 source + 32 target) random tokens, no padding.
-Job transformer_train_step() {
+// schedule): batch of 32 pairs x (32 source + 32 target) random tokens, no padding. autocast: forward
+// and loss under attn::Autocast (bf16 GEMMs, fp32 master weights), as transformer_train_step_bf16.
+Job transformer_train_step(bool autocast = false) {
   auto model = std::make_shared<models::Translator>(bench_translator_options());
   model->train();
   const int64_t V = model->options.vocab_size;
@@ -81,9 +82,13 @@ Job transformer_train_step() {
                                            optim::AdamOptions{.lr = 1e-4, .betas = {0.9, 0.98}, .eps = 1e-9});
   return {.iteration =
               [=] {
-                Tensor logits = model->forward(src, tgt_in);  // (N, T, V)
-                Tensor loss = cross_entropy(logits.flatten(0, 1), tgt_out.flatten(),
-                                            {.ignore_index = model->options.pad_id, .label_smoothing = 0.1});
+                Tensor loss;
+                {
+                  Autocast ac(kBFloat16, autocast);
+                  Tensor logits = model->forward(src, tgt_in);  // (N, T, V)
+                  loss = cross_entropy(logits.flatten(0, 1), tgt_out.flatten(),
+                                       {.ignore_index = model->options.pad_id, .label_smoothing = 0.1});
+                }
                 loss.backward();
                 opt->step();
                 opt->zero_grad();
@@ -157,14 +162,16 @@ Job minilm_embed() {
           .extra = {{"parameters", st->model->num_parameters()}}};
 }
 
-Job gemm_2048() {
+// 2048^3 matmul of float32 (gemm_2048) or bfloat16 (gemm_2048_bf16: float32 accumulation, bf16 out).
+Job gemm_2048(DType dtype = kFloat32) {
   const int64_t n = 2048;
-  Tensor a = randn({n, n}), b = randn({n, n});
+  Tensor a = randn({n, n}).to(dtype), b = randn({n, n}).to(dtype);
   return {.iteration = [=] { (void)matmul(a, b); },
           .units_per_iteration = 2.0 * double(n) * double(n) * double(n) / 1e9,
           .unit = "GFLOP/s",
           .options = {.warmup = 2, .repeats = 7},
-          .probe = [] { return bench::fma_peak_gflops(); }};
+          // the float32 FMA peak: a ceiling for float32 only
+          .probe = dtype == kFloat32 ? std::function<double()>([] { return bench::fma_peak_gflops(); }) : nullptr};
 }
 
 struct Workload {
@@ -173,7 +180,8 @@ struct Workload {
 };
 
 const std::vector<Workload> kWorkloads = {
-    {"gemm_2048", gemm_2048},
+    {"gemm_2048", [] { return gemm_2048(); }},
+    {"gemm_2048_bf16", [] { return gemm_2048(kBFloat16); }},
     {"mlp_train_step",
      [] {
        auto model = train::make_mlp();  // 784-512-256-10
@@ -191,7 +199,8 @@ const std::vector<Workload> kWorkloads = {
        return fwd_bwd([w, b](const Tensor& x) { return layer_norm(x, {512}, w, b); }, {w, b});
      }},
     {"gelu_fwd_bwd", [] { return fwd_bwd([](const Tensor& x) { return gelu(x); }); }},
-    {"transformer_train_step", transformer_train_step},
+    {"transformer_train_step", [] { return transformer_train_step(); }},
+    {"transformer_train_step_bf16", [] { return transformer_train_step(true); }},
     {"greedy_decode", greedy_decode_bench},
     {"minilm_embed", minilm_embed},
     {"lstm_lm_train_step", [] { return bench::char_lm_train_step(train::RecurrentCell::LSTM); }},

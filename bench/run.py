@@ -11,6 +11,9 @@ The peers (bench/README.md, "The peer"): `pytorch` is eager PyTorch as a perform
 it (fused Adam, inference mode, a key/value-cached decoding loop, 2 threads); `pytorch-compile` is the
 same model and step under torch.compile (inductor), run for training-step and decoding workloads (for
 the others, and where it cannot compile, its line says why). Compilation happens in the untimed warm-up.
+`pytorch-autocast-bf16` runs the `*_bf16` workloads that have an autocast form (transformer_train_step_bf16)
+under torch.autocast("cpu", dtype=torch.bfloat16); against `pytorch` those workloads compare attn's bf16
+with PyTorch's fp32 step (gemm_2048_bf16: bf16 on both sides).
 
 Paired measurement: for each workload and round both sides start (attn_bench --serve and
 torch_bench.py --serve; attn first in even rounds, PyTorch first in odd ones), warm up, and then
@@ -103,7 +106,9 @@ for _w in busy_core.WORKLOADS:  # *_busy_core: the same workload beside a spinni
                                     + NOTES[w](a, p))(_w)
 
 # The peers: name -> extra torch_bench.py arguments.
-PEERS = {"pytorch": [], "pytorch-compile": ["--compile"]}
+# pytorch-autocast-bf16: the *_bf16 workloads under torch.autocast("cpu", dtype=torch.bfloat16) (torch_bench.py
+# says which have that form); other workloads are not paired with it.
+PEERS = {"pytorch": [], "pytorch-compile": ["--compile"], "pytorch-autocast-bf16": ["--autocast-bf16"]}
 
 
 class PeerUnavailable(Exception):
@@ -393,6 +398,8 @@ def main():
         for peer in peers:
             if busy and peer == "pytorch-compile":
                 continue  # the busy-core lines check attn's OpenMP waiting, against the eager peer only
+            if peer == "pytorch-autocast-bf16" and not name.endswith("_bf16"):
+                continue
             try:
                 row = measure_workload(name, exe, peer, a, env)
             except PeerUnavailable as e:

@@ -175,6 +175,13 @@ def gemm_2048():
     return Job(lambda: torch.matmul(a, b), "GFLOP/s", units=2.0 * n ** 3 / 1e9, warmup=2)
 
 
+def gemm_2048_bf16():
+    """bf16 @ bf16 -> bf16 (oneDNN / AMX inside PyTorch); attn's gemm_2048_bf16 does the same."""
+    n = 2048
+    a, b = torch.randn(n, n).bfloat16(), torch.randn(n, n).bfloat16()
+    return Job(lambda: torch.matmul(a, b), "GFLOP/s", units=2.0 * n ** 3 / 1e9, warmup=2)
+
+
 def layer_norm_fwd_bwd():
     w = torch.ones(512, requires_grad=True)
     b = torch.zeros(512, requires_grad=True)
@@ -348,7 +355,9 @@ def bench_translator():
 SENTENCES, SRC_LEN, TGT_LEN = 32, 32, 32
 
 
-def transformer_train_step(compiled=False):
+def transformer_train_step(compiled=False, autocast=False):
+    """autocast: forward and loss under torch.autocast("cpu", dtype=torch.bfloat16) (the
+    pytorch-autocast-bf16 peer of transformer_train_step_bf16)."""
     model = bench_translator()
     model.train()
     V = model.embedding.num_embeddings
@@ -359,9 +368,10 @@ def transformer_train_step(compiled=False):
     forward = maybe_compile(model, compiled)
 
     def step():
-        logits = forward(src, tgt_in)
-        loss = F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=model.pad_id,
-                               label_smoothing=0.1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            logits = forward(src, tgt_in)
+            loss = F.cross_entropy(logits.flatten(0, 1), tgt_out.flatten(), ignore_index=model.pad_id,
+                                   label_smoothing=0.1)
         loss.backward()
         opt.step()
         opt.zero_grad()
@@ -429,6 +439,7 @@ def minilm_embed():
 
 WORKLOADS = {
     "gemm_2048": not_compiled(gemm_2048),
+    "gemm_2048_bf16": not_compiled(gemm_2048_bf16),
     "mlp_train_step": lambda compiled=False: train_step(mlp(), torch.randn(128, 1, 28, 28),
                                                         torch.randint(0, 10, (128,)), compiled),
     "cnn_train_step": lambda compiled=False: train_step(cnn(), torch.randn(64, 1, 28, 28),
@@ -437,6 +448,8 @@ WORKLOADS = {
     "layer_norm_fwd_bwd": not_compiled(layer_norm_fwd_bwd),
     "gelu_fwd_bwd": not_compiled(lambda: fwd_bwd(F.gelu)),
     "transformer_train_step": transformer_train_step,
+    # attn under its Autocast; peers: `pytorch` (fp32), `pytorch-autocast-bf16` (AUTOCAST_PEER below)
+    "transformer_train_step_bf16": lambda compiled=False: transformer_train_step(compiled, autocast=AUTOCAST_PEER[0]),
     "greedy_decode": greedy_decode,
     "minilm_embed": not_compiled(minilm_embed),
     "lstm_lm_train_step": lambda compiled=False: rnnw.char_lm_train_step(Job, count_parameters, maybe_compile, "lstm", compiled),
@@ -444,6 +457,11 @@ WORKLOADS = {
     "lstm_sample": not_compiled(lambda: rnnw.lstm_sample(Job, count_parameters)),
     "textcnn_train_step": lambda compiled=False: rnnw.textcnn_train_step(Job, count_parameters, maybe_compile, compiled),
 }
+
+
+# The pytorch-autocast-bf16 peer (--autocast-bf16): the workloads that run under torch.autocast then.
+AUTOCAST_WORKLOADS = ("transformer_train_step_bf16",)
+AUTOCAST_PEER = [False]
 
 
 def memory_fields():
@@ -460,6 +478,8 @@ def main():
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--serve", action="store_true", help="paired mode for run.py")
     ap.add_argument("--compile", action="store_true", help="the pytorch-compile peer (torch.compile, inductor)")
+    ap.add_argument("--autocast-bf16", action="store_true",
+                    help="the pytorch-autocast-bf16 peer (torch.autocast(\"cpu\", dtype=torch.bfloat16))")
     ap.add_argument("--describe", action="store_true",
                     help="run one untimed iteration and print units, unit and parameters (bench/check_peers.py)")
     a = ap.parse_args()
@@ -471,7 +491,12 @@ def main():
         return 2
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    result = {"workload": a.workload, "peer": "pytorch-compile" if a.compile else "pytorch"}
+    result = {"workload": a.workload,
+              "peer": "pytorch-compile" if a.compile else "pytorch-autocast-bf16" if a.autocast_bf16 else "pytorch"}
+    if a.autocast_bf16 and a.workload not in AUTOCAST_WORKLOADS:
+        print(json.dumps({**result, "ready": False, "unavailable": "no autocast form of this workload"}), flush=True)
+        return 0
+    AUTOCAST_PEER[0] = a.autocast_bf16
     try:
         job = WORKLOADS[a.workload](compiled=a.compile)
     except NotCompiled as e:

@@ -140,3 +140,45 @@ TEST(TranslationTrain, LearnsResumesExactlyAndTranslates) {
   }
   fs::remove_all(root);
 }
+
+// bf16 training (steps under attn::Autocast): the precision is recorded in config.json, a resumed run
+// keeps it even when asked for another, and interrupted + resumed equals uninterrupted bit for bit.
+TEST(TranslationTrain, Bf16RunResumesExactlyInItsPrecision) {
+  fs::path root = fs::temp_directory_path() / ("attn_mt_bf16_" + std::to_string(::getpid()));
+  fs::create_directories(root);
+  std::set<std::string> seen = test_corpus::write_word_corpus(root / "train", 400, 7);
+  test_corpus::write_word_corpus(root / "dev", 60, 2024, seen);
+  auto a = tiny_options(root, root / "a");
+  a.precision = "bf16";
+  a.max_steps = 16;
+  a.eval_every = 16;
+  auto ra = train::train_translator(a);
+  EXPECT_EQ(ra.precision, "bf16");
+  auto b = a;
+  b.out_dir = (root / "b").string();
+  b.max_steps = 8;
+  EXPECT_EQ(train::train_translator(b).steps, 8);
+  EXPECT_EQ(nlohmann::json::parse(std::ifstream(root / "b" / "config.json")).at("precision"), "bf16");
+  b.max_steps = 16;
+  b.precision = "fp32";  // the recorded precision wins on resume
+  auto rb = train::train_translator(b);
+  EXPECT_EQ(rb.precision, "bf16");
+  EXPECT_EQ(rb.steps, 16);
+  auto ca = io::load_checkpoint(ra.checkpoint), cb = io::load_checkpoint(rb.checkpoint);
+  ASSERT_EQ(ca.model.size(), cb.model.size());
+  for (auto& [k, t] : ca.model) {
+    EXPECT_EQ(t.dtype(), kFloat32) << k;  // float32 master weights
+    ASSERT_EQ(t.to_vector<float>(), cb.model.at(k).to_vector<float>()) << "parameter " << k << " differs after resume";
+  }
+  EXPECT_EQ(ca.rng.offset, cb.rng.offset);
+  // the same steps in float32 give other weights: the bf16 steps really ran in bf16
+  auto c = a;
+  c.out_dir = (root / "c").string();
+  c.precision = "fp32";
+  auto cc = io::load_checkpoint(train::train_translator(c).checkpoint);
+  bool differs = false;
+  for (auto& [k, t] : ca.model) differs = differs || t.to_vector<float>() != cc.model.at(k).to_vector<float>();
+  EXPECT_TRUE(differs);
+  EXPECT_THROW(train::train_translator([&] { auto d = a; d.precision = "fp16"; return d; }()), std::invalid_argument);
+  fs::remove_all(root);
+}

@@ -7,6 +7,7 @@
 //   Tensor loss = cross_entropy((*model)(x), y);
 //   opt.zero_grad(); loss.backward(); opt.step();
 #pragma once
+#include "attn/autocast.h"
 #include "attn/autograd.h"
 #include "attn/dtype.h"
 #include "attn/ops.h"

@@ -199,6 +199,9 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads
             throw std::logic_error("autograd: '" + node->name + "' produced a gradient of shape " +
                                    shape_str(grads_in[i].shape()) + " for input " + std::to_string(i) +
                                    " of shape " + shape_str(next->output_shape));
+          // a gradient has its tensor's dtype (as in PyTorch): mixed precision (attn::Autocast) feeds a
+          // bf16 op's backward from a float32 consumer and the other way round
+          if (grads_in[i].dtype() != next->output_dtype) grads_in[i] = grads_in[i].to(next->output_dtype);
           accumulate(buffers, next, grads_in[i]);
         }
         if (!retain_graph) {

@@ -69,8 +69,11 @@ struct GemmArgs {
   int64_t ldc = 0;
   int64_t batch = 1;  // strided batches
   int64_t stride_a = 0, stride_b = 0, stride_c = 0;
-  DType dtype = kFloat32;  // kFloat32 or kFloat64 (row-major)
-  // Optional (n) row of dtype added to every row of C: C = alpha op(A) @ op(B) + bias. Single products
+  DType dtype = kFloat32;  // of A, B and C: kFloat32, kFloat64 or kBFloat16 (row-major)
+  // kBFloat16 only: C (and the bias) are float32 instead of bfloat16. bf16 products accumulate in
+  // float32 either way; a bf16 C is rounded to nearest even once, at the end.
+  bool c_float32 = false;
+  // Optional (n) row of C's dtype added to every row of C: C = alpha op(A) @ op(B) + bias. Single products
   // (batch 1) with beta == 0 only. A Linear's bias: the matmul primitive adds it as it writes C.
   const void* bias = nullptr;
 };

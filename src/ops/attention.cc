@@ -8,6 +8,7 @@
 #include <string>
 
 #include "attn/random.h"
+#include "ops/autocast.h"
 #include "ops/op_utils.h"
 
 namespace attn {
@@ -120,6 +121,8 @@ std::vector<Tensor> saved_tensors(const Prepared& p, std::vector<Tensor> t) {
 }  // namespace
 
 Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, const Tensor& value, const SdpaOptions& o) {
+  if (ops::autocast::active())
+    return ops::autocast::redispatch("scaled_dot_product_attention", scaled_dot_product_attention, query, key, value, o);
   check_inputs(kName, query, key, value, o);
   if (query.dtype() == kBFloat16)
     return scaled_dot_product_attention(query.to(kFloat32), key.to(kFloat32), value.to(kFloat32), o).to(kBFloat16);
@@ -152,6 +155,9 @@ Tensor heads_of(const Tensor& source, int64_t column, int64_t H, int64_t E) {
 
 Tensor packed_scaled_dot_product_attention(const HeadBlock& query, const HeadBlock& key, const HeadBlock& value,
                                            int64_t num_heads, int64_t embed_dim, const SdpaOptions& o) {
+  if (ops::autocast::active())
+    return ops::autocast::redispatch("packed_scaled_dot_product_attention", packed_scaled_dot_product_attention, query,
+                                     key, value, num_heads, embed_dim, o);
   const int64_t H = num_heads, E = embed_dim;
   auto fail = [](const std::string& what) { ops::fail(std::string(kPacked) + ": " + what); };
   if (H <= 0 || E <= 0 || E % H != 0)

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <string>
 
+#include "ops/autocast.h"
 #include "ops/op_utils.h"
 
 namespace attn {
@@ -25,14 +26,18 @@ std::string pair_str(std::pair<int64_t, int64_t> p) {
 
 void check_float(const Tensor& t, const char* op, const char* arg) {
   ops::check_defined(t, op, arg);
-  if (t.dtype() != kFloat32 && t.dtype() != kFloat64)
-    ops::fail(std::string(op) + ": " + arg + " must be float32 or float64, got " + dtype_name(t.dtype()));
+  if (t.dtype() != kFloat32 && t.dtype() != kFloat64 && t.dtype() != kBFloat16)
+    ops::fail(std::string(op) + ": " + arg + " must be float32, float64 or bfloat16, got " + dtype_name(t.dtype()));
 }
 
 }  // namespace
 
 // ---- conv2d: x (N, C_in, H, W), weight (C_out, C_in / groups, kH, kW), bias (C_out) -> (N, C_out, oH, oW)
 Tensor conv2d(const Tensor& x_in, const Tensor& weight, const Tensor& bias, const Conv2dOptions& o) {
+  if (ops::autocast::active()) return ops::autocast::redispatch("conv2d", conv2d, x_in, weight, bias, o);
+  if (x_in.defined() && weight.defined() && x_in.dtype() == kBFloat16 && weight.dtype() == kBFloat16)
+    // bf16 convolution: float32 kernels on the exactly widened operands, the output rounded once
+    return conv2d(x_in.to(kFloat32), weight.to(kFloat32), bias.defined() ? bias.to(kFloat32) : bias, o).to(kBFloat16);
   check_float(x_in, "conv2d", "input");
   check_float(weight, "conv2d", "weight");
   ops::check_same_device(x_in, weight, "conv2d");
@@ -101,6 +106,7 @@ Tensor conv2d(const Tensor& x_in, const Tensor& weight, const Tensor& bias, cons
 
 // ---- conv1d: x (N, C_in, L), weight (C_out, C_in / groups, K) as a conv2d over (N, C_in, 1, L)
 Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv1dOptions& o) {
+  if (ops::autocast::active()) return ops::autocast::redispatch("conv1d", conv1d, x, weight, bias, o);
   check_float(x, "conv1d", "input");
   check_float(weight, "conv1d", "weight");
   if (x.dim() == 2) return conv1d(x.unsqueeze(0), weight, bias, o).squeeze(0);  // unbatched (C, L)

@@ -8,6 +8,7 @@
 //   Tensor s = attn::matmul(q, k.transpose(-2, -1));   // (B, H, T, d) @ (B, H, d, T): no copy of k
 #include <algorithm>
 
+#include "ops/autocast.h"
 #include "ops/op_utils.h"
 
 namespace attn {
@@ -136,8 +137,8 @@ void check_operands(const Tensor& a, const Tensor& b, const char* op) {
   if (a.dtype() != b.dtype())
     ops::fail(std::string(op) + ": expected both operands to have the same dtype, got " + dtype_name(a.dtype()) +
               " and " + dtype_name(b.dtype()));
-  if (a.dtype() != kFloat32 && a.dtype() != kFloat64)
-    ops::fail(std::string(op) + ": only float32 and float64 are supported, got " + dtype_name(a.dtype()));
+  if (a.dtype() != kFloat32 && a.dtype() != kFloat64 && a.dtype() != kBFloat16)
+    ops::fail(std::string(op) + ": only float32, float64 and bfloat16 are supported, got " + dtype_name(a.dtype()));
 }
 
 [[noreturn]] void shape_fail(const char* op, const Tensor& a, const Tensor& b) {
@@ -172,18 +173,21 @@ Tensor batched_matmul(const Tensor& a, const Tensor& b, const char* name) {
 }  // namespace
 
 Tensor mm(const Tensor& a, const Tensor& b) {
+  if (ops::autocast::active()) return ops::autocast::redispatch("mm", mm, a, b);
   check_operands(a, b, "mm");
   if (a.dim() != 2 || b.dim() != 2 || a.size(1) != b.size(0)) shape_fail("mm", a, b);
   return batched_matmul(a, b, "mm");
 }
 
 Tensor bmm(const Tensor& a, const Tensor& b) {
+  if (ops::autocast::active()) return ops::autocast::redispatch("bmm", bmm, a, b);
   check_operands(a, b, "bmm");
   if (a.dim() != 3 || b.dim() != 3 || a.size(0) != b.size(0) || a.size(2) != b.size(1)) shape_fail("bmm", a, b);
   return batched_matmul(a, b, "bmm");
 }
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  if (ops::autocast::active()) return ops::autocast::redispatch("matmul", matmul, a, b);
   check_operands(a, b, "matmul");
   const int64_t da = a.dim(), db = b.dim();
   if (da == 0 || db == 0)
@@ -225,6 +229,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 
 // ---- linear: y (..., out) = x (..., in) @ weight^T (in, out) + bias (out)
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  if (ops::autocast::active()) return ops::autocast::redispatch("linear", linear, x, weight, bias);
   check_operands(x, weight, "linear");
   if (weight.dim() != 2 || x.dim() < 1 || x.size(-1) != weight.size(1))
     ops::fail("linear: input " + shape_str(x.shape()) + " and weight " + shape_str(weight.shape()) +
@@ -258,8 +263,11 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
              batched_gemm(gin_w, operand(g2, true), operand(x2, false), 0.0);
            }
            if (gb) {  // db (out) = column sums of g (rows, out): the backend's vectorised reduction
-             gin_b = ops::empty_out({out_f}, g.dtype(), g.device());
-             ops::be(g).reduce(backend::ReduceOp::Sum, ops::ref(g2), ops::ref(gin_b.view({1, out_f})));
+             // (bf16 gradients are summed in float32, as PyTorch does, then rounded once)
+             const Tensor g_sum = g2.dtype() == kBFloat16 ? g2.detach().to(kFloat32) : g2;
+             gin_b = ops::empty_out({out_f}, g_sum.dtype(), g.device());
+             ops::be(g).reduce(backend::ReduceOp::Sum, ops::ref(g_sum), ops::ref(gin_b.view({1, out_f})));
+             gin_b = gin_b.to(g.dtype());
            }
            return {gin_x, gin_w, gin_b};
          },

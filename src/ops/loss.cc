@@ -12,6 +12,7 @@
 #include <string>
 
 #include "ops/index_check.h"
+#include "ops/autocast.h"
 #include "ops/op_utils.h"
 
 namespace attn {
@@ -76,6 +77,7 @@ Tensor mean_denominator(const Tensor& target_flat, const Tensor& w, int64_t igno
 
 // ---- cross_entropy: fused log_softmax + nll (+ label smoothing)
 Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntropyOptions& o) {
+  if (ops::autocast::active()) return ops::autocast::redispatch("cross_entropy", cross_entropy, input, target, o);
   const char* op = "cross_entropy";
   ClassShape cs = class_shape(input, target, op);
   ops::check_floating(input, op);
@@ -124,6 +126,7 @@ Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntro
 
 // ---- nll_loss: picks -w[t]·log_probs[t]; backward scatters into zeros
 Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const NllLossOptions& o) {
+  if (ops::autocast::active()) return ops::autocast::redispatch("nll_loss", nll_loss, log_probs, target, o);
   const char* op = "nll_loss";
   ClassShape cs = class_shape(log_probs, target, op);
   ops::check_floating(log_probs, op);
@@ -168,6 +171,7 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const NllLossOpti
 
 // ---- mse_loss: (input - target)^2, broadcasting like PyTorch
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
+  if (ops::autocast::active()) return ops::autocast::redispatch("mse_loss", mse_loss, input, target, reduction);
   ops::check_defined(input, "mse_loss", "input");
   ops::check_defined(target, "mse_loss", "target");
   ops::check_floating(input, "mse_loss");
@@ -203,6 +207,8 @@ Tensor log1p_small(const Tensor& y) {
 }  // namespace
 
 Tensor binary_cross_entropy_with_logits(const Tensor& input, const Tensor& target, const BCEWithLogitsOptions& o) {
+  if (ops::autocast::active())
+    return ops::autocast::redispatch("binary_cross_entropy_with_logits", binary_cross_entropy_with_logits, input, target, o);
   const char* op = "binary_cross_entropy_with_logits";
   ops::check_defined(input, op, "input");
   ops::check_defined(target, op, "target");

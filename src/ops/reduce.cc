@@ -49,6 +49,7 @@ Tensor reduce_kernel(ReduceOp op, const Tensor& x, const Shape& dims, bool keepd
   if (x.dim() == 0) ops::be(x).copy(ops::ref(in), ops::ref(out));
   else ops::be(x).reduce(op, ops::ref(in), ops::ref(out));
   if (!keepdim) out = out.view(drop_dims(ks, dims));
+  if (t == kBFloat16) out = out.to(kBFloat16);  // float32 accumulation, one rounding (PyTorch's dtype)
   return out;
 }
 

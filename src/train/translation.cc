@@ -13,6 +13,7 @@
 #include <numeric>
 #include <tuple>
 
+#include "attn/autocast.h"
 #include "attn/autograd.h"
 #include "attn/data/parallel_text.h"
 #include "attn/dist/data_parallel.h"
@@ -27,6 +28,7 @@
 #include "attn/optim/adam.h"
 #include "attn/random.h"
 #include "attn/train/trainer.h"
+#include "backend/cpu/gemm_bf16.h"
 #include "io/json_file.h"
 
 namespace fs = std::filesystem;
@@ -185,8 +187,8 @@ class TranslatorJob final : public TrainingJob {
  public:
   TranslatorJob(const TranslationTrainOptions& o, models::Translator& model, optim::Adam& opt,
                 const text::SentencePiece& sp, const data::TokenBatcher& batches, const data::ParallelCorpus& dev,
-                const std::vector<std::string>& dev_refs)
-      : o_(o), model_(model), opt_(opt), sp_(sp), batches_(batches), dev_(dev), dev_refs_(dev_refs) {}
+                const std::vector<std::string>& dev_refs, bool bf16)
+      : o_(o), model_(model), opt_(opt), sp_(sp), batches_(batches), dev_(dev), dev_refs_(dev_refs), bf16_(bf16) {}
 
   nn::Module& model() override { return model_; }
   optim::Optimizer& optimizer() override { return opt_; }
@@ -205,6 +207,7 @@ class TranslatorJob final : public TrainingJob {
       b.src_tokens = int64_t(ne(b.src, double(model_.options.pad_id)).sum().item());
       b.tgt_tokens = int64_t(ne(b.tgt_out, double(model_.options.pad_id)).sum().item());
     }
+    Autocast mixed(kBFloat16, bf16_);
     Tensor logits = model_.forward(b.src, b.tgt_in);  // (N, T, V)
     Tensor loss = cross_entropy(logits.flatten(0, 1), b.tgt_out.flatten(),
                                 {.ignore_index = model_.options.pad_id, .label_smoothing = o_.label_smoothing});
@@ -236,12 +239,20 @@ class TranslatorJob final : public TrainingJob {
   const data::ParallelCorpus& dev_;
   const std::vector<std::string>& dev_refs_;
   RateMeter rate_;  // units trained on since the last metrics line
+  bool bf16_;       // training steps under Autocast
 };
 
-// The tokenizer (trained on the training text unless out_dir has one) and the model options; the
-// files in out_dir win on resume and a conflicting config is an error.
-std::pair<std::shared_ptr<text::SentencePiece>, models::TranslatorOptions> prepare_run_dir(
-    const TranslationTrainOptions& o) {
+struct RunDir {
+  std::shared_ptr<text::SentencePiece> sp;
+  models::TranslatorOptions model;
+  std::string precision;
+};
+
+// The tokenizer (trained on the training text unless out_dir has one), the model options and the
+// precision; the files in out_dir win on resume and a conflicting model config is an error.
+RunDir prepare_run_dir(const TranslationTrainOptions& o) {
+  if (o.precision != "fp32" && o.precision != "bf16")
+    throw std::invalid_argument("train_translator: precision must be fp32 or bf16, got '" + o.precision + "'");
   fs::create_directories(o.out_dir);
   const std::string spm_path = o.out_dir + "/spm.model", config_path = o.out_dir + "/config.json";
   models::TranslatorOptions mo = o.model;
@@ -256,25 +267,41 @@ std::pair<std::shared_ptr<text::SentencePiece>, models::TranslatorOptions> prepa
   auto sp = std::make_shared<text::SentencePiece>(spm_path);
   mo.vocab_size = sp->vocab_size();
   mo.max_len = std::max<int64_t>(mo.max_len, 2 * o.max_len + 16);
+  std::string precision = o.precision;
   if (fs::exists(config_path)) {
-    models::TranslatorOptions saved = model_from_json(io::read_json_file(config_path).at("model"), config_path);
-    if (model_json(saved) != model_json(mo) && fs::exists(o.out_dir + "/checkpoint.safetensors") && o.resume)
+    const json config = io::read_json_file(config_path);
+    models::TranslatorOptions saved = model_from_json(config.at("model"), config_path);
+    const bool resuming = fs::exists(o.out_dir + "/checkpoint.safetensors") && o.resume;
+    if (model_json(saved) != model_json(mo) && resuming)
       throw std::runtime_error(o.out_dir + " holds a model with config " + model_json(saved).dump() +
                                " but this run asks for " + model_json(mo).dump() +
                                "; use another out_dir or the same options");
+    // a resumed run repeats its steps bit for bit only in the precision it started with
+    const std::string saved_precision = config.value("precision", "fp32");
+    if (resuming && saved_precision != precision) {
+      std::fprintf(stderr, "resuming in %s, the precision recorded in %s (not %s)\n", saved_precision.c_str(),
+                   config_path.c_str(), precision.c_str());
+      precision = saved_precision;
+    }
   }
-  write_text_atomic(config_path, json{{"model", model_json(mo)}, {"spm", "spm.model"}}.dump(1) + "\n");
-  return {sp, mo};
+  write_text_atomic(config_path,
+                    json{{"model", model_json(mo)}, {"spm", "spm.model"}, {"precision", precision}}.dump(1) + "\n");
+  return {sp, mo, precision};
 }
 
 }  // namespace
 
+std::string default_training_precision() {
+  return cpu::bf16_path() == cpu::Bf16Path::Convert ? "fp32" : "bf16";
+}
+
 TranslationTrainResult train_translator(const TranslationTrainOptions& o) {
   auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
-  std::shared_ptr<text::SentencePiece> sp;
-  models::TranslatorOptions mo;
-  dist::rank0_first([&] { std::tie(sp, mo) = prepare_run_dir(o); });  // one tokenizer for all ranks
+  RunDir run;
+  dist::rank0_first([&] { run = prepare_run_dir(o); });  // one tokenizer for all ranks
+  const std::shared_ptr<text::SentencePiece>& sp = run.sp;
+  const models::TranslatorOptions& mo = run.model;
   data::ParallelCorpus train = data::ParallelCorpus::load(o.train_src, o.train_tgt, *sp, {.max_len = o.max_len});
   data::ParallelCorpus dev = data::ParallelCorpus::load(o.dev_src, o.dev_tgt, *sp, {.max_len = 1 << 20});
   std::vector<std::string> dev_refs = data::read_lines(o.dev_tgt);
@@ -284,11 +311,12 @@ TranslationTrainResult train_translator(const TranslationTrainOptions& o) {
   auto model = std::make_shared<models::Translator>(mo);
   optim::Adam opt(model->parameters(), {.lr = 0.0, .betas = {0.9, 0.98}, .eps = 1e-9});
   std::fprintf(stderr, "translator: %lld parameters, %lld training pairs (%lld empty, %lld too long dropped), "
-                       "%lld batches per epoch, vocabulary %lld\n",
+                       "%lld batches per epoch, vocabulary %lld, precision %s\n",
                (long long)model->num_parameters(), (long long)train.size(), (long long)train.dropped_empty,
-               (long long)train.dropped_long, (long long)batches.num_batches(0), (long long)mo.vocab_size);
+               (long long)train.dropped_long, (long long)batches.num_batches(0), (long long)mo.vocab_size,
+               run.precision.c_str());
 
-  TranslatorJob job(o, *model, opt, *sp, batches, dev, dev_refs);
+  TranslatorJob job(o, *model, opt, *sp, batches, dev, dev_refs, run.precision == "bf16");
   const int64_t d_model = mo.d_model;
   Trainer trainer(job, {.out_dir = o.out_dir, .resume = o.resume, .max_epochs = o.max_epochs, .max_steps = o.max_steps,
                         // the budget counts from the start of this call, tokenizer and data loading included
@@ -310,6 +338,7 @@ TranslationTrainResult train_translator(const TranslationTrainOptions& o) {
   res.best_dev_bleu = std::isnan(tr.state.best) ? 0.0 : std::max(0.0, tr.state.best);
   res.stopped_early = tr.stopped_early;
   res.signal = tr.signal;
+  res.precision = run.precision;
   res.seconds = elapsed();
   res.checkpoint = trainer.checkpoint_path();
   res.best_checkpoint = fs::exists(trainer.best_path()) ? trainer.best_path() : res.checkpoint;

@@ -13,6 +13,7 @@
 
 #include "attn/data/dataset.h"
 #include "backend/cpu/dispatch.h"
+#include "backend/cpu/gemm_bf16.h"
 #include "backend/cpu/omp_env.h"
 #include "commands.h"
 
@@ -80,6 +81,8 @@ void add_info_commands(CLI::App& app) {
         {"cpu", cpu_model()},
         {"cpu_features", cpu_features()},
         {"kernel_isa", cpu::isa_name(cpu::active_isa())},
+        // bf16 GEMM path (ATTN_BF16_ISA=amx|avx512_bf16|convert caps it) and oneDNN's kernel behind it
+        {"bf16_gemm", std::string(cpu::bf16_path_name(cpu::bf16_path())) + " (" + cpu::bf16_gemm_impl() + ")"},
         {"hardware_threads", std::thread::hardware_concurrency()},
         {"omp_max_threads", omp_get_max_threads()},
         {"omp_wait", omp_wait()},

@@ -46,7 +46,13 @@ struct TranslationTrainOptions {
   int64_t log_every = 50;
   bool progress = true;
   bool handle_signals = true;        // SIGINT/SIGTERM: finish the step, checkpoint, return (result.signal)
+  // "fp32", or "bf16": each step's forward and loss under attn::Autocast (bf16 GEMMs, fp32 master
+  // weights; validation stays fp32). Recorded in config.json; a resumed run keeps the recorded one.
+  std::string precision = "fp32";
 };
+
+// "bf16" where the CPU multiplies bf16 natively (AMX or AVX512_BF16: attn info's bf16_gemm), else "fp32".
+std::string default_training_precision();
 
 struct TranslationTrainResult {
   int64_t steps = 0;
@@ -55,6 +61,7 @@ struct TranslationTrainResult {
   double best_dev_bleu = 0;
   double seconds = 0;                                // this invocation
   std::string checkpoint, best_checkpoint;
+  std::string precision;                             // the one the run used (config.json's on resume)
   bool stopped_early = false;
   int signal = 0;                                    // SIGINT or SIGTERM that stopped the run (0: none)
 };

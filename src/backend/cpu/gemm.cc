@@ -7,6 +7,7 @@
 // Single products with 64..512 output columns and k >= 512 (many of a Transformer's Linear products,
 // forward and backward) go through oneDNN's matmul primitive instead, whose brgemm kernels beat
 // dnnl_sgemm there by up to 40 % (see prefer_matmul_primitive).
+// bfloat16: gemm_bf16.cc (oneDNN's AMX / AVX512_BF16 matmul, or float32 on widened copies).
 // float64: the blocked loop kernel below (op(B) packed once, k-blocked, rows split across threads).
 #include <cstdlib>
 #include <omp.h>
@@ -24,6 +25,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "backend/cpu/gemm_bf16.h"
 #include "backend/cpu/linalg_kernels.h"
 #include "backend/cpu/onednn.h"
 #include "backend/cpu/thread_budget.h"
@@ -46,7 +48,7 @@ std::string describe(const GemmArgs& g) {
 GemmArgs normalized(const GemmArgs& in) {
   GemmArgs g = in;
   if (g.m < 0 || g.n < 0 || g.k < 0 || g.batch < 0) throw std::invalid_argument("gemm: negative size " + describe(in));
-  if (g.dtype != kFloat32 && g.dtype != kFloat64)
+  if (g.dtype != kFloat32 && g.dtype != kFloat64 && g.dtype != kBFloat16)
     throw std::invalid_argument(std::string("gemm: unsupported dtype ") + dtype_name(g.dtype));
   auto fix = [&](int64_t& ld, int64_t rows, int64_t cols, const char* name) {
     if (rows <= 1) ld = std::max(ld, cols);
@@ -363,9 +365,11 @@ bool gemm_uses_matmul(const GemmArgs& g) { return g.dtype == kFloat32 && sgemm_p
 void gemm(const GemmArgs& in) {
   const GemmArgs g = normalized(in);
   if (g.m == 0 || g.n == 0 || g.batch == 0) return;
+  if (g.bias && (g.batch != 1 || g.beta != 0.0))
+    throw std::invalid_argument("gemm: a bias needs a single product with beta = 0 " + describe(g));
+  if (g.dtype == kBFloat16) return gemm_bf16(g);
+  if (g.c_float32) throw std::invalid_argument("gemm: c_float32 needs bfloat16 operands " + describe(g));
   if (g.bias) {
-    if (g.batch != 1 || g.beta != 0.0)
-      throw std::invalid_argument("gemm: a bias needs a single product with beta = 0 " + describe(g));
     // the primitive adds the bias as it writes C (alpha would scale it there: only alpha = 1)
     if (g.dtype == kFloat32 && g.alpha == 1.0 && sgemm_path(g) == SgemmPath::Matmul)
       return onednn_single(g, SgemmPath::Matmul);
@@ -414,7 +418,9 @@ template <typename T> void gemm_t(const GemmArgs& g) {
 }  // namespace
 
 void gemm(const GemmArgs& g) {
-  if (g.dtype == kFloat32)
+  if (g.dtype == kBFloat16)
+    gemm_bf16(g);
+  else if (g.dtype == kFloat32)
     gemm_t<float>(g);
   else if (g.dtype == kFloat64)
     gemm_t<double>(g);

@@ -27,7 +27,8 @@
 
 namespace attn::cpu {
 
-// ---- C = alpha * op(A) @ op(B) + beta * C, row-major, strided batches; float32 or float64.
+// ---- C = alpha * op(A) @ op(B) + beta * C, row-major, strided batches; float32, float64 or bfloat16
+// (bfloat16: gemm_bf16.h).
 // beta == 0 means C is not read. Leading dimensions smaller than a matrix's row length throw.
 void gemm(const backend::GemmArgs& g);
 // Per-thread panels for single large float32 products instead of dnnl_sgemm's threading (default off,

@@ -1,0 +1,240 @@
+// src/backend/cpu/gemm_bf16.cc — see gemm_bf16.h.
+#include "backend/cpu/gemm_bf16.h"
+
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <unordered_map>
+#include <vector>
+
+#include "backend/cpu/linalg_kernels.h"
+#include "backend/cpu/onednn.h"
+
+namespace attn::cpu {
+
+using backend::GemmArgs;
+
+namespace {
+
+struct Bf16Choice {
+  Bf16Path path = Bf16Path::Convert;
+  std::string error;  // a bad ATTN_BF16_ISA value: thrown at the first bf16 product
+};
+
+// Reads ATTN_BF16_ISA and caps oneDNN's ISA accordingly. Runs at load time (below): oneDNN accepts
+// dnnl_set_max_cpu_isa only before it generates its first kernel.
+Bf16Choice choose_path() {
+  Bf16Choice c;
+  const char* env = std::getenv("ATTN_BF16_ISA");
+  const std::string want = env ? env : "";
+  if (!want.empty() && want != "amx" && want != "avx512_bf16" && want != "convert")
+    c.error = "ATTN_BF16_ISA: expected amx, avx512_bf16 or convert, got '" + want + "'";
+  if (want == "avx512_bf16") dnnl_set_max_cpu_isa(dnnl_cpu_isa_avx512_core_bf16);
+  const unsigned isa = unsigned(dnnl_get_effective_cpu_isa());
+  auto has = [isa](dnnl_cpu_isa_t need) { return (isa & unsigned(need)) == unsigned(need); };
+  if (want == "convert")
+    c.path = Bf16Path::Convert;
+  else if (has(dnnl_cpu_isa_avx512_core_amx))
+    c.path = Bf16Path::Amx;
+  else if (has(dnnl_cpu_isa_avx512_core_bf16))
+    c.path = Bf16Path::Avx512Bf16;
+  else
+    c.path = Bf16Path::Convert;
+  return c;
+}
+
+const Bf16Choice& load_time_choice() {
+  static const Bf16Choice c = choose_path();
+  return c;
+}
+[[maybe_unused]] const Bf16Choice& g_choice_at_load = load_time_choice();  // before any oneDNN kernel
+std::atomic<bool> g_force_convert{false};
+
+std::string describe(const GemmArgs& g) {
+  return "(bf16 m=" + std::to_string(g.m) + " n=" + std::to_string(g.n) + " k=" + std::to_string(g.k) +
+         " batch=" + std::to_string(g.batch) + (g.c_float32 ? ", float32 C)" : ", bf16 C)");
+}
+
+// Elements from a matrix's first to its last one (rows x cols stored with leading dimension ld).
+int64_t span(int64_t rows, int64_t cols, int64_t ld) { return (rows - 1) * ld + cols; }
+int64_t extent(int64_t batch, int64_t stride, int64_t one) { return (batch - 1) * stride + one; }
+
+float widen1(uint16_t b) {
+  const uint32_t u = uint32_t(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// bf16 -> float32 is exact: the 16 bits become the high half.
+std::vector<float> widen(const void* src, int64_t n) {
+  std::vector<float> out(size_t(std::max<int64_t>(n, 0)));
+  const uint16_t* s = static_cast<const uint16_t*>(src);
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) out[size_t(i)] = widen1(s[i]);
+  return out;
+}
+
+// C (m, n) items of a float32 scratch with C's strides -> the bf16 C, rounded to nearest even.
+void narrow_c(const GemmArgs& g, const float* c32) {
+  uint16_t* c = static_cast<uint16_t*>(g.c);
+#pragma omp parallel for collapse(2) schedule(static) if (g.batch * g.m * g.n > (1 << 16))
+  for (int64_t b = 0; b < g.batch; ++b)
+    for (int64_t i = 0; i < g.m; ++i) {
+      const int64_t off = b * g.stride_c + i * g.ldc;
+      for (int64_t j = 0; j < g.n; ++j) c[off + j] = BFloat16(c32[off + j]).bits;
+    }
+}
+
+// The Convert path: the float32 GEMM on widened copies.
+void gemm_convert(const GemmArgs& g) {
+  const int64_t ea = extent(g.batch, g.stride_a, g.trans_a ? span(g.k, g.m, g.lda) : span(g.m, g.k, g.lda));
+  const int64_t eb = extent(g.batch, g.stride_b, g.trans_b ? span(g.n, g.k, g.ldb) : span(g.k, g.n, g.ldb));
+  const std::vector<float> a32 = widen(g.a, ea), b32 = widen(g.b, eb);
+  GemmArgs f = g;
+  f.dtype = kFloat32;
+  f.c_float32 = false;
+  f.a = a32.data();
+  f.b = b32.data();
+  if (g.c_float32) return gemm(f);
+  std::vector<float> bias32;
+  if (g.bias) {
+    bias32 = widen(g.bias, g.n);
+    f.bias = bias32.data();
+  }
+  const int64_t ec = extent(g.batch, g.stride_c, span(g.m, g.n, g.ldc));
+  std::vector<float> c32 = g.beta != 0.0 ? widen(g.c, ec) : std::vector<float>(size_t(ec));
+  f.c = c32.data();
+  gemm(f);
+  narrow_c(g, c32.data());
+}
+
+using dnnl::memory;
+using dims = memory::dims;
+
+// A (rows, cols) operand descriptor, optionally one of a strided batch (stride 0: one matrix for all).
+memory::desc operand_desc(int64_t batch, int64_t stride, int64_t rows, int64_t cols, bool trans, int64_t ld,
+                          memory::data_type dt) {
+  if (batch == 1) return memory::desc({rows, cols}, dt, trans ? dims{1, ld} : dims{ld, 1});
+  const int64_t one = trans ? span(cols, rows, ld) : span(rows, cols, ld);
+  if (stride == 0) return memory::desc({1, rows, cols}, dt, trans ? dims{one, 1, ld} : dims{one, ld, 1});
+  return memory::desc({batch, rows, cols}, dt, trans ? dims{stride, 1, ld} : dims{stride, ld, 1});
+}
+
+dnnl::matmul::primitive_desc matmul_pd(const GemmArgs& g) {
+  const auto bf = memory::data_type::bf16, cdt = g.c_float32 ? memory::data_type::f32 : bf;
+  const memory::desc ad = operand_desc(g.batch, g.stride_a, g.m, g.k, g.trans_a, g.lda, bf);
+  const memory::desc bd = operand_desc(g.batch, g.stride_b, g.k, g.n, g.trans_b, g.ldb, bf);
+  const memory::desc cd = operand_desc(g.batch, g.stride_c, g.m, g.n, false, g.ldc, cdt);
+  dnnl::primitive_attr attr;
+  if (g.alpha != 1.0) attr.set_output_scales(0, {float(g.alpha)});
+  if (g.beta != 0.0) {
+    dnnl::post_ops po;
+    po.append_sum(float(g.beta));
+    attr.set_post_ops(po);
+  }
+  dnnl::engine& eng = onednn_engine();
+  if (!g.bias) return dnnl::matmul::primitive_desc(dnnl::matmul::desc(ad, bd, cd), attr, eng);
+  const memory::desc biasd({1, g.n}, cdt, dims{g.n, 1});
+  return dnnl::matmul::primitive_desc(dnnl::matmul::desc(ad, bd, biasd, cd), attr, eng);
+}
+
+// The Amx / Avx512Bf16 paths: one oneDNN matmul for the whole strided batch (created per call; the
+// primitive cache makes a repeated shape cheap).
+void gemm_matmul(const GemmArgs& g) {
+  if (g.batch > 1 && g.stride_a == 0) {  // A shared by all items: not expressible as one matmul
+    GemmArgs one = g;
+    one.batch = 1;
+    for (int64_t i = 0; i < g.batch; ++i) {
+      one.b = static_cast<const uint16_t*>(g.b) + i * g.stride_b;
+      one.c = static_cast<char*>(g.c) + i * g.stride_c * (g.c_float32 ? 4 : 2);
+      gemm_matmul(one);
+    }
+    return;
+  }
+  try {
+    const dnnl::matmul::primitive_desc pd = matmul_pd(g);
+    const dnnl::matmul prim(pd);
+    dnnl::engine& eng = onednn_engine();
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(pd.src_desc(), eng, const_cast<void*>(g.a))},
+                                         {DNNL_ARG_WEIGHTS, memory(pd.weights_desc(), eng, const_cast<void*>(g.b))},
+                                         {DNNL_ARG_DST, memory(pd.dst_desc(), eng, g.c)}};
+    if (g.bias) args.emplace(DNNL_ARG_BIAS, memory(pd.bias_desc(), eng, const_cast<void*>(g.bias)));
+    dnnl::stream& stream = onednn_stream();
+    prim.execute(stream, args);
+    stream.wait();
+  } catch (const dnnl::error& e) {
+    throw std::runtime_error(std::string("gemm: oneDNN bf16 matmul failed (") + e.what() + ") " + describe(g));
+  }
+}
+
+}  // namespace
+
+Bf16Path bf16_path() {
+  return g_force_convert.load(std::memory_order_relaxed) ? Bf16Path::Convert : load_time_choice().path;
+}
+
+const char* bf16_path_name(Bf16Path p) {
+  switch (p) {
+    case Bf16Path::Amx: return "amx";
+    case Bf16Path::Avx512Bf16: return "avx512_bf16";
+    case Bf16Path::Convert: return "convert";
+  }
+  return "?";
+}
+
+std::string bf16_gemm_impl() {
+  if (bf16_path() == Bf16Path::Convert) return "convert+sgemm";
+  GemmArgs probe;
+  probe.m = probe.n = probe.k = probe.lda = probe.ldb = probe.ldc = 256;
+  probe.dtype = kBFloat16;
+  try {
+    return matmul_pd(probe).impl_info_str();
+  } catch (const dnnl::error& e) {
+    return std::string("unavailable (") + e.what() + ")";
+  }
+}
+
+void set_bf16_convert_for_testing(bool on) { g_force_convert.store(on); }
+
+void gemm_bf16(const GemmArgs& g) {
+  if (!load_time_choice().error.empty()) throw std::invalid_argument(load_time_choice().error);
+  // k == 0 (C = beta C) and a scaled product with a bias (oneDNN would scale the bias too) are rare:
+  // the Convert path does them with the float32 GEMM's semantics.
+  if (bf16_path() == Bf16Path::Convert || g.k == 0 || (g.bias && g.alpha != 1.0)) return gemm_convert(g);
+  gemm_matmul(g);
+}
+
+namespace ref {
+
+void gemm_bf16(const GemmArgs& g) {
+  const uint16_t* a = static_cast<const uint16_t*>(g.a);
+  const uint16_t* b = static_cast<const uint16_t*>(g.b);
+  for (int64_t bi = 0; bi < g.batch; ++bi)
+    for (int64_t i = 0; i < g.m; ++i)
+      for (int64_t j = 0; j < g.n; ++j) {
+        double acc = 0;
+        for (int64_t p = 0; p < g.k; ++p)
+          acc += double(widen1(a[bi * g.stride_a + (g.trans_a ? p * g.lda + i : i * g.lda + p)])) *
+                 double(widen1(b[bi * g.stride_b + (g.trans_b ? j * g.ldb + p : p * g.ldb + j)]));
+        const int64_t at = bi * g.stride_c + i * g.ldc + j;
+        float* c32 = static_cast<float*>(g.c) + at;
+        uint16_t* c16 = static_cast<uint16_t*>(g.c) + at;
+        double v = g.alpha * acc;
+        if (g.beta != 0.0) v += g.beta * double(g.c_float32 ? *c32 : widen1(*c16));
+        if (g.bias)
+          v += g.c_float32 ? double(static_cast<const float*>(g.bias)[j])
+                           : double(widen1(static_cast<const uint16_t*>(g.bias)[j]));
+        if (g.c_float32)
+          *c32 = float(v);
+        else
+          *c16 = BFloat16(float(v)).bits;
+      }
+}
+
+}  // namespace ref
+}  // namespace attn::cpu
