@@ -123,6 +123,31 @@ TEST(LanguageModel, ResumeRefusesOtherOptions) {
   fs::remove_all(dir);
 }
 
+TEST(LanguageModel, TrainFractionTrainsOnAPrefixWithTheWholeVocabulary) {
+  fs::path dir = temp_dir("fraction");
+  write_corpus(dir, 15);
+  std::ofstream(dir / "train.txt", std::ios::app) << "XYZ";  // 363 chars; X, Y, Z only in the second half
+  train::LMTrainOptions o = tiny_options(dir, dir / "all", train::RecurrentCell::RNN);
+  o.max_epochs = 1;
+  train::LMTrainResult all = train::train_language_model(o);
+  EXPECT_EQ(all.steps, 7);  // 4 streams of (363 - 1) / 4 = 90 chars: 7 chunks of 12
+  EXPECT_EQ(all.vocab_size, 15);
+
+  o.out_dir = (dir / "half").string();
+  o.train_fraction = 0.5;
+  train::LMTrainResult half = train::train_language_model(o);
+  EXPECT_EQ(half.steps, 3);        // floor(363 * 0.5) = 181 chars: 4 streams of 45, 3 chunks of 12
+  EXPECT_EQ(half.vocab_size, 15);  // the vocabulary still comes from the whole file
+
+  o.out_dir = (dir / "all").string();
+  EXPECT_THROW(train::train_language_model(o), std::runtime_error);  // resuming with another amount of text
+  for (double bad : {0.0, -0.5, 1.5, std::nan("")}) {
+    o.train_fraction = bad;
+    EXPECT_THROW(train::train_language_model(o), std::invalid_argument) << bad;
+  }
+  fs::remove_all(dir);
+}
+
 TEST(LanguageModel, GenerateIsDeterministicAndChecksItsInput) {
   fs::path dir = temp_dir("generate");
   write_corpus(dir, 30);

@@ -288,6 +288,8 @@ void check_options(const LMTrainOptions& o) {
   if (o.batch_size <= 0 || o.seq_len <= 0) throw std::invalid_argument("train-lm: batch size and seq_len must be positive");
   if (o.lr <= 0) throw std::invalid_argument("train-lm: lr must be positive");
   if (o.eval_streams <= 0) throw std::invalid_argument("train-lm: eval_streams must be positive");
+  if (!(o.train_fraction > 0 && o.train_fraction <= 1))
+    throw std::invalid_argument("train-lm: train_fraction must be in (0, 1], got " + std::to_string(o.train_fraction));
   for (const std::string& p : {o.train_path, o.valid_path})
     if (!fs::exists(p)) throw std::runtime_error("train-lm: missing " + p);
   if (!o.test_path.empty() && !fs::exists(o.test_path)) throw std::runtime_error("train-lm: missing " + o.test_path);
@@ -301,6 +303,8 @@ LMTrainResult train_language_model(const LMTrainOptions& o) {
   check_options(o);
   auto [vocab, mo] = prepare_run_dir(o);
   std::vector<int64_t> train_ids = vocab.encode(read_text(o.train_path), o.train_path);
+  // a prefix, so a smaller fraction's text is part of a larger one's (the lecture's "10 % of the data")
+  train_ids.resize(std::min(train_ids.size(), std::max<size_t>(2, size_t(double(train_ids.size()) * o.train_fraction))));
   std::vector<int64_t> valid_ids = vocab.encode(read_text(o.valid_path), o.valid_path);
   manual_seed(o.seed);  // model init; a resumed run restores the weights and the RNG
   CharLM model(mo);

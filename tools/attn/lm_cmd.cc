@@ -40,6 +40,9 @@ void add_lm_options(CLI::App* cmd, LMCli& c) {
   cmd->add_option("--hidden", c.o.model.hidden_size, "hidden size of each recurrent layer")->capture_default_str();
   cmd->add_option("--layers", c.o.model.num_layers, "recurrent layers")->capture_default_str();
   cmd->add_option("--dropout", c.o.model.dropout, "dropout between recurrent layers")->capture_default_str();
+  cmd->add_option("--train-fraction", c.o.train_fraction,
+                 "train on this leading fraction of train.txt's characters, in (0, 1] (vocabulary from all of it)")
+      ->capture_default_str();
   cmd->add_option("--batch-size", c.o.batch_size, "parallel streams of the training text")->capture_default_str();
   cmd->add_option("--seq-len", c.o.seq_len, "characters per truncated-BPTT chunk")->capture_default_str();
   cmd->add_option("--lr", c.o.lr, "Adam learning rate")->capture_default_str();

@@ -11,7 +11,8 @@
 // Model: Embedding(V -> embedding_dim) -> num_layers of LSTM / GRU / RNN(tanh) (hidden_size, batch_first)
 // -> Linear(hidden_size -> V). State-dict keys: embedding.weight, rnn.weight_ih_l0, ..., decoder.weight.
 //
-// Data (truncated backpropagation through time): the training text's ids (N) are cut into batch_size
+// Data (truncated backpropagation through time): the training text's ids (N; with train_fraction < 1
+// only the first floor(N * train_fraction), the vocabulary still from all of it) are cut into batch_size
 // streams of L = (N - 1) / batch_size characters (the tail is dropped); batch k of an epoch is chunk k
 // of every stream, inputs (batch_size, seq_len) and targets shifted by one. The hidden state is carried
 // from one chunk of a stream to the next (detached), reset at each epoch start, and saved in the
@@ -68,6 +69,7 @@ struct LMTrainOptions {
   std::string train_path, valid_path, test_path;  // test_path empty: no test loss
   std::string out_dir = "runs/lm";
   CharLMOptions model = {};                       // vocab_size comes from the vocabulary
+  double train_fraction = 1.0;                    // train on the first floor(N * this) characters; (0, 1]
   int64_t batch_size = 32;                        // parallel streams
   int64_t seq_len = 64;                           // truncated-BPTT length
   double lr = 2e-3;                               // Adam
