@@ -96,7 +96,7 @@ def main():
         n = min(chars, max(2, int(chars * fraction)))
         steps_per_epoch = ((n - 1) // a.batch_size) // a.seq_len
         for cell in CELLS:
-            label = f"{cell} {fraction:g}"
+            label = f"{cell} {fraction:.0%}"
             run_dir = os.path.join(a.out, f"{cell}-{fraction:g}")
             r = train(a, cell, fraction, run_dir)
             step, seconds = train_seconds(run_dir)
