@@ -2,7 +2,7 @@
 """The lecture's "LSTM vs GRU" slide as a measured experiment (docs/recurrent.md): char LMs on the Austen corpus.
 
     python3 scripts/lstm_vs_gru.py --attn build/tools/attn/attn --data-dir data/austen --out runs/lstm-vs-gru \
-        --steps 300 --png docs/lstm_vs_gru.png
+        --steps 300
 
 Trains LSTM, GRU and the plain RNN (tanh) of the same shape (Embedding(V -> 128), 1 layer, hidden 128 by
 default, Linear(128 -> V)) with `attn train-lm`, each on all of train.txt and on its first 10 %
@@ -11,7 +11,7 @@ batch 32 x 64 characters, Adam 2e-3, clipping 1.0), evaluating the held-out loss
 steps. Prints (and writes to <out>/summary.md) a markdown table: parameters, seconds per 1,000 steps and
 per epoch (training wall time only, from metrics.jsonl), the run's CPU seconds, best held-out loss on
 valid.txt (end of Northanger Abbey) and the test loss on Persuasion with the best weights; draws the
-valid-loss curves of all runs with `attn plot`. A run whose directory already holds result.json is not trained again (delete it to redo).
+valid-loss curves of all runs with `attn plot` when --png is given. A run whose directory already holds result.json is not trained again (delete it to redo).
 """
 import argparse
 import json
@@ -75,7 +75,7 @@ def main():
     p.add_argument("--attn", default="build/tools/attn/attn")
     p.add_argument("--data-dir", default="data/austen")
     p.add_argument("--out", default="runs/lstm-vs-gru")
-    p.add_argument("--png", default="docs/lstm_vs_gru.png")
+    p.add_argument("--png", default="", help="draw the curves with `attn plot` (branch rnnstudy-plot-wip) here")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--embedding", type=int, default=128)
