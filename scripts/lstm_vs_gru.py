@@ -11,7 +11,8 @@ batch 32 x 64 characters, Adam 2e-3, clipping 1.0), evaluating the held-out loss
 steps. Prints (and writes to <out>/summary.md) a markdown table: parameters, seconds per 1,000 steps and
 per epoch (training wall time only, from metrics.jsonl), the run's CPU seconds, best held-out loss on
 valid.txt (end of Northanger Abbey) and the test loss on Persuasion with the best weights; draws the
-valid-loss curves of all runs with `attn plot` when --png is given. A run whose directory already holds result.json is not trained again (delete it to redo).
+valid-loss curves of all runs with `attn plot` when --png is given. A run whose directory already holds
+result.json is not trained again (delete it to redo).
 """
 import argparse
 import json
