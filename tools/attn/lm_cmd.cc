@@ -1,9 +1,10 @@
-// tools/attn/lm_cmd.cc — the character language model: train-lm and generate.
+// tools/attn/lm_cmd.cc — the character language model: train-lm and generate (which also runs GPT-2 directories).
 //
 //   python3 scripts/prepare_austen.py --out data/austen              # or: make data-austen
 //   attn train-lm --cell lstm --out runs/lm-lstm --time-budget 600   # last stdout line: JSON with test_loss
 //   attn train-lm --cell lstm --out runs/lm-lstm --time-budget 600   # again: resumes where it stopped
 //   attn generate --model runs/lm-lstm --prompt "It is a truth" --length 300 --temperature 0.8 --seed 1
+//   attn generate --model path/to/gpt2 --prompt "It is a truth" --length 40 --greedy   # Hugging Face GPT-2
 #include <omp.h>
 
 #include <filesystem>
@@ -12,6 +13,7 @@
 
 #include "attn/train/language_model.h"
 #include "commands.h"
+#include "hf_generate.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -84,6 +86,68 @@ json result_json(const train::LMTrainResult& r, const train::LMTrainOptions& o) 
           {"stopped_early", r.stopped_early}, {"interrupted", r.signal != 0}};
 }
 
+// `attn generate`: a train-lm run directory (characters, state carried) or a Hugging Face GPT-2 directory
+// (byte-level BPE tokens, key/value cache; tools/attn/hf_generate.h), told apart by its config.json.
+struct GenerateCli {
+  std::string model_dir = "runs/lm";
+  std::string checkpoint;
+  std::string prompt = "It is a truth";
+  train::GenerateOptions o;
+  bool greedy = false;
+  double repetition_penalty = 1.0;
+  std::string format = "text";
+  int threads = 0;
+};
+
+void run_generate(const GenerateCli& c) {
+  if (c.threads > 0) omp_set_num_threads(c.threads);
+  train::check_generate_options(c.o);  // before loading anything
+  if (is_hf_model_dir(c.model_dir)) {
+    models::GenerationOptions o{.max_new_tokens = c.o.length, .do_sample = !c.greedy, .temperature = c.o.temperature,
+                                .top_k = c.o.top_k, .top_p = c.o.top_p, .repetition_penalty = c.repetition_penalty,
+                                .seed = c.o.seed};
+    HFGenerateRequest r{.model_dir = c.model_dir, .prompt = c.prompt, .options = o, .format = c.format};
+    generate_hf(r, std::cout);
+    return;
+  }
+  if (c.repetition_penalty != 1.0 || c.format != "text")
+    throw std::invalid_argument("generate: --repetition-penalty and --format json need a Hugging Face GPT-2 --model "
+                                "directory (" + c.model_dir + " has no config.json)");
+  train::GenerateOptions o = c.o;
+  if (c.greedy) o.top_k = 1;  // the most likely character each time
+  train::LMSession s = train::LMSession::load(c.model_dir, c.checkpoint);
+  std::cout << s.generate(c.prompt, o) << std::endl;
+}
+
+void add_generate_command(CLI::App& app) {
+  auto c = std::make_shared<GenerateCli>();
+  CLI::App* g = app.add_subcommand("generate", "continue a prompt: a train-lm model (characters, state carried) or a "
+                                               "Hugging Face GPT-2 directory (tokens, key/value cache)");
+  g->add_option("--model", c->model_dir, "run directory of train-lm, or a Hugging Face GPT-2 directory (config.json, "
+                                         "weights, tokenizer.json or vocab.json + merges.txt)")
+      ->capture_default_str();
+  g->add_option("--checkpoint", c->checkpoint,
+                "train-lm: checkpoint file (default: <model>/best.safetensors, the lowest validation loss; "
+                "<model>/checkpoint.safetensors if there is no best)");
+  g->add_option("--prompt", c->prompt, "text the sample continues (train-lm: every character must be in the vocabulary)")
+      ->capture_default_str();
+  g->add_option("--length,--max-new-tokens", c->o.length, "characters (train-lm) or tokens (GPT-2) to generate")
+      ->capture_default_str();
+  g->add_flag("--greedy", c->greedy, "the most likely next token each time (default: sample)");
+  g->add_option("--temperature", c->o.temperature, "softmax temperature (> 0)")->capture_default_str();
+  g->add_option("--top-k", c->o.top_k, "sample among the k most likely tokens (0: all)")->capture_default_str();
+  g->add_option("--top-p", c->o.top_p, "nucleus sampling: the smallest set with this probability, in (0, 1]")
+      ->capture_default_str();
+  g->add_option("--repetition-penalty", c->repetition_penalty, "GPT-2: transformers' repetition penalty (1: off)")
+      ->capture_default_str();
+  g->add_option("--seed", c->o.seed, "sampling seed (same seed, same text)")->capture_default_str();
+  g->add_option("--format", c->format, "GPT-2: text (prompt + continuation) or json ({\"ids\", \"text\", \"new_tokens\"})")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+  g->add_option("--threads", c->threads, "OpenMP threads (0: default)")->capture_default_str();
+  g->callback([c] { run_generate(*c); });
+}
+
 }  // namespace
 
 void add_lm_commands(CLI::App& app) {
@@ -100,32 +164,7 @@ void add_lm_commands(CLI::App& app) {
     if (r.signal) exit_code = 128 + r.signal;  // interrupted: the checkpoint holds the last step
   });
 
-  auto model_dir = std::make_shared<std::string>("runs/lm");
-  auto checkpoint = std::make_shared<std::string>();
-  auto prompt = std::make_shared<std::string>("It is a truth");
-  auto go = std::make_shared<train::GenerateOptions>();
-  auto threads = std::make_shared<int>(0);
-  CLI::App* g = app.add_subcommand("generate", "sample text from a train-lm model, one character at a time with the "
-                                               "state carried");
-  g->add_option("--model", *model_dir, "run directory of train-lm")->capture_default_str();
-  g->add_option("--checkpoint", *checkpoint,
-                "checkpoint file (default: <model>/best.safetensors, the lowest validation loss; "
-                "<model>/checkpoint.safetensors if there is no best)");
-  g->add_option("--prompt", *prompt, "text the sample continues (every character must be in the vocabulary)")
-      ->capture_default_str();
-  g->add_option("--length", go->length, "characters to sample")->capture_default_str();
-  g->add_option("--temperature", go->temperature, "softmax temperature (> 0)")->capture_default_str();
-  g->add_option("--top-k", go->top_k, "sample among the k most likely characters (0: all)")->capture_default_str();
-  g->add_option("--top-p", go->top_p, "nucleus sampling: the smallest set with this probability, in (0, 1]")
-      ->capture_default_str();
-  g->add_option("--seed", go->seed, "sampling seed (same seed, same text)")->capture_default_str();
-  g->add_option("--threads", *threads, "OpenMP threads (0: default)")->capture_default_str();
-  g->callback([=] {
-    if (*threads > 0) omp_set_num_threads(*threads);
-    train::check_generate_options(*go);  // before loading anything
-    train::LMSession s = train::LMSession::load(*model_dir, *checkpoint);
-    std::cout << s.generate(*prompt, *go) << std::endl;
-  });
+  add_generate_command(app);
 }
 
 }  // namespace attn::cli

@@ -22,6 +22,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "attn/models/finetune.h"
@@ -40,6 +41,12 @@ struct LoraConfig {
   // Filled by apply() with the (Hugging Face when known) names it wrapped; what load() matches.
   std::vector<std::string> target_modules = {};
 };
+
+// peft's adapter_config.json text -> LoraConfig (peft_type LORA, r an integer in [1, 65536], a finite
+// lora_alpha, lora_dropout in [0, 1), target_modules a non-empty list of names). Anything else, or a
+// variant plain LoRA would mis-apply (DoRA, rsLoRA, fan_in_fan_out, per-module ranks), throws
+// std::invalid_argument naming `name` and the key. LoraModel::load reads the file through it.
+LoraConfig parse_adapter_config(std::string_view text, const std::string& name);
 
 // A Linear with a LoRA branch. Shares the wrapped layer's weight and bias storage (frozen).
 class LoraLinear : public nn::Linear {
