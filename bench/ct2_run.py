@@ -42,6 +42,8 @@ def skip_reason(build_dir, python, run_dir):
                 f"{ENV_MODEL}=runs/demo-marian make bench)")
     if not os.path.exists(os.path.join(run_dir, "config.json")):
         return f"skipped: {ENV_MODEL}={run_dir} has no config.json (not a train-translator run directory)"
+    if not os.path.exists(os.path.join(ROOT, "data", "bible", "test.en")):
+        return "skipped: no data/bible/test.en (make demo prepares it with scripts/prepare_bible.py)"
     if not os.path.exists(os.path.join(build_dir, "tools", "attn", "attn")):
         return f"skipped: no {build_dir}/tools/attn/attn (build the attn_cli target)"
     probe = subprocess.run([python, "-c", "import ctranslate2, sacrebleu, sentencepiece"], capture_output=True)
