@@ -321,7 +321,7 @@ std::vector<std::vector<Hypothesis>> beam_search(IncrementalDecoder& dec, const 
   // The decoder holds the live sentences' rows only: a sentence whose search ended is dropped from it
   // (CTranslate2 does the same), so the finished ones cost nothing in the remaining steps. block[s]:
   // where sentence s's B rows start, in blocks of B rows (-1 once dropped).
-  std::vector<int64_t> block(size_t(n)), last(size_t(n * B), dec.bos_id()), select, next_last;
+  std::vector<int64_t> block(static_cast<size_t>(n)), last(static_cast<size_t>(n * B), dec.bos_id()), select, next_last;
   std::iota(block.begin(), block.end(), 0);
   for (int64_t t = 0; t < longest; ++t) {
     if (std::none_of(active.begin(), active.end(), [](bool a) { return a; })) break;
