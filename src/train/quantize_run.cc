@@ -1,6 +1,7 @@
 // src/train/quantize_run.cc — see quantize_run.h.
 #include "attn/train/quantize_run.h"
 
+#include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -18,8 +19,8 @@ namespace attn::train {
 std::string quantize_run_dir(const std::string& run_dir, const std::string& out_dir, const std::string& checkpoint) {
   const std::string config_path = run_dir + "/config.json";
   json config = io::read_json_file(config_path);
-  if (config.is_object() && config.contains("precision"))
-    throw std::invalid_argument(run_dir + " already holds a quantised model (\"precision\" in " + config_path +
+  if (config.is_object() && config.contains("quantized"))
+    throw std::invalid_argument(run_dir + " already holds a quantised model (\"quantized\" in " + config_path +
                                 "): quantize the float32 run directory it came from");
   if (fs::exists(out_dir) && fs::equivalent(out_dir, run_dir))
     throw std::invalid_argument("attn quantize: --out must differ from --model (" + out_dir + ")");
@@ -35,7 +36,7 @@ std::string quantize_run_dir(const std::string& run_dir, const std::string& out_
   }
   const std::string weights = out_dir + "/" + kInt8WeightsFile;
   models::save_int8_translator(session.model(), weights);
-  config["precision"] = "int8";
+  config["quantized"] = "int8";  // "precision" stays the training precision train_translator recorded
   config["weights"] = kInt8WeightsFile;
   io::write_file_atomic(out_dir + "/config.json", config.dump(2) + "\n");
   return weights;

@@ -10,7 +10,7 @@ namespace attn::train {
 
 inline constexpr const char* kInt8WeightsFile = "model.int8.safetensors";
 
-// Writes out_dir/config.json (the run's, plus "precision": "int8" and "weights": kInt8WeightsFile),
+// Writes out_dir/config.json (the run's, plus "quantized": "int8" and "weights": kInt8WeightsFile),
 // the run's SentencePiece model and the int8 weights of its checkpoint (best.safetensors by default,
 // as TranslationSession::load picks it). Returns the weights file's path.
 std::string quantize_run_dir(const std::string& run_dir, const std::string& out_dir, const std::string& checkpoint = "");
