@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""attn and CTranslate2 side by side on the same exported translator (issue 20's comparison, fp32 so far).
+"""attn and CTranslate2 side by side on the same exported translator (issue 20's comparison, fp32 and int8).
 
     attn train-translator --marian --out runs/translate-marian ...            # a Marian-compatible run
     attn export --format hf-marian --model runs/translate-marian --out runs/translate-hf
@@ -15,6 +15,8 @@ translator). Workloads, as make bench names them:
 
     translate_beam4_fp32      beam 4, 32 sentences per batch
     translate_greedy_b1_fp32  greedy, one sentence at a time
+    translate_beam4_int8      the same with attn --precision int8 (the float32 directory quantised as it
+    translate_greedy_b1_int8  loads) against CTranslate2's compute_type int8 (likewise quantised on loading)
 
 Rounds alternate the order (attn first in even rounds); the ratio printed is the median over rounds of
 attn tokens/s / CTranslate2 tokens/s (> 1: attn is faster). Tokens are the target SentencePiece pieces
@@ -37,7 +39,13 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-WORKLOADS = {"translate_beam4_fp32": {"beam": 4, "batch": 32}, "translate_greedy_b1_fp32": {"beam": 1, "batch": 1}}
+WORKLOADS = {
+    "translate_beam4_fp32": {"beam": 4, "batch": 32, "precision": "fp32"},
+    "translate_greedy_b1_fp32": {"beam": 1, "batch": 1, "precision": "fp32"},
+    "translate_beam4_int8": {"beam": 4, "batch": 32, "precision": "int8"},
+    "translate_greedy_b1_int8": {"beam": 1, "batch": 1, "precision": "int8"},
+}
+CT2_COMPUTE_TYPE = {"fp32": "float32", "int8": "int8"}  # attn precision -> CTranslate2's peer
 
 
 def run_measured(cmd, env=None):
@@ -59,7 +67,7 @@ def ct2_worker(a):
     t0 = time.perf_counter()  # the interpreter's start and imports are not counted
     src_sp = spm.SentencePieceProcessor(model_file=os.path.join(a.model, "source.spm"))
     tgt_sp = spm.SentencePieceProcessor(model_file=os.path.join(a.model, "target.spm"))
-    translator = ctranslate2.Translator(a.ct2_dir, device="cpu", compute_type="float32", inter_threads=1,
+    translator = ctranslate2.Translator(a.ct2_dir, device="cpu", compute_type=a.compute_type, inter_threads=1,
                                         intra_threads=a.threads)
     with open(a.src) as f:
         lines = [l.rstrip("\n") for l in f]
@@ -106,11 +114,13 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workloads", nargs="*", default=list(WORKLOADS))
     ap.add_argument("--ct2-dir", help="converted model (default MODEL/ct2-float32)")
+    ap.add_argument("--json", action="store_true", help="one JSON object per workload (bench/ct2_run.py reads them)")
     # internal: one CTranslate2 process
     ap.add_argument("--ct2-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--beam", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--output", help=argparse.SUPPRESS)
+    ap.add_argument("--compute-type", default="float32", help=argparse.SUPPRESS)
     a = ap.parse_args()
     a.ct2_dir = a.ct2_dir or os.path.join(a.model, "ct2-float32")
     if a.ct2_worker:
@@ -138,10 +148,12 @@ def main():
         outs = {"attn": os.path.join(work, "attn.out"), "ctranslate2": os.path.join(work, "ct2.out")}
         cmds = {
             "attn": [a.attn, "translate", "--model", a.model, "--input", src, "--output", outs["attn"],
-                     "--beam", str(w["beam"]), "--batch-size", str(w["batch"])],
+                     "--beam", str(w["beam"]), "--batch-size", str(w["batch"]), "--precision", w["precision"],
+                     "--no-progress"],
             "ctranslate2": [sys.executable, os.path.abspath(__file__), "--ct2-worker", "--model", a.model,
                             "--ct2-dir", a.ct2_dir, "--src", src, "--output", outs["ctranslate2"], "--beam",
-                            str(w["beam"]), "--batch", str(w["batch"]), "--threads", str(a.threads)],
+                            str(w["beam"]), "--batch", str(w["batch"]), "--threads", str(a.threads),
+                            "--compute-type", CT2_COMPUTE_TYPE[w["precision"]]],
         }
         rate, peak, ratios, bleu = {"attn": [], "ctranslate2": []}, {"attn": 0.0, "ctranslate2": 0.0}, [], {}
         for r in range(a.rounds):
@@ -157,8 +169,16 @@ def main():
                     hyps = [l.rstrip("\n") for l in f]
                 bleu[side] = sacrebleu.corpus_bleu(hyps, [refs]).score
             ratios.append(rate["attn"][-1] / rate["ctranslate2"][-1])
-        note = (f"BLEU attn {bleu['attn']:.2f} / ctranslate2 {bleu['ctranslate2']:.2f}; {len(lines)} sentences; "
+        note = (f"BLEU attn {bleu['attn']:.2f} / ctranslate2 {bleu['ctranslate2']:.2f}; "
+                f"ctranslate2 compute_type {CT2_COMPUTE_TYPE[w['precision']]}; {len(lines)} sentences; "
                 f"{a.rounds} rounds; median tokens/s")
+        if a.json:
+            print(json.dumps({"workload": name, "attn": statistics.median(rate["attn"]),
+                              "ctranslate2": statistics.median(rate["ctranslate2"]), "ratio": statistics.median(ratios),
+                              "attn_peak_mib": peak["attn"], "ctranslate2_peak_mib": peak["ctranslate2"],
+                              "bleu_attn": bleu["attn"], "bleu_ctranslate2": bleu["ctranslate2"], "note": note}),
+                  flush=True)
+            continue
         print("\t".join([name, "ctranslate2", f"{statistics.median(rate['attn']):.1f}",
                          f"{statistics.median(rate['ctranslate2']):.1f}", "tokens/s",
                          f"{statistics.median(ratios):.3f}", f"{peak['attn']:.0f}", "-", f"{peak['ctranslate2']:.0f}",

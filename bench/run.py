@@ -35,6 +35,10 @@ maximum over the rounds' processes.
 `transformer_train_step_dp2` (bench/dp_run.py) is the translator's step data-parallel on 2 processes x 1
 thread under mpirun, with peers `attn-1proc` (scaling) and `pytorch-ddp` (DDP, gloo, torchrun).
 
+`translate_{beam4,greedy_b1}_{fp32,int8}` (bench/ct2_run.py) translate the held-out Bible verses with a
+trained translator (ATTN_BENCH_TRANSLATOR=RUN_DIR, a `train-translator --marian` run; skipped without one)
+in attn and in CTranslate2 (peer `ctranslate2`), the same exported model on both sides, BLEU in the note.
+
 `<workload>_busy_core` (greedy_decode, transformer_train_step) runs the workload while a spinning process
 keeps one core busy, with two lines: peer `pytorch` (both sides under that load) and peer `attn-idle` (attn
 under load / attn idle, toggled between the repeats of one process); see bench/busy_core.py.
@@ -53,6 +57,7 @@ import sys
 import tempfile
 
 import busy_core
+import ct2_run
 import dp_run
 import hf_notes
 
@@ -365,6 +370,7 @@ def main():
     available += busy_core.names(available)
     if dp_run.available(a.build_dir):
         available += dp_run.NAMES  # 2 processes under mpirun (bench/dp_run.py)
+    available += ct2_run.NAMES  # a trained translator against CTranslate2 (bench/ct2_run.py)
     names = a.workloads or available
     unknown = [n for n in names if n not in available]
     if unknown:
@@ -396,6 +402,19 @@ def main():
             except (RuntimeError, OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as e:
                 print(f"run.py: {name}: {e}", file=sys.stderr)
                 failed = True
+            continue
+        if name in ct2_run.NAMES:
+            why = ct2_run.skip_reason(a.build_dir, a.python, ct2_run.model_dir())
+            try:
+                got = ([] if why else ct2_run.rows(a.build_dir, a.python, rounds=max(1, a.rounds // 2), names=[name]))
+            except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
+                print(f"run.py: {name}: {e}", file=sys.stderr)
+                failed = True
+                continue
+            for row in got or [{"workload": name, "peer": "ctranslate2", "attn": None, "pytorch": None,
+                                "ratio": None, "note": why}]:
+                rows.append(row)
+                print_row(row)
             continue
         busy = busy_core.base(name)  # greedy_decode_busy_core -> greedy_decode, run with one core kept busy
         for peer in peers:

@@ -318,21 +318,28 @@ std::vector<std::vector<Hypothesis>> beam_search(IncrementalDecoder& dec, const 
     active[size_t(s)] = max_len_s > 0;
     longest = std::max(longest, max_len_s);
   }
-  std::vector<int64_t> last(size_t(n * B), dec.bos_id()), select(size_t(n * B));
+  // The decoder holds the live sentences' rows only: a sentence whose search ended is dropped from it
+  // (CTranslate2 does the same), so the finished ones cost nothing in the remaining steps. block[s]:
+  // where sentence s's B rows start, in blocks of B rows (-1 once dropped).
+  std::vector<int64_t> block(static_cast<size_t>(n)), last(static_cast<size_t>(n * B), dec.bos_id()), select, next_last;
+  std::iota(block.begin(), block.end(), 0);
   for (int64_t t = 0; t < longest; ++t) {
     if (std::none_of(active.begin(), active.end(), [](bool a) { return a; })) break;
-    Tensor logp_t = dec.step(from_vector(last, {n * B}));
+    Tensor logp_t = dec.step(from_vector(last, {int64_t(last.size())}));
     const int64_t V = logp_t.size(1);
     std::vector<float> logp = logp_t.to_vector<float>();
+    select.clear();
+    next_last.clear();
     for (int64_t s = 0; s < n; ++s) {
+      if (!active[size_t(s)]) continue;
       std::vector<Beam>& beams = alive[size_t(s)];
-      std::iota(select.begin() + s * B, select.begin() + (s + 1) * B, s * B);
-      if (!active[size_t(s)]) continue;  // its rows run on unchanged; nothing is read from them
+      const int64_t row0 = block[size_t(s)] * B;
       const int64_t max_len_s = limit_of(o.max_lens, o.max_len, s, true);
       const bool at_max = t + 1 >= max_len_s;
-      auto cand = top_candidates(beams, logp, s * B, V, limit_of(o.logits.min_lens, o.logits.min_len, s, false),
+      auto cand = top_candidates(beams, logp, row0, V, limit_of(o.logits.min_lens, o.logits.min_len, s, false),
                                  dec.bos_id(), dec.eos_id(), o.logits);
       std::vector<Beam> next;
+      std::vector<int64_t> from;  // the row each next beam continues
       for (size_t r = 0; r < cand.size(); ++r) {
         const auto& [acc, b, v] = cand[r];
         const bool stops = v == dec.eos_id() || at_max;
@@ -343,20 +350,28 @@ std::vector<std::vector<Hypothesis>> beam_search(IncrementalDecoder& dec, const 
         } else if (!stops && int64_t(next.size()) < B) {
           std::vector<int64_t> toks = beams[size_t(b)].tokens;
           toks.push_back(v);
-          select[size_t(s * B + int64_t(next.size()))] = s * B + b;
+          from.push_back(row0 + b);
           next.push_back({std::move(toks), acc});
         }
       }
-      for (int64_t b = int64_t(next.size()); b < B; ++b) {  // dead beams keep row s*B and score -inf
+      for (int64_t b = int64_t(next.size()); b < B; ++b) {  // dead beams keep the block's first row and -inf
         next.push_back({{}, kNegInf});
-        select[size_t(s * B + b)] = s * B;
+        from.push_back(row0);
       }
       beams = std::move(next);
-      for (int64_t b = 0; b < B; ++b)
-        last[size_t(s * B + b)] = beams[size_t(b)].tokens.empty() ? dec.eos_id() : beams[size_t(b)].tokens.back();
       active[size_t(s)] = !at_max && !search_ended(beams, finished[size_t(s)], o, t + 1, max_len_s);
+      if (!active[size_t(s)]) {
+        block[size_t(s)] = -1;
+        continue;
+      }
+      block[size_t(s)] = int64_t(select.size()) / B;
+      select.insert(select.end(), from.begin(), from.end());
+      for (int64_t b = 0; b < B; ++b)
+        next_last.push_back(beams[size_t(b)].tokens.empty() ? dec.eos_id() : beams[size_t(b)].tokens.back());
     }
+    if (select.empty()) break;
     dec.select_rows(select);
+    last.swap(next_last);
   }
   std::vector<std::vector<Hypothesis>> result(static_cast<size_t>(n));
   for (int64_t s = 0; s < n; ++s) {

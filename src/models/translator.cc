@@ -9,6 +9,7 @@
 #include <string>
 
 #include "attn/autograd.h"
+#include "attn/nn/int8_linear.h"
 #include "attn/ops.h"
 
 namespace attn::models {
@@ -70,6 +71,10 @@ Tensor Translator::encode(const Tensor& src) {
 }
 
 Tensor Translator::project(const Tensor& h) {
+  if (output_int8 || (generator && generator->int8)) {  // int8 decoding (int8_translator.h)
+    if (is_training()) throw std::logic_error("Translator: int8 weights are for inference (call eval())");
+    return (output_int8 ? output_int8 : generator->int8)->linear(h, output_bias);
+  }
   Tensor w = options.tie_output ? embedding->weight : generator->weight;
   // Marian: pad's row is the decoder's zero start embedding, so the tied output projection must not
   // train it (padding_idx already keeps the lookup's gradient off it); in eval the row is zero anyway

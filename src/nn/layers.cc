@@ -4,6 +4,7 @@
 
 #include "attn/nn/conv.h"
 #include "attn/nn/init.h"
+#include "attn/nn/int8_linear.h"
 #include "attn/nn/linear.h"
 #include "attn/nn/pooling.h"
 #include "attn/ops.h"
@@ -45,6 +46,10 @@ Tensor Linear::forward(const Tensor& x) {
     throw std::invalid_argument("Linear(in_features=" + std::to_string(options.in_features) +
                                 "): input has shape " + shape_str(x.shape()) + ", expected (*, " +
                                 std::to_string(options.in_features) + ")");
+  if (int8) {
+    if (is_training()) throw std::logic_error("Linear: int8 weights are for inference (call eval())");
+    return int8->linear(x, bias);
+  }
   return linear(x, weight, bias);
 }
 

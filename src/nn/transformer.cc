@@ -9,6 +9,7 @@
 
 #include "attn/autograd.h"
 #include "attn/nn/init.h"
+#include "attn/nn/int8_linear.h"
 #include "attn/ops.h"
 
 namespace attn::nn {
@@ -108,6 +109,11 @@ Tensor MultiheadAttention::project(const Tensor& x, int64_t first, int64_t count
     return (first == 0 ? query : first == 1 ? key : value)->forward(x);
   }
   const int64_t E = options.embed_dim;
+  if (in_proj_int8) {
+    if (is_training()) bad("MultiheadAttention", "int8 weights are for inference (call eval())");
+    const Tensor b = in_proj_bias.defined() && count < 3 ? in_proj_bias.narrow(0, first * E, count * E) : in_proj_bias;
+    return (count == 3 ? in_proj_int8 : in_proj_int8->rows(first * E, count * E))->linear(x, b);
+  }
   if (count == 3) return linear(x, in_proj_weight, in_proj_bias);
   const Tensor b = in_proj_bias.defined() ? in_proj_bias.narrow(0, first * E, count * E) : Tensor();
   return linear(x, in_proj_weight.narrow(0, first * E, count * E), b);

@@ -23,6 +23,7 @@
 #include "attn/io/metrics.h"
 #include "attn/io/progress.h"
 #include "attn/io/safetensors.h"
+#include "attn/models/int8_translator.h"
 #include "attn/nn/utils.h"
 #include "attn/ops.h"
 #include "attn/optim/adam.h"
@@ -373,6 +374,23 @@ TranslationSession::TranslationSession(std::shared_ptr<models::Translator> model
                                 " pieces but the model's vocabulary is " + std::to_string(model_->options.vocab_size));
 }
 
+namespace {
+// A directory written by `attn quantize`: config.json's "quantized" is "int8" and "weights" names the file
+// ("precision" is the training precision, fp32 or bf16, which train_translator records).
+TranslationSession load_int8_session(const std::string& dir, const json& config, const models::TranslatorOptions& mo,
+                                     std::shared_ptr<text::SentencePiece> sp, const std::string& checkpoint) {
+  const std::string config_path = dir + "/config.json";
+  const std::string quantized = config_value<std::string>(config, "quantized", config_path);
+  if (quantized != "int8")
+    throw std::runtime_error(config_path + ": \"quantized\" is \"" + quantized + "\"; only \"int8\" models are stored");
+  const std::string weights = checkpoint.empty() ? dir + "/" + config_value<std::string>(config, "weights", config_path)
+                                                 : checkpoint;
+  auto model = std::make_shared<models::Translator>(mo);
+  models::load_int8_translator(*model, weights);
+  return TranslationSession(model, sp);
+}
+}  // namespace
+
 TranslationSession TranslationSession::load(const std::string& dir, const std::string& checkpoint) {
   const std::string config_path = dir + "/config.json";
   const json config = io::read_json_file(config_path);
@@ -389,6 +407,7 @@ TranslationSession TranslationSession::load(const std::string& dir, const std::s
     throw std::runtime_error(spm_path + " has " + std::to_string(sp->vocab_size()) + " pieces but the model in " +
                              config_path + " has a vocabulary of " + std::to_string(mo.vocab_size) +
                              ": tokenizer and model come from different runs");
+  if (config.contains("quantized")) return load_int8_session(dir, config, mo, sp, checkpoint);
   std::string path = checkpoint, note;
   if (path.empty()) {
     path = dir + "/best.safetensors";

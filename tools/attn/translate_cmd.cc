@@ -13,6 +13,7 @@
 
 #include "attn/data/parallel_text.h"
 #include "attn/eval/bleu.h"
+#include "attn/models/int8_translator.h"
 #include "attn/models/marian.h"
 #include "attn/train/translation.h"
 #include "commands.h"
@@ -113,6 +114,7 @@ json evaluate_file(train::TranslationSession& s, const std::string& src_path, co
 // train::check_translate_options, so an absurd one is a one-line error naming the flag.
 struct TranslateCli {
   std::string model_dir = "runs/translate", input, output, attention, checkpoint, early_stopping = "beam-full";
+  std::string precision;  // "": the model's own (float32, or int8 for a directory of attn quantize)
   train::TranslateOptions o;
   bool greedy = false, show_scores = false, truncate_long = false, no_progress = false;
 };
@@ -128,6 +130,9 @@ CLI::Option* add_translate_options(CLI::App* t, TranslateCli& cli) {
                 "checkpoint.safetensors, the latest step, with a note on stderr)");
   t->add_option("--input", c->input, "input file, one sentence per line (default stdin)");
   t->add_option("--output", c->output, "output file (default stdout); always one line per input line");
+  t->add_option("--precision", c->precision,
+                "fp32 or int8 (int8 weights and activations; a float32 model is quantised on loading); default: "
+                "the model's own (int8 for a directory written by attn quantize)");
   CLI::Option* beam = t->add_option("--beam", o.beam_size, "beam size (1: greedy)")->capture_default_str();
   t->add_flag("--greedy", c->greedy, "argmax decoding, as in the lecture (the same as --beam 1)")->excludes(beam);
   t->add_option("--length-penalty", o.length_penalty, "beam score = sum log p / length^alpha (>= 0; 0: raw sum)")
@@ -183,6 +188,10 @@ void add_translate_command(CLI::App& app) {
                                                           : models::EarlyStopping::WhenBeamFull;
     o.split_long = !c->truncate_long;
     train::check_translate_options(o);  // before loading anything
+    if (c->precision == "bf16")
+      throw std::invalid_argument("--precision bf16: not available yet (use fp32 or int8)");
+    if (!c->precision.empty() && c->precision != "fp32" && c->precision != "int8")
+      throw std::invalid_argument("--precision: \"" + c->precision + "\" is not one of fp32, int8");
     const bool marian = models::is_hf_marian_dir(c->model_dir);  // config.json with "model_type": "marian"
     if (marian && !c->checkpoint.empty())
       throw std::invalid_argument("--checkpoint: " + c->model_dir +
@@ -190,6 +199,10 @@ void add_translate_command(CLI::App& app) {
     train::TranslationSession s =
         marian ? models::load_hf_marian(c->model_dir) : train::TranslationSession::load(c->model_dir, c->checkpoint);
     if (!s.checkpoint_note().empty()) std::cerr << "attn translate: note: " << s.checkpoint_note() << "\n";
+    if (c->precision == "int8" && !models::is_int8(s.model())) models::quantize_translator_int8(s.model());
+    if (c->precision == "fp32" && models::is_int8(s.model()))
+      throw std::invalid_argument("--precision fp32: " + c->model_dir +
+                                  " holds an int8 model (attn quantize); use the float32 run directory it came from");
     std::vector<std::string> lines;
     if (c->input.empty()) {
       std::string line;

@@ -69,6 +69,8 @@ class Translator : public nn::Module {
   std::shared_ptr<nn::Transformer> transformer;    // batch_first
   std::shared_ptr<nn::Linear> generator;           // only when !tie_output
   Tensor output_bias;                              // (V), "output_bias"
+  // The tied output projection as int8 (int8_translator.h); project() uses it when set.
+  std::shared_ptr<const nn::Int8Matrix> output_int8;
 
  private:
   Tensor pad_row_keep_;  // (V, 1), 0 at pad: Marian-style models (tied, decoding from pad) only

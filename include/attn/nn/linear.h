@@ -6,9 +6,13 @@
 //   nn::Flatten flat;                                               // (N, C, H, W) -> (N, C*H*W)
 //   nn::Dropout drop(0.1);                                          // identity in eval()
 #pragma once
+#include <memory>
+
 #include "attn/nn/module.h"
 
 namespace attn::nn {
+
+class Int8Matrix;  // attn/nn/int8_linear.h
 
 struct LinearOptions {
   int64_t in_features = 0;
@@ -30,6 +34,8 @@ class Linear : public Module {
   LinearOptions options;
   Tensor weight;  // (out, in)
   Tensor bias;    // (out) or undefined
+  // Set by quantize_linears_int8 (inference): forward runs the int8 product of int8_linear.h instead.
+  std::shared_ptr<const Int8Matrix> int8;
 };
 
 class Identity : public Module {

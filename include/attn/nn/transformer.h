@@ -104,6 +104,8 @@ class MultiheadAttention : public Module {
   Tensor in_proj_bias;    // (3E)
   std::shared_ptr<Linear> query, key, value;  // each Linear(E, E) (!packed_projections)
   std::shared_ptr<Linear> out_proj;
+  // Set by quantize_linears_int8 (inference): the packed projections run as int8 products.
+  std::shared_ptr<const Int8Matrix> in_proj_int8;
 
  private:
   // x's projection by rows [row, row + E * count) of the packed weight, or by the separate Linear(s)
