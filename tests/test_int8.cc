@@ -1,7 +1,7 @@
-// int8 decoding (nn/int8_linear.h, models/int8_translator.h) against float32: the int8 product on its
+// Reduced-precision decoding against float32: int8 (nn/int8_linear.h, models/int8_translator.h) — the int8 product on its
 // own, the small trained translator's logits and greedy tokens (fixture translator_small.safetensors,
 // a reversal task), the int8 file round trip, `attn quantize`'s directory, and clear errors on a
-// corrupt or truncated int8 file.
+// corrupt or truncated int8 file; and bf16 decoding (Autocast, `attn translate --precision bf16`).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "attn/autocast.h"
 #include "attn/autograd.h"
 #include "attn/models/int8_translator.h"
 #include "attn/nn/int8_linear.h"
@@ -207,4 +208,41 @@ TEST(Int8, QuantizedRunDirectoryLoads) {
     EXPECT_NE(std::string(e.what()).find("already holds a quantised model"), std::string::npos) << e.what();
   }
   fs::remove_all(root);
+}
+
+// bf16 decoding (`attn translate --precision bf16`): the same float32 model with its products under
+// Autocast (bf16 weights and activations, float32 accumulation) against float32 on the same inputs.
+TEST(Bf16Decoding, TranslatorLogitsAndTokensMatchFloat32) {
+  auto model = small_translator();
+  const Tensor src = reversal_sources();
+  const auto ref = greedy(*model, src);
+  std::vector<std::vector<int64_t>> got;
+  {
+    Autocast bf16;
+    got = greedy(*model, src);
+  }
+  int64_t same = 0;
+  for (size_t i = 0; i < ref.size(); ++i) same += ref[i] == got[i];
+  std::cout << "bf16 greedy outputs identical to float32: " << same << " / " << ref.size() << "\n";
+  EXPECT_GE(double(same) / double(ref.size()), 0.80);
+
+  const int64_t N = src.size(0), T = 12;
+  std::vector<int64_t> tgt(size_t(N * T), 0);
+  for (int64_t n = 0; n < N; ++n) {
+    tgt[size_t(n * T)] = 2;
+    for (size_t i = 0; i < ref[size_t(n)].size() && int64_t(i) + 1 < T; ++i) tgt[size_t(n * T) + i + 1] = ref[size_t(n)][i];
+  }
+  NoGradGuard ng;
+  const Tensor tgt_in = from_vector(tgt, {N, T});
+  Tensor lp = log_softmax(model->forward(src, tgt_in), -1);
+  Tensor lp16;
+  {
+    Autocast bf16;
+    lp16 = model->forward(src, tgt_in);
+    EXPECT_EQ(lp16.dtype(), kBFloat16);  // the output projection ran in bf16
+  }
+  lp16 = log_softmax(lp16.to(kFloat32), -1);
+  const float diff = max_abs(sub(lp16, lp));
+  std::cout << "bf16 log-probability max |difference|: " << diff << "\n";
+  EXPECT_LT(diff, 0.5f);
 }

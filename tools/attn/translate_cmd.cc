@@ -9,8 +9,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <nlohmann/json.hpp>
 
+#include "attn/autocast.h"
 #include "attn/data/parallel_text.h"
 #include "attn/eval/bleu.h"
 #include "attn/models/int8_translator.h"
@@ -63,6 +65,11 @@ void add_train_options(CLI::App* cmd, TranslatorCli& c) {
   cmd->add_option("--eval-sentences", c.o.eval_sentences, "dev sentences decoded for BLEU")->capture_default_str();
   cmd->add_option("--patience", c.o.patience, "early stopping: validations without improvement")->capture_default_str();
   cmd->add_option("--seed", c.o.seed, "seed")->capture_default_str();
+  cmd->add_option("--precision", c.o.precision,
+                  "fp32, bf16 (autocast: bf16 GEMMs, fp32 master weights), or auto (bf16 where attn info shows a "
+                  "native bf16 path); recorded in config.json, a resumed run keeps its own")
+      ->check(CLI::IsMember({"fp32", "bf16", "auto"}))
+      ->capture_default_str();
   cmd->add_flag("!--no-progress", c.o.progress, "no progress bar");
 }
 
@@ -79,6 +86,7 @@ train::TranslationTrainOptions resolve(const TranslatorCli& c) {
   o.model.dropout = c.dropout;
   o.model.activation = c.activation == "gelu" ? nn::Activation::GELU : nn::Activation::ReLU;
   o.model.norm_first = c.pre_ln;
+  if (o.precision == "auto") o.precision = train::default_training_precision();
   if (c.marian) {
     if (c.pre_ln) throw std::invalid_argument("--marian and --pre-ln exclude each other: Marian's layers are post-LN");
     o.model.final_norm = false;
@@ -131,7 +139,8 @@ CLI::Option* add_translate_options(CLI::App* t, TranslateCli& cli) {
   t->add_option("--input", c->input, "input file, one sentence per line (default stdin)");
   t->add_option("--output", c->output, "output file (default stdout); always one line per input line");
   t->add_option("--precision", c->precision,
-                "fp32 or int8 (int8 weights and activations; a float32 model is quantised on loading); default: "
+                "fp32, bf16 (products under autocast: bf16 weights and activations, float32 accumulation) or int8 "
+                "(int8 weights and activations; a float32 model is quantised on loading); default: "
                 "the model's own (int8 for a directory written by attn quantize)");
   CLI::Option* beam = t->add_option("--beam", o.beam_size, "beam size (1: greedy)")->capture_default_str();
   t->add_flag("--greedy", c->greedy, "argmax decoding, as in the lecture (the same as --beam 1)")->excludes(beam);
@@ -188,10 +197,8 @@ void add_translate_command(CLI::App& app) {
                                                           : models::EarlyStopping::WhenBeamFull;
     o.split_long = !c->truncate_long;
     train::check_translate_options(o);  // before loading anything
-    if (c->precision == "bf16")
-      throw std::invalid_argument("--precision bf16: not available yet (use fp32 or int8)");
-    if (!c->precision.empty() && c->precision != "fp32" && c->precision != "int8")
-      throw std::invalid_argument("--precision: \"" + c->precision + "\" is not one of fp32, int8");
+    if (!c->precision.empty() && c->precision != "fp32" && c->precision != "int8" && c->precision != "bf16")
+      throw std::invalid_argument("--precision: \"" + c->precision + "\" is not one of fp32, bf16, int8");
     const bool marian = models::is_hf_marian_dir(c->model_dir);  // config.json with "model_type": "marian"
     if (marian && !c->checkpoint.empty())
       throw std::invalid_argument("--checkpoint: " + c->model_dir +
@@ -200,6 +207,8 @@ void add_translate_command(CLI::App& app) {
         marian ? models::load_hf_marian(c->model_dir) : train::TranslationSession::load(c->model_dir, c->checkpoint);
     if (!s.checkpoint_note().empty()) std::cerr << "attn translate: note: " << s.checkpoint_note() << "\n";
     if (c->precision == "int8" && !models::is_int8(s.model())) models::quantize_translator_int8(s.model());
+    if (c->precision == "bf16" && models::is_int8(s.model()))
+      throw std::invalid_argument("--precision bf16: " + c->model_dir + " holds an int8 model (attn quantize)");
     if (c->precision == "fp32" && models::is_int8(s.model()))
       throw std::invalid_argument("--precision fp32: " + c->model_dir +
                                   " holds an int8 model (attn quantize); use the float32 run directory it came from");
@@ -214,6 +223,9 @@ void add_translate_command(CLI::App& app) {
       lines = data::read_lines(c->input);
     }
     o.progress = !c->no_progress && int64_t(lines.size()) > o.batch_size;
+    // bf16: the decoder's products under autocast (bf16 weight copies made once, on first use)
+    std::optional<Autocast> bf16;
+    if (c->precision == "bf16") bf16.emplace();
     auto nbest = s.translate_nbest(lines, o);
     for (const std::string& w : s.warnings()) std::cerr << "attn translate: warning: " << w << "\n";
     std::ofstream file;
