@@ -20,6 +20,7 @@
 #include "attn/train/quantize_run.h"
 #include "attn/train/translation.h"
 #include "expect_error.h"
+#include "small_translator.h"
 #include "temp_dir.h"
 #include "translation_corpus.h"
 
@@ -31,18 +32,7 @@ namespace {
 float max_abs(const Tensor& t) { return max(abs(t)).item<float>(); }
 
 std::unique_ptr<models::Translator> small_translator() {
-  auto file = io::SafeTensorsFile::open(std::string(ATTN_FIXTURE_DIR) + "/translator_small.safetensors");
-  auto meta = nlohmann::json::parse(file.metadata().at("options"));
-  auto model = std::make_unique<models::Translator>(models::TranslatorOptions{
-      .vocab_size = meta["vocab_size"], .d_model = meta["d_model"], .nhead = meta["nhead"],
-      .num_encoder_layers = meta["num_layers"], .num_decoder_layers = meta["num_layers"],
-      .dim_feedforward = meta["dim_feedforward"], .dropout = 0.0, .max_len = meta["max_len"]});
-  std::map<std::string, Tensor> state;
-  for (const auto& k : file.keys())
-    if (k != "src") state[k] = file.get(k);
-  model->load_state_dict(state);
-  model->eval();
-  return model;
+  return attn_test::small_translator(attn_test::small_translator_file());
 }
 
 // 96 fixed sources of the fixture's task: 2..9 words (ids 4..19), EOS (3), padded with 0 -> (96, 10).
@@ -62,6 +52,17 @@ std::vector<std::vector<int64_t>> greedy(models::Translator& m, const Tensor& sr
   NoGradGuard ng;
   auto dec = m.start_decoding(src);
   return models::greedy_decode(*dec, {.max_len = 24});
+}
+
+// Teacher forcing on float32's own greedy outputs: bos (2) + tokens, padded with 0 to 12 positions -> (N, 12).
+Tensor teacher_forcing_input(const std::vector<std::vector<int64_t>>& ref) {
+  const int64_t N = int64_t(ref.size()), T = 12;
+  std::vector<int64_t> tgt(size_t(N * T), 0);
+  for (int64_t n = 0; n < N; ++n) {
+    tgt[size_t(n * T)] = 2;
+    for (size_t i = 0; i < ref[size_t(n)].size() && int64_t(i) + 1 < T; ++i) tgt[size_t(n * T) + i + 1] = ref[size_t(n)][i];
+  }
+  return from_vector(tgt, {N, T});
 }
 
 }  // namespace
@@ -102,15 +103,8 @@ TEST(Int8, TranslatorLogitsAndTokensMatchFloat32) {
   std::cout << "int8 greedy outputs identical to float32: " << same << " / " << ref.size() << "\n";
   EXPECT_GE(rate, 0.80);
 
-  // teacher forcing on float32's own outputs: bos + tokens, padded
-  const int64_t N = src.size(0), T = 12;
-  std::vector<int64_t> tgt(size_t(N * T), 0);
-  for (int64_t n = 0; n < N; ++n) {
-    tgt[size_t(n * T)] = 2;
-    for (size_t i = 0; i < ref[size_t(n)].size() && int64_t(i) + 1 < T; ++i) tgt[size_t(n * T) + i + 1] = ref[size_t(n)][i];
-  }
   NoGradGuard ng;
-  const Tensor tgt_in = from_vector(tgt, {N, T});
+  const Tensor tgt_in = teacher_forcing_input(ref);
   Tensor lp = log_softmax(fp32->forward(src, tgt_in), -1), lp8 = log_softmax(int8->forward(src, tgt_in), -1);
   const float diff = max_abs(sub(lp8, lp));
   std::cout << "int8 log-probability max |difference|: " << diff << "\n";
@@ -226,14 +220,8 @@ TEST(Bf16Decoding, TranslatorLogitsAndTokensMatchFloat32) {
   std::cout << "bf16 greedy outputs identical to float32: " << same << " / " << ref.size() << "\n";
   EXPECT_GE(double(same) / double(ref.size()), 0.80);
 
-  const int64_t N = src.size(0), T = 12;
-  std::vector<int64_t> tgt(size_t(N * T), 0);
-  for (int64_t n = 0; n < N; ++n) {
-    tgt[size_t(n * T)] = 2;
-    for (size_t i = 0; i < ref[size_t(n)].size() && int64_t(i) + 1 < T; ++i) tgt[size_t(n * T) + i + 1] = ref[size_t(n)][i];
-  }
   NoGradGuard ng;
-  const Tensor tgt_in = from_vector(tgt, {N, T});
+  const Tensor tgt_in = teacher_forcing_input(ref);
   Tensor lp = log_softmax(model->forward(src, tgt_in), -1);
   Tensor lp16;
   {

@@ -14,6 +14,7 @@
 #include "backend/cpu/rnn_gates.h"
 #include "fixture_loader.h"
 #include "nn/rnn_sequence.h"
+#include "rnn_packed_run.h"
 
 using namespace attn;
 using attn::cpu::Isa;
@@ -131,27 +132,7 @@ TEST_P(RnnKernels, FastLayersMatchGenericLoop) {
     Tensor up = randn({16, D * Hout});
     auto run = [&](bool fast) {
       const bool prev = nn::detail::set_fused_kernels(fast);
-      m->zero_grad();
-      Tensor xl = x.detach(), hl = h0.detach(), cl = c0.detach();
-      xl.requires_grad_(true), hl.requires_grad_(true), cl.requires_grad_(true);
-      nn::PackedSequence p = nn::utils::pack_padded_sequence(xl, {3, 6, 1, 6}, {.enforce_sorted = false});
-      std::vector<Tensor> outs;
-      if (c.mode == nn::RNNMode::LSTM) {
-        auto r = std::static_pointer_cast<nn::LSTM>(m)->forward(p, {hl, cl});
-        outs = {r.output.data, r.state.h, r.state.c};
-      } else {
-        auto r = c.mode == nn::RNNMode::RNN ? std::static_pointer_cast<nn::RNN>(m)->forward(p, hl)
-                                            : std::static_pointer_cast<nn::GRU>(m)->forward(p, hl);
-        outs = {r.output.data, r.h_n};
-      }
-      Tensor loss = add(sum(mul(outs[0], up)), sum(square(outs[1])));
-      if (outs.size() == 3) loss = add(loss, sum(mul(outs[2], 0.3)));
-      loss.backward();
-      std::vector<Tensor> res = outs;
-      res.push_back(xl.grad());
-      res.push_back(hl.grad());
-      if (c.mode == nn::RNNMode::LSTM) res.push_back(cl.grad());
-      for (const Tensor& q : m->parameters()) res.push_back(q.grad());
+      std::vector<Tensor> res = attn_test::packed_outputs_and_grads(m, c.mode, x, h0, c0, up);
       nn::detail::set_fused_kernels(prev);
       return res;
     };

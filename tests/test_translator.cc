@@ -15,6 +15,7 @@
 #include "attn/ops.h"
 #include "attn/random.h"
 #include "backend/cpu/dispatch.h"
+#include "small_translator.h"
 
 using namespace attn;
 using models::Hypothesis;
@@ -261,23 +262,10 @@ std::string tokens_str(const std::vector<int64_t>& t) {
 }
 
 struct SmallCheckpoint {
-  io::SafeTensorsFile file =
-      io::SafeTensorsFile::open(std::string(ATTN_FIXTURE_DIR) + "/translator_small.safetensors");
+  io::SafeTensorsFile file = attn_test::small_translator_file();
   nlohmann::json meta = nlohmann::json::parse(file.metadata().at("options"));
-  std::unique_ptr<models::Translator> model;
-  Tensor src;  // (6, 17)
-  SmallCheckpoint() {
-    model = std::make_unique<models::Translator>(models::TranslatorOptions{
-        .vocab_size = meta["vocab_size"], .d_model = meta["d_model"], .nhead = meta["nhead"],
-        .num_encoder_layers = meta["num_layers"], .num_decoder_layers = meta["num_layers"],
-        .dim_feedforward = meta["dim_feedforward"], .dropout = 0.0, .max_len = meta["max_len"]});
-    std::map<std::string, Tensor> state;
-    for (const auto& k : file.keys())
-      if (k != "src") state[k] = file.get(k);
-    model->load_state_dict(state);
-    model->eval();
-    src = file.get("src").clone();
-  }
+  std::unique_ptr<models::Translator> model = attn_test::small_translator(file);
+  Tensor src = file.get("src").clone();  // (6, 17)
 };
 
 // greedy_decode(max_len 24) of the six sources
