@@ -7,7 +7,6 @@
 // and the thread count (and the build's flags), so the fixture is keyed by "<build>/<isa>/<threads>"
 // (e.g. "Release/avx512/2"); a host or build with no recording for its key skips (record one with ATTN_RECORD_TRAIN_GOLDEN=<path>, which writes the fixture instead).
 #include <gtest/gtest.h>
-#include <omp.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -23,6 +22,7 @@
 #include "attn/train/classifier.h"
 #include "attn/train/translation.h"
 #include "backend/cpu/dispatch.h"
+#include "backend/cpu/thread_budget.h"
 #include "translation_corpus.h"
 
 using namespace attn;
@@ -36,7 +36,7 @@ const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
 // Build flavour (optimisation level and sanitizers change floating-point contraction), ISA, threads.
 std::string host_key() {
   return std::string(ATTN_GOLDEN_BUILD) + "/" + cpu::isa_name(cpu::active_isa()) + "/" +
-         std::to_string(omp_get_max_threads());
+         std::to_string(cpu::partition_threads());  // the user's count, not the load-following team
 }
 
 fs::path temp_dir(const std::string& name) {
