@@ -226,13 +226,7 @@ void sgemm_matmul(const GemmArgs& g, const float* a, const float* b, float* c) {
     const memory::desc bd({g.k, g.n}, memory::data_type::f32, g.trans_b ? dims{1, g.ldb} : dims{g.ldb, 1});
     const memory::desc cd({g.m, g.n}, memory::data_type::f32, dims{g.ldc, 1});
     const memory::desc biasd = g.bias ? memory::desc({1, g.n}, memory::data_type::f32, dims{g.n, 1}) : memory::desc();
-    dnnl::primitive_attr attr;
-    if (g.alpha != 1.0) attr.set_output_scales(0, {float(g.alpha)});
-    if (g.beta != 0.0) {
-      dnnl::post_ops po;
-      po.append_sum(float(g.beta));
-      attr.set_post_ops(po);
-    }
+    const dnnl::primitive_attr attr = gemm_scale_and_sum(g.alpha, g.beta);
     dnnl::engine& eng = onednn_engine();
     const dnnl::matmul::desc desc = g.bias ? dnnl::matmul::desc(ad, bd, biasd, cd) : dnnl::matmul::desc(ad, bd, cd);
     dnnl::matmul prim(dnnl::matmul::primitive_desc(desc, attr, eng));

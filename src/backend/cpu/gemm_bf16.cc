@@ -130,13 +130,7 @@ dnnl::matmul::primitive_desc matmul_pd(const GemmArgs& g) {
   const memory::desc ad = operand_desc(g.batch, g.stride_a, g.m, g.k, g.trans_a, g.lda, bf);
   const memory::desc bd = operand_desc(g.batch, g.stride_b, g.k, g.n, g.trans_b, g.ldb, bf);
   const memory::desc cd = operand_desc(g.batch, g.stride_c, g.m, g.n, false, g.ldc, cdt);
-  dnnl::primitive_attr attr;
-  if (g.alpha != 1.0) attr.set_output_scales(0, {float(g.alpha)});
-  if (g.beta != 0.0) {
-    dnnl::post_ops po;
-    po.append_sum(float(g.beta));
-    attr.set_post_ops(po);
-  }
+  const dnnl::primitive_attr attr = gemm_scale_and_sum(g.alpha, g.beta);
   dnnl::engine& eng = onednn_engine();
   if (!g.bias) return dnnl::matmul::primitive_desc(dnnl::matmul::desc(ad, bd, cd), attr, eng);
   const memory::desc biasd({1, g.n}, cdt, dims{g.n, 1});

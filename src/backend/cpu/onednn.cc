@@ -13,4 +13,15 @@ dnnl::stream& onednn_stream() {
   return s;
 }
 
+dnnl::primitive_attr gemm_scale_and_sum(double alpha, double beta) {
+  dnnl::primitive_attr attr;
+  if (alpha != 1.0) attr.set_output_scales(0, {float(alpha)});
+  if (beta != 0.0) {
+    dnnl::post_ops po;
+    po.append_sum(float(beta));
+    attr.set_post_ops(po);
+  }
+  return attr;
+}
+
 }  // namespace attn::cpu

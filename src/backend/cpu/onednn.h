@@ -11,4 +11,8 @@ namespace attn::cpu {
 dnnl::engine& onednn_engine();
 dnnl::stream& onednn_stream();  // the calling thread's (in-order, CPU)
 
+// A matmul's C = alpha * (A B) + beta * C as oneDNN attributes: an output scale and a sum post-op
+// (shared by the float32 and bf16 GEMMs).
+dnnl::primitive_attr gemm_scale_and_sum(double alpha, double beta);
+
 }  // namespace attn::cpu
