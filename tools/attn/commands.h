@@ -16,6 +16,7 @@ void add_text_commands(CLI::App& app);       // train-text
 void add_embed_commands(CLI::App& app);      // embed, similarity (sentence-transformers directories)
 void add_export_commands(CLI::App& app);     // export
 void add_finetune_commands(CLI::App& app);   // finetune (BERT / MiniLM classifier: full, frozen, LoRA)
+void add_plot_commands(CLI::App& app);       // plot (a metric of several runs' metrics.jsonl in one PNG)
 
 // The exit code a subcommand's callback asks for (set when a command fails in an expected way).
 extern int exit_code;

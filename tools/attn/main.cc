@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   attn::cli::add_embed_commands(app);
   attn::cli::add_export_commands(app);
   attn::cli::add_finetune_commands(app);
+  attn::cli::add_plot_commands(app);
   if (argc >= 2 && argv[1][0] != '-') {  // CLI11 would say only "A subcommand is required"
     std::string commands;
     bool known = false;
