@@ -2,7 +2,7 @@
 """The lecture's "LSTM vs GRU" slide as a measured experiment (docs/recurrent.md): char LMs on the Austen corpus.
 
     python3 scripts/lstm_vs_gru.py --attn build/tools/attn/attn --data-dir data/austen --out runs/lstm-vs-gru \
-        --steps 300
+        --steps 2000 --png docs/lstm_vs_gru.png
 
 Trains LSTM, GRU and the plain RNN (tanh) of the same shape (Embedding(V -> 128), 1 layer, hidden 128 by
 default, Linear(128 -> V)) with `attn train-lm`, each on all of train.txt and on its first 10 %
@@ -76,9 +76,9 @@ def main():
     p.add_argument("--attn", default="build/tools/attn/attn")
     p.add_argument("--data-dir", default="data/austen")
     p.add_argument("--out", default="runs/lstm-vs-gru")
-    p.add_argument("--png", default="", help="draw the curves with `attn plot` (branch rnnstudy-plot-wip) here")
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--eval-every", type=int, default=50)
+    p.add_argument("--png", default="", help="draw the valid-loss curves of all runs with `attn plot` into this PNG")
+    p.add_argument("--steps", type=int, default=2000)
+    p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--embedding", type=int, default=128)
     p.add_argument("--layers", type=int, default=1)
     p.add_argument("--hidden", type=int, default=128)
