@@ -68,6 +68,34 @@ TEST(BertTiny, BareBertModelLoadsFromTheClassifierCheckpoint) {
   EXPECT_TRUE(attn_test::tensors_close(out.last_hidden_state, fixture(f, "last_hidden_state"), 1e-4, 2e-5, "hidden"));
 }
 
+// Eval + no grad runs the fused encoder (packed [q|k|v], bias / GELU / residual in the GEMMs): the same
+// hidden states as transformers (padding included), as the module path, and after the weights change in
+// place (an optimizer step, a LoRA merge) it repacks instead of using stale weights.
+TEST(BertTiny, FusedInferenceMatchesTransformersAndFollowsWeightChanges) {
+  auto bert = models::BertModel::from_pretrained(kDir + "/bert_tiny");
+  bert->eval();
+  const auto f = io::SafeTensorsFile::open(kDir + "/bert_tiny.safetensors");
+  const models::BertInputs in{.attention_mask = fixture(f, "attention_mask"), .token_type_ids = fixture(f, "token_type_ids")};
+  const Tensor ids = fixture(f, "input_ids");
+  NoGradGuard ng;
+  const Tensor fused = bert->forward(ids, in).last_hidden_state;
+  EXPECT_TRUE(attn_test::tensors_close(fused, fixture(f, "last_hidden_state"), 1e-4, 2e-5, "fused hidden"));
+  bert->fused_inference = false;
+  EXPECT_TRUE(attn_test::tensors_close(fused, bert->forward(ids, in).last_hidden_state, 1e-5, 1e-6, "fused vs modules"));
+  auto layer = bert->encoder->layers->at<nn::TransformerEncoderLayer>(1);
+  layer->self_attn->value->weight.mul_(0.5);  // in place: the storage's version moves
+  layer->linear1->bias.add_(ones({layer->linear1->bias.size(0)}));
+  const Tensor modules = bert->forward(ids, in).last_hidden_state;
+  EXPECT_GT(max(abs(sub(modules, fused))).item(), 1e-3) << "the changed weights must change the output";
+  bert->fused_inference = true;
+  EXPECT_TRUE(attn_test::tensors_close(bert->forward(ids, in).last_hidden_state, modules, 1e-5, 1e-6, "repacked"));
+  // a batch of another size (new row count M) reuses the packed weights
+  const Tensor one = bert->forward(ids.narrow(0, 1, 1), {.attention_mask = in.attention_mask.narrow(0, 1, 1),
+                                                         .token_type_ids = in.token_type_ids.narrow(0, 1, 1)})
+                         .last_hidden_state;
+  EXPECT_TRUE(attn_test::tensors_close(one.select(0, 0), modules.select(0, 1), 1e-5, 1e-6, "one sentence"));
+}
+
 TEST(BertTiny, PytorchModelBinGivesTheSameModel) {  // torch.save zip + pickle instead of safetensors
   auto clf = models::BertForSequenceClassification::from_pretrained(kDir + "/bert_tiny_bin");
   clf->eval();

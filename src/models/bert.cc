@@ -7,6 +7,7 @@
 #include "attn/models/hf_model_dir.h"
 #include "attn/nn/init.h"
 #include "attn/ops.h"
+#include "models/bert_fused.h"
 
 namespace attn::models {
 
@@ -118,7 +119,14 @@ BertOutput BertModel::forward(const Tensor& ids, const BertInputs& in) {
                            shape_str(ids.shape()));
     masks.src_key_padding_mask = eq(in.attention_mask, 0.0);  // true at padding
   }
-  Tensor h = encoder->forward(embeddings->forward(ids, in.token_type_ids), masks);  // (N, S, H)
+  const Tensor x = embeddings->forward(ids, in.token_type_ids);  // (N, S, H)
+  Tensor h;
+  if (fused_inference && FusedBertEncoder::applies(*encoder, x)) {
+    if (!fused_) fused_ = std::make_shared<FusedBertEncoder>();
+    h = fused_->forward(*encoder, x, masks.src_key_padding_mask);
+  } else {
+    h = encoder->forward(x, masks);
+  }
   Tensor pooled = pooler ? tanh(pooler->forward(h.select(1, 0))) : Tensor();       // (N, H)
   return {h, pooled};
 }

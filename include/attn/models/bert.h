@@ -8,6 +8,7 @@
 //   // hidden (N, S, H): last_hidden_state; pooled (N, H): tanh(dense(hidden[:, 0]))
 //   auto clf = attn::models::BertForSequenceClassification::from_pretrained(dir);  // "bert." + "classifier."
 //   Tensor logits = clf->forward(ids, {.attention_mask = mask});         // (N, num_labels)
+//   bert->fused_inference = false;      // eval + NoGradGuard runs fused matmuls unless turned off
 //   clf->hf_parameters();   // (checkpoint key, parameter): "bert.encoder.layer.0.attention.self.query.weight", ...
 #pragma once
 #include <memory>
@@ -23,6 +24,8 @@
 #include "attn/nn/var_builder.h"
 
 namespace attn::models {
+
+class FusedBertEncoder;  // src/models/bert_fused.h
 
 struct BertConfig {
   int64_t vocab_size = 30522;
@@ -78,6 +81,12 @@ class BertModel : public nn::Module {
   std::shared_ptr<BertEmbeddings> embeddings;
   std::shared_ptr<nn::TransformerEncoder> encoder;  // layers: post-LN TransformerEncoderLayer
   std::shared_ptr<nn::Linear> pooler;               // null without the pooling layer
+  // Inference (eval, no grad, float32 CPU) runs the encoder on fused, pre-packed oneDNN matmuls (one
+  // [q|k|v] GEMM; bias, GELU and residual in the GEMMs' epilogues); false runs the modules.
+  bool fused_inference = true;
+
+ private:
+  std::shared_ptr<FusedBertEncoder> fused_;  // its packed weights, made on first use
 };
 
 class BertForSequenceClassification : public nn::Module {
