@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <limits>
+#include <typeinfo>
 
 #include "attn/autograd.h"
 #include "attn/nn/init.h"
@@ -25,6 +26,13 @@ Tensor activate_dropout(Activation a, const Tensor& h, const Dropout& d) {
   if (a == Activation::GELUTanh) return dropout(gelu(h, GeluApproximate::Tanh), d.p, d.is_training());
   if (a == Activation::SiLU) return dropout(mul(h, sigmoid(h)), d.p, d.is_training());
   return relu_dropout(h, d.p, d.is_training());
+}
+// Separate q/k/v projections that are plain Linears (not LoRA-wrapped or int8, whose forwards differ)
+// run self-attention as one GEMM on [W_q; W_k; W_v], stacked per call from the parameters (HF names kept).
+bool stacks_separate_projections(const MultiheadAttention& a) {
+  auto plain = [](const std::shared_ptr<Linear>& l) { return l && typeid(*l) == typeid(Linear); };
+  return !a.options.packed_projections && plain(a.query) && plain(a.key) && plain(a.value) &&
+         a.query->bias.defined() == a.key->bias.defined() && a.key->bias.defined() == a.value->bias.defined();
 }
 }  // namespace
 
@@ -105,6 +113,13 @@ void MultiheadAttention::reset_parameters() {
 
 Tensor MultiheadAttention::project(const Tensor& x, int64_t first, int64_t count) {
   if (!options.packed_projections) {
+    if (count == 3 && stacks_separate_projections(*this)) {
+      // one (rows, 3E) GEMM on [W_q; W_k; W_v] stacked per call (a 3E x E copy, ~1 % of the product's
+      // time at BERT's shapes); the stack's backward hands each Linear its own rows of the gradient
+      const Tensor w = cat({query->weight, key->weight, value->weight}, 0);
+      const Tensor b = query->bias.defined() ? cat({query->bias, key->bias, value->bias}, 0) : Tensor();
+      return linear(x, w, b);
+    }
     if (count != 1) bad("MultiheadAttention", "separate projections are applied one at a time");
     return (first == 0 ? query : first == 1 ? key : value)->forward(x);
   }
@@ -163,7 +178,7 @@ AttentionOutput MultiheadAttention::forward(const Tensor& q_in, const Tensor& k_
   // attention), else three; separate: three. q, k, v are column blocks [qc|kc|vc, + E) of their sources.
   Tensor q_src, k_src, v_src;  // (N, L|S, C) when batch_first, else (L|S, N, C)
   int64_t qc = 0, kc = 0, vc = 0;
-  if (options.packed_projections && self_attention) {
+  if ((options.packed_projections || stacks_separate_projections(*this)) && self_attention) {
     q_src = k_src = v_src = project(q_in, 0, 3);
     kc = E, vc = 2 * E;
   } else if (options.packed_projections && k_in.is_same(v_in)) {
