@@ -38,6 +38,12 @@ Tensor bert_ids(int64_t count, int64_t len) {
   return ids;
 }
 
+// The encoder's multiply-adds per token at sequence length S, x 2: per layer the q/k/v and output
+// projections (4 E^2), the feed-forward (2 E F) and attention's scores and weighted sum (2 S E).
+double minilm_mflop_per_token(const models::BertConfig& c, int64_t S) {
+  const double E = double(c.hidden_size), F = double(c.intermediate_size);
+  return double(c.num_hidden_layers) * 2 * (4 * E * E + 2 * E * F + 2 * double(S) * E) / 1e6;
+}
 }  // namespace
 
 // all-MiniLM-L6-v2 (sentence-transformers' pipeline: BERT, mean pooling, normalisation) from the venv's
@@ -61,7 +67,8 @@ Job minilm_embed() {
               [=] {
                 if (*dims != 384) throw std::runtime_error("minilm_embed: embeddings of " + std::to_string(*dims) + " dims");
               },
-          .extra = {{"parameters", st->model->num_parameters()}}};
+          .extra = {{"parameters", st->model->num_parameters()},
+                    {"mflop_per_token", minilm_mflop_per_token(st->model->config, kLen)}}};
 }
 
 // `attn finetune --mode full`'s model (train::BertClassifier: MiniLM's encoder without its pooler, mean

@@ -8,8 +8,14 @@ def minilm_embed(a, p, params_note):
     peer = (p or {}).get("peer", "pytorch")
     how = ("ONNX Runtime " + p.get("onnxruntime", "") + " on the torch.onnx export, intra_op_num_threads = threads"
            if peer == "onnxruntime" else "sentence-transformers under inference_mode")
-    return (params_note(a, p) + "; all-MiniLM-L6-v2, 256 sentences x 128 tokens in batches of 32, fp32; peer: "
+    note = (params_note(a, p) + "; all-MiniLM-L6-v2, 256 sentences x 128 tokens in batches of 32, fp32; peer: "
             + how)
+    mflop = a.get("mflop_per_token")
+    if mflop:  # effective rate: the model's FLOPs over the wall time (GEMMs and everything around them)
+        note += f"; {mflop:.1f} MFLOP/token: attn {a['value'] * 128 * mflop / 1e3:.0f} GFLOP/s"
+        if p and p.get("value"):
+            note += f", peer {p['value'] * 128 * mflop / 1e3:.0f} GFLOP/s"
+    return note
 
 
 def minilm_finetune_step(a, p, params_note):
