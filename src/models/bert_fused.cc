@@ -99,6 +99,7 @@ struct FusedLinear::Impl {
     }
     auto it = by_rows.find(M);
     if (it != by_rows.end()) return it->second;
+    if (by_rows.size() >= 64) by_rows.clear();  // many row counts (varied batch lengths): bounded cache
     const auto pd = primitive_desc(M);
     if (!packed || pd.weights_desc() != packed_desc) pack(weights, pd.weights_desc());
     return by_rows.emplace(M, dnnl::matmul(pd)).first->second;
