@@ -15,7 +15,7 @@ namespace attn::cpu::avx512 {
 namespace {
 
 // rows [0, MR) x panels [0, NP) of y; `cols` valid columns in the last panel (16 = all). Step kk also
-// prefetches line kk of `pf` into L2 while kk < pf_lines (the next panels, which come from memory).
+// prefetches lines kk and kk + k of `pf` below pf_lines (the next panels, which come from memory).
 template <int MR, int NP>
 void tile(const float* x, int64_t ldx, const float* panels, int64_t k, const float* bias, float* y, int64_t ldy,
           int64_t cols, const float* pf, int64_t pf_lines) {
@@ -26,6 +26,7 @@ void tile(const float* x, int64_t ldx, const float* panels, int64_t k, const flo
   for (int j = 0; j < NP; ++j) p[j] = panels + j * k * kPanelWidth;
   for (int64_t kk = 0; kk < k; ++kk) {
     if (kk < pf_lines) _mm_prefetch(reinterpret_cast<const char*>(pf + kk * kPanelWidth), _MM_HINT_T1);
+    if (kk + k < pf_lines) _mm_prefetch(reinterpret_cast<const char*>(pf + (kk + k) * kPanelWidth), _MM_HINT_T1);
     __m512 w[NP];
     for (int j = 0; j < NP; ++j) w[j] = _mm512_load_ps(p[j] + kk * kPanelWidth);
     for (int r = 0; r < MR; ++r) {
@@ -71,12 +72,14 @@ void packed_gemm(const float* x, int64_t ldx, const float* panels, const float* 
     const int64_t np = (width + kPanelWidth - 1) / kPanelWidth, cols = width - (np - 1) * kPanelWidth;
     const float* pp = panels + (c0 / kPanelWidth) * k * kPanelWidth;
     const float* bp = bias ? bias + c0 : nullptr;
-    // the next pair of panels (2k lines of 64 bytes), prefetched a line per step, block b from line b k on
+    // the next pair of panels (2k lines of 64 bytes) into L2, spread evenly over the row blocks' steps
+    // (T1 measured ahead of T0 and of a two-pair distance with gemm_bench decode)
     const int64_t next_lines = c0 + 2 * kPanelWidth < n ? 2 * k : 0;
     const float* next = pp + 2 * k * kPanelWidth;
     for (int64_t b = 0; b < blocks; ++b) {  // rows split evenly: 32 -> 10, 11, 11
       const int64_t r0 = b * m / blocks, r1 = (b + 1) * m / blocks;
-      const int64_t pf_first = std::min(next_lines, b * k), pf_lines = std::min(k, next_lines - pf_first);
+      const int64_t per_block = (next_lines + blocks - 1) / blocks;
+      const int64_t pf_first = std::min(next_lines, b * per_block), pf_lines = std::min(per_block, next_lines - pf_first);
       const float* pf = next + pf_first * kPanelWidth;
       if (np == 2)
         tile_rows<2>(r1 - r0, x + r0 * ldx, ldx, pp, k, bp, y + r0 * ldy + c0, ldy, cols, pf, pf_lines);
