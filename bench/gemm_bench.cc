@@ -12,6 +12,7 @@
 //   OMP_NUM_THREADS=1 gemm_bench decode        # greedy decoding's 32-row products (x @ W^T + bias) with
 //                                              # their GB/s of weights, against a stream read and the FMA peak
 //   HOT=1 OMP_NUM_THREADS=1 gemm_bench decode  # the same with the weights left in cache (the kernels' own rate)
+//   OMP_NUM_THREADS=1 gemm_bench decode 64     # the same products with 64 rows (beam search, batches)
 //
 // With OMP_NUM_THREADS=1 it reports thread CPU time, which stays meaningful on a busy machine;
 // otherwise wall time. Each figure is the best of several rounds.
@@ -21,6 +22,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <random>
@@ -354,8 +356,7 @@ void decode_phases() {
               start * 1e3, long(bench::kTgtLen), steps * 1e3, steps * 1e3 / double(bench::kTgtLen));
 }
 
-void bench_decode() {
-  const int64_t m = 32;
+void bench_decode(int64_t m) {
   std::printf("%5s %5s %5s  %9s %8s %7s  %9s %8s %7s  %s\n", "m", "n", "k", "onednn_ms", "GFLOP/s", "GB/s",
               "packed_ms", "GFLOP/s", "GB/s", "where");
   double step_ms[2] = {0, 0}, step_bytes = 0, step_flop = 0;
@@ -387,7 +388,7 @@ void bench_decode() {
                 step_flop / step_ms[i] / 1e6);
   const double read = stream_read_gbs(size_t(step_bytes / 4));
   const double peak = bench::fma_peak_gflops();
-  decode_phases();
+  if (m == 32) decode_phases();
   std::printf("stream read of as many bytes: %.1f GB/s (%.2f ms a step); FMA peak %.1f GFLOP/s (%.2f ms a step)\n",
               read, step_bytes / read / 1e6, peak, step_flop / peak / 1e6);
 }
@@ -403,6 +404,6 @@ int main(int argc, char** argv) {
   if (!std::strcmp(what, "conv") || !std::strcmp(what, "all")) bench_conv();
   if (!std::strcmp(what, "pool") || !std::strcmp(what, "all")) bench_pool();
   if (!std::strcmp(what, "ceiling") || !std::strcmp(what, "all")) bench_ceiling();
-  if (!std::strcmp(what, "decode") || !std::strcmp(what, "all")) bench_decode();
+  if (!std::strcmp(what, "decode") || !std::strcmp(what, "all")) bench_decode(argc > 2 ? std::atoll(argv[2]) : 32);
   return 0;
 }
