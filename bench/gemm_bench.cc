@@ -9,6 +9,10 @@
 //   gemm_bench pool                            # max / avg pooling on the CNN's first pool
 //   OMP_NUM_THREADS=2 gemm_bench ceiling       # sgemm 2048^3 against the FMA ceiling and the
 //                                              # L1-resident micro-kernel bound, interleaved
+//   OMP_NUM_THREADS=1 gemm_bench decode        # greedy decoding's 32-row products (x @ W^T + bias) with
+//                                              # their GB/s of weights, against a stream read and the FMA peak
+//   HOT=1 OMP_NUM_THREADS=1 gemm_bench decode  # the same with the weights left in cache (the kernels' own rate)
+//   OMP_NUM_THREADS=1 gemm_bench decode 64     # the same products with 64 rows (beam search, batches)
 //
 // With OMP_NUM_THREADS=1 it reports thread CPU time, which stays meaningful on a busy machine;
 // otherwise wall time. Each figure is the best of several rounds.
@@ -18,12 +22,18 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <random>
 #include <vector>
 
 #include "backend/cpu/linalg_kernels.h"
+#include "backend/cpu/packed_linear.h"
+#include "attn/autograd.h"
+#include "attn/models/decoding.h"
+#include "attn/ops.h"
+#include "bench_translator.h"
 #include "ceiling.h"
 
 using namespace attn;
@@ -293,6 +303,96 @@ void bench_ceiling() {
   row("sgemm / bound", s_b, 100, " %     ");
 }
 
+// One greedy-decoding step of the benchmark translator (bench/bench_translator.h: 32 rows, d 512,
+// ff 2048, vocabulary 8000, 3 decoder layers) is these x @ W^T + bias products, each weight read once
+// per step: GFLOP/s against the FMA peak, GB/s of weights against a plain read of as many bytes.
+struct DecodeShape {
+  int64_t n, k, per_step;
+  const char* where;
+};
+const DecodeShape kDecodeShapes[] = {
+    {1536, 512, 3, "self-attention in_proj (q, k, v)"}, {512, 512, 9, "self out_proj, cross q, cross out_proj"},
+    {2048, 512, 3, "linear1"}, {512, 2048, 3, "linear2"}, {8000, 512, 1, "output projection (tied embedding)"}};
+
+// GB/s of summing `floats` floats (a stream read of weights that do not stay in L2), split over the team.
+double stream_read_gbs(size_t floats) {
+  const auto v = random_vec(floats);
+  float sink = 0;
+  const double ms = best_ms([&] {
+    float total = 0;
+    const size_t blocks = floats / 16;
+#pragma omp parallel reduction(+ : total)
+    {
+      float lanes[16] = {};  // 16 independent sums: the compiler keeps them in one vector register
+#pragma omp for schedule(static)
+      for (size_t b = 0; b < blocks; ++b)
+        for (int j = 0; j < 16; ++j) lanes[j] += v[b * 16 + size_t(j)];
+      for (float l : lanes) total += l;
+    }
+    sink += total;
+  }, 5);
+  std::printf("(checksum %g)\n", double(sink) * 0.0);
+  return double(floats) * 4 / ms / 1e6;
+}
+
+// The benchmark's whole decoding (bench/attn_bench.cc greedy_decode) in its two phases: the encoder with
+// the cross-attention keys / values (start_decoding), then the 32 steps.
+void decode_phases() {
+  auto model = std::make_shared<models::Translator>(bench::bench_translator_options());
+  model->eval();
+  NoGradGuard ng;
+  model->output_bias.narrow(0, model->options.eos_id, 1).fill_(-1e9);
+  const Tensor src = randint(4, model->options.vocab_size, {bench::kSentences, bench::kSrcLen});
+  const bool cpu_time = omp_get_max_threads() == 1;
+  double start = 1e30, steps = 1e30;
+  for (int r = 0; r < 5; ++r) {
+    const double t0 = now(cpu_time);
+    auto dec = model->start_decoding(src);
+    const double t1 = now(cpu_time);
+    models::greedy_decode(*dec, {.max_len = bench::kTgtLen});
+    start = std::min(start, t1 - t0), steps = std::min(steps, now(cpu_time) - t1);
+  }
+  std::printf("greedy_decode: start_decoding (encoder, cross k / v) %.1f ms, %ld steps %.1f ms (%.2f ms a step)\n",
+              start * 1e3, long(bench::kTgtLen), steps * 1e3, steps * 1e3 / double(bench::kTgtLen));
+}
+
+void bench_decode(int64_t m) {
+  std::printf("%5s %5s %5s  %9s %8s %7s  %9s %8s %7s  %s\n", "m", "n", "k", "onednn_ms", "GFLOP/s", "GB/s",
+              "packed_ms", "GFLOP/s", "GB/s", "where");
+  double step_ms[2] = {0, 0}, step_bytes = 0, step_flop = 0;
+  NoGradGuard ng;
+  for (const DecodeShape& s : kDecodeShapes) {
+    const Tensor x = randn({m, s.k}), w = randn({s.n, s.k}), bias = randn({s.n});
+    // a weight as in a step: 64 MB touched between calls push W out of L2 (a step reads ~58 MB)
+    static std::vector<float> evict(size_t(16) << 20, 1.0f);
+    const bool cpu_time = omp_get_max_threads() == 1;
+    double best[2] = {1e30, 1e30};
+    for (int r = 0; r < 30; ++r) {  // alternating: oneDNN's GEMM (general path), packed panels
+      const bool packed = r % 2 == 1, before = cpu::set_packed_linear(packed);
+      if (!std::getenv("HOT")) for (size_t i = 0; i < evict.size(); i += 16) evict[i] += 1.0f;
+      const double t0 = now(cpu_time);
+      attn::linear(x, w, bias);
+      best[packed] = std::min(best[packed], now(cpu_time) - t0);
+      cpu::set_packed_linear(before);
+    }
+    const double flop = 2.0 * double(m * s.n * s.k), bytes = 4.0 * double(s.n * s.k);
+    std::printf("%5ld %5ld %5ld  %9.3f %8.1f %7.1f  %9.3f %8.1f %7.1f  x%ld %s\n", long(m), long(s.n), long(s.k),
+                best[0] * 1e3, flop / best[0] / 1e9, bytes / best[0] / 1e9, best[1] * 1e3, flop / best[1] / 1e9,
+                bytes / best[1] / 1e9, long(s.per_step), s.where);
+    for (int i = 0; i < 2; ++i) step_ms[i] += best[i] * 1e3 * double(s.per_step);
+    step_bytes += bytes * double(s.per_step), step_flop += flop * double(s.per_step);
+  }
+  for (int i = 0; i < 2; ++i)
+    std::printf("step's products, %s: %.2f ms, %.1f MB of weights, %.2f GFLOP: %.1f GB/s, %.1f GFLOP/s\n",
+                i ? "packed" : "oneDNN", step_ms[i], step_bytes / 1e6, step_flop / 1e9, step_bytes / step_ms[i] / 1e6,
+                step_flop / step_ms[i] / 1e6);
+  const double read = stream_read_gbs(size_t(step_bytes / 4));
+  const double peak = bench::fma_peak_gflops();
+  if (m == 32) decode_phases();
+  std::printf("stream read of as many bytes: %.1f GB/s (%.2f ms a step); FMA peak %.1f GFLOP/s (%.2f ms a step)\n",
+              read, step_bytes / read / 1e6, peak, step_flop / peak / 1e6);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -304,5 +404,6 @@ int main(int argc, char** argv) {
   if (!std::strcmp(what, "conv") || !std::strcmp(what, "all")) bench_conv();
   if (!std::strcmp(what, "pool") || !std::strcmp(what, "all")) bench_pool();
   if (!std::strcmp(what, "ceiling") || !std::strcmp(what, "all")) bench_ceiling();
+  if (!std::strcmp(what, "decode") || !std::strcmp(what, "all")) bench_decode(argc > 2 ? std::atoll(argv[2]) : 32);
   return 0;
 }

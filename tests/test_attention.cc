@@ -137,6 +137,32 @@ TEST_P(SdpaIsa, Float32TileBoundariesMatchOracle) {
   kernel_vs_oracle({2, 2, 17, 100, 64, 64}, MaskKind::Dropout, kFloat32);
 }
 
+// One query per head (decoding over a key/value cache, forward_one_query_f32): keys and values as the
+// first S slots of a larger cache (head stride capacity * D), a key padding mask with one row fully
+// padded (zeros and logsumexp +inf, as the tiled path), D = Dv = 64 and 32.
+TEST_P(SdpaIsa, Float32OneQueryOnCacheViewsMatchesOracle) {
+  manual_seed(21);
+  for (int64_t d : {32, 64})
+    for (int64_t s : {1, 5, 16, 33, 100}) {
+      const int64_t n = 3, h = 2, cap = s + 7;
+      const Tensor q = randn({n, h, 1, d}), kc = randn({n, h, cap, d}), vc = randn({n, h, cap, d});
+      const Tensor k = kc.narrow(2, 0, s), v = vc.narrow(2, 0, s);
+      Tensor kpm = lt(rand({n, s}), 0.3);
+      kpm.select(0, 2).fill_(1.0);  // sentence 2: every key padded
+      SdpaArgs a{.n = n, .h = h, .l = 1, .s = s, .d = d, .dv = d, .scale = 1.0 / std::sqrt(double(d)),
+                 .is_causal = false, .dropout_p = 0.0, .seed = 0, .offset = 0, .attn_mask = {},
+                 .key_padding_mask = backend::ref(kpm)};
+      Tensor out = zeros({n, h, 1, d}), lse = zeros({n, h, 1}), out_r = zeros_like(out), lse_r = zeros_like(lse);
+      cpu::sdpa_forward(a, backend::ref(q), backend::ref(k), backend::ref(v), backend::ref(out), backend::ref(lse));
+      cpu::ref::sdpa_forward(a, backend::ref(q), backend::ref(k), backend::ref(v), backend::ref(out_r),
+                             backend::ref(lse_r));
+      const std::string what = "one query d " + std::to_string(d) + " s " + std::to_string(s);
+      EXPECT_TRUE(close(out, out_r, 2e-5, 2e-5, what + " out"));
+      EXPECT_TRUE(close(lse, lse_r, 2e-5, 2e-5, what + " logsumexp"));
+      EXPECT_EQ(max(abs(out.select(0, 2))).item<float>(), 0.0f) << what;
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(Isa, SdpaIsa, ::testing::Values(cpu::Isa::Reference, cpu::Isa::Avx2, cpu::Isa::Avx512),
                          [](const ::testing::TestParamInfo<cpu::Isa>& p) { return std::string(cpu::isa_name(p.param)); });
 

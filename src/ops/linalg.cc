@@ -8,6 +8,7 @@
 //   Tensor s = attn::matmul(q, k.transpose(-2, -1));   // (B, H, T, d) @ (B, H, d, T): no copy of k
 #include <algorithm>
 
+#include "backend/cpu/packed_linear.h"
 #include "ops/autocast.h"
 #include "ops/op_utils.h"
 
@@ -170,6 +171,18 @@ Tensor batched_matmul(const Tensor& a, const Tensor& b, const char* name) {
   return out;
 }
 
+// Inference with few rows (a decoding step): nothing to record, float32 on the CPU, and the weight's
+// panels packed once (backend/cpu/packed_linear.h). Returns false where the general GEMM runs instead.
+bool linear_on_packed_weight(const Tensor& x, const Tensor& x2, const Tensor& weight, const Tensor& bias,
+                             const Tensor& out2) {
+  const bool records = grad_enabled() && (x.requires_grad() || weight.requires_grad() ||
+                                          (bias.defined() && bias.requires_grad()));
+  if (records || !cpu::packed_linear_applies(x2, weight)) return false;
+  if (bias.defined() && (bias.dtype() != kFloat32 || bias.stride(0) != 1)) return false;
+  cpu::packed_linear(x2.detach(), weight.detach(), bias.defined() ? bias.detach() : Tensor(), out2);
+  return true;
+}
+
 }  // namespace
 
 Tensor mm(const Tensor& a, const Tensor& b) {
@@ -246,6 +259,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Tensor out = ops::empty_out(out_shape, x.dtype(), x.device());
   Tensor x2 = x.detach().reshape({rows, in});  // (rows, in), a view when x's layout allows
   Tensor out2 = out.view({rows, out_f});
+  if (linear_on_packed_weight(x, x2, weight, bias, out2)) return out;
   const Tensor bc = bias.defined() ? bias.detach().contiguous() : Tensor();  // (out): added as C is written
   batched_gemm(out2, operand(x2, false), operand(weight, true), 0.0, bc.defined() ? bc.raw_data() : nullptr);
   const bool gx = x.requires_grad(), gw = weight.requires_grad(), gb = bias.defined() && bias.requires_grad();

@@ -639,6 +639,51 @@ void check_args(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const
         "key_padding_mask must be a 2-d bool or q-dtype ref");
 }
 
+// One query per head (a decoding step over a key/value cache): scores as row dots against the keys in
+// place (no transposed key blocks, no padding of the keys to 64), one softmax, then P V. Taken when
+// there is no dropout, attention mask or causal flag and keys, values and output rows are unit-stride
+// with widths that are multiples of 16; returns false otherwise (the tiled path runs).
+bool forward_one_query_f32(const SdpaKernels& mk, const SdpaArgs& a, const TensorRef& q_, const TensorRef& k_,
+                           const TensorRef& v_, const TensorRef& out_, float* lse) {
+  const Op4<const float> q(q_), k(k_), v(v_);
+  const Op4<float> out(out_);
+  const Masker<float> masker(a);
+  if (a.l != 1 || a.dropout_p > 0 || a.is_causal || masker.has_attn_mask() || a.d % 16 || a.dv % 16 ||
+      q.s3 != 1 || k.s3 != 1 || v.s3 != 1 || out.s3 != 1)
+    return false;
+  const int64_t H = a.h, S = a.s, S16 = pad16(S), heads = a.n * H;
+  const float scale = float(a.scale), ninf = -std::numeric_limits<float>::infinity();
+#pragma omp parallel if (heads > 1 && worth_threads<float>(a))
+  {
+    float* s = tl_scratch.get(size_t(2 * S16));  // scores | key bias
+    float* bias = s + S16;
+#pragma omp for schedule(static)
+    for (int64_t nh = 0; nh < heads; ++nh) {
+      const int64_t n = nh / H, h = nh % H;
+      if (masker.has_key_bias()) masker.key_bias(n, 0, S, bias);
+      else std::fill(bias, bias + S, 0.f);
+      const float* qr = q.row(n, h, 0);
+      float mx = ninf;
+      for (int64_t j = 0; j < S; ++j) {
+        s[j] = mk.row_dot(qr, k.row(n, h, j), a.d) * scale + bias[j];
+        mx = std::max(mx, s[j]);
+      }
+      std::fill(s + S, s + S16, ninf);
+      float* o = out.row(n, h, 0);
+      if (mx == ninf) {  // every key masked: zeros, as the tiled path
+        std::fill(o, o + a.dv, 0.f);
+        lse[nh] = std::numeric_limits<float>::infinity();
+        continue;
+      }
+      const float l = mk.exp_row(s, S16, mx), inv = 1.f / l;
+      for (int64_t j = 0; j < S; ++j) s[j] *= inv;
+      mk.gemm(s, S16, v.row(n, h, 0), v.s2, o, out.s2, 1, S, a.dv, false);  // (1, S) @ (S, Dv)
+      lse[nh] = mx + std::log(l);
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 void sdpa_forward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v, const TensorRef& out,
@@ -646,6 +691,7 @@ void sdpa_forward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, con
   check_args(a, q, k, v, out, logsumexp);
   if (a.n * a.h * a.l == 0) return;
   const SdpaKernels* mk = q.dtype == kFloat32 && a.s > 0 ? simd_kernels() : nullptr;
+  if (mk && forward_one_query_f32(*mk, a, q, k, v, out, static_cast<float*>(logsumexp.data))) return;
   if (mk) forward_f32(*mk, a, q, k, v, out, static_cast<float*>(logsumexp.data));
   else if (q.dtype == kFloat32) forward_impl<float>(a, q, k, v, out, static_cast<float*>(logsumexp.data));
   else forward_impl<double>(a, q, k, v, out, static_cast<double*>(logsumexp.data));

@@ -1,0 +1,144 @@
+// src/backend/cpu/packed_linear.cc — packed_linear.h: the panel cache (one packed copy per weight view,
+// dropped when its storage is freed, repacked when the storage's version changes), the reference
+// kernel, and the split of the panels over the OpenMP team.
+#include "backend/cpu/packed_linear.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <tuple>
+
+#include "attn/ops.h"
+#include "backend/cpu/dispatch.h"
+
+namespace attn::cpu {
+
+namespace {
+
+std::atomic<bool>& enabled_flag() {
+  static std::atomic<bool> on = [] {
+    const char* e = std::getenv("ATTN_PACKED_LINEAR");
+    return !(e && std::string(e) == "0");
+  }();
+  return on;
+}
+
+// The packed copy of one weight view. Keyed by storage address, element offset and (N, K, ldw); the
+// weak pointer tells a freed storage (whose address a new tensor may reuse) from a live one.
+struct Entry {
+  std::weak_ptr<Storage> storage;
+  uint64_t version = 0;
+  Tensor panels;  // (ceil(N / 16), K, 16)
+};
+using Key = std::tuple<const Storage*, int64_t, int64_t, int64_t, int64_t>;
+
+std::mutex cache_mutex;
+std::map<Key, Entry>& cache() {
+  static std::map<Key, Entry> c;
+  return c;
+}
+
+void drop_freed_entries() {
+  auto& c = cache();
+  for (auto it = c.begin(); it != c.end();) it = it->second.storage.expired() ? c.erase(it) : std::next(it);
+}
+
+// The panels of `weight` (N, K) row-major, packed now if the cache has none for its current version.
+Tensor panels_of(const Tensor& weight) {
+  const int64_t n = weight.size(0), k = weight.size(1), ldw = weight.stride(0);
+  const std::shared_ptr<Storage>& storage = weight.impl()->storage;
+  const Key key{storage.get(), weight.storage_offset(), n, k, ldw};
+  const uint64_t version = weight.version();
+  const std::lock_guard lock(cache_mutex);
+  auto it = cache().find(key);
+  if (it != cache().end() && !it->second.storage.expired() && it->second.version == version) return it->second.panels;
+  drop_freed_entries();
+  Tensor panels = empty({(n + kPanelWidth - 1) / kPanelWidth, k, kPanelWidth});
+  pack_weight_panels(weight.data_ptr<float>(), n, k, ldw, panels.data_ptr<float>());
+  cache()[key] = Entry{storage, version, panels};
+  return panels;
+}
+
+using Kernel = void (*)(const float*, int64_t, const float*, const float*, float*, int64_t, int64_t, int64_t, int64_t);
+Kernel kernel_for_isa() {
+  switch (active_isa()) {
+    case Isa::Avx512: return avx512::packed_gemm;
+    case Isa::Reference: return ref::packed_gemm;
+    case Isa::Avx2: return nullptr;  // no AVX2 kernel yet: oneDNN's GEMM
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+void pack_weight_panels(const float* w, int64_t n, int64_t k, int64_t ldw, float* panels) {
+  const int64_t count = (n + kPanelWidth - 1) / kPanelWidth;
+#pragma omp parallel for schedule(static) if (n * k > (1 << 16))
+  for (int64_t p = 0; p < count; ++p) {
+    float* out = panels + p * k * kPanelWidth;
+    for (int64_t j = 0; j < kPanelWidth; ++j) {
+      const int64_t row = p * kPanelWidth + j;
+      for (int64_t kk = 0; kk < k; ++kk) out[kk * kPanelWidth + j] = row < n ? w[row * ldw + kk] : 0.0f;
+    }
+  }
+}
+
+namespace ref {
+// Same panels and the same k-ordered fused multiply-adds per element as the SIMD kernel.
+void packed_gemm(const float* x, int64_t ldx, const float* panels, const float* bias, float* y, int64_t ldy,
+                 int64_t m, int64_t n, int64_t k) {
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t col = 0; col < n; ++col) {
+      const float* p = panels + (col / kPanelWidth) * k * kPanelWidth + col % kPanelWidth;
+      float acc = 0.0f;
+      for (int64_t kk = 0; kk < k; ++kk) acc = std::fma(x[i * ldx + kk], p[kk * kPanelWidth], acc);
+      y[i * ldy + col] = acc + (bias ? bias[col] : 0.0f);
+    }
+}
+}  // namespace ref
+
+bool set_packed_linear(bool on) { return enabled_flag().exchange(on); }
+
+int64_t packed_linear_cache_entries() {
+  const std::lock_guard lock(cache_mutex);
+  drop_freed_entries();
+  return int64_t(cache().size());
+}
+
+bool packed_linear_applies(const Tensor& x2, const Tensor& weight) {
+  if (!enabled_flag().load(std::memory_order_relaxed) || !kernel_for_isa()) return false;
+  if (x2.dtype() != kFloat32 || weight.dtype() != kFloat32 || x2.device() != kCPU || weight.device() != kCPU)
+    return false;
+  if (x2.dim() != 2 || weight.dim() != 2 || x2.size(0) > kPackedLinearMaxRows || x2.size(0) == 0) return false;
+  return x2.stride(1) == 1 && weight.stride(1) == 1 && weight.stride(0) >= weight.size(1);
+}
+
+void packed_linear(const Tensor& x2, const Tensor& weight, const Tensor& bias, const Tensor& y2) {
+  const Kernel kernel = kernel_for_isa();
+  const Tensor panels = panels_of(weight);
+  const int64_t m = x2.size(0), n = weight.size(0), k = weight.size(1);
+  const float* x = x2.data_ptr<float>();
+  const float* p = panels.data_ptr<float>();
+  const float* b = bias.defined() ? bias.data_ptr<float>() : nullptr;
+  float* y = y2.data_ptr<float>();
+  const int64_t ldx = x2.stride(0), ldy = y2.stride(0);
+  // column blocks of 32 (two panels) split over the team; each element is one thread's sum
+  const int64_t blocks = (n + 2 * kPanelWidth - 1) / (2 * kPanelWidth);
+  const int threads = int(std::min<int64_t>(omp_get_max_threads(), std::max<int64_t>(1, m * n * k / (1 << 18))));
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t c0 = std::min(n, (t * blocks / nt) * 2 * kPanelWidth);
+    const int64_t c1 = std::min(n, ((t + 1) * blocks / nt) * 2 * kPanelWidth);
+    if (c1 > c0) kernel(x, ldx, p + c0 * k, b ? b + c0 : nullptr, y + c0, ldy, m, c1 - c0, k);
+  }
+}
+
+}  // namespace attn::cpu

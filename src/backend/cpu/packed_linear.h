@@ -1,0 +1,49 @@
+// src/backend/cpu/packed_linear.h — y = x @ W^T + b for inference with few rows (decoding steps), on
+// weights packed once into 16-column panels and cached per weight (internal; ops::linear uses it).
+//
+//   if (cpu::packed_linear_applies(x2, weight)) cpu::packed_linear(x2, weight, bias, y2);  // x2 (M, K), y2 (M, N)
+//
+// Why: a decoding step multiplies ~32 rows by every weight of the model once. oneDNN's sgemm repacks
+// each weight on every call and reaches ~38 % of the FMA peak there (gemm_bench decode); here the
+// panels are packed the first time a weight is seen without autograd and reused until the weight
+// changes (its storage's version counter, or the storage is freed). Each output element is one
+// thread's k-ordered sum of fused multiply-adds, so the bits do not depend on the thread count.
+// Any float32 linear() without autograd takes it (nn::Linear in eval / no_grad, MultiheadAttention's
+// packed projections, a tied output embedding); the cost is one packed copy of each such weight.
+#pragma once
+#include <cstdint>
+
+#include "attn/tensor.h"
+
+namespace attn::cpu {
+
+inline constexpr int64_t kPanelWidth = 16;         // output columns per packed panel
+// More rows: oneDNN's GEMM, whose own packing then pays off. gemm_bench decode M (the decoder step's
+// products): packed / oneDNN time 0.51 at 32 rows, 0.76 at 128, 0.87 at 256 with 2 threads; 0.97 at
+// 512 with 1 thread.
+inline constexpr int64_t kPackedLinearMaxRows = 256;
+
+// Whether packed_linear takes this product: float32 CPU operands, a row-major weight (N, K), at most
+// kPackedLinearMaxRows rows, a kernel for the active ISA (AVX-512 or the reference), and the switch
+// (set_packed_linear / ATTN_PACKED_LINEAR=0) on. x2: (M, K) with unit column stride.
+bool packed_linear_applies(const Tensor& x2, const Tensor& weight);
+
+// y2 (M, N) = x2 (M, K) @ weight (N, K)^T + bias (N, or undefined). y2 row-major with unit column stride.
+void packed_linear(const Tensor& x2, const Tensor& weight, const Tensor& bias, const Tensor& y2);
+
+// Tests and benchmarks: turns the path on / off (returns the old setting); the cache's size.
+bool set_packed_linear(bool on);
+int64_t packed_linear_cache_entries();
+
+// The kernels on raw panels (panels: ceil(N / 16) blocks of K x 16 floats, zero past N), rows [0, M).
+void pack_weight_panels(const float* w, int64_t n, int64_t k, int64_t ldw, float* panels);
+namespace ref {
+void packed_gemm(const float* x, int64_t ldx, const float* panels, const float* bias, float* y, int64_t ldy,
+                 int64_t m, int64_t n, int64_t k);
+}
+namespace avx512 {
+void packed_gemm(const float* x, int64_t ldx, const float* panels, const float* bias, float* y, int64_t ldy,
+                 int64_t m, int64_t n, int64_t k);
+}
+
+}  // namespace attn::cpu
