@@ -7,6 +7,7 @@
 //   OMP_NUM_THREADS=1 gemm_bench conv          # the training CNN's convolutions, per direction, ms
 //   ATTN_CONV_LAYOUT=plain gemm_bench conv     # force oneDNN's plain (im2col + sgemm) layouts
 //   gemm_bench pool                            # max / avg pooling on the CNN's first pool
+//   OMP_NUM_THREADS=2 gemm_bench bf16          # bf16 2048^3 and Transformer shapes: oneDNN vs attn's AMX kernel
 //   OMP_NUM_THREADS=2 gemm_bench ceiling       # sgemm 2048^3 against the FMA ceiling and the
 //                                              # L1-resident micro-kernel bound, interleaved
 //   OMP_NUM_THREADS=1 gemm_bench decode        # greedy decoding's 32-row products (x @ W^T + bias) with
@@ -28,6 +29,8 @@
 #include <random>
 #include <vector>
 
+#include "attn/dtype.h"
+#include "backend/cpu/gemm_bf16.h"
 #include "backend/cpu/linalg_kernels.h"
 #include "backend/cpu/packed_linear.h"
 #include "attn/autograd.h"
@@ -395,6 +398,46 @@ void bench_decode(int64_t m) {
 
 }  // namespace
 
+// bf16 products (bf16 A, B and C, float32 accumulation) on oneDNN's matmul primitive and on attn's own
+// AMX kernel (src/backend/cpu/amx_gemm.*), paired as bench_shapes: 2048^3 (attn_bench's gemm_2048_bf16,
+// the kernel packs B at every call) and the Transformer step's products. The measurement behind
+// amx_kernel_wins in gemm_bf16.cc. TFLOP/s from the median times (wall time).
+void bench_bf16() {
+  if (cpu::bf16_path() != cpu::Bf16Path::Amx) {
+    std::printf("bf16: no AMX path on this CPU (%s)\n", cpu::bf16_gemm_impl().c_str());
+    return;
+  }
+  std::printf("%5s %5s %5s %-5s  onednn_ms  amx_ms  onednn_TF  amx_TF  onednn/amx  rule  where\n", "m", "n", "k", "op");
+  std::vector<GemmShape> shapes{{2048, 2048, 2048, false, false, "gemm_2048_bf16"}};
+  for (const GemmShape& s : kShapes)
+    if (std::strncmp(s.where, "transformer", 11) == 0) shapes.push_back(s);
+  for (const GemmShape& s : shapes) {
+    auto to_bf16 = [](const std::vector<float>& v) {
+      std::vector<uint16_t> out(v.size());
+      for (size_t i = 0; i < v.size(); ++i) out[i] = BFloat16(v[i]).bits;
+      return out;
+    };
+    const auto a = to_bf16(random_vec(size_t(s.m * s.k))), b = to_bf16(random_vec(size_t(s.k * s.n)));
+    std::vector<uint16_t> c(size_t(s.m * s.n));
+    const backend::GemmArgs g{.trans_a = s.ta, .trans_b = s.tb, .m = s.m, .n = s.n, .k = s.k, .a = a.data(),
+                              .lda = s.ta ? s.m : s.k, .b = b.data(), .ldb = s.tb ? s.k : s.n, .c = c.data(),
+                              .ldc = s.n, .dtype = kBFloat16};
+    const bool rule = cpu::bf16_uses_amx_kernel(g);
+    const PairedMs p = paired_ms([&](bool own) {
+      const int before = cpu::set_bf16_amx_kernel(own ? 1 : 0);
+      const double t0 = now(false);
+      cpu::gemm(g);
+      const double t = now(false) - t0;
+      cpu::set_bf16_amx_kernel(before);
+      return t;
+    });
+    const double gflop = 2.0 * double(s.m) * double(s.n) * double(s.k) / 1e9;
+    std::printf("%5ld %5ld %5ld %-5s  %9.3f %7.3f  %9.2f %7.2f  %10.2f  %-4s  %s\n", long(s.m), long(s.n), long(s.k),
+                s.ta ? (s.tb ? "AtBt" : "AtB") : (s.tb ? "ABt" : "AB"), p.first_ms, p.second_ms,
+                gflop / p.first_ms, gflop / p.second_ms, p.ratio, rule ? "amx" : "dnnl", s.where);
+  }
+}
+
 int main(int argc, char** argv) {
   const char* what = argc > 1 ? argv[1] : "all";
   std::printf("threads: %d (%s)\n", omp_get_max_threads(), omp_get_max_threads() == 1 ? "thread CPU time" : "wall time");
@@ -405,5 +448,6 @@ int main(int argc, char** argv) {
   if (!std::strcmp(what, "pool") || !std::strcmp(what, "all")) bench_pool();
   if (!std::strcmp(what, "ceiling") || !std::strcmp(what, "all")) bench_ceiling();
   if (!std::strcmp(what, "decode") || !std::strcmp(what, "all")) bench_decode(argc > 2 ? std::atoll(argv[2]) : 32);
+  if (!std::strcmp(what, "bf16") || !std::strcmp(what, "all")) bench_bf16();
   return 0;
 }

@@ -4,13 +4,17 @@
 // Bf16Gemm.PathFollowsEnvironment checks that the requested path is the one running.
 #include <gtest/gtest.h>
 
+#include <omp.h>
+
 #include <cmath>
+#include <cstring>
 #include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "attn/dtype.h"
+#include "backend/cpu/amx_gemm.h"
 #include "backend/cpu/gemm_bf16.h"
 #include "backend/cpu/linalg_kernels.h"
 
@@ -118,6 +122,49 @@ TEST(Bf16Gemm, ConvertPathMatchesReference) {
   std::mt19937 rng(7);
   for (const Case& c : cases()) check_case(c, rng);
   attn::cpu::set_bf16_convert_for_testing(false);
+}
+
+// attn's own AMX kernel (amx_gemm.cc) forced for every product: odd shapes across its tile (16 x 32),
+// K-slice (512) and C-block (256 x 256) edges, all transposes, alpha / beta, biases, float32 C.
+TEST(Bf16Gemm, AmxKernelMatchesReference) {
+  if (attn::cpu::bf16_path() != Bf16Path::Amx || !attn::cpu::amx::cpu_and_os_ready())
+    GTEST_SKIP() << "no AMX path here (CPU without AMX-BF16, the OS refused the tile state, or ATTN_BF16_ISA)";
+  const int before = attn::cpu::set_bf16_amx_kernel(1);
+  std::mt19937 rng(11);
+  std::vector<Case> all = cases();
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      all.push_back({33, 70, 129, 1, ta, tb, false, false, false, 1.0, 0.0});
+      all.push_back({17, 15, 31, 1, ta, tb, true, false, false, -2.0, 0.5});
+      all.push_back({300, 270, 600, 1, ta, tb, ta, !ta, false, 1.0, 0.0});   // crosses every block edge
+      all.push_back({64, 96, 1040, 1, ta, tb, !tb, false, false, 0.25, -1.0});
+    }
+  all.push_back({1, 1, 1, 1, false, false, false, false, false, 1.0, 0.0});
+  all.push_back({5, 33, 64, 3, true, false, true, false, true, 1.0, 0.0});  // one B for a strided batch
+  for (const Case& c : all) check_case(c, rng);
+  attn::cpu::set_bf16_amx_kernel(before);
+}
+
+// The AMX kernel sums each element of C in one fixed order: the same bits with 1 and 2 threads.
+TEST(Bf16Gemm, AmxKernelSameBitsAnyTeam) {
+  if (attn::cpu::bf16_path() != Bf16Path::Amx || !attn::cpu::amx::cpu_and_os_ready())
+    GTEST_SKIP() << "no AMX path here (CPU without AMX-BF16, the OS refused the tile state, or ATTN_BF16_ISA)";
+  const int before = attn::cpu::set_bf16_amx_kernel(1);
+  std::mt19937 rng(5);
+  const int64_t m = 520, n = 300, k = 700;
+  const auto a = random_bf16(size_t(m * k), rng), b = random_bf16(size_t(n * k), rng);
+  std::vector<float> c1(size_t(m * n)), c2(size_t(m * n));
+  GemmArgs g{.trans_b = true, .m = m, .n = n, .k = k, .a = a.data(), .lda = k, .b = b.data(), .ldb = k,
+             .c = c1.data(), .ldc = n, .dtype = attn::kBFloat16, .c_float32 = true};
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  attn::cpu::gemm(g);
+  omp_set_num_threads(2);
+  g.c = c2.data();
+  attn::cpu::gemm(g);
+  omp_set_num_threads(threads);
+  attn::cpu::set_bf16_amx_kernel(before);
+  EXPECT_EQ(std::memcmp(c1.data(), c2.data(), c1.size() * sizeof(float)), 0);
 }
 
 // The active path and the conversion path on the same inputs agree within bf16 rounding.

@@ -1,16 +1,21 @@
 // src/backend/cpu/gemm_bf16.cc — see gemm_bf16.h.
 #include "backend/cpu/gemm_bf16.h"
 
+#include <cpuid.h>
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
 #include <unordered_map>
 #include <vector>
 
+#include "backend/cpu/amx_gemm.h"
 #include "backend/cpu/linalg_kernels.h"
 #include "backend/cpu/onednn.h"
 
@@ -166,7 +171,90 @@ void gemm_matmul(const GemmArgs& g) {
   }
 }
 
+// ---- attn's own AMX kernel (amx_gemm.cc)
+
+std::atomic<int> g_amx_kernel_mode{-1};  // -1: by shape (amx_kernel_wins), 0: never, 1: always
+
+// Where attn's AMX kernel beats oneDNN 2.6.3's brgemm (`gemm_bench bf16`, 2 threads, loaded 2-core host):
+// 1.6-1.8x at 2048^3, 1.0-1.7x on the Transformer step's products (all dims >= 512). Smaller products
+// lose (0.6-0.95x at 256^3, m <= 64, or k = 64: its per-call packing and 256 x 256 blocks leave a
+// thread idle), and batches of small products (attention) stay on oneDNN.
+bool amx_kernel_wins(const GemmArgs& g) { return g.batch == 1 && g.m >= 512 && g.n >= 512 && g.k >= 512; }
+
+bool use_amx_kernel(const GemmArgs& g) {
+  if (bf16_path() != Bf16Path::Amx || !amx::cpu_and_os_ready()) return false;
+  const int mode = g_amx_kernel_mode.load(std::memory_order_relaxed);
+  return mode == 1 || (mode == -1 && amx_kernel_wins(g));
+}
+
+// The kernel's workspace (packed B, per-thread A strips and accumulators): one buffer kept for the
+// process, so a repeated product does not fault in fresh pages; a concurrent caller gets its own.
+class AmxWorkspace {
+ public:
+  explicit AmxWorkspace(size_t bytes) : lock_(mu(), std::try_to_lock) {
+    std::vector<char>& buf = lock_.owns_lock() ? shared() : own_;
+    if (buf.size() < bytes + 64) buf.resize(bytes + 64);
+    const uintptr_t at = reinterpret_cast<uintptr_t>(buf.data());
+    ptr_ = buf.data() + ((64 - at % 64) % 64);
+  }
+  void* get() const { return ptr_; }
+
+ private:
+  static std::mutex& mu() {
+    static std::mutex m;
+    return m;
+  }
+  static std::vector<char>& shared() {
+    static std::vector<char> v;
+    return v;
+  }
+  std::unique_lock<std::mutex> lock_;
+  std::vector<char> own_;
+  void* ptr_ = nullptr;
+};
+
+// Every item of the strided batch on the AMX kernel, all threads each.
+void gemm_amx(const GemmArgs& g) {
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  GemmArgs one = g;
+  one.batch = 1;
+  const AmxWorkspace ws(amx::workspace_bytes(one, threads));
+  const size_t c_size = g.c_float32 ? 4 : 2;
+  for (int64_t i = 0; i < g.batch; ++i) {
+    one.a = static_cast<const uint16_t*>(g.a) + i * g.stride_a;
+    one.b = static_cast<const uint16_t*>(g.b) + i * g.stride_b;
+    one.c = static_cast<char*>(g.c) + size_t(i * g.stride_c) * c_size;
+    amx::gemm_bf16(one, ws.get(), threads);
+  }
+}
+
 }  // namespace
+
+namespace amx {
+
+// CPUID leaf 7: EDX bit 22 AMX-BF16, bit 24 AMX-TILE; subleaf 1 EAX bit 5 AVX512_BF16. Linux (>= 5.16)
+// enables the 8 KiB tile data state per process on request (ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA).
+bool cpu_and_os_ready() {
+  static const bool ready = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 22)) || !(d & (1u << 24))) return false;
+    unsigned a1 = 0, b1 = 0, c1 = 0, d1 = 0;
+    if (!__get_cpuid_count(7, 1, &a1, &b1, &c1, &d1) || !(a1 & (1u << 5))) return false;
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+        !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512dq") || !__builtin_cpu_supports("fma"))
+      return false;
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return ready;
+}
+
+}  // namespace amx
+
+int set_bf16_amx_kernel(int mode) { return g_amx_kernel_mode.exchange(mode < 0 ? -1 : mode > 0 ? 1 : 0); }
+
+bool bf16_uses_amx_kernel(const GemmArgs& g) { return use_amx_kernel(g); }
 
 Bf16Path bf16_path() {
   return g_force_convert.load(std::memory_order_relaxed) ? Bf16Path::Convert : load_time_choice().path;
@@ -183,11 +271,14 @@ const char* bf16_path_name(Bf16Path p) {
 
 std::string bf16_gemm_impl() {
   if (bf16_path() == Bf16Path::Convert) return "convert+sgemm";
+  const bool own = bf16_path() == Bf16Path::Amx && amx::cpu_and_os_ready() && g_amx_kernel_mode.load() != 0;
+  const std::string prefix = own ? (g_amx_kernel_mode.load() == 1 ? "attn-amx" : "attn-amx (large products), ") : "";
+  if (own && g_amx_kernel_mode.load() == 1) return prefix;
   GemmArgs probe;
   probe.m = probe.n = probe.k = probe.lda = probe.ldb = probe.ldc = 256;
   probe.dtype = kBFloat16;
   try {
-    return matmul_pd(probe).impl_info_str();
+    return prefix + matmul_pd(probe).impl_info_str();
   } catch (const dnnl::error& e) {
     return std::string("unavailable (") + e.what() + ")";
   }
@@ -200,6 +291,7 @@ void gemm_bf16(const GemmArgs& g) {
   // k == 0 (C = beta C) and a scaled product with a bias (oneDNN would scale the bias too) are rare:
   // the Convert path does them with the float32 GEMM's semantics.
   if (bf16_path() == Bf16Path::Convert || g.k == 0 || (g.bias && g.alpha != 1.0)) return gemm_convert(g);
+  if (use_amx_kernel(g)) return gemm_amx(g);
   gemm_matmul(g);
 }
 

@@ -6,6 +6,8 @@
 //   ATTN_BF16_ISA=avx512_bf16 attn info                   // forces a lower path (for tests)
 //
 // Paths, best first:
+//  - Amx: attn's own AMX tile kernel (amx_gemm.h) for the single products where it beats oneDNN,
+//    oneDNN's matmul primitive for the rest (batches of small products).
 //  - Amx / Avx512Bf16: oneDNN's matmul primitive on bf16 operands (its brgemm kernels use AMX tiles or
 //    vdpbf16ps), float32 accumulation, C rounded to nearest even. Which one oneDNN may use is set once
 //    per process, before its first JIT kernel (dnnl_set_max_cpu_isa), so forcing Avx512Bf16 happens at
@@ -31,6 +33,12 @@ std::string bf16_gemm_impl();
 // Tests: force the Convert path on (true) or return to the path chosen at load time (false).
 // The oneDNN paths cannot be switched inside a process; run a process with ATTN_BF16_ISA for those.
 void set_bf16_convert_for_testing(bool on);
+
+// attn's own AMX kernel (amx_gemm.h) on the Amx path: -1 where it beats oneDNN (the shape rule in
+// gemm_bf16.cc, default), 1 for every product, 0 never (oneDNN only). Returns the previous mode.
+// For tests and bench/gemm_bench.cc.
+int set_bf16_amx_kernel(int mode);
+bool bf16_uses_amx_kernel(const backend::GemmArgs& g);  // whether g (checked, normalized) runs on it
 
 // C = alpha op(A) @ op(B) + beta C (+ bias) for bf16 A, B; C bf16 or float32 (g.c_float32). g is
 // already checked and normalized by cpu::gemm.
