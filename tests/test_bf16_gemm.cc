@@ -125,7 +125,7 @@ TEST(Bf16Gemm, ConvertPathMatchesReference) {
 }
 
 // attn's own AMX kernel (amx_gemm.cc) forced for every product: odd shapes across its tile (16 x 32),
-// K-slice (512) and C-block (256 x 256) edges, all transposes, alpha / beta, biases, float32 C.
+// K-slice (256) and C-block (256 x 256) edges, all transposes, alpha / beta, biases, float32 C.
 TEST(Bf16Gemm, AmxKernelMatchesReference) {
   if (attn::cpu::bf16_path() != Bf16Path::Amx || !attn::cpu::amx::cpu_and_os_ready())
     GTEST_SKIP() << "no AMX path here (CPU without AMX-BF16, the OS refused the tile state, or ATTN_BF16_ISA)";
@@ -165,6 +165,32 @@ TEST(Bf16Gemm, AmxKernelSameBitsAnyTeam) {
   omp_set_num_threads(threads);
   attn::cpu::set_bf16_amx_kernel(before);
   EXPECT_EQ(std::memcmp(c1.data(), c2.data(), c1.size() * sizeof(float)), 0);
+}
+
+// The shape rule: large single products on the AMX kernel, small ones and batches on oneDNN;
+// ATTN_BF16_AMX_KERNEL=0|1 (tests/CMakeLists.txt) overrides it.
+TEST(Bf16Gemm, AmxKernelRule) {
+  if (attn::cpu::bf16_path() != Bf16Path::Amx || !attn::cpu::amx::cpu_and_os_ready())
+    GTEST_SKIP() << "no AMX path here (CPU without AMX-BF16, the OS refused the tile state, or ATTN_BF16_ISA)";
+  GemmArgs big{.m = 2048, .n = 2048, .k = 2048, .lda = 2048, .ldb = 2048, .ldc = 2048, .dtype = attn::kBFloat16};
+  GemmArgs small = big, batched = big;
+  small.m = small.n = small.k = 64;
+  batched.batch = 8;
+  const char* env = std::getenv("ATTN_BF16_AMX_KERNEL");
+  if (env && std::string(env) != "auto") {
+    const bool on = std::string(env) == "1";
+    EXPECT_EQ(attn::cpu::bf16_uses_amx_kernel(big), on);
+    EXPECT_EQ(attn::cpu::bf16_uses_amx_kernel(small), on);
+  }
+  const int before = attn::cpu::set_bf16_amx_kernel(-1);
+  EXPECT_TRUE(attn::cpu::bf16_uses_amx_kernel(big));
+  EXPECT_FALSE(attn::cpu::bf16_uses_amx_kernel(small));
+  EXPECT_FALSE(attn::cpu::bf16_uses_amx_kernel(batched));
+  EXPECT_NE(attn::cpu::bf16_gemm_impl().find("attn-amx"), std::string::npos);
+  attn::cpu::set_bf16_amx_kernel(0);
+  EXPECT_FALSE(attn::cpu::bf16_uses_amx_kernel(big));
+  EXPECT_EQ(attn::cpu::bf16_gemm_impl().find("attn-amx"), std::string::npos);
+  attn::cpu::set_bf16_amx_kernel(before);
 }
 
 // The active path and the conversion path on the same inputs agree within bf16 rounding.

@@ -14,7 +14,7 @@
 //    Measured: loading A tiles straight from a row-major A (stride lda) was slower than packing it (the
 //    rows 4 KiB apart share L1 sets).
 //  - C is cut into kMc x kNc (256 x 256) blocks split over the threads; within a block K is cut into
-//    512-deep slices and every 32 x 32 piece of C runs the 2 x 2 micro-kernel (tiles 0-3: C, 4-5: A,
+//    256-deep slices and every 32 x 32 piece of C runs the 2 x 2 micro-kernel (tiles 0-3: C, 4-5: A,
 //    6-7: B) over the slice, accumulating into a float32 block in L2. A piece is scaled, added to beta C
 //    and the bias and rounded to C's dtype right after its last slice.
 //  - Each element of C is summed in the same order whatever the thread count: same bits with any team.

@@ -27,7 +27,8 @@ namespace {
 
 struct Bf16Choice {
   Bf16Path path = Bf16Path::Convert;
-  std::string error;  // a bad ATTN_BF16_ISA value: thrown at the first bf16 product
+  int amx_kernel = -1;  // ATTN_BF16_AMX_KERNEL: see set_bf16_amx_kernel
+  std::string error;    // a bad ATTN_BF16_ISA / ATTN_BF16_AMX_KERNEL value: thrown at the first bf16 product
 };
 
 // Reads ATTN_BF16_ISA and caps oneDNN's ISA accordingly. Runs at load time (below): oneDNN accepts
@@ -38,6 +39,11 @@ Bf16Choice choose_path() {
   const std::string want = env ? env : "";
   if (!want.empty() && want != "amx" && want != "avx512_bf16" && want != "convert")
     c.error = "ATTN_BF16_ISA: expected amx, avx512_bf16 or convert, got '" + want + "'";
+  const char* kernel = std::getenv("ATTN_BF16_AMX_KERNEL");
+  const std::string own = kernel ? kernel : "";
+  if (own == "0" || own == "1") c.amx_kernel = own == "1" ? 1 : 0;
+  else if (!own.empty() && own != "auto")
+    c.error = "ATTN_BF16_AMX_KERNEL: expected 0, 1 or auto, got '" + own + "'";
   if (want == "avx512_bf16") dnnl_set_max_cpu_isa(dnnl_cpu_isa_avx512_core_bf16);
   const unsigned isa = unsigned(dnnl_get_effective_cpu_isa());
   auto has = [isa](dnnl_cpu_isa_t need) { return (isa & unsigned(need)) == unsigned(need); };
@@ -173,7 +179,8 @@ void gemm_matmul(const GemmArgs& g) {
 
 // ---- attn's own AMX kernel (amx_gemm.cc)
 
-std::atomic<int> g_amx_kernel_mode{-1};  // -1: by shape (amx_kernel_wins), 0: never, 1: always
+// -1: by shape (amx_kernel_wins), 0: never, 1: always; from ATTN_BF16_AMX_KERNEL at load time
+std::atomic<int> g_amx_kernel_mode{load_time_choice().amx_kernel};
 
 // Where attn's AMX kernel beats oneDNN 2.6.3's brgemm (`gemm_bench bf16`, 2 threads, loaded 2-core host):
 // 1.6-1.8x at 2048^3, 1.0-1.7x on the Transformer step's products (all dims >= 512). Smaller products

@@ -16,6 +16,8 @@
 //    float32 GEMM, C rounded to nearest even. Same products and float32 accumulation, so the results
 //    agree with the other paths within float32 summation-order differences before the final rounding.
 // ATTN_BF16_ISA=amx|avx512_bf16|convert caps the path (a path above what the CPU has falls to the best it has).
+// ATTN_BF16_AMX_KERNEL=0|1|auto: on the Amx path, oneDNN only / attn's AMX kernel for every product /
+// by shape (default), for A/B measurements (bench/ab.py --a-env) and tests.
 #pragma once
 #include <string>
 
