@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -182,11 +183,16 @@ void gemm_matmul(const GemmArgs& g) {
 // -1: by shape (amx_kernel_wins), 0: never, 1: always; from ATTN_BF16_AMX_KERNEL at load time
 std::atomic<int> g_amx_kernel_mode{load_time_choice().amx_kernel};
 
-// Where attn's AMX kernel beats oneDNN 2.6.3's brgemm (`gemm_bench bf16`, 2 threads, loaded 2-core host):
-// 1.6-1.8x at 2048^3, 1.0-1.7x on the Transformer step's products (all dims >= 512). Smaller products
-// lose (0.6-0.95x at 256^3, m <= 64, or k = 64: its per-call packing and 256 x 256 blocks leave a
-// thread idle), and batches of small products (attention) stay on oneDNN.
-bool amx_kernel_wins(const GemmArgs& g) { return g.batch == 1 && g.m >= 512 && g.n >= 512 && g.k >= 512; }
+// Where attn's AMX kernel beats oneDNN 2.6.3's brgemm (`gemm_bench bf16`, paired, loaded 2-core host,
+// 2 threads / 1 thread): 1.6-1.7x at 2048^3; 1.0-1.5x / 1.05-1.8x on the Transformer step's products
+// with m n k >= 1024 * 1024 * 512, and on A^T B (weight gradients: 1.06-1.17x at 512 x 512 x 1024).
+// 1024 x 512 x 512 A B and A B^T lose at 2 threads (0.91-0.98x; the per-call packing of A weighs
+// there), smaller products lose more (0.6-0.95x at 256^3, m <= 64 or k = 64), and batches of small
+// products (attention) stay on oneDNN.
+bool amx_kernel_wins(const GemmArgs& g) {
+  const double work = double(g.m) * double(g.n) * double(g.k);
+  return g.batch == 1 && std::min({g.m, g.n, g.k}) >= 512 && (work >= 1024.0 * 1024 * 512 || g.trans_a);
+}
 
 bool use_amx_kernel(const GemmArgs& g) {
   if (bf16_path() != Bf16Path::Amx || !amx::cpu_and_os_ready()) return false;
