@@ -212,8 +212,8 @@ Layout layout_of(const GemmArgs& g) {
 
 // One kMc x kNc block of C (rows i0.., columns j0..): K slices of 32 x 32 micro-kernels into acc (L2);
 // each piece of C is written as soon as its last slice is summed (still in L1).
-void run_block(const GemmArgs& g, const Layout& lay, const uint16_t* ap, const uint16_t* bp, int64_t i0, int64_t j0,
-               float* acc) {
+void run_block(const GemmArgs& g, const Layout& lay, const uint16_t* ap, const uint16_t* b_panel, int64_t i0,
+               int64_t j0, float* acc) {
   const int64_t mv = min64(kMc, g.m - i0), nv = min64(kNc, g.n - j0);
   const int64_t mp = round_up(mv, 32), np = round_up(nv, 32), ld = np, next = lay.kt_count * kTileElems;
   for (int64_t k0 = 0; k0 < g.k; k0 += kKc) {
@@ -222,7 +222,7 @@ void run_block(const GemmArgs& g, const Layout& lay, const uint16_t* ap, const u
     for (int64_t ii = 0; ii < mp; ii += 32) {
       const uint16_t* a0 = ap + (i0 + ii) / kTileRows * next + k0 / kTileK * kTileElems;
       for (int64_t jj = 0; jj < np; jj += 32) {
-        const uint16_t* b0 = bp + (j0 + jj) / 16 * next + k0 / kTileK * kTileElems;
+        const uint16_t* b0 = b_panel + jj / 16 * next + k0 / kTileK * kTileElems;
         float* piece = acc + ii * ld + jj;
         micro_kernel(a0, next, b0, next, kts, piece, ld, k0 == 0);
         if (last) write_piece(g, piece, ld, i0 + ii, j0 + jj, min64(32, mv - ii), min64(32, nv - jj));
@@ -231,43 +231,53 @@ void run_block(const GemmArgs& g, const Layout& lay, const uint16_t* ap, const u
   }
 }
 
-constexpr size_t kAccBytes = kMc * kNc * 4;
+// B panel (columns j0 .. j0 + kNc, all of k) packed by the thread that runs its blocks, reading each
+// source row front to back; it stays in that thread's L2 for the blocks below it.
+void pack_b_panel(const GemmArgs& g, const Layout& lay, int64_t j0, uint16_t* panel) {
+  const int64_t nts = min64(kNc / 16, lay.nt_count - j0 / 16), kts = lay.kt_count;
+  for (int64_t t = 0; t < nts * kts; ++t) {
+    const int64_t kt = g.trans_b ? t % kts : t / nts, nt = g.trans_b ? t / kts : t % nts;
+    pack_b_tile(g, j0 / 16 + nt, kt, panel + (nt * kts + kt) * kTileElems);
+  }
+}
+
+// Per thread: the float32 accumulator block and one packed B panel.
+size_t per_thread_bytes(const Layout& lay) {
+  return size_t(kMc * kNc * 4) + size_t(kNc / 16 * lay.kt_count * kTileElems * 2);
+}
 
 }  // namespace
 
 size_t workspace_bytes(const GemmArgs& g, int threads) {
   const Layout lay = layout_of(g);
-  return size_t((lay.mt_count + lay.nt_count) * lay.kt_count * kTileElems * 2) + size_t(threads) * kAccBytes;
+  return size_t(lay.mt_count * lay.kt_count * kTileElems * 2) + size_t(threads) * per_thread_bytes(lay);
 }
 
 void gemm_bf16(const GemmArgs& g, void* workspace, int threads) {
   const Layout lay = layout_of(g);
   uint16_t* ap = static_cast<uint16_t*>(workspace);
-  uint16_t* bp = ap + lay.mt_count * lay.kt_count * kTileElems;
-  char* per_thread = reinterpret_cast<char*>(bp + lay.nt_count * lay.kt_count * kTileElems);
-  const int64_t mb = (g.m + kMc - 1) / kMc, nb = (g.n + kNc - 1) / kNc;
-  const int64_t a_tiles = lay.mt_count * lay.kt_count, tiles = a_tiles + lay.nt_count * lay.kt_count;
+  char* per_thread = reinterpret_cast<char*>(ap + lay.mt_count * lay.kt_count * kTileElems);
+  const int64_t mb = (g.m + kMc - 1) / kMc, nb = (g.n + kNc - 1) / kNc, a_tiles = lay.mt_count * lay.kt_count;
 #pragma omp parallel num_threads(threads)
   {
     configure_tiles();
-    float* acc = reinterpret_cast<float*>(per_thread + size_t(omp_get_thread_num()) * kAccBytes);
-    // both operands packed once, in the order that reads each source row once, front to back
+    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+    float* acc = reinterpret_cast<float*>(per_thread + size_t(tid) * per_thread_bytes(lay));
+    uint16_t* b_panel = reinterpret_cast<uint16_t*>(acc + kMc * kNc);
+    // A packed once by all threads, in the order that reads each source row once, front to back
 #pragma omp for schedule(static)
-    for (int64_t t = 0; t < tiles; ++t) {
-      if (t < a_tiles) {
-        const int64_t kt = g.trans_a ? t / lay.mt_count : t % lay.kt_count;
-        const int64_t mt = g.trans_a ? t % lay.mt_count : t / lay.kt_count;
-        pack_a_tile(g, mt, kt, ap + (mt * lay.kt_count + kt) * kTileElems);
-      } else {
-        const int64_t u = t - a_tiles;
-        const int64_t kt = g.trans_b ? u % lay.kt_count : u / lay.nt_count;
-        const int64_t nt = g.trans_b ? u / lay.kt_count : u % lay.nt_count;
-        pack_b_tile(g, nt, kt, bp + (nt * lay.kt_count + kt) * kTileElems);
-      }
+    for (int64_t t = 0; t < a_tiles; ++t) {
+      const int64_t kt = g.trans_a ? t / lay.mt_count : t % lay.kt_count;
+      const int64_t mt = g.trans_a ? t % lay.mt_count : t / lay.kt_count;
+      pack_a_tile(g, mt, kt, ap + (mt * lay.kt_count + kt) * kTileElems);
     }
-    // blocks column-major: consecutive blocks of a thread share their B panel (L2)
-#pragma omp for schedule(static)
-    for (int64_t blk = 0; blk < mb * nb; ++blk) run_block(g, lay, ap, bp, (blk % mb) * kMc, (blk / mb) * kNc, acc);
+    // each thread a contiguous run of blocks, column-major: consecutive blocks share their B panel
+    const int64_t blocks = mb * nb, first = blocks * tid / team, end = blocks * (tid + 1) / team;
+    for (int64_t blk = first, packed = -1; blk < end; ++blk) {
+      const int64_t j0 = (blk / mb) * kNc;
+      if (j0 != packed) pack_b_panel(g, lay, packed = j0, b_panel);
+      run_block(g, lay, ap, b_panel, (blk % mb) * kMc, j0, acc);
+    }
     _tile_release();
   }
 }

@@ -8,13 +8,14 @@
 //   }
 //
 // Design (C(m, n) = alpha op(A)(m, k) @ op(B)(k, n) + beta C (+ bias); bf16 A, B; float32 accumulation):
-//  - Both operands are packed once per call, by all threads, into 1 KiB tiles zero-padded to whole tiles:
-//    op(A) as 16 rows x 32 k, op(B) as AMX's VNNI pairs (16 k-pairs x 16 columns x 2). Packing reads
-//    every source row front to back (transposed operands: 16 x 16 32-bit transposes in registers).
-//    Measured: loading A tiles straight from a row-major A (stride lda) was slower than packing it (the
-//    rows 4 KiB apart share L1 sets).
-//  - C is cut into kMc x kNc (256 x 256) blocks split over the threads; within a block K is cut into
-//    256-deep slices and every 32 x 32 piece of C runs the 2 x 2 micro-kernel (tiles 0-3: C, 4-5: A,
+//  - Both operands are packed into 1 KiB tiles zero-padded to whole tiles: op(A) as 16 rows x 32 k,
+//    once per call by all threads; op(B) as AMX's VNNI pairs (16 k-pairs x 16 columns x 2), one
+//    256-column panel at a time by the thread whose blocks use it, so the panel stays in its L2
+//    (measured 4-10 % faster at 2048^3 than packing all of B first). Packing reads every source row
+//    front to back (transposed operands: 16 x 16 32-bit transposes in registers). Loading A tiles
+//    straight from a row-major A (stride lda) was slower than packing it (rows 4 KiB apart share L1 sets).
+//  - C is cut into 256 x 256 blocks, contiguous column-major runs of them per thread; within a block
+//    K is cut into 256-deep slices and every 32 x 32 piece of C runs the 2 x 2 micro-kernel (tiles 0-3: C, 4-5: A,
 //    6-7: B) over the slice, accumulating into a float32 block in L2. A piece is scaled, added to beta C
 //    and the bias and rounded to C's dtype right after its last slice.
 //  - Each element of C is summed in the same order whatever the thread count: same bits with any team.
