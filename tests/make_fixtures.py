@@ -258,6 +258,9 @@ OPS = {
     "conv2d": lambda x, a, s: F.conv2d(x[0], x[1], x[2] if len(x) > 2 else None, stride=a.get("stride", [1, 1]),
                                        padding=a.get("padding", [0, 0]), dilation=a.get("dilation", [1, 1]),
                                        groups=a.get("groups", 1)),
+    # inputs x (B, T, E), then (weight, bias) per width: cat_i amax_t relu(conv1d(x^T, w_i, b_i))
+    "conv1d_max_over_time": lambda x, a, s: torch.cat(
+        [F.relu(F.conv1d(x[0].transpose(1, 2), x[i], x[i + 1])).amax(dim=2) for i in range(1, len(x), 2)], 1),
     "max_pool2d": lambda x, a, s: F.max_pool2d(x[0], a["kernel_size"], _pool_stride(a), a.get("padding", [0, 0]),
                                                ceil_mode=a.get("ceil_mode", False)),
     "avg_pool2d": lambda x, a, s: F.avg_pool2d(x[0], a["kernel_size"], _pool_stride(a), a.get("padding", [0, 0]),
@@ -704,6 +707,9 @@ def define_cases():
          {"sources": "q_k_v", "columns": [3, 0, 1], "num_heads": 3, "embed_dim": 6}, **L)
     case("packed_sdpa_overlapping_blocks", ps, [In([2, 5, 6])],
          {"sources": "qkv", "columns": [0, 2, 0], "num_heads": 1, "embed_dim": 4, "scale": 0.4}, **L)
+    # appended last: the cases above keep their random draws
+    case("conv1d_max_over_time", "conv1d_max_over_time",
+         [In([3, 9, 4]), In([5, 4, 2]), In([5]), In([6, 4, 3]), In([6]), In([2, 4, 5]), In([2])], **L)
 
 
 # ------------------------------------------------------------------------------------------ running

@@ -232,6 +232,12 @@ inline const std::map<std::string, OpFn>& op_table() {
                              {.stride = a.i("stride", 1), .padding = a.i("padding", 0),
                               .dilation = a.i("dilation", 1), .groups = a.i("groups", 1)});
        }},
+      {"conv1d_max_over_time",  // inputs: x (B, T, E), then (weight, bias) per width
+       [](A a) {
+         std::vector<Tensor> w, b;
+         for (size_t i = 1; i + 1 < a.size(); i += 2) w.push_back(a[i]), b.push_back(a[i + 1]);
+         return attn::conv1d_max_over_time(a[0], w, b);
+       }},
       {"conv2d",
        [](A a) {
          return attn::conv2d(a[0], a[1], a.size() > 2 ? a[2] : Tensor{},

@@ -179,6 +179,10 @@ struct Conv2dOptions {
 };
 // x: (N, C_in, L); weight: (C_out, C_in/groups, K); bias: (C_out) or undefined
 Tensor conv1d(const Tensor& x, const Tensor& weight, const Tensor& bias = {}, const Conv1dOptions& o = {});
+// A Kim text CNN's pooled features: cat_i amax_t relu(conv1d(x.transpose(1, 2), weights[i], biases[i])),
+// x (B, T, E) channels last, weights[i] (F_i, E, k_i), biases empty or [i] (F_i) / undefined -> (B, sum F_i).
+// One fused pass (shared im2col, backward only at each max's steps); src/ops/conv_max_over_time.cc.
+Tensor conv1d_max_over_time(const Tensor& x, const std::vector<Tensor>& weights, const std::vector<Tensor>& biases = {});
 // x: (N, C_in, H, W); weight: (C_out, C_in/groups, kH, kW)
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = {}, const Conv2dOptions& o = {});
 struct Pool2dOptions {

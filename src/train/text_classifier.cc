@@ -52,11 +52,14 @@ Tensor TextCNN::forward(const Tensor& ids) {
     Tensor pad = full({x.size(0), widest - x.size(1)}, double(options.padding_idx), {.dtype = DType::Int64});
     x = cat({x, pad}, 1);
   }
-  Tensor e = embedding->forward(x).transpose(1, 2).contiguous();  // (B, E, T)
-  std::vector<Tensor> pooled;
-  for (size_t i = 0; i < convs->size(); ++i)
-    pooled.push_back(amax(relu(convs->at<nn::Conv1d>(int64_t(i))->forward(e)), {2}));  // (B, F)
-  return fc->forward(dropout->forward(cat(pooled, 1)));  // (B, C)
+  std::vector<Tensor> weights, biases;
+  for (size_t i = 0; i < convs->size(); ++i) {
+    weights.push_back(convs->at<nn::Conv1d>(int64_t(i))->weight);
+    biases.push_back(convs->at<nn::Conv1d>(int64_t(i))->bias);
+  }
+  // amax_t relu(conv_i(e^T)) for every width, concatenated: (B, sum F) in one fused op
+  Tensor pooled = conv1d_max_over_time(embedding->forward(x), weights, biases);  // e: (B, T, E)
+  return fc->forward(dropout->forward(pooled));  // (B, C)
 }
 
 RecurrentTextClassifier::RecurrentTextClassifier(const RecurrentTextOptions& o) : options(o) {
