@@ -5,16 +5,8 @@
 #
 #   tools/attn/check_plot_cli.sh [path/to/attn]
 set -euo pipefail
-ATTN=${1:-build/tools/attn/attn}
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fail() { echo "check_plot_cli: FAIL: $*" >&2; exit 1; }
-expect_error() {
-  local want=$1; shift
-  if "$ATTN" "$@" > "$TMP/out" 2> "$TMP/err" < /dev/null; then fail "attn $* succeeded"; fi
-  grep -qF -- "$want" "$TMP/err" || fail "attn $*: stderr lacks '$want': $(cat "$TMP/err")"
-  [ "$(wc -l < "$TMP/err")" -le 3 ] || fail "attn $*: error longer than 3 lines: $(cat "$TMP/err")"
-}
+CHECK=check_plot_cli
+source "$(dirname "$0")/cli_check_lib.sh" "${1:-}"
 
 mkdir -p "$TMP/run_a"
 cat > "$TMP/run_a/metrics.jsonl" <<'JSON'

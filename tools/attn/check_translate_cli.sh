@@ -6,17 +6,8 @@
 #
 #   tools/attn/check_translate_cli.sh [path/to/attn]
 set -euo pipefail
-ATTN=${1:-build/tools/attn/attn}
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-fail() { echo "check_translate_cli: FAIL: $*" >&2; exit 1; }
-# expect_error "<text the error must contain>" attn-args...
-expect_error() {
-  local want=$1; shift
-  if "$ATTN" "$@" > "$TMP/out" 2> "$TMP/err" < /dev/null; then fail "attn $* succeeded"; fi
-  grep -qF -- "$want" "$TMP/err" || fail "attn $*: stderr lacks '$want': $(cat "$TMP/err")"
-  [ "$(wc -l < "$TMP/err")" -le 3 ] || fail "attn $*: error longer than 3 lines: $(cat "$TMP/err")"
-}
+CHECK=check_translate_cli
+source "$(dirname "$0")/cli_check_lib.sh" "${1:-}"
 
 expect_error 'unknown command "translat"; the commands are:' translat --beam 4
 expect_error -- '--beam (beam_size) must be >= 1, got 0' translate --beam 0
