@@ -90,6 +90,17 @@ void pack_weight_panels(const float* w, int64_t n, int64_t k, int64_t ldw, float
   }
 }
 
+void pack_transposed_weight_panels(const float* wt, int64_t n, int64_t k, int64_t ldwt, float* panels) {
+  const int64_t count = (n + kPanelWidth - 1) / kPanelWidth;
+#pragma omp parallel for schedule(static) if (n * k > (1 << 16))
+  for (int64_t p = 0; p < count; ++p) {
+    float* out = panels + p * k * kPanelWidth;
+    const int64_t c0 = p * kPanelWidth, cols = std::min(kPanelWidth, n - c0);
+    for (int64_t kk = 0; kk < k; ++kk)  // panel row kk: wt's row kk, columns [c0, c0 + 16), zero past n
+      for (int64_t j = 0; j < kPanelWidth; ++j) out[kk * kPanelWidth + j] = j < cols ? wt[kk * ldwt + c0 + j] : 0.0f;
+  }
+}
+
 namespace ref {
 // Same panels and the same k-ordered fused multiply-adds per element as the SIMD kernel.
 void packed_gemm(const float* x, int64_t ldx, const float* panels, const float* bias, float* y, int64_t ldy,
@@ -121,14 +132,17 @@ bool packed_linear_applies(const Tensor& x2, const Tensor& weight) {
 }
 
 void packed_linear(const Tensor& x2, const Tensor& weight, const Tensor& bias, const Tensor& y2) {
-  const Kernel kernel = kernel_for_isa();
   const Tensor panels = panels_of(weight);
-  const int64_t m = x2.size(0), n = weight.size(0), k = weight.size(1);
-  const float* x = x2.data_ptr<float>();
-  const float* p = panels.data_ptr<float>();
-  const float* b = bias.defined() ? bias.data_ptr<float>() : nullptr;
-  float* y = y2.data_ptr<float>();
-  const int64_t ldx = x2.stride(0), ldy = y2.stride(0);
+  packed_gemm_team(x2.data_ptr<float>(), x2.stride(0), panels.data_ptr<float>(),
+                   bias.defined() ? bias.data_ptr<float>() : nullptr, y2.data_ptr<float>(), y2.stride(0), x2.size(0),
+                   weight.size(0), weight.size(1));
+}
+
+bool packed_gemm_available() { return enabled_flag().load(std::memory_order_relaxed) && kernel_for_isa(); }
+
+void packed_gemm_team(const float* x, int64_t ldx, const float* p, const float* b, float* y, int64_t ldy, int64_t m,
+                      int64_t n, int64_t k) {
+  const Kernel kernel = kernel_for_isa();
   // column blocks of 32 (two panels) split over the team; each element is one thread's sum
   const int64_t blocks = (n + 2 * kPanelWidth - 1) / (2 * kPanelWidth);
   const int threads = int(std::min<int64_t>(omp_get_max_threads(), std::max<int64_t>(1, m * n * k / (1 << 18))));

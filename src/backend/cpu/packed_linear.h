@@ -36,7 +36,18 @@ bool set_packed_linear(bool on);
 int64_t packed_linear_cache_entries();
 
 // The kernels on raw panels (panels: ceil(N / 16) blocks of K x 16 floats, zero past N), rows [0, M).
+// pack_weight_panels reads W (n, k) row-major; pack_transposed_weight_panels reads W^T (k, n) row-major
+// (leading dimension ldwt), for products with an untransposed weight (x @ Wt, e.g. RNN backward).
 void pack_weight_panels(const float* w, int64_t n, int64_t k, int64_t ldw, float* panels);
+void pack_transposed_weight_panels(const float* wt, int64_t n, int64_t k, int64_t ldwt, float* panels);
+inline int64_t packed_panels_floats(int64_t n, int64_t k) { return (n + kPanelWidth - 1) / kPanelWidth * k * kPanelWidth; }
+
+// For callers that pack a weight once and reuse it over many products (rnn_sequence_fast.cc's
+// recurrent weights): whether a kernel serves the active ISA (and the switch is on), and
+// y (m, n) = x (m, k) @ W^T + bias on W's panels, columns split over the OpenMP team as packed_linear.
+bool packed_gemm_available();
+void packed_gemm_team(const float* x, int64_t ldx, const float* panels, const float* bias, float* y, int64_t ldy,
+                      int64_t m, int64_t n, int64_t k);
 namespace ref {
 void packed_gemm(const float* x, int64_t ldx, const float* panels, const float* bias, float* y, int64_t ldy,
                  int64_t m, int64_t n, int64_t k);
