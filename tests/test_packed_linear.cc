@@ -1,6 +1,7 @@
 // tests/test_packed_linear.cc — linear() on weights packed once for inference (backend/cpu/packed_linear.h):
 // each ISA's kernel against a double-precision product, the kernels bit for bit against each other and
 // across thread counts, weight views, and the cache following in-place writes and freed weights.
+// Also the raw pieces (transposed packing, the team product) that the recurrent layers use.
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -113,4 +114,21 @@ TEST(PackedLinear, NotTakenWhenAutogradRecordsOrRowsAreMany) {
   const bool was = cpu::set_packed_linear(false);
   EXPECT_FALSE(cpu::packed_linear_applies(x, w));
   cpu::set_packed_linear(was);
+}
+
+// The raw form rnn_sequence_fast.cc uses: panels packed from W^T (K, N) equal those packed from W
+// (N, K), including the zero padding past N, and packed_gemm_team on them matches the double product.
+TEST(PackedLinear, TransposedPackingMatchesAndTeamProductIsRight) {
+  manual_seed(7);
+  const int64_t n = 37, k = 19, m = 5;  // n not a multiple of the panel width
+  const Tensor w = randn({n, k}), wt = w.t().contiguous(), x = randn({m, k});
+  // tensors: the SIMD kernel loads panels aligned, as empty() allocates them
+  const Tensor from_w = full({cpu::packed_panels_floats(n, k)}, -1.0f), from_wt = full(from_w.sizes(), -2.0f);
+  cpu::pack_weight_panels(w.data_ptr<float>(), n, k, k, from_w.data_ptr<float>());
+  cpu::pack_transposed_weight_panels(wt.data_ptr<float>(), n, k, n, from_wt.data_ptr<float>());
+  EXPECT_EQ(from_w.to_vector<float>(), from_wt.to_vector<float>());
+  if (!cpu::packed_gemm_available()) GTEST_SKIP() << "no packed kernel for this ISA";
+  Tensor y = empty({m, n});
+  cpu::packed_gemm_team(x.data_ptr<float>(), k, from_wt.data_ptr<float>(), nullptr, y.data_ptr<float>(), n, m, n, k);
+  expect_close(y, reference_linear(x, w, Tensor()), k, "team product");
 }
