@@ -45,10 +45,14 @@ struct FusedLinear::Impl {
   std::vector<SourceStamp> stamps;  // weights then biases, as packed
   Epilogue epilogue = Epilogue::None;
   int64_t in = 0, out = 0;
-  Tensor bias;                        // (out) contiguous, undefined without
-  dnnl::memory::desc packed_desc;     // (in, out) in the primitives' blocked layout
-  dnnl::memory packed;                // W^T reordered into packed_desc
-  std::map<int64_t, dnnl::matmul> by_rows;  // one primitive per row count M, all on `packed`
+  Tensor bias;  // (out) contiguous, undefined without
+  // W^T reordered into each blocked layout a primitive asked for (oneDNN may choose the layout by M)
+  std::vector<dnnl::memory> packs;
+  struct Prepared {
+    dnnl::matmul prim;
+    dnnl::memory packed;  // the entry of `packs` in this primitive's weights layout
+  };
+  std::map<int64_t, Prepared> by_rows;  // one primitive per row count M
 
   dnnl::matmul::primitive_desc primitive_desc(int64_t M) const {
     const dnnl::memory::desc src({M, in}, dt::f32, tag::ab), dst({M, out}, dt::f32, tag::ab);
@@ -65,26 +69,29 @@ struct FusedLinear::Impl {
     return dnnl::matmul::primitive_desc(desc, attr, cpu::onednn_engine());
   }
 
-  // W (out, in) = the stacked weights, reordered into `desc` (the layout M's primitive asks for).
-  void pack(const std::vector<Tensor>& weights, const dnnl::memory::desc& desc) {
+  // W (out, in) = the stacked weights in layout `desc`: packed once per layout, reordered from W^T.
+  dnnl::memory packed_in(const std::vector<Tensor>& weights, const dnnl::memory::desc& desc) {
+    for (const dnnl::memory& m : packs)
+      if (m.get_desc() == desc) return m;
     NoGradGuard ng;
     const Tensor w = (weights.size() == 1 ? weights[0] : cat(weights, 0)).detach().contiguous();  // (out, in)
     dnnl::engine& eng = cpu::onednn_engine();
     const dnnl::memory::desc plain({in, out}, dt::f32, dnnl::memory::dims{1, in});  // W^T, a view of W
     dnnl::memory src(plain, eng, w.raw_data());
-    packed = dnnl::memory(desc, eng);
-    packed_desc = desc;
+    dnnl::memory packed(desc, eng);
     dnnl::stream& s = cpu::onednn_stream();
     dnnl::reorder(src, packed).execute(s, src, packed);
     s.wait();
+    packs.push_back(packed);
+    return packed;
   }
 
   // Drops what was packed from other weights (or another epilogue), then the primitive for M.
-  dnnl::matmul prepare(const std::vector<Tensor>& weights, const std::vector<Tensor>& biases, Epilogue e, int64_t M) {
+  Prepared prepare(const std::vector<Tensor>& weights, const std::vector<Tensor>& biases, Epilogue e, int64_t M) {
     std::vector<SourceStamp> now;
     for (const Tensor& w : weights) now.push_back(stamp(w));
     for (const Tensor& b : biases) now.push_back(stamp(b));
-    if (now != stamps || e != epilogue || !packed) {
+    if (now != stamps || e != epilogue || packs.empty()) {
       NoGradGuard ng;
       stamps = now;
       epilogue = e;
@@ -95,14 +102,13 @@ struct FusedLinear::Impl {
                  ? Tensor()
                  : (biases.size() == 1 ? biases[0] : cat(biases, 0)).detach().contiguous();
       by_rows.clear();
-      packed = dnnl::memory();
+      packs.clear();
     }
     auto it = by_rows.find(M);
     if (it != by_rows.end()) return it->second;
     if (by_rows.size() >= 64) by_rows.clear();  // many row counts (varied batch lengths): bounded cache
     const auto pd = primitive_desc(M);
-    if (!packed || pd.weights_desc() != packed_desc) pack(weights, pd.weights_desc());
-    return by_rows.emplace(M, dnnl::matmul(pd)).first->second;
+    return by_rows.emplace(M, Prepared{dnnl::matmul(pd), packed_in(weights, pd.weights_desc())}).first->second;
   }
 };
 
@@ -116,14 +122,12 @@ Tensor FusedLinear::forward(const std::vector<Tensor>& weights, const std::vecto
   if (weights.empty() || x.dim() != 2 || x.dtype() != kFloat32 || x.size(1) != weights[0].size(1))
     throw std::invalid_argument("FusedLinear: input " + shape_str(x.shape()) + " does not match the weights");
   const int64_t M = x.size(0);
-  dnnl::matmul prim;
-  dnnl::memory packed;
+  Impl::Prepared prepared;
   Tensor bias;
   int64_t out = 0;
   {
     const std::lock_guard lock(impl_->mu);
-    prim = impl_->prepare(weights, biases, epilogue, M);
-    packed = impl_->packed;
+    prepared = impl_->prepare(weights, biases, epilogue, M);
     bias = impl_->bias;
     out = impl_->out;
   }
@@ -131,7 +135,7 @@ Tensor FusedLinear::forward(const std::vector<Tensor>& weights, const std::vecto
   dnnl::engine& eng = cpu::onednn_engine();
   const dnnl::memory::desc src_d({M, x.size(1)}, dt::f32, tag::ab), dst_d({M, out}, dt::f32, tag::ab);
   std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, dnnl::memory(src_d, eng, x.raw_data())},
-                                             {DNNL_ARG_WEIGHTS, packed},
+                                             {DNNL_ARG_WEIGHTS, prepared.packed},
                                              {DNNL_ARG_DST, dnnl::memory(dst_d, eng, y.raw_data())}};
   if (bias.defined()) args.emplace(DNNL_ARG_BIAS, dnnl::memory({{1, out}, dt::f32, tag::ab}, eng, bias.raw_data()));
   Tensor res;
@@ -143,7 +147,7 @@ Tensor FusedLinear::forward(const std::vector<Tensor>& weights, const std::vecto
     args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1, dnnl::memory(dst_d, eng, res.raw_data()));
   }
   dnnl::stream& s = cpu::onednn_stream();
-  prim.execute(s, args);
+  prepared.prim.execute(s, args);
   s.wait();
   return y;
 }

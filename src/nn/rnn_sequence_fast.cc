@@ -27,6 +27,8 @@ void gemm_rows(int64_t m, int64_t n, int64_t k, const float* a, const float* b, 
 }
 
 float* ptr(const Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
+float* row(const Tensor& t, int64_t r) { return t.defined() ? t.data_ptr<float>() + r * t.size(1) : nullptr; }
+void copy_rows(float* dst, const float* src, int64_t n) { std::memcpy(dst, src, size_t(n) * sizeof(float)); }
 
 // Packing pays off once the weight serves at least this many steps' products (the pack is one pass
 // over the weight, as oneDNN's repack on each call).
@@ -62,8 +64,6 @@ class RecurrentProduct {
   int64_t n_ = 0, k_ = 0;
   Tensor panels_;
 };
-float* row(const Tensor& t, int64_t r) { return t.defined() ? t.data_ptr<float>() + r * t.size(1) : nullptr; }
-void copy_rows(float* dst, const float* src, int64_t n) { std::memcpy(dst, src, size_t(n) * sizeof(float)); }
 
 struct FastWeights {
   Tensor w_hh, b_hh, w_hr;  // contiguous, detached

@@ -78,27 +78,28 @@ Kernel kernel_for_isa() {
 
 }  // namespace
 
-void pack_weight_panels(const float* w, int64_t n, int64_t k, int64_t ldw, float* panels) {
+namespace {
+// Panel p, row kk, lane j holds W(p * 16 + j, kk) = w[(p * 16 + j) * row_stride + kk * k_stride], zero past n:
+// W row-major (row_stride = ldw, k_stride = 1) or given as W^T row-major (row_stride = 1, k_stride = ldwt).
+void pack_panels(const float* w, int64_t n, int64_t k, int64_t row_stride, int64_t k_stride, float* panels) {
   const int64_t count = (n + kPanelWidth - 1) / kPanelWidth;
 #pragma omp parallel for schedule(static) if (n * k > (1 << 16))
   for (int64_t p = 0; p < count; ++p) {
     float* out = panels + p * k * kPanelWidth;
-    for (int64_t j = 0; j < kPanelWidth; ++j) {
-      const int64_t row = p * kPanelWidth + j;
-      for (int64_t kk = 0; kk < k; ++kk) out[kk * kPanelWidth + j] = row < n ? w[row * ldw + kk] : 0.0f;
-    }
+    const int64_t r0 = p * kPanelWidth, rows = std::min(kPanelWidth, n - r0);
+    for (int64_t kk = 0; kk < k; ++kk)
+      for (int64_t j = 0; j < kPanelWidth; ++j)
+        out[kk * kPanelWidth + j] = j < rows ? w[(r0 + j) * row_stride + kk * k_stride] : 0.0f;
   }
+}
+}  // namespace
+
+void pack_weight_panels(const float* w, int64_t n, int64_t k, int64_t ldw, float* panels) {
+  pack_panels(w, n, k, ldw, 1, panels);
 }
 
 void pack_transposed_weight_panels(const float* wt, int64_t n, int64_t k, int64_t ldwt, float* panels) {
-  const int64_t count = (n + kPanelWidth - 1) / kPanelWidth;
-#pragma omp parallel for schedule(static) if (n * k > (1 << 16))
-  for (int64_t p = 0; p < count; ++p) {
-    float* out = panels + p * k * kPanelWidth;
-    const int64_t c0 = p * kPanelWidth, cols = std::min(kPanelWidth, n - c0);
-    for (int64_t kk = 0; kk < k; ++kk)  // panel row kk: wt's row kk, columns [c0, c0 + 16), zero past n
-      for (int64_t j = 0; j < kPanelWidth; ++j) out[kk * kPanelWidth + j] = j < cols ? wt[kk * ldwt + c0 + j] : 0.0f;
-  }
+  pack_panels(wt, n, k, 1, ldwt, panels);
 }
 
 namespace ref {
