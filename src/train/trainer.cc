@@ -62,8 +62,17 @@ class SignalGuard {
   SignalGuard(const SignalGuard&) = delete;
   SignalGuard& operator=(const SignalGuard&) = delete;
 
+  // With ATTN_STOP_AFTER_FIRST_CHECKPOINT=1 the process stops itself (SIGSTOP) once its first checkpoint
+  // is on disk, so a test can send SIGINT/SIGTERM at a known step, whatever the scheduler does.
+  void checkpoint_written() {
+    if (!active_ || stopped_once_) return;
+    stopped_once_ = true;
+    if (const char* v = std::getenv("ATTN_STOP_AFTER_FIRST_CHECKPOINT"); v && std::string(v) == "1") std::raise(SIGSTOP);
+  }
+
  private:
   bool active_;
+  bool stopped_once_ = false;
   struct sigaction old_int_ = {}, old_term_ = {};
 };
 
@@ -422,6 +431,7 @@ struct Trainer::Run {
     save_to(t.checkpoint_path());
     r.checkpoint = t.checkpoint_path();
     saved_step = s.step;
+    signals.checkpoint_written();
   }
 
   // The checks after a step; true when the run stops here.
