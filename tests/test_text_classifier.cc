@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -148,6 +149,56 @@ TEST(TextClassifierJob, ResumeIsBitIdentical) {
     }
     fs::remove_all(dir / "whole");
     fs::remove_all(dir / "part");
+  }
+  fs::remove_all(dir);
+}
+
+// The valid/accuracy of each evaluation, in order, from out_dir/metrics.jsonl.
+std::vector<double> valid_accuracies(const std::string& out_dir) {
+  std::ifstream f(out_dir + "/metrics.jsonl");
+  std::vector<double> acc;
+  const std::string key = "\"valid/accuracy\":";
+  for (std::string line; std::getline(f, line);)
+    if (size_t at = line.find(key); at != std::string::npos) acc.push_back(std::stod(line.substr(at + key.size())));
+  return acc;
+}
+
+TEST(TextClassifierJob, PatienceStopsAfterThatManyEvaluationsWithoutABetterAccuracy) {
+  fs::path dir = synthetic_corpus("patience");
+  train::TextTrainOptions o = tiny_options(dir, "run", train::TextModel::CNN);
+  o.max_epochs = 40;
+  o.patience = 2;
+  train::TextTrainResult r = train::train_text_classifier(o);
+  std::vector<double> acc = valid_accuracies(o.out_dir);
+  ASSERT_TRUE(r.stopped_early);
+  ASSERT_EQ(int64_t(acc.size()), r.epochs_done);  // one evaluation per epoch
+  ASSERT_LT(r.epochs_done, o.max_epochs);
+  EXPECT_EQ(r.steps, r.epochs_done * 10);
+  // The best is the first maximum, exactly `patience` evaluations before the stop, none of which beat it.
+  size_t best = size_t(std::max_element(acc.begin(), acc.end()) - acc.begin());
+  EXPECT_EQ(best, acc.size() - 1 - size_t(o.patience));
+  EXPECT_EQ(r.best_valid_accuracy, acc[best]);
+  o.patience = -1;
+  EXPECT_THROW(train::train_text_classifier(o), std::invalid_argument);
+  fs::remove_all(dir);
+}
+
+TEST(TextClassifierJob, TrainFractionKeepsTheHeadOfTheTrainingFile) {
+  fs::path dir = synthetic_corpus("fraction");
+  train::TextTrainOptions o = tiny_options(dir, "run", train::TextModel::CNN);
+  o.max_epochs = 1;
+  o.train_fraction = 0.25;  // 40 of 160 examples: 3 batches of 16
+  train::TextTrainResult r = train::train_text_classifier(o);
+  EXPECT_EQ(r.train_examples, 40);
+  EXPECT_EQ(r.steps, 3);
+  o.train_fraction = 0.001;  // floor(0.16), but at least one example: one batch
+  o.out_dir = (dir / "tiny").string();
+  r = train::train_text_classifier(o);
+  EXPECT_EQ(r.train_examples, 1);
+  EXPECT_EQ(r.steps, 1);
+  for (double bad : {0.0, -0.5, 1.5}) {
+    o.train_fraction = bad;
+    EXPECT_THROW(train::train_text_classifier(o), std::invalid_argument) << bad;
   }
   fs::remove_all(dir);
 }

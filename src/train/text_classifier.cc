@@ -324,7 +324,14 @@ TextTrainResult train_text_classifier(const TextTrainOptions& o) {
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
   if (o.batch_size <= 0 || o.max_len <= 0 || o.lr <= 0)
     throw std::invalid_argument("train-text: batch size, max_len and lr must be positive");
+  if (!(o.train_fraction > 0 && o.train_fraction <= 1))
+    throw std::invalid_argument("train-text: train_fraction must be in (0, 1], got " + std::to_string(o.train_fraction));
+  if (o.patience < 0) throw std::invalid_argument("train-text: patience must be >= 0");
   TextRows train_rows = read_text_tsv(o.train_path), valid_rows = read_text_tsv(o.valid_path);
+  // The file is already shuffled (prepare_fortunes.py), so its head is a sample of every class.
+  const size_t kept = std::max<size_t>(1, size_t(double(train_rows.labels.size()) * o.train_fraction));
+  train_rows.labels.resize(kept);
+  train_rows.texts.resize(kept);
   auto [vocab, classes] = prepare_run_dir(o, train_rows);
   std::vector<TextExample> train = encode_rows(train_rows, vocab, classes, o.max_len, o.train_path);
   std::vector<TextExample> valid = encode_rows(valid_rows, vocab, classes, o.max_len, o.valid_path);
@@ -335,7 +342,9 @@ TextTrainResult train_text_classifier(const TextTrainOptions& o) {
   if (o.progress)
     std::fprintf(stderr, "train-text: %lld parameters, %zu classes, vocabulary %lld, %zu training examples\n",
                  (long long)model->num_parameters(), classes.size(), (long long)vocab.size(), train.size());
-  Trainer trainer(job, accuracy_trainer_options(o, elapsed()));
+  TrainerOptions trainer_options = accuracy_trainer_options(o, elapsed());
+  trainer_options.patience = o.patience;
+  Trainer trainer(job, trainer_options);
   TrainerResult tr = trainer.fit();
   TextTrainResult r;
   r.steps = tr.state.step;

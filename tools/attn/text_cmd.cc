@@ -48,6 +48,11 @@ void add_text_options(CLI::App* cmd, TextCli& c) {
   cmd->add_option("--max-steps", c.o.max_steps, "stop at this step (0: no limit)")->capture_default_str();
   cmd->add_option("--time-budget", c.o.time_budget_s, "seconds for this invocation (0: no limit)")->capture_default_str();
   cmd->add_option("--eval-every", c.o.eval_every, "steps between validations (0: each epoch end)")->capture_default_str();
+  cmd->add_option("--patience", c.o.patience, "early stopping: validations without a better accuracy (0: never)")
+      ->capture_default_str();
+  cmd->add_option("--train-fraction", c.o.train_fraction,
+                  "train on the first floor(N * this) training examples (at least 1), vocabulary from them too; (0, 1]")
+      ->capture_default_str();
   cmd->add_option("--log-every", c.o.log_every, "steps between training metrics lines")->capture_default_str();
   cmd->add_option("--seed", c.o.seed, "seed of the initialisation and the shuffle")->capture_default_str();
   cmd->add_option("--threads", c.threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)")->capture_default_str();
@@ -87,7 +92,7 @@ void add_text_commands(CLI::App& app) {
               {"test_accuracy", r.test_accuracy < 0 ? json(nullptr) : json(r.test_accuracy)},
               {"test_loss", r.test_loss < 0 ? json(nullptr) : json(r.test_loss)}, {"parameters", r.parameters},
               {"vocab_size", r.vocab_size}, {"num_classes", r.num_classes}, {"train_examples", r.train_examples},
-              {"seconds", r.seconds}, {"threads", omp_get_max_threads()}, {"checkpoint", r.checkpoint},
+              {"stopped_early", r.stopped_early}, {"seconds", r.seconds}, {"threads", omp_get_max_threads()}, {"checkpoint", r.checkpoint},
               {"best_checkpoint", r.best_checkpoint}, {"resumed", r.resumed}, {"interrupted", r.signal != 0}};
     std::cout << j.dump() << std::endl;
     if (r.signal) exit_code = 128 + r.signal;

@@ -100,6 +100,8 @@ struct TextTrainOptions {
   int64_t max_steps = 0;
   double time_budget_s = 0;
   int64_t eval_every = 0;             // steps between validations; 0: at each epoch end only
+  int64_t patience = 0;               // stop after this many validations without a better accuracy; 0: never
+  double train_fraction = 1.0;        // the first floor(N * this) examples (at least 1; vocabulary from them too); (0, 1]
   uint64_t seed = 1;                  // initialisation and the per-epoch shuffle
   bool resume = true;
   int64_t log_every = 50;
