@@ -3,6 +3,7 @@
 //   python3 scripts/prepare_fortunes.py --out data/fortunes            # or: make data-fortunes
 //   attn train-text --model cnn --out runs/text-cnn --epochs 10        # last stdout line: JSON with test_accuracy
 //   attn train-text --model lstm --out runs/text-lstm --time-budget 300
+//   attn train-text --model gru --epochs 50 --patience 5 --train-fraction 0.1   # early stopping, 10 % of the data
 #include <omp.h>
 
 #include <filesystem>
