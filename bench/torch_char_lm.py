@@ -5,9 +5,18 @@
         --max-steps 300 --eval-every 100 --threads 1
     python3 bench/compare_lm_curves.py runs/lm-lstm/metrics.jsonl runs/torch-lm/metrics.jsonl --tolerance 0.02
 
+Both sides from the same initial weights (docs/recurrent.md, "attn against PyTorch"):
+    ~/.cache/attn/venv/bin/python bench/torch_char_lm.py --save-init runs/init-s1.safetensors --init-only --seed 1
+    attn train-lm --init-weights runs/init-s1.safetensors --no-resume --out runs/lm-attn ...
+    ~/.cache/attn/venv/bin/python bench/torch_char_lm.py --init-weights runs/init-s1.safetensors --out runs/lm-torch ...
+
 Mirrors src/train/language_model.cc (read it when changing either side):
   model      Embedding(V -> embedding) -> nn.LSTM / nn.GRU / nn.RNN(tanh) (hidden, layers, batch_first)
-             -> Linear(hidden -> V); PyTorch's default initialisation on both sides (not the same draws).
+             -> Linear(hidden -> V); the modules are named as attn's CharLM (embedding, rnn, decoder), so
+             the state_dict keys are the same on both sides. PyTorch's default initialisation on both
+             sides, with different draws unless both start from one file: --save-init FILE writes the
+             initial state_dict (safetensors) and `attn train-lm --init-weights FILE --no-resume` starts
+             from it; --init-weights FILE here loads such a file (e.g. one attn saved) instead.
   vocabulary <unk> first, then the characters (code points) of train.txt by falling count, ties by
              UTF-8 byte order (text::Vocab); characters of valid/test not in it map to <unk>.
   data       the first floor(N * train_fraction) ids of train.txt (N code points) are cut into batch_size
@@ -112,6 +121,9 @@ def parse_args():
     p.add_argument("--eval-streams", type=int, default=32)
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--save-init", default="", help="write the initial state_dict to this safetensors file")
+    p.add_argument("--init-weights", default="", help="start from this safetensors state_dict (strict)")
+    p.add_argument("--init-only", action="store_true", help="with --save-init: write the file and exit")
     p.add_argument("--threads", type=int, default=0, help="0: torch's default")
     p.add_argument("--no-test", action="store_true")
     return p.parse_args()
@@ -142,6 +154,17 @@ def main():
     valid_ids = encode(vocab, read(os.path.join(a.data_dir, "valid.txt")))
     torch.manual_seed(a.seed)
     model = CharLM(len(vocab), a.embedding, a.hidden, a.layers, a.cell, a.dropout)
+    if a.init_weights:
+        from safetensors.torch import load_file
+        model.load_state_dict(load_file(a.init_weights), strict=True)
+    if a.save_init:
+        from safetensors.torch import save_file
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, a.save_init)
+        print(f"wrote the initial weights to {a.save_init}", file=sys.stderr)
+    if a.init_only:
+        if not a.save_init:
+            sys.exit("--init-only needs --save-init FILE")
+        return
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     stride = (len(train_ids) - 1) // a.batch_size
     steps_per_epoch = stride // a.seq_len

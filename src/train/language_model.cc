@@ -116,6 +116,42 @@ double language_model_loss(CharLM& model, const std::vector<int64_t>& ids, int64
   return total / double(streams * stride);
 }
 
+void load_init_weights(CharLM& model, const std::string& path) {
+  io::SafeTensorsFile file = io::SafeTensorsFile::open(path);  // names the path when missing or corrupt
+  const std::map<std::string, Tensor> want = model.state_dict();
+  const std::string where = "--init-weights " + path + ": ";
+  std::vector<std::string> missing, unexpected;
+  for (const auto& [key, t] : want) {
+    auto it = file.entries().find(key);
+    if (it == file.entries().end()) {
+      missing.push_back(key);
+      continue;
+    }
+    if (it->second.shape != t.shape())
+      throw std::runtime_error(where + "\"" + key + "\" has shape " + shape_str(it->second.shape) +
+                               ", the model (" + to_string(model.options.cell) + ", vocabulary " +
+                               std::to_string(model.options.vocab_size) + ") needs " + shape_str(t.shape()));
+    if (it->second.dtype != t.dtype())
+      throw std::runtime_error(where + "\"" + key + "\" is " + it->second.dtype_name + ", the model needs " +
+                               dtype_name(t.dtype()));
+  }
+  for (const auto& [key, entry] : file.entries())
+    if (!want.count(key)) unexpected.push_back(key);
+  auto list = [](const std::vector<std::string>& keys) {
+    std::string s;
+    for (const auto& k : keys) s += (s.empty() ? "\"" : ", \"") + k + "\"";
+    return s;
+  };
+  if (!missing.empty() || !unexpected.empty())
+    throw std::runtime_error(where + "the keys differ from the model's (PyTorch names: embedding.weight, "
+                             "rnn.weight_ih_l0, ..., decoder.bias)" +
+                             (missing.empty() ? "" : "; missing " + list(missing)) +
+                             (unexpected.empty() ? "" : "; unexpected " + list(unexpected)));
+  std::map<std::string, Tensor> state;
+  for (const auto& [key, t] : want) state.emplace(key, file.get(key));
+  model.load_state_dict(state);  // every key, shape and dtype checked above, so nothing is half-copied
+}
+
 namespace {
 
 // ---- the carried state in the checkpoint's JSON: shape and the float bits in hex (exact)
@@ -293,6 +329,13 @@ void check_options(const LMTrainOptions& o) {
   for (const std::string& p : {o.train_path, o.valid_path})
     if (!fs::exists(p)) throw std::runtime_error("train-lm: missing " + p);
   if (!o.test_path.empty() && !fs::exists(o.test_path)) throw std::runtime_error("train-lm: missing " + o.test_path);
+  // initial weights belong to a fresh run; a resumed run continues from its checkpoint's weights instead
+  if (!o.init_weights.empty() && o.resume && fs::exists(o.out_dir + "/checkpoint.safetensors"))
+    throw std::invalid_argument("train-lm: --init-weights " + o.init_weights + " starts a fresh run, but " + o.out_dir +
+                                " holds a checkpoint that would be resumed; add --no-resume to start over from " +
+                                o.init_weights + ", or drop --init-weights to resume the checkpoint");
+  if (!o.init_weights.empty() && !fs::exists(o.init_weights))
+    throw std::runtime_error("train-lm: --init-weights: missing " + o.init_weights);
 }
 
 }  // namespace
@@ -308,6 +351,7 @@ LMTrainResult train_language_model(const LMTrainOptions& o) {
   std::vector<int64_t> valid_ids = vocab.encode(read_text(o.valid_path), o.valid_path);
   manual_seed(o.seed);  // model init; a resumed run restores the weights and the RNG
   CharLM model(mo);
+  if (!o.init_weights.empty()) load_init_weights(model, o.init_weights);
   optim::Adam opt(model.parameters(), {.lr = o.lr});
   LanguageModelJob job(o, model, opt, train_ids, valid_ids);
   if (o.progress)

@@ -3,6 +3,7 @@
 //   python3 scripts/prepare_austen.py --out data/austen              # or: make data-austen
 //   attn train-lm --cell lstm --out runs/lm-lstm --time-budget 600   # last stdout line: JSON with test_loss
 //   attn train-lm --cell lstm --out runs/lm-lstm --time-budget 600   # again: resumes where it stopped
+//   attn train-lm --out runs/lm-same --init-weights runs/torch-lm/init.safetensors --no-resume   # PyTorch's init
 //   attn generate --model runs/lm-lstm --prompt "It is a truth" --length 300 --temperature 0.8 --seed 1
 //   attn generate --model path/to/gpt2 --prompt "It is a truth" --length 40 --greedy   # Hugging Face GPT-2
 #include <omp.h>
@@ -58,6 +59,9 @@ void add_lm_options(CLI::App* cmd, LMCli& c) {
       ->capture_default_str();
   cmd->add_option("--log-every", c.o.log_every, "steps between training metrics lines")->capture_default_str();
   cmd->add_option("--seed", c.o.seed, "seed of the initialisation")->capture_default_str();
+  cmd->add_option("--init-weights", c.o.init_weights,
+                  "start from this safetensors state_dict (PyTorch names, e.g. bench/torch_char_lm.py --save-init); "
+                  "a fresh run only: with a checkpoint in --out it needs --no-resume");
   cmd->add_option("--threads", c.threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)")->capture_default_str();
   cmd->add_flag("--no-test", c.no_test, "skip the held-out test loss at the end");
   cmd->add_flag("!--no-progress", c.o.progress, "no progress bar");

@@ -5,6 +5,7 @@
 //                                 .test_path = "data/austen/test.txt", .out_dir = "runs/lm", .time_budget_s = 600};
 //   o.model.cell = attn::train::RecurrentCell::LSTM;
 //   attn::train::LMTrainResult r = attn::train::train_language_model(o);   // resumes if out_dir has a checkpoint
+//   o.init_weights = "init.safetensors"; o.resume = false;   // a fresh run from given (e.g. PyTorch's) weights
 //   attn::train::LMSession s = attn::train::LMSession::load("runs/lm");  // best.safetensors by default
 //   std::string text = s.generate("It is a truth", {.length = 200, .temperature = 0.8, .top_k = 0, .seed = 1});
 //
@@ -65,6 +66,12 @@ class CharLM : public nn::Module {
 // `streams` streams (fewer if the text is short), chunks of `chunk` steps, state carried; no grad, eval mode.
 double language_model_loss(CharLM& model, const std::vector<int64_t>& ids, int64_t streams = 32, int64_t chunk = 256);
 
+// Copies a PyTorch-named state_dict from a safetensors file (bench/torch_char_lm.py --save-init, or
+// io::save_safetensors(path, model.state_dict())) into `model`, strictly: the file must hold exactly the
+// model's keys, each with the model's shape and dtype; otherwise nothing is copied and the error names
+// the file, the key and both shapes / dtypes. Lets attn and PyTorch train from the same initial weights.
+void load_init_weights(CharLM& model, const std::string& path);
+
 struct LMTrainOptions {
   std::string train_path, valid_path, test_path;  // test_path empty: no test loss
   std::string out_dir = "runs/lm";
@@ -81,6 +88,8 @@ struct LMTrainOptions {
   int64_t eval_streams = 32;
   int64_t patience = 0;                           // validations without a better valid loss; 0: never stop
   uint64_t seed = 1;
+  std::string init_weights;                       // safetensors state_dict to start from (load_init_weights);
+                                                  // only for a fresh run: refused if out_dir would be resumed
   bool resume = true;
   int64_t log_every = 50;
   bool progress = true;
