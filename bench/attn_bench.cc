@@ -179,6 +179,19 @@ const std::vector<Workload> kWorkloads = {
     {"gpt2_generate", bench::gpt2_generate},
 };
 
+// Workloads for attn-vs-attn A/B runs only (bench/ab.py): not in --list, so `make bench` and check_peers.py,
+// which pair every listed workload with a PyTorch twin, leave them out.
+const std::vector<Workload> kAbWorkloads = {
+    {"bilstm_text_train", [] { return bench::birnn_step(train::RecurrentCell::LSTM, true, true); }},
+    {"bilstm_text_infer", [] { return bench::birnn_step(train::RecurrentCell::LSTM, true, false); }},
+    {"bigru_text_train", [] { return bench::birnn_step(train::RecurrentCell::GRU, true, true); }},
+    {"bigru_text_infer", [] { return bench::birnn_step(train::RecurrentCell::GRU, true, false); }},
+    {"bilstm_lm_train", [] { return bench::birnn_step(train::RecurrentCell::LSTM, false, true); }},
+    {"bilstm_lm_infer", [] { return bench::birnn_step(train::RecurrentCell::LSTM, false, false); }},
+    {"bigru_lm_train", [] { return bench::birnn_step(train::RecurrentCell::GRU, false, true); }},
+    {"bigru_lm_infer", [] { return bench::birnn_step(train::RecurrentCell::GRU, false, false); }},
+};
+
 int usage(const char* argv0) {
   std::fprintf(stderr, "usage: %s --list | <workload> [--threads N] [--serve | --describe]\n", argv0);
   return 2;
@@ -211,7 +224,9 @@ int main(int argc, char** argv) {
     }
   }
   if (name.empty()) return usage(argv[0]);
-  for (auto& w : kWorkloads) {
+  std::vector<Workload> all = kWorkloads;
+  all.insert(all.end(), kAbWorkloads.begin(), kAbWorkloads.end());
+  for (auto& w : all) {
     if (name != w.name) continue;
     if (threads > 0) omp_set_num_threads(threads);
     manual_seed(0);

@@ -11,6 +11,11 @@
 // textcnn_train_step: `attn train-text --model cnn`'s TextCNN (Embedding(10000 -> 128), Conv1d widths
 //   3, 4, 5 with 100 filters each, max over time, dropout 0.5, Linear(300 -> 4)), batch 32 x 200 ids,
 //   Adam; examples/s.
+// bi{lstm,gru}_{text,lm}_{train,infer}: one bidirectional 1-layer LSTM / GRU layer (issue 17's concurrent
+//   directions, A/B with ATTN_RNN_CONCURRENT_DIRECTIONS=0 / 1). text: `attn train-text`'s recurrent shape,
+//   batch 32 packed unsorted with lengths 100..200 (fixed seed), input 128, hidden 256; lm: dense
+//   batch_first 32 x 64, input 128, hidden 512. train: forward and backward of sum(output * r) with
+//   the input requiring grad; infer: the forward without autograd. tokens/s.
 // The LM rows report the work per token (mflop_per_token: forward + backward = 3 x the forward's
 // multiply-adds x 2), and the FMA ceiling as a probe, so run.py's note gives effective GFLOP/s.
 #pragma once
@@ -107,6 +112,45 @@ inline Job textcnn_train_step() {
           .unit = "examples/s",
           .options = {.warmup = 2, .repeats = 5},
           .extra = {{"parameters", model->num_parameters()}}};
+}
+
+inline Job birnn_step(train::RecurrentCell cell, bool text, bool train) {
+  const int64_t B = 32, T = text ? 200 : 64, I = 128, H = text ? 256 : 512;
+  const nn::RNNOptions o{.input_size = I, .hidden_size = H, .batch_first = true, .bidirectional = true};
+  std::shared_ptr<nn::RNNBase> m;
+  if (cell == train::RecurrentCell::LSTM) m = std::make_shared<nn::LSTM>(o);
+  else m = std::make_shared<nn::GRU>(o);
+  manual_seed(17);
+  std::vector<int64_t> lengths(static_cast<size_t>(B), T);
+  if (text)
+    for (int64_t& n : lengths) n = randint(100, T + 1, {1}).item<int64_t>();
+  int64_t tokens = 0;
+  for (int64_t n : lengths) tokens += n;
+  Tensor x = randn({B, T, I}).requires_grad_(train);
+  Tensor r = randn({text ? tokens : B * T, 2 * H});
+  auto forward = [=] {
+    if (text) {
+      nn::PackedSequence p = nn::utils::pack_padded_sequence(x, lengths, {.batch_first = true, .enforce_sorted = false});
+      return cell == train::RecurrentCell::LSTM ? std::static_pointer_cast<nn::LSTM>(m)->forward(p, {}).output.data
+                                                : std::static_pointer_cast<nn::GRU>(m)->forward(p, Tensor()).output.data;
+    }
+    return cell == train::RecurrentCell::LSTM ? std::static_pointer_cast<nn::LSTM>(m)->forward(x, {}).output
+                                              : std::static_pointer_cast<nn::GRU>(m)->forward(x, Tensor()).output;
+  };
+  return {.iteration =
+              [=] {
+                if (!train) {
+                  NoGradGuard ng;
+                  forward();
+                  return;
+                }
+                m->zero_grad();
+                Tensor loss = sum(mul(forward().reshape({-1, 2 * H}), r));
+                loss.backward();
+              },
+          .units_per_iteration = double(tokens),
+          .unit = "tokens/s",
+          .options = {.warmup = 2, .repeats = 5}};
 }
 
 }  // namespace attn::bench

@@ -5,6 +5,7 @@
 // (src/nn/rnn_cells.cc). A padded batch is a packed one whose batch sizes are all B, so both forms share
 // the loop; packed steps work on the first batch_sizes[t] rows only, so padded positions never enter
 // outputs, final states or gradients.
+#include <array>
 #include <cmath>
 #include <functional>
 #include <stdexcept>
@@ -94,6 +95,34 @@ void check_batch_sizes(const std::string& who, const std::vector<int64_t>& bs, i
                                 " rows but the packed data has " + std::to_string(rows));
 }
 
+// Both directions of layer l as one node whose time loops run concurrently (rnn_sequence.h), when that
+// applies; appends the outputs and final states as the direction loop of RNNBase::run does.
+bool run_both_directions(const RNNBase& m, int64_t l, const Tensor& layer_in, const std::vector<int64_t>& batch_sizes,
+                         const std::vector<int64_t>& offsets, const std::vector<Tensor>& states,
+                         std::vector<Tensor>& dir_out, std::vector<std::vector<Tensor>>& finals) {
+  const bool lstm = m.mode == RNNMode::LSTM;
+  std::array<detail::DirectionInputs, 2> in;
+  std::vector<Tensor> tensors{layer_in};
+  for (int64_t d = 0; d < 2; ++d) {
+    const RNNBase::LayerWeights& w = m.weights(l, d);
+    detail::DirectionInputs& x = in[size_t(d)];
+    x.a = {m.mode, m.options.nonlinearity, m.options.reset_before_product, d == 1, &batch_sizes, &offsets};
+    x.h0 = states[0].select(0, l * 2 + d);
+    if (lstm) x.c0 = states[1].select(0, l * 2 + d);
+    x.w_hh = w.w_hh, x.b_hh = w.b_hh, x.w_hr = w.w_hr;
+    tensors.insert(tensors.end(), {w.w_ih, w.b_ih, w.w_hh, w.b_hh, w.w_hr, x.h0, x.c0});
+  }
+  if (!detail::concurrent_directions_apply(in[0].a, tensors)) return false;
+  for (int64_t d = 0; d < 2; ++d) in[size_t(d)].gx = linear(layer_in, m.weights(l, d).w_ih, m.weights(l, d).b_ih);
+  const std::array<detail::SequenceResult, 2> r = detail::run_directions_concurrently(in);
+  for (const detail::SequenceResult& dr : r) {
+    dir_out.push_back(dr.out);
+    finals[0].push_back(dr.h_n);
+    if (lstm) finals[1].push_back(dr.c_n);
+  }
+  return true;
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------------------------ construction
@@ -167,7 +196,9 @@ RNNBase::Result RNNBase::run(const Tensor& data, const std::vector<int64_t>& bat
   Tensor layer_in = data;
   for (int64_t l = 0; l < L; ++l) {
     std::vector<Tensor> dir_out;
-    for (int64_t d = 0; d < D; ++d) {
+    const bool together = D == 2 && detail::fused_sequence() &&
+                          run_both_directions(*this, l, layer_in, batch_sizes, offsets, states, dir_out, finals);
+    for (int64_t d = 0; d < D && !together; ++d) {
       const LayerWeights& w = layers_[size_t(l * D + d)];
       StepFn step;
       if (mode == RNNMode::LSTM)

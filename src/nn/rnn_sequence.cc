@@ -155,6 +155,7 @@ void backward_step(const SequenceArgs& a, const Weights& w, const Buffers& s, Gr
 bool set_fused_sequence(bool on) { return g_fused.exchange(on); }
 bool fused_sequence() { return g_fused.load(); }
 bool set_fused_kernels(bool on) { return g_fused_kernels.exchange(on); }
+bool fused_kernels() { return g_fused_kernels.load(); }
 
 SequenceResult run_sequence(const SequenceArgs& a, const Tensor& gx_in, const Tensor& h0, const Tensor& c0,
                             const Tensor& w_hh, const Tensor& b_hh, const Tensor& w_hr) {

@@ -11,6 +11,7 @@
 // Here the backward writes the gate gradients of all steps into one (N, G*H) buffer, so the weight
 // gradients are one GEMM each over all steps (dW_hh = dG^T H_prev; dW_ih through gx's linear).
 #pragma once
+#include <array>
 #include <vector>
 
 #include "attn/nn/rnn.h"
@@ -41,6 +42,24 @@ bool fast_sequence_applies(const SequenceArgs& a, const std::vector<Tensor>& ten
 SequenceResult run_sequence_fast(const SequenceArgs& a, const Tensor& gx, const Tensor& h0, const Tensor& c0,
                                  const Tensor& w_hh, const Tensor& b_hh, const Tensor& w_hr);
 bool set_fused_kernels(bool on);  // returns the previous setting; off: the generic per-op loop (for tests)
+bool fused_kernels();
+
+// Both directions of a bidirectional layer as one node whose two time loops (forward and backward
+// through time) run at once on two threads, each single-threaded inside; the same arithmetic per
+// direction as run_sequence_fast, so the same bits (rnn_sequence_fast.cc says why).
+//   auto [fwd, rev] = detail::run_directions_concurrently({{{args, gx_f, h0_f, c0_f, w_hh_f, b_hh_f, w_hr_f},
+//                                                          {args_rev, gx_r, ...}}});
+struct DirectionInputs {
+  SequenceArgs a;
+  Tensor gx, h0, c0, w_hh, b_hh, w_hr;  // as run_sequence's
+};
+// Whether the layer takes it: the fast path applies, every recurrent product runs on packed panels
+// (thread-count independent bits), and the switch: set_concurrent_directions / the environment's
+// ATTN_RNN_CONCURRENT_DIRECTIONS = 0 (never) or 1 (whenever it applies, any team); by default with a
+// team of two threads (what was measured faster). tensors: the layer's input, weights and states.
+bool concurrent_directions_apply(const SequenceArgs& a, const std::vector<Tensor>& tensors);
+int set_concurrent_directions(int mode);  // -1 default, 0 off, 1 on; returns the previous mode
+std::array<SequenceResult, 2> run_directions_concurrently(const std::array<DirectionInputs, 2>& in);
 
 // The layers use run_sequence unless this is off (then the per-step autograd composite); for tests.
 bool set_fused_sequence(bool on);  // returns the previous setting
