@@ -8,6 +8,7 @@
 #include <cstring>
 #include <functional>
 
+#include "attn/autograd.h"
 #include "attn/nn/rnn.h"
 #include "attn/ops.h"
 #include "attn/random.h"
