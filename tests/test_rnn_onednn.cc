@@ -164,7 +164,8 @@ TEST(OnednnRnn, ConvertedWeightsFollowParameterChanges) {
   EXPECT_EQ(nn::detail::onednn_rnn_weight_conversions(), c1) << "unchanged weights are reused";
   EXPECT_TRUE(attn_test::tensors_close(again, first, 0, 0, "same weights, same output"));
 
-  gru.weights(1, 1).w_hh.mul_(0.5);  // an in-place change bumps the storage's version
+  Tensor w_hh = gru.weights(1, 1).w_hh;  // shares the parameter's storage
+  w_hh.mul_(0.5);                        // an in-place change bumps the storage's version
   Tensor changed = gru.forward(x, Tensor()).output;
   EXPECT_EQ(nn::detail::onednn_rnn_weight_conversions(), c1 + 2) << "a changed parameter reconverts";
   OnednnSwitch off(false);
