@@ -120,8 +120,10 @@ RawLayer raw_layer(Cell c, int64_t D, int64_t I, bool training, dt data, const d
   const auto itc = c == Cell::Lstm ? md({1, D, kB, kH}, dt::f32, tag::ldnc) : memory::desc();
   const auto wl = md({1, D, I, G, kH}, data, tag::any), wi = md({1, D, kH, G, kH}, data, tag::any);
   const auto bias = md({1, D, Gb, kH}, dt::f32, tag::ldgo);
-  // backward: data gradients in the data type, weight gradients in f32
+  // backward: every gradient in f32 (oneDNN's bf16 backward takes bf16 data and weights, f32 gradients)
   const auto dwl = md({1, D, I, G, kH}, dt::f32, tag::any), dwi = md({1, D, kH, G, kH}, dt::f32, tag::any);
+  const auto dsrc = md({kT, kB, I}, dt::f32, tag::tnc), ddst = md({kT, kB, D * kH}, dt::f32, tag::tnc);
+  const auto dit = md({1, D, kB, kH}, dt::f32, tag::ldnc);
   const auto dir = D == 2 ? dnnl::rnn_direction::bidirectional_concat : dnnl::rnn_direction::unidirectional_left2right;
   const auto fprop = training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
   std::vector<int> bwd_names = kFwdNames;
@@ -141,7 +143,7 @@ RawLayer raw_layer(Cell c, int64_t D, int64_t I, bool training, dt data, const d
     r.fwd = dnnl::vanilla_rnn_forward(fpd);
     if (!training) return finish(fpd, nullptr), r;
     dnnl::vanilla_rnn_backward::primitive_desc bpd(
-        {bw, act, dir, src, it, wl, wi, bias, dst, it, src, it, dwl, dwi, bias, dst, it}, eng, fpd);
+        {bw, act, dir, src, it, wl, wi, bias, dst, it, dsrc, dit, dwl, dwi, bias, ddst, dit}, eng, fpd);
     r.bwd = dnnl::vanilla_rnn_backward(bpd);
     finish(fpd, &bpd);
   } else if (c == Cell::Lstm) {
@@ -149,7 +151,7 @@ RawLayer raw_layer(Cell c, int64_t D, int64_t I, bool training, dt data, const d
     r.fwd = dnnl::lstm_forward(fpd);
     if (!training) return finish(fpd, nullptr), r;
     dnnl::lstm_backward::primitive_desc bpd(
-        {bw, dir, src, it, itc, wl, wi, bias, dst, it, itc, src, it, itc, dwl, dwi, bias, dst, it, itc}, eng, fpd);
+        {bw, dir, src, it, itc, wl, wi, bias, dst, it, itc, dsrc, dit, itc, dwl, dwi, bias, ddst, dit, itc}, eng, fpd);
     r.bwd = dnnl::lstm_backward(bpd);
     finish(fpd, &bpd);
   } else {
@@ -157,7 +159,7 @@ RawLayer raw_layer(Cell c, int64_t D, int64_t I, bool training, dt data, const d
     r.fwd = dnnl::lbr_gru_forward(fpd);
     if (!training) return finish(fpd, nullptr), r;
     dnnl::lbr_gru_backward::primitive_desc bpd(
-        {bw, dir, src, it, wl, wi, bias, dst, it, src, it, dwl, dwi, bias, dst, it}, eng, fpd);
+        {bw, dir, src, it, wl, wi, bias, dst, it, dsrc, dit, dwl, dwi, bias, ddst, dit}, eng, fpd);
     r.bwd = dnnl::lbr_gru_backward(bpd);
     finish(fpd, &bpd);
   }
@@ -250,7 +252,11 @@ int main(int argc, char** argv) {
     auto run = [&](const std::string& name, const std::function<std::function<void()>()>& a,
                    const std::function<std::function<void()>()>& b) {
       if (name.find(only) == std::string::npos) return;
-      paired(name, a(), b(), pairs);
+      try {
+        paired(name, a(), b(), pairs);
+      } catch (const dnnl::error& e) {  // a data type / cell oneDNN has no primitive for
+        std::printf("%-22s unsupported by oneDNN: %s\n", name.c_str(), e.what());
+      }
     };
     auto lm = module(c, kLayers, false), bi = module(c, 1, true);
     const attn::Tensor x = attn::randn({kT, kB, kI}), x1 = attn::randn({1, 1, kI});

@@ -1,7 +1,8 @@
 // src/nn/rnn_onednn.h — inference forward of RNN / LSTM / GRU through oneDNN's RNN primitives
-// (vanilla_rnn tanh / relu, lstm with projection, lbr_gru = PyTorch's GRU form), the path the layers
-// take when nothing is recorded for autograd (docs/benchmarks.md, "oneDNN RNN primitives against
-// attn's path": faster than attn's own loop there; training keeps attn's loop, which is as fast).
+// (vanilla_rnn tanh / relu, lstm with projection, lbr_gru = PyTorch's GRU form), for a forward with
+// nothing recorded for autograd. Off by default (ATTN_RNN_ONEDNN=1 or set_onednn_rnn(true) turns it on):
+// measured against attn's own loop (bench/onednn_rnn_bench.cc, docs/benchmarks.md "oneDNN RNN
+// primitives against attn's path"), it was not faster for any float32 case, so attn keeps its loop.
 //
 //   if (detail::onednn_rnn_applies(module, x, states))
 //     detail::OnednnRnnResult r = detail::onednn_rnn_forward(module, x, states);
@@ -11,8 +12,7 @@
 // The weights are converted once (PyTorch's [i f g o] / [r z n] rows to oneDNN's gate order and
 // blocked layout, the two biases summed) and kept until a parameter's storage or version changes
 // (cpu::SourceStamp, as the fused BERT linear), in a cache keyed by the module's first weight like
-// packed_linear's panels (an entry goes when that weight's storage is freed). ATTN_RNN_ONEDNN=0 or set_onednn_rnn(false)
-// forces attn's own loop (tests compare both).
+// packed_linear's panels (an entry goes when that weight's storage is freed). Tests compare both paths.
 #pragma once
 #include <vector>
 
@@ -31,7 +31,7 @@ struct OnednnRnnResult {
 bool onednn_rnn_applies(const RNNBase& m, const Tensor& x, const std::vector<Tensor>& states);
 OnednnRnnResult onednn_rnn_forward(const RNNBase& m, const Tensor& x, const std::vector<Tensor>& states);
 
-bool set_onednn_rnn(bool on);            // returns the previous setting (default on unless ATTN_RNN_ONEDNN=0)
+bool set_onednn_rnn(bool on);            // returns the previous setting (default off unless ATTN_RNN_ONEDNN=1)
 int64_t onednn_rnn_forwards();           // forwards run on oneDNN since the start (tests: the dispatch)
 int64_t onednn_rnn_weight_conversions();  // weight conversions since the start (tests: the cache)
 
