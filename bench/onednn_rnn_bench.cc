@@ -16,7 +16,8 @@
 //   sample        lstm_sample's shape: batch 1, one step at a time, the state carried (64 steps per sample).
 //   bidir_train / bidir_infer   one bidirectional layer, input 128, hidden 512, T 64 x batch 32.
 //   *_bf16        oneDNN's bf16 primitives (bf16 data and weights, f32 bias and cell state) against attn's
-//                 float32 path; only where the CPU has AMX or AVX512_BF16 (cpu::bf16_path()).
+//                 float32 path; only where the CPU has AMX or AVX512_BF16 (cpu::bf16_path()); GRU's
+//                 bf16 inference is skipped (oneDNN 2.6.3 crashed in it here).
 // Output: one line per case: median ms of attn (A) and oneDNN (B), the median of the pairs' A / B
 // ratios (> 1: oneDNN faster) and how many pairs oneDNN won.
 #include <omp.h>
@@ -270,6 +271,10 @@ int main(int argc, char** argv) {
     if (!bf16) continue;
     run(n + " lm_train_bf16", [&] { return attn_train(c, kLayers, false); },
         [&] { return raw_stack(c, kLayers, 1, true, dt::bf16); });
+    if (c == Cell::Gru) {  // oneDNN 2.6.3 segfaulted here at 1 and 2 threads (docs/benchmarks.md)
+      std::printf("%-22s skipped: oneDNN 2.6.3's bf16 lbr_gru inference crashed\n", (n + " lm_infer_bf16").c_str());
+      continue;
+    }
     run(n + " lm_infer_bf16", [&] { return attn_infer(lm, x, false, false); },
         [&] { return raw_stack(c, kLayers, 1, false, dt::bf16); });
   }
