@@ -11,6 +11,7 @@
 #include "attn/ops.h"
 #include "attn/random.h"
 #include "fixture_loader.h"
+#include "nn/rnn_onednn.h"
 
 using namespace attn;
 using nlohmann::json;
@@ -136,6 +137,35 @@ TEST(Rnn, ParityWithPyTorch) {
       EXPECT_TRUE(attn_test::tensors_close(p.grad(), grads_want.at(k), 2e-4, 5e-5, name + " grad of " + k));
     }
   }
+}
+
+// The same cases' forwards with nothing recorded: the layers' dense inputs run on oneDNN's inference
+// primitives (src/nn/rnn_onednn.cc), packed inputs and the cells on attn's loop; all must match PyTorch.
+TEST(Rnn, ParityWithPyTorchInference) {
+  RnnFixture fx;
+  json cases = json::parse(fx.file.metadata().at("cases"));
+  const bool prev = nn::detail::set_onednn_rnn(true);
+  int64_t dense_layer_cases = 0;
+  const int64_t before = nn::detail::onednn_rnn_forwards();
+  for (const auto& c : cases) {
+    const std::string name = c.at("name"), kind = c.at("kind");
+    if (c.at("train").get<bool>() && c.at("options").value("dropout", 0.0) > 0.0) continue;  // random masks
+    SCOPED_TRACE(name);
+    std::shared_ptr<nn::Module> m = make_module(kind, c.at("options"));
+    m->load_state_dict(fx.with_prefix(name + "/param/"));
+    m->eval();
+    std::map<std::string, Tensor> in = fx.with_prefix(name + "/in/");
+    NoGradGuard no_grad;
+    std::map<std::string, Tensor> out = run_case(*m, kind, c, in);
+    for (auto& [k, w] : fx.with_prefix(name + "/out/")) {
+      ASSERT_TRUE(out.count(k)) << k;
+      EXPECT_TRUE(attn_test::tensors_close(out.at(k), w, 1e-4, 2e-5, name + " " + k));
+    }
+    if (kind.find("cell") == std::string::npos && c.at("lengths").is_null()) ++dense_layer_cases;
+  }
+  EXPECT_GE(dense_layer_cases, 10);
+  EXPECT_EQ(nn::detail::onednn_rnn_forwards() - before, dense_layer_cases) << "every dense layer case on oneDNN";
+  nn::detail::set_onednn_rnn(prev);
 }
 
 TEST(Rnn, ParameterNamesAndShapesArePyTorchs) {

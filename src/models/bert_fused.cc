@@ -19,6 +19,7 @@
 #include "attn/nn/normalization.h"
 #include "attn/ops.h"
 #include "backend/cpu/onednn.h"
+#include "backend/cpu/source_stamp.h"
 
 namespace attn::models {
 
@@ -27,15 +28,8 @@ using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
 
 // Where a packed source was read from: a changed storage, offset or version means repack.
-struct SourceStamp {
-  const void* storage_data = nullptr;
-  int64_t offset = 0;
-  uint64_t version = 0;
-  bool operator==(const SourceStamp&) const = default;
-};
-SourceStamp stamp(const Tensor& t) {
-  return t.defined() ? SourceStamp{t.raw_data(), t.storage_offset(), t.version()} : SourceStamp{};
-}
+using cpu::SourceStamp;
+using cpu::stamp;
 
 bool plain_linear(const std::shared_ptr<nn::Linear>& l) { return l && typeid(*l) == typeid(nn::Linear); }
 }  // namespace

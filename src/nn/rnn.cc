@@ -13,6 +13,7 @@
 #include "attn/nn/init.h"
 #include "attn/nn/rnn.h"
 #include "attn/ops.h"
+#include "nn/rnn_onednn.h"
 #include "nn/rnn_sequence.h"
 
 namespace attn::nn {
@@ -282,7 +283,13 @@ RNNOutput RNNBase::forward_padded(const Tensor& input, std::vector<Tensor> state
   const int64_t sizes[2] = {output_hidden(), options.hidden_size};
   const char* names[2] = {"h0", "c0"};
   for (size_t k = 0; k < states.size(); ++k) states[k] = initial_state(states[k], names[k], B, sizes[k], unbatched, x);
-  Result r = run(x.reshape({T * B, options.input_size}), std::vector<int64_t>(size_t(T), B), states);
+  Result r;
+  if (detail::onednn_rnn_applies(*this, x, states)) {  // opt-in inference path (src/nn/rnn_onednn.h)
+    detail::OnednnRnnResult o = detail::onednn_rnn_forward(*this, x, states);
+    r = {o.data, o.final};
+  } else {
+    r = run(x.reshape({T * B, options.input_size}), std::vector<int64_t>(size_t(T), B), states);
+  }
   Tensor out = r.data.view({T, B, r.data.size(1)});
   if (unbatched) out = out.squeeze(1);
   else if (options.batch_first) out = out.transpose(0, 1);
