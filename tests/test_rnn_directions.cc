@@ -49,15 +49,7 @@ std::vector<Tensor> dense_outputs_and_grads(const std::shared_ptr<nn::RNNBase>& 
                                       : std::static_pointer_cast<nn::GRU>(m)->forward(xl, hl);
     outs = {r.output, r.h_n};
   }
-  Tensor loss = add(sum(mul(outs[0], up)), sum(square(outs[1])));
-  if (outs.size() == 3) loss = add(loss, sum(mul(outs[2], 0.3)));
-  loss.backward();
-  std::vector<Tensor> res = outs;
-  res.push_back(xl.grad());
-  res.push_back(hl.grad());
-  if (mode == nn::RNNMode::LSTM) res.push_back(cl.grad());
-  for (const Tensor& q : m->parameters()) res.push_back(q.grad());
-  return res;
+  return attn_test::backward_and_collect(*m, mode, outs, up, xl, hl, cl);
 }
 
 // Runs f with the concurrent-directions switch at `mode` and `threads` OpenMP threads.
