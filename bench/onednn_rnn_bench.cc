@@ -221,7 +221,7 @@ std::function<void()> attn_train(Cell c, int64_t layers, bool bidirectional) {
 std::function<void()> attn_infer(std::shared_ptr<attn::nn::RNNBase> m, attn::Tensor x, bool onednn, bool sample) {
   return [m, x, onednn, sample] {
     attn::NoGradGuard no_grad;
-    const bool prev = attn::nn::detail::set_onednn_rnn(onednn);
+    const int prev = attn::nn::detail::set_onednn_rnn(onednn ? attn::nn::detail::kOnednnRnnOn : attn::nn::detail::kOnednnRnnOff);
     if (!sample) {
       (void)forward(*m, x);
     } else {

@@ -144,7 +144,7 @@ TEST(Rnn, ParityWithPyTorch) {
 TEST(Rnn, ParityWithPyTorchInference) {
   RnnFixture fx;
   json cases = json::parse(fx.file.metadata().at("cases"));
-  const bool prev = nn::detail::set_onednn_rnn(true);
+  const int prev = nn::detail::set_onednn_rnn(nn::detail::kOnednnRnnOn);
   int64_t dense_layer_cases = 0;
   const int64_t before = nn::detail::onednn_rnn_forwards();
   for (const auto& c : cases) {

@@ -4,6 +4,7 @@
 // the converted-weight cache (rebuilt when a parameter changes). Rnn.ParityWithPyTorchInference
 // (test_rnn.cc) checks the path against PyTorch's fixtures.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <functional>
 #include <string>
@@ -22,8 +23,8 @@ namespace {
 
 // Restores the switch on scope exit.
 struct OnednnSwitch {
-  bool prev;
-  explicit OnednnSwitch(bool on) : prev(nn::detail::set_onednn_rnn(on)) {}
+  int prev;
+  explicit OnednnSwitch(int mode) : prev(nn::detail::set_onednn_rnn(mode)) {}
   ~OnednnSwitch() { nn::detail::set_onednn_rnn(prev); }
 };
 
@@ -67,13 +68,13 @@ void expect_paths_agree(nn::RNNMode mode, const nn::RNNOptions& o, bool with_sta
   const int64_t before = nn::detail::onednn_rnn_forwards();
   Outputs fast;
   {
-    OnednnSwitch on(true);
+    OnednnSwitch on(nn::detail::kOnednnRnnOn);
     fast = run(*m, x, states);
   }
   EXPECT_EQ(nn::detail::onednn_rnn_forwards(), before + 1) << "the oneDNN path was not taken";
   Outputs own;
   {
-    OnednnSwitch off(false);
+    OnednnSwitch off(nn::detail::kOnednnRnnOff);
     own = run(*m, x, states);
   }
   ASSERT_EQ(fast.all.size(), own.all.size());
@@ -115,7 +116,7 @@ TEST(OnednnRnn, MatchesOwnPathForEveryCellAndOption) {
 }
 
 TEST(OnednnRnn, DispatchOnlyWhereNothingIsRecorded) {
-  OnednnSwitch on(true);
+  OnednnSwitch on(nn::detail::kOnednnRnnOn);
   manual_seed(3);
   nn::LSTM lstm({.input_size = 4, .hidden_size = 5, .num_layers = 2, .dropout = 0.5});
   Tensor x = randn({3, 2, 4});
@@ -136,7 +137,7 @@ TEST(OnednnRnn, DispatchOnlyWhereNothingIsRecorded) {
   })) << "packed input";
   EXPECT_FALSE(taken([&] { NoGradGuard g; Autocast a; lstm.forward(x, {}); })) << "autocast";
   {
-    OnednnSwitch off(false);
+    OnednnSwitch off(nn::detail::kOnednnRnnOff);
     EXPECT_FALSE(taken([&] { NoGradGuard g; lstm.forward(x, {}); })) << "switched off";
   }
   for (auto& p : lstm.parameters()) p.requires_grad_(false);
@@ -150,8 +151,39 @@ TEST(OnednnRnn, DispatchOnlyWhereNothingIsRecorded) {
   EXPECT_FALSE(taken([&] { NoGradGuard g; rnn64.forward(x.to(kFloat64), Tensor()); })) << "float64";
 }
 
+// The default (auto) mode takes oneDNN only where the paired measurement found it faster: the LSTM, the
+// unidirectional vanilla RNN with two or more threads or one row; never the GRU or the bidirectional RNN.
+TEST(OnednnRnn, AutoModeTakesTheMeasuredFasterPath) {
+  OnednnSwitch automatic(nn::detail::kOnednnRnnAuto);
+  manual_seed(4);
+  Tensor x = randn({3, 2, 4}), x1 = randn({3, 1, 4});
+  auto taken = [&](nn::Module& m, const Tensor& in) {
+    NoGradGuard g;
+    const int64_t before = nn::detail::onednn_rnn_forwards();
+    if (auto* l = dynamic_cast<nn::LSTM*>(&m)) l->forward(in, {});
+    else if (auto* r = dynamic_cast<nn::RNN*>(&m)) r->forward(in, Tensor());
+    else dynamic_cast<nn::GRU&>(m).forward(in, Tensor());
+    return nn::detail::onednn_rnn_forwards() > before;
+  };
+  nn::LSTM lstm({.input_size = 4, .hidden_size = 5}), bilstm({.input_size = 4, .hidden_size = 5, .bidirectional = true});
+  nn::GRU gru({.input_size = 4, .hidden_size = 5});
+  nn::RNN rnn({.input_size = 4, .hidden_size = 5}), birnn({.input_size = 4, .hidden_size = 5, .bidirectional = true});
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  EXPECT_TRUE(taken(lstm, x));
+  EXPECT_TRUE(taken(bilstm, x));
+  EXPECT_FALSE(taken(gru, x));
+  EXPECT_FALSE(taken(rnn, x)) << "one thread, batch 2: attn's loop";
+  EXPECT_TRUE(taken(rnn, x1)) << "one row";
+  EXPECT_FALSE(taken(birnn, x1));
+  omp_set_num_threads(2);
+  EXPECT_TRUE(taken(rnn, x));
+  EXPECT_FALSE(taken(gru, x1));
+  omp_set_num_threads(threads);
+}
+
 TEST(OnednnRnn, ConvertedWeightsFollowParameterChanges) {
-  OnednnSwitch on(true);
+  OnednnSwitch on(nn::detail::kOnednnRnnOn);
   manual_seed(5);
   nn::GRU gru({.input_size = 4, .hidden_size = 6, .num_layers = 2, .bidirectional = true});
   Tensor x = randn({4, 2, 4});
@@ -168,7 +200,7 @@ TEST(OnednnRnn, ConvertedWeightsFollowParameterChanges) {
   w_hh.mul_(0.5);                        // an in-place change bumps the storage's version
   Tensor changed = gru.forward(x, Tensor()).output;
   EXPECT_EQ(nn::detail::onednn_rnn_weight_conversions(), c1 + 2) << "a changed parameter reconverts";
-  OnednnSwitch off(false);
+  OnednnSwitch off(nn::detail::kOnednnRnnOff);
   Tensor own = gru.forward(x, Tensor()).output;
   EXPECT_TRUE(attn_test::tensors_close(changed, own, 1e-5, 1e-5, "after the change"));
   EXPECT_FALSE(attn_test::tensors_close(changed, first, 1e-5, 1e-5, "the change shows"));

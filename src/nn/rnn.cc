@@ -284,7 +284,7 @@ RNNOutput RNNBase::forward_padded(const Tensor& input, std::vector<Tensor> state
   const char* names[2] = {"h0", "c0"};
   for (size_t k = 0; k < states.size(); ++k) states[k] = initial_state(states[k], names[k], B, sizes[k], unbatched, x);
   Result r;
-  if (detail::onednn_rnn_applies(*this, x, states)) {  // opt-in inference path (src/nn/rnn_onednn.h)
+  if (detail::onednn_rnn_applies(*this, x, states)) {  // inference on oneDNN where it wins (src/nn/rnn_onednn.h)
     detail::OnednnRnnResult o = detail::onednn_rnn_forward(*this, x, states);
     r = {o.data, o.final};
   } else {

@@ -9,6 +9,8 @@
 // (P, H) projection is ldoi, so the user-side memories wrap the parameters as they are.
 #include "nn/rnn_onednn.h"
 
+#include <omp.h>
+
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -34,14 +36,26 @@ using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
 using Desc = dnnl::memory::desc;
 
-// Off by default: the paired measurement (bench/onednn_rnn_bench.cc, docs/benchmarks.md) found attn's own
-// loop as fast or faster for every float32 inference case; ATTN_RNN_ONEDNN=1 turns the path on.
-std::atomic<bool>& enabled_flag() {
-  static std::atomic<bool> on = [] {
+// ATTN_RNN_ONEDNN=0 / 1 forces attn's loop / oneDNN; unset, the per-case choice of auto_choice().
+std::atomic<int>& mode_flag() {
+  static std::atomic<int> mode = [] {
     const char* e = std::getenv("ATTN_RNN_ONEDNN");
-    return e && std::string(e) == "1";
+    if (e && std::string(e) == "0") return kOnednnRnnOff;
+    if (e && std::string(e) == "1") return kOnednnRnnOn;
+    return kOnednnRnnAuto;
   }();
-  return on;
+  return mode;
+}
+
+// The faster per case in float32 inference, measured paired on a quiet host (docs/benchmarks.md, "oneDNN
+// RNN primitives against attn's path"): oneDNN for the LSTM (1.05-1.23x at 1 and 2 threads, unidirectional,
+// bidirectional and batch-1 sampling) and for the unidirectional vanilla RNN with two or more threads or one
+// row (1.11-2.15x; 0.90x for the batch-32 forward on one thread); attn's loop for the GRU (0.85-1.00x) and
+// the bidirectional vanilla RNN (0.89-0.93x).
+bool auto_choice(const RNNBase& m, int64_t batch) {
+  if (m.mode == RNNMode::LSTM) return true;
+  if (m.mode == RNNMode::GRU || m.options.bidirectional) return false;
+  return omp_get_max_threads() >= 2 || batch == 1;
 }
 std::atomic<int64_t> forwards_run{0}, weight_conversions{0};
 
@@ -193,13 +207,15 @@ ModuleEntry& entry_of(const RNNBase& m) {
 
 }  // namespace
 
-bool set_onednn_rnn(bool on) { return enabled_flag().exchange(on); }
+int set_onednn_rnn(int mode) { return mode_flag().exchange(mode); }
 int64_t onednn_rnn_forwards() { return forwards_run.load(); }
 int64_t onednn_rnn_weight_conversions() { return weight_conversions.load(); }
 
 bool onednn_rnn_applies(const RNNBase& m, const Tensor& x, const std::vector<Tensor>& states) {
-  if (!enabled_flag().load() || autocast_enabled()) return false;
+  const int mode = mode_flag().load();
+  if (mode == kOnednnRnnOff || autocast_enabled()) return false;
   if (m.mode == RNNMode::GRU && m.options.reset_before_product) return false;
+  if (mode == kOnednnRnnAuto && !auto_choice(m, x.size(1))) return false;
   if (m.is_training() && m.options.dropout > 0.0 && m.options.num_layers > 1) return false;
   if (x.dtype() != kFloat32 || x.device() != kCPU) return false;
   std::vector<Tensor> all = layer_tensors(m);

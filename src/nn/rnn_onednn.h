@@ -1,8 +1,9 @@
 // src/nn/rnn_onednn.h — inference forward of RNN / LSTM / GRU through oneDNN's RNN primitives
 // (vanilla_rnn tanh / relu, lstm with projection, lbr_gru = PyTorch's GRU form), for a forward with
-// nothing recorded for autograd. Off by default (ATTN_RNN_ONEDNN=1 or set_onednn_rnn(true) turns it on):
-// measured against attn's own loop (bench/onednn_rnn_bench.cc, docs/benchmarks.md "oneDNN RNN
-// primitives against attn's path"), it was not faster for any float32 case, so attn keeps its loop.
+// nothing recorded for autograd, where it beats attn's own loop: measured paired (bench/onednn_rnn_bench.cc,
+// docs/benchmarks.md "oneDNN RNN primitives against attn's path"), that is the LSTM and the unidirectional
+// vanilla RNN (with two threads or one row), not the GRU. ATTN_RNN_ONEDNN=0 / 1 or set_onednn_rnn() force
+// attn's loop / oneDNN for every cell oneDNN has.
 //
 //   if (detail::onednn_rnn_applies(module, x, states))
 //     detail::OnednnRnnResult r = detail::onednn_rnn_forward(module, x, states);
@@ -27,11 +28,12 @@ struct OnednnRnnResult {
 
 // True for a dense float32 CPU forward with nothing to record (no grad mode, or no input, state or
 // parameter requiring grad), no active dropout and no autocast, of a cell oneDNN has (not GRU's
-// reset_before_product form), with the switch on.
+// reset_before_product form), where the mode (forced, or the measured per-case choice) says oneDNN.
 bool onednn_rnn_applies(const RNNBase& m, const Tensor& x, const std::vector<Tensor>& states);
 OnednnRnnResult onednn_rnn_forward(const RNNBase& m, const Tensor& x, const std::vector<Tensor>& states);
 
-bool set_onednn_rnn(bool on);            // returns the previous setting (default off unless ATTN_RNN_ONEDNN=1)
+enum : int { kOnednnRnnOff = 0, kOnednnRnnOn = 1, kOnednnRnnAuto = 2 };
+int set_onednn_rnn(int mode);            // returns the previous mode (default kOnednnRnnAuto unless ATTN_RNN_ONEDNN is set)
 int64_t onednn_rnn_forwards();           // forwards run on oneDNN since the start (tests: the dispatch)
 int64_t onednn_rnn_weight_conversions();  // weight conversions since the start (tests: the cache)
 
