@@ -111,11 +111,11 @@ TEST(LMInitWeights, BadFilesKeysShapesAndDtypesAreRefusedWithoutCopying) {
 
   auto missing = good;
   missing.erase("decoder.bias");
-  expect_error_naming(load(write("missing.safetensors", missing)), {"missing.safetensors", "missing \"decoder.bias\""});
+  expect_error_naming(load(write("missing.safetensors", missing)), {"missing.safetensors", "Missing key(s)", "\"decoder.bias\""});
 
   auto extra = good;
   extra.emplace("rnn.weight_hr_l0", zeros({4, 16}));
-  expect_error_naming(load(write("extra.safetensors", extra)), {"extra.safetensors", "unexpected \"rnn.weight_hr_l0\""});
+  expect_error_naming(load(write("extra.safetensors", extra)), {"extra.safetensors", "Unexpected key(s)", "\"rnn.weight_hr_l0\""});
 
   auto wrong_shape = good;
   wrong_shape["embedding.weight"] = zeros({13, 8});  // another vocabulary

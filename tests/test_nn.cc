@@ -210,6 +210,24 @@ TEST(Module, LoadStateDictStrictErrors) {
   }
 }
 
+// A refused state_dict (a missing key in strict mode, or one mis-shaped tensor among good ones) copies
+// nothing: the module keeps every value it had.
+TEST(Module, RefusedLoadStateDictLeavesTheModuleUnchanged) {
+  Model m;
+  const auto before = m.state_dict();
+  std::map<std::string, Tensor> before_copy;
+  for (auto& [k, t] : before) before_copy.emplace(k, t.clone());
+  auto other = before;
+  for (auto& [k, t] : other) t = full(t.shape(), 7.0f);
+  auto missing = other;
+  missing.erase("head.weight");
+  EXPECT_THROW(m.load_state_dict(missing), std::invalid_argument);
+  auto misshaped = other;
+  misshaped["head.weight"] = zeros({3, 4});
+  EXPECT_THROW(m.load_state_dict(misshaped, /*strict=*/false), std::invalid_argument);
+  for (auto& [k, t] : m.state_dict()) EXPECT_EQ(t.to_vector<float>(), before_copy.at(k).to_vector<float>()) << k;
+}
+
 TEST(Module, LoadStateDictCopiesInPlaceAndConvertsDtype) {
   Model a, b;
   Tensor handle = b.head->weight;  // e.g. held by an optimizer

@@ -205,9 +205,11 @@ std::map<std::string, Tensor> Module::state_dict() const {
   return out;
 }
 
+// Checks every key first and copies only then, so a refused state_dict leaves the module as it was.
 LoadStateDictResult Module::load_state_dict(const std::map<std::string, Tensor>& state, bool strict) {
   LoadStateDictResult r;
   std::set<std::string> used_set;
+  std::vector<std::pair<Tensor, Tensor>> copies;  // (module tensor, source)
   walk_state([&](const std::string& key, const Tensor& dst, bool, bool persistent) {
     if (!persistent) return;
     auto it = state.find(key);
@@ -221,8 +223,7 @@ LoadStateDictResult Module::load_state_dict(const std::map<std::string, Tensor>&
     if (src.shape() != dst.shape())
       throw std::invalid_argument("load_state_dict: size mismatch for \"" + key + "\": checkpoint has shape " +
                                   shape_str(src.shape()) + ", the module has shape " + shape_str(dst.shape()));
-    NoGradGuard ng;
-    Tensor(dst).copy_(src);  // converts dtype and device
+    copies.emplace_back(dst, src);
   });
   for (auto& [k, v] : state)
     if (!used_set.count(k)) r.unexpected_keys.push_back(k);
@@ -233,6 +234,8 @@ LoadStateDictResult Module::load_state_dict(const std::map<std::string, Tensor>&
       msg += " Unexpected key(s) in state_dict: " + list_keys(r.unexpected_keys) + ".";
     throw std::invalid_argument(msg);
   }
+  NoGradGuard ng;
+  for (auto& [dst, src] : copies) dst.copy_(src);  // converts dtype and device
   return r;
 }
 

@@ -118,38 +118,23 @@ double language_model_loss(CharLM& model, const std::vector<int64_t>& ids, int64
 
 void load_init_weights(CharLM& model, const std::string& path) {
   io::SafeTensorsFile file = io::SafeTensorsFile::open(path);  // names the path when missing or corrupt
-  const std::map<std::string, Tensor> want = model.state_dict();
   const std::string where = "--init-weights " + path + ": ";
-  std::vector<std::string> missing, unexpected;
-  for (const auto& [key, t] : want) {
-    auto it = file.entries().find(key);
-    if (it == file.entries().end()) {
-      missing.push_back(key);
-      continue;
-    }
-    if (it->second.shape != t.shape())
-      throw std::runtime_error(where + "\"" + key + "\" has shape " + shape_str(it->second.shape) +
-                               ", the model (" + to_string(model.options.cell) + ", vocabulary " +
-                               std::to_string(model.options.vocab_size) + ") needs " + shape_str(t.shape()));
-    if (it->second.dtype != t.dtype())
-      throw std::runtime_error(where + "\"" + key + "\" is " + it->second.dtype_name + ", the model needs " +
-                               dtype_name(t.dtype()));
-  }
-  for (const auto& [key, entry] : file.entries())
-    if (!want.count(key)) unexpected.push_back(key);
-  auto list = [](const std::vector<std::string>& keys) {
-    std::string s;
-    for (const auto& k : keys) s += (s.empty() ? "\"" : ", \"") + k + "\"";
-    return s;
-  };
-  if (!missing.empty() || !unexpected.empty())
-    throw std::runtime_error(where + "the keys differ from the model's (PyTorch names: embedding.weight, "
-                             "rnn.weight_ih_l0, ..., decoder.bias)" +
-                             (missing.empty() ? "" : "; missing " + list(missing)) +
-                             (unexpected.empty() ? "" : "; unexpected " + list(unexpected)));
+  const std::map<std::string, Tensor> want = model.state_dict();
   std::map<std::string, Tensor> state;
-  for (const auto& [key, t] : want) state.emplace(key, file.get(key));
-  model.load_state_dict(state);  // every key, shape and dtype checked above, so nothing is half-copied
+  for (const auto& [key, entry] : file.entries()) {
+    auto it = want.find(key);
+    if (it != want.end() && entry.dtype != it->second.dtype())  // load_state_dict would convert silently
+      throw std::runtime_error(where + "\"" + key + "\" is " + entry.dtype_name + ", the model needs " +
+                               dtype_name(it->second.dtype()));
+    state.emplace(key, file.get(key));
+  }
+  try {
+    model.load_state_dict(state);  // strict; checks every key and shape before it copies anything
+  } catch (const std::exception& e) {
+    throw std::runtime_error(where + e.what() + " (the model: " + to_string(model.options.cell) + ", vocabulary " +
+                             std::to_string(model.options.vocab_size) + "; PyTorch names: embedding.weight, "
+                             "rnn.weight_ih_l0, ..., decoder.bias)");
+  }
 }
 
 namespace {
