@@ -88,8 +88,9 @@ TEST(Int8, LinearMatchesFloat32) {
 }
 
 // The trained fixture (d_model 32: rows of only 32 values to quantise, a harder case than real models):
-// teacher-forced log-probabilities within 0.5 of float32's (max over 96 x 12 positions; measured 0.27),
-// and greedy outputs token-identical on at least 80 % of 96 fixed sources (measured 85 / 96).
+// teacher-forced log-probabilities within 0.5 of float32's (max over 96 x 12 positions; measured 0.27
+// with VNNI; within 1.0 with the 7-bit weights of a CPU without it, measured 0.54 on a Zen 3), and greedy
+// outputs token-identical on at least 80 % of 96 fixed sources (measured 85 / 96).
 TEST(Int8, TranslatorLogitsAndTokensMatchFloat32) {
   auto fp32 = small_translator(), int8 = small_translator();
   models::quantize_translator_int8(*int8);
@@ -108,7 +109,7 @@ TEST(Int8, TranslatorLogitsAndTokensMatchFloat32) {
   Tensor lp = log_softmax(fp32->forward(src, tgt_in), -1), lp8 = log_softmax(int8->forward(src, tgt_in), -1);
   const float diff = max_abs(sub(lp8, lp));
   std::cout << "int8 log-probability max |difference|: " << diff << "\n";
-  EXPECT_LT(diff, 0.5f);
+  EXPECT_LT(diff, nn::int8_uses_seven_bit_weights() ? 1.0f : 0.5f);
 }
 
 // The file holds the quantised values: a model loaded from it computes exactly what the on-the-fly

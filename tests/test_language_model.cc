@@ -105,6 +105,44 @@ TEST(LanguageModel, ResumeMidEpochIsBitIdentical) {
   fs::remove_all(dir);
 }
 
+// A bf16 run (every step under attn::Autocast) resumes bit-exactly in bf16 even when asked for fp32
+// (config.json records the precision), and differs from the fp32 run (autocast is in effect).
+TEST(LanguageModel, Bf16RunResumesBitIdenticallyInItsOwnPrecision) {
+  fs::path dir = temp_dir("bf16");
+  write_corpus(dir, 15);
+  auto options = [&](const char* name, const char* precision) {
+    train::LMTrainOptions o = tiny_options(dir, dir / name, train::RecurrentCell::LSTM);
+    o.max_steps = 10;
+    o.precision = precision;
+    return o;
+  };
+  const train::LMTrainResult fp32 = train::train_language_model(options("fp32", "fp32"));
+  const train::LMTrainResult whole = train::train_language_model(options("whole", "bf16"));
+  EXPECT_EQ(whole.precision, "bf16");
+  EXPECT_NE(whole.valid_loss, fp32.valid_loss);
+  EXPECT_NEAR(whole.valid_loss, fp32.valid_loss, 0.05 * fp32.valid_loss);
+  train::LMTrainOptions part = options("part", "bf16");
+  part.stop_after_steps = 6;
+  train::train_language_model(part);
+  part.stop_after_steps = -1;
+  part.precision = "fp32";  // the recorded bf16 wins
+  const train::LMTrainResult resumed = train::train_language_model(part);
+  EXPECT_TRUE(resumed.resumed);
+  EXPECT_EQ(resumed.precision, "bf16");
+  EXPECT_EQ(resumed.valid_loss, whole.valid_loss);
+  auto ma = io::load_checkpoint((dir / "whole" / "checkpoint.safetensors").string()).model;
+  auto mb = io::load_checkpoint((dir / "part" / "checkpoint.safetensors").string()).model;
+  for (const auto& [name, t] : ma) {
+    std::vector<float> x = t.to_vector<float>(), y = mb.at(name).to_vector<float>();
+    ASSERT_EQ(x.size(), y.size());
+    EXPECT_EQ(0, std::memcmp(x.data(), y.data(), x.size() * sizeof(float))) << name;
+  }
+  part.precision = "fp16";
+  part.resume = false;
+  EXPECT_THROW(train::train_language_model(part), std::invalid_argument);
+  fs::remove_all(dir);
+}
+
 TEST(LanguageModel, ResumeRefusesOtherOptions) {
   fs::path dir = temp_dir("refuse");
   write_corpus(dir, 15);

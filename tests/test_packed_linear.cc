@@ -68,6 +68,7 @@ TEST(PackedLinear, EachIsaMatchesDoubleProductAndOtherIsasBitForBit) {
 }
 
 TEST(PackedLinear, SameBitsWithOneOrTwoThreadsAndOnWeightViews) {
+  if (!cpu::packed_gemm_available()) GTEST_SKIP() << "the packed-panel kernels need AVX-512";
   NoGradGuard ng;
   manual_seed(4);
   // rows of a packed q/k/v-like weight, large enough that two threads split the columns

@@ -12,6 +12,7 @@
 #include "attn/nn/rnn.h"
 #include "attn/ops.h"
 #include "attn/random.h"
+#include "backend/cpu/packed_linear.h"
 #include "nn/rnn_sequence.h"
 #include "rnn_packed_run.h"
 
@@ -89,6 +90,8 @@ const std::vector<Case>& cases() {
 }
 
 TEST(RnnDirections, ConcurrentMatchesSequentialBitForBitPacked) {
+  if (!cpu::packed_gemm_available())  // AVX2-only CPUs: no packed panels, so no bit-equality across teams
+    GTEST_SKIP() << "the packed-panel kernels need AVX-512; without them the directions run sequentially";
   for (const Case& c : cases()) {
     auto m = make(c);
     SCOPED_TRACE(m->repr());
@@ -104,6 +107,8 @@ TEST(RnnDirections, ConcurrentMatchesSequentialBitForBitPacked) {
 }
 
 TEST(RnnDirections, ConcurrentMatchesSequentialBitForBitDenseBatchFirst) {
+  if (!cpu::packed_gemm_available())  // AVX2-only CPUs: no packed panels, so no bit-equality across teams
+    GTEST_SKIP() << "the packed-panel kernels need AVX-512; without them the directions run sequentially";
   for (Case c : cases()) {
     c.o.batch_first = true;
     auto m = make(c);
@@ -119,6 +124,8 @@ TEST(RnnDirections, ConcurrentMatchesSequentialBitForBitDenseBatchFirst) {
 }
 
 TEST(RnnDirections, InferenceForwardMatchesAndTheSwitchDecides) {
+  if (!cpu::packed_gemm_available())  // AVX2-only CPUs: no packed panels, so no bit-equality across teams
+    GTEST_SKIP() << "the packed-panel kernels need AVX-512; without them the directions run sequentially";
   const Case c{nn::RNNMode::LSTM, {.input_size = 5, .hidden_size = 33, .bidirectional = true}};
   auto m = make(c);
   Tensor x = randn({7, 3, 5});

@@ -137,6 +137,32 @@ TEST(Trainer, TimeBudgetStopsWithACheckpointAndResumeContinues) {
   fs::remove_all(dir);
 }
 
+// bf16: every step's forward and loss under attn::Autocast (the Linear in bf16), recorded in the checkpoint;
+// a run resumed without asking for bf16 keeps it and ends bit-identical to the uninterrupted bf16 run.
+TEST(Trainer, Bf16StepsAreRecordedAndKeptOnResume) {
+  const fs::path whole_dir = temp_dir("bf16_whole"), part_dir = temp_dir("bf16_part");
+  RegressionJob fp32(32, 4), whole(32, 4), part(32, 4), rest(32, 4);
+  train::Trainer(fp32, {.max_epochs = 2, .progress = false}).fit();
+  const train::TrainerResult w =
+      train::Trainer(whole, {.out_dir = whole_dir.string(), .max_epochs = 2, .progress = false, .bf16 = true}).fit();
+  EXPECT_TRUE(w.state.bf16);
+  EXPECT_NE(whole.weights(), fp32.weights());  // the steps did run in bf16
+  train::Trainer(part, {.out_dir = part_dir.string(), .max_epochs = 2, .checkpoint_every = 5,
+                        .stop_after_steps = 7, .progress = false, .bf16 = true})
+      .fit();
+  const train::TrainerResult r =
+      train::Trainer(rest, {.out_dir = part_dir.string(), .max_epochs = 2, .progress = false}).fit();
+  EXPECT_TRUE(r.resumed);
+  EXPECT_TRUE(r.state.bf16);
+  const std::vector<float> a = whole.weights(), b = rest.weights();
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
+  EXPECT_NE(io::load_checkpoint((part_dir / "checkpoint.safetensors").string()).extra_json.find("\"precision\":\"bf16\""),
+            std::string::npos);
+  fs::remove_all(whole_dir);
+  fs::remove_all(part_dir);
+}
+
 TEST(Trainer, RanksTakeTheirShardAndOnlyRankZeroWritesFiles) {
   fs::path dir = temp_dir("ranks");
   RegressionJob job(40, 4);  // 10 batches: 5 per rank

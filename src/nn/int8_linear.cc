@@ -25,11 +25,26 @@ namespace attn::nn {
 
 struct Int8Matrix::Kernel {
   dnnl::memory::desc weights_desc;  // blocked (K, N) s8
-  dnnl::memory weights;             // q_ reordered into weights_desc
+  dnnl::memory weights;             // q_ (or its 7-bit form) reordered into weights_desc
+  float weight_factor = 1.0f;       // 2 where the kernel holds q_ / 2 (seven_bit_weights)
   std::map<int64_t, dnnl::matmul> by_rows;
 };
 
 namespace {
+
+// Without VNNI (AVX2; AVX-512 before Cascade Lake) oneDNN multiplies s8 x s8 with vpmaddubsw on activations
+// shifted to u8, whose pairwise sums saturate at int16 for full-range weights (255 * 127 * 2 > 32767): on a
+// Zen 3 the int8 linear was off by 3x its output's size. There the kernel holds the weights at 7 bits
+// (q / 2, rounded; scale doubled), which cannot saturate (255 * 64 * 2 < 32767), as oneDNN advises.
+bool seven_bit_weights() {
+  static const bool v = [] {
+    const unsigned isa = unsigned(dnnl::get_effective_cpu_isa());
+    const unsigned vnni_bits = unsigned(dnnl_cpu_isa_avx512_core_vnni & ~dnnl_cpu_isa_avx512_core) |
+                               unsigned(dnnl_cpu_isa_avx2_vnni & ~dnnl_cpu_isa_avx2);
+    return (isa & vnni_bits) == 0;
+  }();
+  return v;
+}
 
 using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
@@ -138,9 +153,17 @@ Tensor Int8Matrix::linear(const Tensor& x_in, const Tensor& bias) const {
         kernel_ = std::make_unique<Kernel>();
         const memory::desc any({K, N}, dt::s8, tag::any);
         kernel_->weights_desc = matmul_pd(M, K, N, any).weights_desc();
-        memory plain(memory::desc({K, N}, dt::s8, tag::ba), eng, const_cast<int8_t*>(q_.data()));  // (N, K) rows
+        std::vector<int8_t> q7;
+        if (seven_bit_weights()) {
+          q7.resize(q_.size());
+          for (size_t i = 0; i < q_.size(); ++i) q7[i] = int8_t(std::lrintf(0.5f * float(q_[i])));
+          kernel_->weight_factor = 2.0f;
+        }
+        int8_t* q = q7.empty() ? const_cast<int8_t*>(q_.data()) : q7.data();
+        memory plain(memory::desc({K, N}, dt::s8, tag::ba), eng, q);  // (N, K) rows
         kernel_->weights = memory(kernel_->weights_desc, eng);
         dnnl::reorder(plain, kernel_->weights).execute(stream, plain, kernel_->weights);
+        stream.wait();  // q7 ends with this block
       }
       auto it = kernel_->by_rows.find(M);
       if (it == kernel_->by_rows.end())
@@ -161,7 +184,7 @@ Tensor Int8Matrix::linear(const Tensor& x_in, const Tensor& bias) const {
   for (int64_t m = 0; m < M; ++m) {
     const int32_t* a = acc.data() + m * N;
     float* out = yp + m * N;
-    const float s = sx[size_t(m)];
+    const float s = sx[size_t(m)] * kernel_->weight_factor;
     if (bp) {
       for (int64_t n = 0; n < N; ++n) out[n] = float(a[n]) * s * sw[n] + bp[n];
     } else {
@@ -170,6 +193,8 @@ Tensor Int8Matrix::linear(const Tensor& x_in, const Tensor& bias) const {
   }
   return y;
 }
+
+bool int8_uses_seven_bit_weights() { return seven_bit_weights(); }
 
 int64_t quantize_linears_int8(Module& root) {
   NoGradGuard ng;

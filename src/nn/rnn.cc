@@ -10,6 +10,7 @@
 #include <functional>
 #include <stdexcept>
 
+#include "attn/autocast.h"
 #include "attn/nn/init.h"
 #include "attn/nn/rnn.h"
 #include "attn/ops.h"
@@ -96,6 +97,14 @@ void check_batch_sizes(const std::string& who, const std::vector<int64_t>& bs, i
                                 " rows but the packed data has " + std::to_string(rows));
 }
 
+// The input projection of all time steps in one GEMM. Under autocast that linear runs in bf16; the time
+// loop stays float32 (its fused kernels and the float32 master weights), so the projection is widened once
+// here: bf16 products for x W_ih^T, float32 recurrence (oneDNN's bf16 primitives: rnn_onednn.h).
+Tensor input_projection(const Tensor& layer_in, const RNNBase::LayerWeights& w) {
+  Tensor gx = linear(layer_in, w.w_ih, w.b_ih);
+  return autocast_enabled() && gx.dtype() == kBFloat16 && w.w_hh.dtype() == kFloat32 ? gx.to(kFloat32) : gx;
+}
+
 // Both directions of layer l as one node whose time loops run concurrently (rnn_sequence.h), when that
 // applies; appends the outputs and final states as the direction loop of RNNBase::run does.
 bool run_both_directions(const RNNBase& m, int64_t l, const Tensor& layer_in, const std::vector<int64_t>& batch_sizes,
@@ -114,7 +123,7 @@ bool run_both_directions(const RNNBase& m, int64_t l, const Tensor& layer_in, co
     tensors.insert(tensors.end(), {w.w_ih, w.b_ih, w.w_hh, w.b_hh, w.w_hr, x.h0, x.c0});
   }
   if (!detail::concurrent_directions_apply(in[0].a, tensors)) return false;
-  for (int64_t d = 0; d < 2; ++d) in[size_t(d)].gx = linear(layer_in, m.weights(l, d).w_ih, m.weights(l, d).b_ih);
+  for (int64_t d = 0; d < 2; ++d) in[size_t(d)].gx = input_projection(layer_in, m.weights(l, d));
   const std::array<detail::SequenceResult, 2> r = detail::run_directions_concurrently(in);
   for (const detail::SequenceResult& dr : r) {
     dir_out.push_back(dr.out);
@@ -189,11 +198,14 @@ std::string RNNBase::extra_repr() const {
 // -------------------------------------------------------------------------------------- the loop
 
 RNNBase::Result RNNBase::run(const Tensor& data, const std::vector<int64_t>& batch_sizes,
-                             const std::vector<Tensor>& states) {
+                             const std::vector<Tensor>& given_states) {
   const int64_t D = num_directions(), L = options.num_layers;
   std::vector<int64_t> offsets(batch_sizes.size());
   for (size_t t = 1; t < batch_sizes.size(); ++t) offsets[t] = offsets[t - 1] + batch_sizes[t - 1];
+  std::vector<Tensor> states = given_states;
   std::vector<std::vector<Tensor>> finals(states.size());
+  for (Tensor& st : states)  // the float32 time loop under autocast (input_projection says why)
+    if (autocast_enabled() && st.dtype() == kBFloat16 && layers_[0].w_hh.dtype() == kFloat32) st = st.to(kFloat32);
   Tensor layer_in = data;
   for (int64_t l = 0; l < L; ++l) {
     std::vector<Tensor> dir_out;
@@ -215,7 +227,7 @@ RNNBase::Result RNNBase::run(const Tensor& data, const std::vector<int64_t>& bat
         step = [&w, this](const Tensor& gx, const std::vector<Tensor>& s) {
           return std::vector<Tensor>{rnn_step::rnn(gx, s[0], w.w_hh, w.b_hh, options.nonlinearity)};
         };
-      Tensor gx = linear(layer_in, w.w_ih, w.b_ih);  // all time steps in one GEMM
+      Tensor gx = input_projection(layer_in, w);  // all time steps in one GEMM
       std::vector<Tensor> init;
       for (const Tensor& s : states) init.push_back(s.select(0, l * D + d));
       if (detail::fused_sequence()) {
@@ -284,7 +296,10 @@ RNNOutput RNNBase::forward_padded(const Tensor& input, std::vector<Tensor> state
   const char* names[2] = {"h0", "c0"};
   for (size_t k = 0; k < states.size(); ++k) states[k] = initial_state(states[k], names[k], B, sizes[k], unbatched, x);
   Result r;
-  if (detail::onednn_rnn_applies(*this, x, states)) {  // inference on oneDNN where it wins (src/nn/rnn_onednn.h)
+  if (detail::onednn_rnn_autocast_applies(*this, x, states)) {  // bf16 under autocast (src/nn/rnn_onednn.h)
+    detail::OnednnRnnResult o = detail::onednn_rnn_autocast_forward(*this, x, states);
+    r = {o.data, o.final};
+  } else if (detail::onednn_rnn_applies(*this, x, states)) {  // inference on oneDNN where it wins
     detail::OnednnRnnResult o = detail::onednn_rnn_forward(*this, x, states);
     r = {o.data, o.final};
   } else {

@@ -47,6 +47,29 @@ std::atomic<int>& mode_flag() {
   return mode;
 }
 
+}  // namespace
+
+Tensor gru_gate_order(const Tensor& w, int64_t H) {
+  return cat({w.narrow(0, H, H), w.narrow(0, 0, H), w.narrow(0, 2 * H, H)}, 0);
+}
+
+Tensor onednn_bias(RNNMode mode, const RNNBase::LayerWeights& w, const Sizes& s) {
+  if (!w.b_ih.defined()) return zeros({mode == RNNMode::GRU ? s.G + 1 : s.G, s.H});
+  if (mode != RNNMode::GRU) return (w.b_ih + w.b_hh).view({s.G, s.H});
+  Tensor rz = gru_gate_order(w.b_ih + w.b_hh, s.H).narrow(0, 0, 2 * s.H);
+  return cat({rz, w.b_ih.narrow(0, 2 * s.H, s.H), w.b_hh.narrow(0, 2 * s.H, s.H)}, 0).view({4, s.H});
+}
+
+Sizes layer_sizes(const RNNBase& m, int64_t layer, int64_t T, int64_t B) {
+  const RNNOptions& o = m.options;
+  const int64_t D = o.bidirectional ? 2 : 1, Hout = o.proj_size > 0 ? o.proj_size : o.hidden_size;
+  return {T, B, layer == 0 ? o.input_size : D * Hout, o.hidden_size, Hout, o.proj_size, gate_count(m.mode), D};
+}
+
+int rnn_onednn_mode() { return mode_flag().load(); }
+
+namespace {
+
 // The faster per case in float32 inference, measured paired on a quiet host (docs/benchmarks.md, "oneDNN
 // RNN primitives against attn's path"): oneDNN for the LSTM (1.05-1.23x at 1 and 2 threads, unidirectional,
 // bidirectional and batch-1 sampling) and for the unidirectional vanilla RNN with two or more threads or one
@@ -61,8 +84,6 @@ std::atomic<int64_t> forwards_run{0}, weight_conversions{0};
 
 // More shapes than this in one module's cache (e.g. evaluation over many lengths): start afresh.
 constexpr size_t kMaxCachedShapes = 8;
-
-int64_t gate_count(RNNMode mode) { return mode == RNNMode::LSTM ? 4 : mode == RNNMode::GRU ? 3 : 1; }
 
 Desc f32(const dnnl::memory::dims& dims, tag t) { return Desc(dims, dt::f32, t); }
 
@@ -83,10 +104,6 @@ struct LayerPrimitive {
   dnnl::primitive prim;
   Desc src_layer, src_iter, src_iter_c, dst_layer, dst_iter, dst_iter_c;
   dnnl::memory w_layer, w_iter, w_proj, bias;
-};
-
-struct Sizes {
-  int64_t T, B, I, H, Hout, P, G, D;
 };
 
 LayerPrimitive make_layer_primitive(const RNNBase& m, const Sizes& s) {
@@ -124,19 +141,6 @@ LayerPrimitive make_layer_primitive(const RNNBase& m, const Sizes& s) {
   return p;
 }
 
-// PyTorch's GRU rows [r; z; n] -> oneDNN's [u; r; o] = [z; r; n] (w: (3H, .) or (3H)).
-Tensor gru_gate_order(const Tensor& w, int64_t H) {
-  return cat({w.narrow(0, H, H), w.narrow(0, 0, H), w.narrow(0, 2 * H, H)}, 0);
-}
-
-// The summed bias of one direction in oneDNN's order: (G, H), or (4, H) for the GRU.
-Tensor onednn_bias(const RNNBase& m, const RNNBase::LayerWeights& w, const Sizes& s) {
-  if (!w.b_ih.defined()) return zeros({m.mode == RNNMode::GRU ? s.G + 1 : s.G, s.H});
-  if (m.mode != RNNMode::GRU) return (w.b_ih + w.b_hh).view({s.G, s.H});
-  Tensor rz = gru_gate_order(w.b_ih + w.b_hh, s.H).narrow(0, 0, 2 * s.H);
-  return cat({rz, w.b_ih.narrow(0, 2 * s.H, s.H), w.b_hh.narrow(0, 2 * s.H, s.H)}, 0).view({4, s.H});
-}
-
 // Reorders a contiguous float tensor laid out as `user` into `into` (the primitive's layout).
 void reorder_into(const Tensor& t, const Desc& user, const dnnl::memory& into) {
   dnnl::memory from(user, cpu::onednn_engine(), t.data_ptr<float>());
@@ -153,7 +157,7 @@ void convert_layer_weights(const RNNBase& m, int64_t layer, const Sizes& s, Laye
     w_ih.push_back(gru ? gru_gate_order(w.w_ih.detach(), s.H) : w.w_ih.detach());
     w_hh.push_back(gru ? gru_gate_order(w.w_hh.detach(), s.H) : w.w_hh.detach());
     if (s.P > 0) w_hr.push_back(w.w_hr.detach());
-    bias.push_back(onednn_bias(m, w, s).detach());
+    bias.push_back(onednn_bias(m.mode, w, s).detach());
   }
   // stack: (D, G * H, I) = ldgoi's (l, d, g, o, i) order with l = 1; the projection (D, P, H) = ldoi.
   reorder_into(stack(w_ih, 0).contiguous(), f32({1, s.D, s.I, s.G, s.H}, tag::ldgoi), p.w_layer);
@@ -162,12 +166,6 @@ void convert_layer_weights(const RNNBase& m, int64_t layer, const Sizes& s, Laye
   Tensor b = stack(bias, 0).contiguous();
   std::memcpy(p.bias.get_data_handle(), b.data_ptr<float>(), size_t(b.numel()) * sizeof(float));
   weight_conversions.fetch_add(1);
-}
-
-Sizes layer_sizes(const RNNBase& m, int64_t layer, int64_t T, int64_t B) {
-  const RNNOptions& o = m.options;
-  const int64_t D = o.bidirectional ? 2 : 1, Hout = o.proj_size > 0 ? o.proj_size : o.hidden_size;
-  return {T, B, layer == 0 ? o.input_size : D * Hout, o.hidden_size, Hout, o.proj_size, gate_count(m.mode), D};
 }
 
 dnnl::memory wrap(const Desc& d, const Tensor& t, int64_t offset_floats = 0) {

@@ -33,8 +33,37 @@ bool onednn_rnn_applies(const RNNBase& m, const Tensor& x, const std::vector<Ten
 OnednnRnnResult onednn_rnn_forward(const RNNBase& m, const Tensor& x, const std::vector<Tensor>& states);
 
 enum : int { kOnednnRnnOff = 0, kOnednnRnnOn = 1, kOnednnRnnAuto = 2 };
+int rnn_onednn_mode();                   // the current mode (kOnednnRnnOff: attn's loop, also under autocast)
 int set_onednn_rnn(int mode);            // returns the previous mode (default kOnednnRnnAuto unless ATTN_RNN_ONEDNN is set)
 int64_t onednn_rnn_forwards();           // forwards run on oneDNN since the start (tests: the dispatch)
 int64_t onednn_rnn_weight_conversions();  // weight conversions since the start (tests: the cache)
+
+// Under attn::Autocast on a CPU with AMX or AVX512_BF16 (cpu::bf16_path() is not Convert), training and
+// inference of a dense batch run on oneDNN's bf16 primitives (rnn_onednn_autocast.cc): per layer a
+// forward_training primitive and its backward as one autograd node; bf16 data, hidden states and weights,
+// float32 bias, cell state and gradients (oneDNN's bf16 RNN); dropout between layers as the module's op.
+// The output and h_n come back in bf16 (as PyTorch's autocast gives them), c_n in float32. Not for packed
+// batches, GRU's reset_before_product form, ATTN_RNN_ONEDNN=0, or a shape oneDNN refuses (then the module's
+// own loop runs on the autocast ops).
+// Opt-in for now (ATTN_RNN_ONEDNN_BF16=1 or set_onednn_rnn_bf16(true)): written against oneDNN 2.6.3's bf16
+// RNN API but not yet run on a CPU with AVX512_BF16 or AMX (the host it was written on had AVX2 only, where
+// oneDNN has no bf16 RNN); tests/test_rnn_autocast.cc checks it against PyTorch when it is on.
+//   if (detail::onednn_rnn_autocast_applies(m, x, states)) r = detail::onednn_rnn_autocast_forward(m, x, states);
+bool onednn_rnn_autocast_applies(const RNNBase& m, const Tensor& x, const std::vector<Tensor>& states);
+OnednnRnnResult onednn_rnn_autocast_forward(const RNNBase& m, const Tensor& x, const std::vector<Tensor>& states);
+int64_t onednn_rnn_autocast_layers();  // layer nodes run since the start (tests: the dispatch)
+bool set_onednn_rnn_bf16(bool on);      // returns the previous setting (default: ATTN_RNN_ONEDNN_BF16=1)
+bool onednn_rnn_bf16();
+
+// Shared by rnn_onednn.cc and rnn_onednn_autocast.cc.
+struct Sizes {
+  int64_t T, B, I, H, Hout, P, G, D;  // steps, batch, layer input, hidden, output hidden, proj, gates, directions
+};
+inline int64_t gate_count(RNNMode mode) { return mode == RNNMode::LSTM ? 4 : mode == RNNMode::GRU ? 3 : 1; }
+Sizes layer_sizes(const RNNBase& m, int64_t layer, int64_t T, int64_t B);
+// PyTorch's GRU rows [r; z; n] <-> oneDNN's [u; r; o] = [z; r; n] (w: (3H, .) or (3H)); its own inverse.
+Tensor gru_gate_order(const Tensor& w, int64_t H);
+// The summed bias of one direction in oneDNN's order: (G, H), or (4, H) for the GRU.
+Tensor onednn_bias(RNNMode mode, const RNNBase::LayerWeights& w, const Sizes& s);
 
 }  // namespace attn::nn::detail

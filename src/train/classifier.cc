@@ -313,7 +313,7 @@ TrainResult ClassifierTrainer::fit() {
                         .eval_at_epoch_end = true, .eval_at_stop = false, .checkpoint_every = o.checkpoint_every,
                         .log_every = o.log_every, .stop_after_steps = o.stop_after_steps, .metrics = o.metrics,
                         .plot_metrics = {"test/accuracy", "epoch/train_accuracy"}, .progress = o.progress,
-                        .handle_signals = o.handle_signals});
+                        .handle_signals = o.handle_signals, .bf16 = o.bf16});
   TrainerResult tr = trainer.fit();
   TrainResult result;
   result.finished = tr.finished;

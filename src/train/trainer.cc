@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "attn/autocast.h"
 #include "attn/dist/data_parallel.h"
 #include "attn/io/checkpoint.h"
 #include "attn/io/plot.h"
@@ -148,6 +149,7 @@ io::Checkpoint Trainer::make_checkpoint(const TrainerState& s) const {
   extra["bad_evals"] = s.bad_evals;
   extra["train_seconds"] = s.train_seconds;
   extra["seconds"] = s.seconds;
+  extra["precision"] = s.bf16 ? "bf16" : "fp32";
   ck.extra_json = extra.dump();
   return ck;
 }
@@ -173,6 +175,13 @@ void Trainer::apply(const io::Checkpoint& ck, TrainerState& s, const std::string
     s.bad_evals = extra.value("bad_evals", int64_t(0));
     s.train_seconds = extra.value("train_seconds", 0.0);
     s.seconds = extra.value("seconds", 0.0);
+    // a run repeats its steps bit for bit only in the precision it started with (older checkpoints: fp32)
+    const std::string precision = extra.value("precision", std::string("fp32"));
+    if (precision != "fp32" && precision != "bf16")
+      throw std::runtime_error("\"precision\" is \"" + precision + "\", expected fp32 or bf16");
+    if ((precision == "bf16") != s.bf16)
+      std::fprintf(stderr, "resuming in %s, the precision of %s\n", precision.c_str(), path.c_str());
+    s.bf16 = precision == "bf16";
   } catch (const json::exception& e) {
     throw std::runtime_error(path + ": bad training state in the checkpoint's attn.extra: " + e.what());
   }
@@ -227,7 +236,9 @@ struct Trainer::Run {
 
   explicit Run(Trainer& trainer)
       : t(trainer), job(trainer.job_), o(trainer.options_), params(job.model().parameters()),
-        signals(o.handle_signals), comm(o.communicator) {}
+        signals(o.handle_signals), comm(o.communicator) {
+    s.bf16 = o.bf16;
+  }
 
   bool files() const { return t.io_rank() && !o.out_dir.empty(); }
   double elapsed() const { return now_s() - t_start; }
@@ -241,7 +252,7 @@ struct Trainer::Run {
       shapes += name + " " + shape_str(p.shape()) + " " + dtype_name(p.dtype()) + "; ";
     json opts = {o.max_epochs, o.max_steps, o.grad_accum_steps, o.clip_grad_norm, o.eval_every, o.eval_at_epoch_end,
                  o.best_metric, o.patience, o.checkpoint_every, o.log_every, o.deterministic_reduction,
-                 o.bucket_bytes, split, job.num_batches(0), job.optimizer().num_param_groups()};
+                 o.bucket_bytes, split, job.num_batches(0), job.optimizer().num_param_groups(), o.bf16};
     dist::check_same_on_all_ranks(*comm, {{"model (parameter names, shapes, dtypes)", shapes},
                                           {"training options or data size", opts.dump()}});
   }
@@ -322,7 +333,11 @@ struct Trainer::Run {
     std::vector<double> totals;  // split: each batch's loss elements over all ranks
     for (int64_t i = 0; i < k; ++i, ++s.batch) {
       int64_t global = o.world_size == 1 || split ? s.batch : job.shard_batch(s.epoch, s.batch, o.rank, o.world_size);
-      StepLoss l = job.train_loss(s.epoch, global);
+      StepLoss l;
+      {
+        Autocast mixed(kBFloat16, s.bf16);  // the forward and the loss; backward and optimizer step outside
+        l = job.train_loss(s.epoch, global);
+      }
       // This rank's share of the batch's loss elements, times N: the average over the ranks of the
       // scaled gradients is the gradient of the whole batch's mean loss.
       double factor = 1;

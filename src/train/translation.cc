@@ -13,7 +13,6 @@
 #include <numeric>
 #include <tuple>
 
-#include "attn/autocast.h"
 #include "attn/autograd.h"
 #include "attn/data/parallel_text.h"
 #include "attn/dist/data_parallel.h"
@@ -188,8 +187,8 @@ class TranslatorJob final : public TrainingJob {
  public:
   TranslatorJob(const TranslationTrainOptions& o, models::Translator& model, optim::Adam& opt,
                 const text::SentencePiece& sp, const data::TokenBatcher& batches, const data::ParallelCorpus& dev,
-                const std::vector<std::string>& dev_refs, bool bf16)
-      : o_(o), model_(model), opt_(opt), sp_(sp), batches_(batches), dev_(dev), dev_refs_(dev_refs), bf16_(bf16) {}
+                const std::vector<std::string>& dev_refs)
+      : o_(o), model_(model), opt_(opt), sp_(sp), batches_(batches), dev_(dev), dev_refs_(dev_refs) {}
 
   nn::Module& model() override { return model_; }
   optim::Optimizer& optimizer() override { return opt_; }
@@ -208,7 +207,6 @@ class TranslatorJob final : public TrainingJob {
       b.src_tokens = int64_t(ne(b.src, double(model_.options.pad_id)).sum().item());
       b.tgt_tokens = int64_t(ne(b.tgt_out, double(model_.options.pad_id)).sum().item());
     }
-    Autocast mixed(kBFloat16, bf16_);
     Tensor logits = model_.forward(b.src, b.tgt_in);  // (N, T, V)
     Tensor loss = cross_entropy(logits.flatten(0, 1), b.tgt_out.flatten(),
                                 {.ignore_index = model_.options.pad_id, .label_smoothing = o_.label_smoothing});
@@ -240,7 +238,6 @@ class TranslatorJob final : public TrainingJob {
   const data::ParallelCorpus& dev_;
   const std::vector<std::string>& dev_refs_;
   RateMeter rate_;  // units trained on since the last metrics line
-  bool bf16_;       // training steps under Autocast
 };
 
 struct RunDir {
@@ -317,7 +314,7 @@ TranslationTrainResult train_translator(const TranslationTrainOptions& o) {
                (long long)train.dropped_long, (long long)batches.num_batches(0), (long long)mo.vocab_size,
                run.precision.c_str());
 
-  TranslatorJob job(o, *model, opt, *sp, batches, dev, dev_refs, run.precision == "bf16");
+  TranslatorJob job(o, *model, opt, *sp, batches, dev, dev_refs);
   const int64_t d_model = mo.d_model;
   Trainer trainer(job, {.out_dir = o.out_dir, .resume = o.resume, .max_epochs = o.max_epochs, .max_steps = o.max_steps,
                         // the budget counts from the start of this call, tokenizer and data loading included
@@ -326,7 +323,8 @@ TranslationTrainResult train_translator(const TranslationTrainOptions& o) {
                         .lr_at = [&](int64_t step) { return noam(step, d_model, o.warmup_steps, o.lr_factor); },
                         .eval_every = o.eval_every, .best_metric = "dev/bleu", .patience = o.patience,
                         .log_every = o.log_every, .plot_metrics = {"dev/chrf"}, .progress = o.progress,
-                        .progress_unit = "batch", .handle_signals = o.handle_signals});
+                        .progress_unit = "batch", .handle_signals = o.handle_signals,
+                        .bf16 = run.precision == "bf16"});
   TrainerResult tr = trainer.fit();
   TranslationTrainResult res;
   for (const auto& [tag, v] : tr.last_eval) {

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "attn/data/dataset.h"
+#include "attn/nn/int8_linear.h"
 #include "backend/cpu/dispatch.h"
 #include "backend/cpu/gemm_bf16.h"
 #include "backend/cpu/omp_env.h"
@@ -83,6 +84,9 @@ void add_info_commands(CLI::App& app) {
         {"kernel_isa", cpu::isa_name(cpu::active_isa())},
         // bf16 GEMM path (ATTN_BF16_ISA=amx|avx512_bf16|convert caps it) and oneDNN's kernel behind it
         {"bf16_gemm", std::string(cpu::bf16_path_name(cpu::bf16_path())) + " (" + cpu::bf16_gemm_impl() + ")"},
+        // int8 products: full 8-bit weights with VNNI, 7-bit without (nn/int8_linear.h says why)
+        {"int8_gemm", nn::int8_uses_seven_bit_weights() ? "7-bit weights (no VNNI: int16 pairs would saturate)"
+                                                        : "8-bit weights (VNNI)"},
         {"hardware_threads", std::thread::hardware_concurrency()},
         {"omp_max_threads", omp_get_max_threads()},
         {"omp_wait", omp_wait()},

@@ -59,6 +59,11 @@ void add_lm_options(CLI::App* cmd, LMCli& c) {
       ->capture_default_str();
   cmd->add_option("--log-every", c.o.log_every, "steps between training metrics lines")->capture_default_str();
   cmd->add_option("--seed", c.o.seed, "seed of the initialisation")->capture_default_str();
+  cmd->add_option("--precision", c.o.precision,
+                  "fp32, or bf16 (autocast: bf16 GEMMs, fp32 master weights); recorded in config.json, a resumed "
+                  "run keeps its own")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
   cmd->add_option("--init-weights", c.o.init_weights,
                   "start from this safetensors state_dict (PyTorch names, e.g. bench/torch_char_lm.py --save-init); "
                   "a fresh run only: with a checkpoint in --out it needs --no-resume");
@@ -87,7 +92,7 @@ json result_json(const train::LMTrainResult& r, const train::LMTrainOptions& o) 
           {"test_loss", r.test_loss < 0 ? json(nullptr) : json(r.test_loss)}, {"parameters", r.parameters},
           {"vocab_size", r.vocab_size}, {"seconds", r.seconds}, {"threads", omp_get_max_threads()},
           {"checkpoint", r.checkpoint}, {"best_checkpoint", r.best_checkpoint}, {"resumed", r.resumed},
-          {"stopped_early", r.stopped_early}, {"interrupted", r.signal != 0}};
+          {"stopped_early", r.stopped_early}, {"interrupted", r.signal != 0}, {"precision", r.precision}};
 }
 
 // `attn generate`: a train-lm run directory (characters, state carried) or a Hugging Face GPT-2 directory

@@ -63,12 +63,14 @@ struct TrainConfig {
   int threads = 0;  // 0: OpenMP's default
   bool progress = true;
   int64_t limit_train = 0, limit_test = 0;  // use only the first N examples (0: all)
+  std::string precision = "fp32";           // or bf16: steps under attn::Autocast (a resumed run keeps its own)
 };
 
 json config_json(const TrainConfig& c) {
   const Recipe& r = c.recipe;
   return {{"task", c.task},
           {"model", c.model},
+          {"precision", c.precision},
           {"epochs", r.epochs},
           {"batch_size", r.batch_size},
           {"lr", r.lr},
@@ -160,7 +162,8 @@ json run_training(const TrainConfig& c) {
   train::ClassifierTrainer trainer(model, opt, train_set, test_set,
                                    {.epochs = r.epochs, .batch_size = r.batch_size, .seed = c.seed, .out_dir = c.out,
                                     .resume = c.resume, .checkpoint_every = c.checkpoint_every,
-                                    .stop_after_steps = c.stop_after_steps, .progress = c.progress},
+                                    .stop_after_steps = c.stop_after_steps, .progress = c.progress,
+                                    .bf16 = c.precision == "bf16"},
                                    sched);
   if (c.resume && std::filesystem::exists(trainer.checkpoint_path()))
     std::printf("resuming from %s\n", trainer.checkpoint_path().c_str());
@@ -197,6 +200,11 @@ void add_common(CLI::App* cmd, TrainConfig& c) {
   cmd->add_option("--data-dir", c.data_dir, "directory with the Fashion-MNIST .gz files")->capture_default_str();
   cmd->add_option("--seed", c.seed, "seed for the model init, dropout and the data order")->capture_default_str();
   cmd->add_option("--threads", c.threads, "OpenMP threads (0: OMP_NUM_THREADS or all cores)")->capture_default_str();
+  cmd->add_option("--precision", c.precision,
+                  "fp32, or bf16 (autocast: bf16 GEMMs and convolutions, fp32 master weights); a resumed run keeps "
+                  "the precision of its checkpoint")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
   cmd->add_flag("!--no-progress", c.progress, "no progress bar on stderr");
 }
 

@@ -53,4 +53,9 @@ class Int8Matrix {
 // projection under `root` (eval only: the int8 path has no gradients). Returns how many were quantised.
 int64_t quantize_linears_int8(Module& root);
 
+// True on CPUs without VNNI (AVX2; AVX-512 before Cascade Lake), where oneDNN's int8 products would
+// saturate at int16 for full-range weights: there Int8Matrix multiplies with 7-bit weights (q / 2, scale
+// doubled), so the products are exact but the weights' rounding error doubles. `attn info` prints it.
+bool int8_uses_seven_bit_weights();
+
 }  // namespace attn::nn

@@ -75,6 +75,7 @@ struct TrainOptions {
   bool verbose = true;            // one summary line per epoch on stdout
   int prefetch = 2;               // data loader prefetch depth
   bool handle_signals = true;     // SIGINT/SIGTERM: finish the step, checkpoint, return (result.signal)
+  bool bf16 = false;              // training steps under attn::Autocast (TrainerOptions::bf16)
 };
 
 struct EpochRecord {

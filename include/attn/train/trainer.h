@@ -80,6 +80,7 @@ struct TrainerState {
   int64_t bad_evals = 0;     // evaluations since the best one
   double train_seconds = 0;  // time inside training steps, all invocations
   double seconds = 0;        // wall time inside fit(), all invocations
+  bool bf16 = false;         // steps under attn::Autocast: TrainerOptions::bf16, or the checkpoint's when resumed
 };
 
 // This rank's part of a batch when a job splits batches among data-parallel ranks.
@@ -176,6 +177,9 @@ struct TrainerOptions {
   bool progress = true;            // progress bar on stderr
   std::string progress_unit = "step";
   bool handle_signals = true;      // SIGINT/SIGTERM: finish the step, checkpoint, return
+  bool bf16 = false;               // each train_loss under attn::Autocast: bf16 compute, float32 master
+                                   // weights, gradients and optimizer (the one place a job's precision is
+                                   // set); recorded in the checkpoint, and a resumed run keeps its own
   int rank = 0, world_size = 1;    // this process among world_size data-parallel ones
   // Called after backward and before clipping with the parameters, e.g. to all-reduce their .grad.
   std::function<void(const std::vector<Tensor>& params)> reduce_gradients = {};
