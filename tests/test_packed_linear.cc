@@ -53,7 +53,7 @@ TEST(PackedLinear, EachIsaMatchesDoubleProductAndOtherIsasBitForBit) {
       for (int64_t k : {1, 7, 64}) {
         const Tensor x = randn({m, k}), w = randn({n, k}), b = randn({n});
         std::vector<std::vector<float>> by_isa;
-        for (cpu::Isa isa : {cpu::Isa::Reference, cpu::Isa::Avx512}) {
+        for (cpu::Isa isa : {cpu::Isa::Reference, cpu::Isa::Avx2, cpu::Isa::Avx512}) {
           if (!cpu::set_isa_for_testing(isa)) continue;
           const std::string what = std::string(cpu::isa_name(isa)) + " m " + std::to_string(m) + " n " +
                                    std::to_string(n) + " k " + std::to_string(k);
@@ -68,7 +68,7 @@ TEST(PackedLinear, EachIsaMatchesDoubleProductAndOtherIsasBitForBit) {
 }
 
 TEST(PackedLinear, SameBitsWithOneOrTwoThreadsAndOnWeightViews) {
-  if (!cpu::packed_gemm_available()) GTEST_SKIP() << "the packed-panel kernels need AVX-512";
+  if (!cpu::packed_gemm_available()) GTEST_SKIP() << "no packed-panel kernel (ATTN_PACKED_LINEAR=0)";
   NoGradGuard ng;
   manual_seed(4);
   // rows of a packed q/k/v-like weight, large enough that two threads split the columns

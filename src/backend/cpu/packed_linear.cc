@@ -71,7 +71,7 @@ Kernel kernel_for_isa() {
   switch (active_isa()) {
     case Isa::Avx512: return avx512::packed_gemm;
     case Isa::Reference: return ref::packed_gemm;
-    case Isa::Avx2: return nullptr;  // no AVX2 kernel yet: oneDNN's GEMM
+    case Isa::Avx2: return avx2::packed_gemm;
   }
   return nullptr;
 }

@@ -24,7 +24,7 @@ inline constexpr int64_t kPanelWidth = 16;         // output columns per packed 
 inline constexpr int64_t kPackedLinearMaxRows = 256;
 
 // Whether packed_linear takes this product: float32 CPU operands, a row-major weight (N, K), at most
-// kPackedLinearMaxRows rows, a kernel for the active ISA (AVX-512 or the reference), and the switch
+// kPackedLinearMaxRows rows, a kernel for the active ISA (AVX-512, AVX2 or the reference), and the switch
 // (set_packed_linear / ATTN_PACKED_LINEAR=0) on. x2: (M, K) with unit column stride.
 bool packed_linear_applies(const Tensor& x2, const Tensor& weight);
 
@@ -53,6 +53,10 @@ void packed_gemm(const float* x, int64_t ldx, const float* panels, const float* 
                  int64_t m, int64_t n, int64_t k);
 }
 namespace avx512 {
+void packed_gemm(const float* x, int64_t ldx, const float* panels, const float* bias, float* y, int64_t ldy,
+                 int64_t m, int64_t n, int64_t k);
+}
+namespace avx2 {
 void packed_gemm(const float* x, int64_t ldx, const float* panels, const float* bias, float* y, int64_t ldy,
                  int64_t m, int64_t n, int64_t k);
 }
