@@ -3,10 +3,8 @@
 // training step (outputs, losses, float32 parameter gradients). Then the parameter-copy cache, scopes
 // and threads.
 //
-// Tolerance of a compared tensor (attn under autocast vs PyTorch under autocast): the largest error
-// must be within twice PyTorch's own bf16 effect on it (max |PyTorch bf16 - PyTorch fp32|, stored in
-// the fixture) or 2^-7 (outputs, loss) / 2^-6 (gradients) of the tensor's largest magnitude, whichever
-// is larger: both sides round the same products to bf16 but sum in different orders.
+// Tolerance of a compared tensor (attn under autocast vs PyTorch under autocast): tests/autocast_compare.h,
+// with 2^-7 (outputs, loss) / 2^-6 (gradients) of the tensor's largest magnitude as the floor.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -22,6 +20,7 @@
 #include "attn/nn/module.h"
 #include "attn/nn/transformer.h"
 #include "attn/ops.h"
+#include "autocast_compare.h"
 #include "ops/autocast.h"
 
 using namespace attn;
@@ -29,38 +28,16 @@ using nlohmann::json;
 
 namespace {
 
-struct Fixture {
-  io::SafeTensorsFile file = io::SafeTensorsFile::open(std::string(ATTN_FIXTURE_DIR) + "/autocast.safetensors");
-  Tensor get(const std::string& k) const { return file.get(k).clone(); }
-  std::map<std::string, Tensor> with_prefix(const std::string& prefix) const {
-    std::map<std::string, Tensor> m;
-    for (const auto& k : file.keys())
-      if (k.rfind(prefix, 0) == 0 && k.find('/', prefix.size()) == std::string::npos) m[k.substr(prefix.size())] = get(k);
-    return m;
-  }
+using attn_test::expect_bf16_close;
+
+struct Fixture : attn_test::AutocastFixture {
+  Fixture() : AutocastFixture("autocast.safetensors") {}
 };
 
 double max_abs(const std::vector<double>& v) {
   double m = 0;
   for (double x : v) m = std::max(m, std::abs(x));
   return m;
-}
-
-// attn's `got` vs PyTorch's bf16 `want` and fp32 `fp32` (see the tolerance at the top).
-void expect_bf16_close(const Tensor& got, const Tensor& want, const Tensor& fp32, double rel, const std::string& what) {
-  ASSERT_TRUE(got.defined()) << what;
-  ASSERT_EQ(got.shape(), want.shape()) << what;
-  const std::vector<double> g = got.to_vector<double>(), w = want.to_vector<double>(), f = fp32.to_vector<double>();
-  double noise = 0, err = 0;
-  size_t at = 0;
-  for (size_t i = 0; i < g.size(); ++i) {
-    noise = std::max(noise, std::abs(w[i] - f[i]));
-    const double e = std::abs(g[i] - w[i]);
-    if (!(e <= err)) err = std::isnan(e) ? INFINITY : e, at = i;
-  }
-  const double tol = std::max(2 * noise, rel * max_abs(w));
-  EXPECT_LE(err, tol) << what << ": worst at " << at << " got " << g[at] << " want " << w[at] << " (bf16 effect "
-                      << noise << ")";
 }
 
 void expect_grads(const Fixture& fx, const std::string& name, nn::Module& m) {

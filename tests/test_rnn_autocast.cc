@@ -4,9 +4,8 @@
 // path attn has: oneDNN's bf16 primitives (opt-in, ATTN_RNN_ONEDNN_BF16=1, on a CPU with AMX or AVX512_BF16;
 // see src/nn/rnn_onednn.h) and the module's own loop on the autocast ops (the default; ATTN_RNN_ONEDNN=0).
 //
-// Tolerance, as tests/test_autocast.cc: the largest error within twice PyTorch's own bf16 effect on the
-// tensor (max |PyTorch bf16 - PyTorch fp32|) or 2^-6 of its largest magnitude (2^-5 for gradients: the
-// recurrence carries bf16 rounding through every step), whichever is larger.
+// Tolerance: tests/autocast_compare.h, with 2^-6 of the tensor's largest magnitude as the floor (2^-5 for
+// gradients: the recurrence carries bf16 rounding through every step).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -14,11 +13,11 @@
 
 #include "attn/autocast.h"
 #include "attn/autograd.h"
-#include "attn/io/safetensors.h"
 #include "attn/nn/embedding.h"
 #include "attn/nn/linear.h"
 #include "attn/nn/rnn.h"
 #include "attn/ops.h"
+#include "autocast_compare.h"
 #include "backend/cpu/gemm_bf16.h"
 #include "nn/rnn_onednn.h"
 
@@ -26,39 +25,11 @@ using namespace attn;
 
 namespace {
 
-struct Fixture {
-  io::SafeTensorsFile file = io::SafeTensorsFile::open(std::string(ATTN_FIXTURE_DIR) + "/autocast_rnn.safetensors");
-  Tensor get(const std::string& k) const { return file.get(k).clone(); }
-  bool has(const std::string& k) const {
-    for (const auto& key : file.keys())
-      if (key == k) return true;
-    return false;
-  }
-  // The keys under `prefix` (one level), without it.
-  std::map<std::string, Tensor> with_prefix(const std::string& prefix) const {
-    std::map<std::string, Tensor> m;
-    for (const auto& k : file.keys())
-      if (k.rfind(prefix, 0) == 0 && k.find('/', prefix.size()) == std::string::npos) m[k.substr(prefix.size())] = get(k);
-    return m;
-  }
-};
+using attn_test::expect_bf16_close;
 
-void expect_bf16_close(const Tensor& got, const Tensor& want, const Tensor& fp32, double rel, const std::string& what) {
-  ASSERT_TRUE(got.defined()) << what;
-  ASSERT_EQ(got.shape(), want.shape()) << what;
-  const std::vector<double> g = got.to_vector<double>(), w = want.to_vector<double>(), f = fp32.to_vector<double>();
-  double noise = 0, err = 0, big = 0;
-  size_t at = 0;
-  for (size_t i = 0; i < g.size(); ++i) {
-    noise = std::max(noise, std::abs(w[i] - f[i]));
-    big = std::max(big, std::abs(w[i]));
-    const double e = std::abs(g[i] - w[i]);
-    if (!(e <= err)) err = std::isnan(e) ? INFINITY : e, at = i;
-  }
-  const double tol = std::max(2 * noise, rel * big);
-  EXPECT_LE(err, tol) << what << ": worst at " << at << " got " << g[at] << " want " << w[at] << " (bf16 effect "
-                      << noise << ")";
-}
+struct Fixture : attn_test::AutocastFixture {
+  Fixture() : AutocastFixture("autocast_rnn.safetensors") {}
+};
 
 // The fixture's parameters whose names start with `prefix`, without it.
 std::map<std::string, Tensor> params(const Fixture& fx, const std::string& name, const std::string& prefix = "") {

@@ -279,15 +279,9 @@ class LanguageModelJob final : public TrainingJob {
   RateMeter rate_;  // units trained on since the last metrics line
 };
 
-struct LMRunDir {
-  text::Vocab vocab;
-  CharLMOptions model;
-  std::string precision;  // the training precision: the one recorded in config.json when resuming
-};
-
-// The vocabulary (built from the training text unless out_dir has one), the model options and the
-// precision; on resume the files in out_dir win and a conflicting model config is an error.
-LMRunDir prepare_run_dir(const LMTrainOptions& o) {
+// The vocabulary (built from the training text unless out_dir has one) and the model options; on
+// resume the files in out_dir win and a conflicting model config is an error.
+std::pair<text::Vocab, CharLMOptions> prepare_run_dir(const LMTrainOptions& o) {
   fs::create_directories(o.out_dir);
   const std::string vocab_path = o.out_dir + "/vocab.txt", config_path = o.out_dir + "/config.json";
   const bool resuming = o.resume && fs::exists(o.out_dir + "/checkpoint.safetensors");
@@ -300,27 +294,15 @@ LMRunDir prepare_run_dir(const LMTrainOptions& o) {
   }
   CharLMOptions mo = o.model;
   mo.vocab_size = vocab.size();
-  std::string precision = o.precision;
   if (resuming && fs::exists(config_path)) {
-    const json config = read_json(config_path);
-    CharLMOptions saved = model_from_json(config.at("model"), config_path);
+    CharLMOptions saved = model_from_json(read_json(config_path).at("model"), config_path);
     if (model_json(saved) != model_json(mo))
       throw std::runtime_error(o.out_dir + " holds a model with config " + model_json(saved).dump() +
                                " but this run asks for " + model_json(mo).dump() +
                                "; use another --out or the same options");
-    // a resumed run repeats its steps bit for bit only in the precision it started with
-    const json saved_precision = config.value("precision", json("fp32"));
-    if (!saved_precision.is_string() || (saved_precision != "fp32" && saved_precision != "bf16"))
-      throw std::runtime_error(config_path + ": \"precision\" must be \"fp32\" or \"bf16\", got " + saved_precision.dump());
-    if (saved_precision != precision) {
-      std::fprintf(stderr, "resuming in %s, the precision recorded in %s (not %s)\n",
-                   saved_precision.get<std::string>().c_str(), config_path.c_str(), precision.c_str());
-      precision = saved_precision.get<std::string>();
-    }
   }
-  io::write_file_atomic(config_path,
-                        json{{"model", model_json(mo)}, {"vocab", "vocab.txt"}, {"precision", precision}}.dump(1) + "\n");
-  return {vocab, mo, precision};
+  io::write_file_atomic(config_path, json{{"model", model_json(mo)}, {"vocab", "vocab.txt"}}.dump(1) + "\n");
+  return {vocab, mo};
 }
 
 void check_options(const LMTrainOptions& o) {
@@ -349,7 +331,7 @@ LMTrainResult train_language_model(const LMTrainOptions& o) {
   auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
   check_options(o);
-  auto [vocab, mo, precision] = prepare_run_dir(o);
+  auto [vocab, mo] = prepare_run_dir(o);
   std::vector<int64_t> train_ids = vocab.encode(read_text(o.train_path), o.train_path);
   // a prefix, so a smaller fraction's text is part of a larger one's (the lecture's "10 % of the data")
   train_ids.resize(std::min(train_ids.size(), std::max<size_t>(2, size_t(double(train_ids.size()) * o.train_fraction))));
@@ -363,19 +345,19 @@ LMTrainResult train_language_model(const LMTrainOptions& o) {
     std::fprintf(stderr,
                  "train-lm: %s, %lld parameters, vocabulary %lld, %zu training chars, %lld steps per epoch, %s\n",
                  to_string(mo.cell).c_str(), (long long)model.num_parameters(), (long long)mo.vocab_size,
-                 train_ids.size(), (long long)job.num_batches(0), precision.c_str());
+                 train_ids.size(), (long long)job.num_batches(0), o.precision.c_str());
   Trainer trainer(job, {.out_dir = o.out_dir, .resume = o.resume, .max_epochs = o.max_epochs, .max_steps = o.max_steps,
                         .time_budget_s = o.time_budget_s > 0 ? std::max(1e-9, o.time_budget_s - elapsed()) : 0.0,
                         .clip_grad_norm = o.clip_grad_norm, .eval_every = o.eval_every, .eval_at_epoch_end = false,
                         .best_metric = "valid/loss", .best_mode = BestMode::Min, .patience = o.patience,
                         .log_every = o.log_every, .stop_after_steps = o.stop_after_steps, .progress = o.progress,
-                        .progress_unit = "step", .handle_signals = o.handle_signals, .bf16 = precision == "bf16"});
+                        .progress_unit = "step", .handle_signals = o.handle_signals, .bf16 = o.precision == "bf16"});
   TrainerResult tr = trainer.fit();
   LMTrainResult r;
   r.steps = tr.state.step;
   r.epochs_done = tr.epochs_done;
   r.resumed = tr.resumed;
-  r.precision = precision;
+  r.precision = tr.state.bf16 ? "bf16" : "fp32";  // a resumed run keeps its checkpoint's (the Trainer)
   r.stopped_early = tr.stopped_early;
   r.signal = tr.signal;
   r.parameters = model.num_parameters();

@@ -60,8 +60,8 @@ void add_lm_options(CLI::App* cmd, LMCli& c) {
   cmd->add_option("--log-every", c.o.log_every, "steps between training metrics lines")->capture_default_str();
   cmd->add_option("--seed", c.o.seed, "seed of the initialisation")->capture_default_str();
   cmd->add_option("--precision", c.o.precision,
-                  "fp32, or bf16 (autocast: bf16 GEMMs, fp32 master weights); recorded in config.json, a resumed "
-                  "run keeps its own")
+                  "fp32, or bf16 (autocast: bf16 GEMMs, fp32 master weights); a resumed run keeps the precision of "
+                  "its checkpoint")
       ->check(CLI::IsMember({"fp32", "bf16"}))
       ->capture_default_str();
   cmd->add_option("--init-weights", c.o.init_weights,

@@ -88,8 +88,8 @@ struct LMTrainOptions {
   int64_t eval_streams = 32;
   int64_t patience = 0;                           // validations without a better valid loss; 0: never stop
   uint64_t seed = 1;
-  std::string precision = "fp32";                 // or "bf16": training steps under attn::Autocast; recorded in
-                                                  // config.json, and a resumed run keeps the recorded one
+  std::string precision = "fp32";                 // or "bf16": training steps under attn::Autocast; the
+                                                  // checkpoint records it and a resumed run keeps its own
   std::string init_weights;                       // safetensors state_dict to start from (load_init_weights);
                                                   // only for a fresh run: refused if out_dir would be resumed
   bool resume = true;
