@@ -172,6 +172,8 @@ const std::vector<Workload> kWorkloads = {
     {"greedy_decode", greedy_decode_bench},
     {"lstm_lm_train_step", [] { return bench::char_lm_train_step(train::RecurrentCell::LSTM); }},
     {"gru_lm_train_step", [] { return bench::char_lm_train_step(train::RecurrentCell::GRU); }},
+    {"lstm_lm_train_step_bf16", [] { return bench::char_lm_train_step(train::RecurrentCell::LSTM, true); }},
+    {"gru_lm_train_step_bf16", [] { return bench::char_lm_train_step(train::RecurrentCell::GRU, true); }},
     {"lstm_sample", bench::lstm_sample},
     {"textcnn_train_step", bench::textcnn_train_step},
     {"minilm_embed", bench::minilm_embed},

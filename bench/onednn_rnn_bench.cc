@@ -15,6 +15,9 @@
 //                 oneDNN inference path (src/nn/rnn_onednn.cc, weights converted once and cached).
 //   sample        lstm_sample's shape: batch 1, one step at a time, the state carried (64 steps per sample).
 //   bidir_train / bidir_infer   one bidirectional layer, input 128, hidden 512, T 64 x batch 32.
+//   *_autocast    the module under attn::Autocast: A its own loop on autocast's ops, B oneDNN's bf16
+//                 primitives as rnn_onednn_autocast.cc runs them (weights converted every call, gradients
+//                 reordered back): the choice the module makes by default (rnn_onednn.h).
 //   *_bf16        oneDNN's bf16 primitives (bf16 data and weights, f32 bias and cell state) against attn's
 //                 float32 path; only where the CPU has AMX or AVX512_BF16 (cpu::bf16_path()); GRU's
 //                 bf16 inference is skipped (oneDNN 2.6.3 crashed in it here).
@@ -232,6 +235,33 @@ std::function<void()> attn_infer(std::shared_ptr<attn::nn::RNNBase> m, attn::Ten
   };
 }
 
+// The module's step under attn::Autocast (bf16), on oneDNN's bf16 primitives (rnn_onednn_autocast.cc) or on
+// the module's own loop over autocast's ops (the flag is flipped around each call): both whole integrations,
+// weight conversions and gradient reorders included. training: forward + backward; else the forward alone.
+std::function<void()> attn_autocast(Cell c, int64_t layers, bool bidirectional, bool onednn, bool training) {
+  auto m = module(c, layers, bidirectional);
+  attn::Tensor x = attn::randn({kT, kB, kI}, {.requires_grad = training});
+  attn::Tensor g = attn::randn({kT, kB, (bidirectional ? 2 : 1) * kH});
+  return [m, x, g, onednn, training]() mutable {
+    const bool prev = attn::nn::detail::set_onednn_rnn_bf16(onednn);
+    if (training) {
+      x.set_grad(attn::Tensor());
+      m->zero_grad();
+      attn::Tensor y;
+      {
+        attn::Autocast ac;
+        y = forward(*m, x);
+      }
+      (y.to(attn::kFloat32) * g).sum().backward();
+    } else {
+      attn::NoGradGuard no_grad;
+      attn::Autocast ac;
+      (void)forward(*m, x);
+    }
+    attn::nn::detail::set_onednn_rnn_bf16(prev);
+  };
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -269,6 +299,13 @@ int main(int argc, char** argv) {
     run(n + " bidir_infer", [&] { return attn_infer(bi, x, false, false); },
         [&] { return attn_infer(bi, x, true, false); });
     if (!bf16) continue;
+    // Under Autocast: A = the module's own loop, B = oneDNN's bf16 primitives as the module runs them.
+    run(n + " lm_train_autocast", [&] { return attn_autocast(c, kLayers, false, false, true); },
+        [&] { return attn_autocast(c, kLayers, false, true, true); });
+    run(n + " lm_infer_autocast", [&] { return attn_autocast(c, kLayers, false, false, false); },
+        [&] { return attn_autocast(c, kLayers, false, true, false); });
+    run(n + " bidir_train_autocast", [&] { return attn_autocast(c, 1, true, false, true); },
+        [&] { return attn_autocast(c, 1, true, true, true); });
     run(n + " lm_train_bf16", [&] { return attn_train(c, kLayers, false); },
         [&] { return raw_stack(c, kLayers, 1, true, dt::bf16); });
     if (c == Cell::Gru) {  // oneDNN 2.6.3 segfaulted here at 1 and 2 threads (docs/benchmarks.md)

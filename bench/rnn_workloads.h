@@ -5,7 +5,8 @@
 //
 // char_lm_train_step: `attn train-lm`'s model, Embedding(96 -> 128) + 2-layer LSTM / GRU (hidden 512,
 //   batch_first) + Linear(512 -> 96); one step on a batch of 32 x 64 random ids from zero states:
-//   forward, cross-entropy, backward, Adam; tokens/s (2048 per step).
+//   forward, cross-entropy, backward, Adam; tokens/s (2048 per step). autocast (the *_bf16 rows): forward
+//   and loss under attn::Autocast, as PyTorch's peer under torch.autocast("cpu", dtype=torch.bfloat16).
 // lstm_sample: `attn generate` on that LSTM model (random weights), batch 1: a one-character prompt,
 //   then 128 characters sampled one at a time (temperature 1, no top-k / top-p) with the state carried.
 // textcnn_train_step: `attn train-text --model cnn`'s TextCNN (Embedding(10000 -> 128), Conv1d widths
@@ -45,7 +46,7 @@ inline double char_lm_train_mflop_per_token(train::RecurrentCell cell) {
   return 3 * 2 * (layer0 + upper + double(kCharHidden) * kCharVocab) / 1e6;
 }
 
-inline Job char_lm_train_step(train::RecurrentCell cell) {
+inline Job char_lm_train_step(train::RecurrentCell cell, bool autocast = false) {
   constexpr int64_t kBatch = 32, kSteps = 64;
   auto model = bench_char_lm(cell);
   model->train();
@@ -54,8 +55,12 @@ inline Job char_lm_train_step(train::RecurrentCell cell) {
   auto opt = std::make_shared<optim::Adam>(model->parameters(), optim::AdamOptions{.lr = 2e-3});
   return {.iteration =
               [=] {
-                Tensor logits = model->forward(ids);  // (B, T, V)
-                Tensor loss = cross_entropy(logits.flatten(0, 1), targets);
+                Tensor loss;
+                {
+                  Autocast ac(kBFloat16, autocast);
+                  Tensor logits = model->forward(ids);  // (B, T, V)
+                  loss = cross_entropy(logits.flatten(0, 1), targets);
+                }
                 opt->zero_grad();
                 loss.backward();
                 opt->step();

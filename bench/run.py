@@ -11,8 +11,8 @@ The peers (bench/README.md, "The peer"): `pytorch` is eager PyTorch as a perform
 it (fused Adam, inference mode, a key/value-cached decoding loop, 2 threads); `pytorch-compile` is the
 same model and step under torch.compile (inductor), run for training-step and decoding workloads (for
 the others, and where it cannot compile, its line says why). Compilation happens in the untimed warm-up.
-`pytorch-autocast-bf16` runs the `*_bf16` workloads that have an autocast form (transformer_train_step_bf16)
-under torch.autocast("cpu", dtype=torch.bfloat16); against `pytorch` those workloads compare attn's bf16
+`pytorch-autocast-bf16` runs the `*_bf16` workloads that have an autocast form (transformer_train_step_bf16,
+lstm_lm_train_step_bf16, gru_lm_train_step_bf16) under torch.autocast("cpu", dtype=torch.bfloat16); against `pytorch` those workloads compare attn's bf16
 with PyTorch's fp32 step (gemm_2048_bf16: bf16 on both sides).
 
 Paired measurement: for each workload and round both sides start (attn_bench --serve and

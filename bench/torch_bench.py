@@ -414,13 +414,18 @@ WORKLOADS = {
     "gpt2_generate": hf_bench.gpt2_generate,
     "lstm_lm_train_step": lambda compiled=False: rnnw.char_lm_train_step(Job, count_parameters, maybe_compile, "lstm", compiled),
     "gru_lm_train_step": lambda compiled=False: rnnw.char_lm_train_step(Job, count_parameters, maybe_compile, "gru", compiled),
+    # attn under its Autocast; peers: `pytorch` (fp32), `pytorch-autocast-bf16`
+    "lstm_lm_train_step_bf16": lambda compiled=False: rnnw.char_lm_train_step(
+        Job, count_parameters, maybe_compile, "lstm", compiled, autocast=AUTOCAST_PEER[0]),
+    "gru_lm_train_step_bf16": lambda compiled=False: rnnw.char_lm_train_step(
+        Job, count_parameters, maybe_compile, "gru", compiled, autocast=AUTOCAST_PEER[0]),
     "lstm_sample": not_compiled(lambda: rnnw.lstm_sample(Job, count_parameters)),
     "textcnn_train_step": lambda compiled=False: rnnw.textcnn_train_step(Job, count_parameters, maybe_compile, compiled),
 }
 
 
 # The pytorch-autocast-bf16 peer (--autocast-bf16): the workloads that run under torch.autocast then.
-AUTOCAST_WORKLOADS = ("transformer_train_step_bf16",)
+AUTOCAST_WORKLOADS = ("transformer_train_step_bf16", "lstm_lm_train_step_bf16", "gru_lm_train_step_bf16")
 AUTOCAST_PEER = [False]
 
 

@@ -33,17 +33,34 @@ def mflop_per_token(cell):
     return 3 * 2 * forward / 1e6
 
 
-def char_lm_train_step(job_class, count_parameters, maybe_compile, cell, compiled=False):
+def autocast_rnn_or_unavailable(model):
+    """PyTorch's bf16 RNN is oneDNN's primitive, which CPUs without AVX512_BF16 / AMX lack (PyTorch 2.15
+    raises "could not create a primitive descriptor" on an AVX2-only CPU): the peer is then unavailable."""
+    from bench_job import NotCompiled
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model(torch.zeros(1, 2, dtype=torch.long))[0].float().sum().backward()
+    except RuntimeError as e:
+        raise NotCompiled(f"PyTorch's bf16 RNN does not run on this CPU ({str(e).splitlines()[0]})")
+    model.zero_grad(set_to_none=True)
+
+
+def char_lm_train_step(job_class, count_parameters, maybe_compile, cell, compiled=False, autocast=False):
+    """autocast: forward and loss under torch.autocast("cpu", dtype=torch.bfloat16) (the
+    pytorch-autocast-bf16 peer of the *_lm_train_step_bf16 rows; it covers the oneDNN RNN layer)."""
     batch, steps = 32, 64
     model = CharLM(cell).train()
+    if autocast:
+        autocast_rnn_or_unavailable(model)
     ids = torch.randint(0, VOCAB, (batch, steps))
     targets = torch.randint(0, VOCAB, (batch * steps,))
     opt = torch.optim.Adam(model.parameters(), lr=2e-3, fused=True)
     forward = maybe_compile(model, compiled)
 
     def step():
-        logits, _ = forward(ids)
-        loss = F.cross_entropy(logits.flatten(0, 1), targets)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            logits, _ = forward(ids)
+            loss = F.cross_entropy(logits.flatten(0, 1), targets)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -1,8 +1,9 @@
 // tests/test_rnn_autocast.cc — RNN / LSTM / GRU under attn::Autocast against the same layers under
 // torch.autocast("cpu", dtype=torch.bfloat16) (fixtures: tests/make_autocast_rnn_fixtures.py): the output,
 // the loss, every float32 parameter gradient and the gradients of the inputs and initial states, on each
-// path attn has: oneDNN's bf16 primitives (opt-in, ATTN_RNN_ONEDNN_BF16=1, on a CPU with AMX or AVX512_BF16;
-// see src/nn/rnn_onednn.h) and the module's own loop on the autocast ops (the default; ATTN_RNN_ONEDNN=0).
+// path attn has: oneDNN's bf16 primitives (the default on AVX512_BF16 CPUs, opt-in on AMX ones with
+// ATTN_RNN_ONEDNN_BF16=1; see src/nn/rnn_onednn.h) and the module's own loop on the autocast ops
+// (elsewhere, and with ATTN_RNN_ONEDNN=0 or ATTN_RNN_ONEDNN_BF16=0).
 //
 // Tolerance: tests/autocast_compare.h, with 2^-6 of the tensor's largest magnitude as the floor (2^-5 for
 // gradients: the recurrence carries bf16 rounding through every step).
@@ -17,6 +18,7 @@
 #include "attn/nn/linear.h"
 #include "attn/nn/rnn.h"
 #include "attn/ops.h"
+#include "attn/random.h"
 #include "autocast_compare.h"
 #include "backend/cpu/gemm_bf16.h"
 #include "nn/rnn_onednn.h"
@@ -75,14 +77,15 @@ bool onednn_bf16_path() {
          nn::detail::rnn_onednn_mode() != nn::detail::kOnednnRnnOff;
 }
 
-// Runs `body` on oneDNN's path (where the CPU has it), then on the module's own loop.
-void on_each_path(const std::function<void()>& body) {
+// Runs `body` on oneDNN's path (where the CPU has it and `onednn_takes` the module), then on its own loop.
+void on_each_path(const std::function<void()>& body, bool onednn_takes = true) {
   {
-    SCOPED_TRACE(std::string("path: ") + (onednn_bf16_path() ? "oneDNN bf16 primitives" : "the module's loop") +
-                 ", bf16 ISA " + cpu::bf16_path_name(cpu::bf16_path()));
+    const bool onednn = onednn_bf16_path() && onednn_takes;
+    SCOPED_TRACE(std::string("path: ") + (onednn ? "oneDNN bf16 primitives" : "the module's loop") + ", bf16 ISA " +
+                 cpu::bf16_path_name(cpu::bf16_path()));
     const int64_t before = nn::detail::onednn_rnn_autocast_layers();
     body();
-    EXPECT_EQ(nn::detail::onednn_rnn_autocast_layers() > before, onednn_bf16_path());
+    EXPECT_EQ(nn::detail::onednn_rnn_autocast_layers() > before, onednn);
   }
   const int prev = nn::detail::set_onednn_rnn(nn::detail::kOnednnRnnOff);
   {
@@ -158,7 +161,7 @@ TEST(RnnAutocast, ProjectedLstmFromStateMatchesPyTorch) {
     loss.backward();
     expect_param_grads(fx, "lstm_proj", lstm);
     for (const auto& [name, t] : {std::pair{"x", x}, {"h0", h0}, {"c0", c0}}) expect_input_grad(fx, "lstm_proj", name, t);
-  });
+  }, /*onednn_takes=*/false);  // projection: the module's loop (rnn_onednn_autocast.cc says why)
 }
 
 TEST(RnnAutocast, BidirectionalReluRnnMatchesPyTorch) {
@@ -197,5 +200,26 @@ TEST(RnnAutocast, InPlaceUpdateBeforeBackwardIsAnError) {
         if (name == "weight_hh_l0") p.add_(ones({1}));
     }
     EXPECT_THROW(loss.backward(), std::runtime_error);
+  });
+}
+
+// A state carried to the next batch (truncated BPTT, `attn train-lm`) mixes precisions under autocast, as
+// in PyTorch: oneDNN's path returns h_n in bf16 while the embedding gives float32. The layer takes it and
+// gives what it gives for the same state in float32; outside autocast a mismatch stays an error.
+TEST(RnnAutocast, CarriedStateMixesPrecisionsUnderAutocastOnly) {
+  on_each_path([] {
+    manual_seed(3);
+    nn::LSTM lstm({.input_size = 4, .hidden_size = 6, .num_layers = 2});
+    const Tensor x1 = randn({5, 2, 4}), x2 = randn({5, 2, 4});
+    NoGradGuard ng;
+    Autocast ac;
+    nn::LSTMState carried = lstm.forward(x1, {}).state;
+    const Tensor got = lstm.forward(x2, carried).output.to(kFloat32);
+    const Tensor want = lstm.forward(x2, {carried.h.to(kFloat32), carried.c.to(kFloat32)}).output.to(kFloat32);
+    EXPECT_TRUE(allclose(got, want, 0.0, 0.0));
+    {
+      Autocast off(kBFloat16, false);
+      EXPECT_THROW(lstm.forward(x2, {carried.h.to(kBFloat16), carried.c.to(kFloat32)}), std::invalid_argument);
+    }
   });
 }

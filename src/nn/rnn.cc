@@ -282,7 +282,11 @@ Tensor RNNBase::initial_state(const Tensor& given, const char* name, int64_t bat
     throw std::invalid_argument(std::string(mode_name(mode)) + ": " + name + " has shape " +
                                 shape_str(given.shape()) + ", expected " + shape_str(want) +
                                 " (num_layers * num_directions, " + (unbatched ? "" : "batch, ") + "size)");
-  if (given.dtype() != like.dtype())
+  // Under autocast float32 and bf16 mix (as in PyTorch, which casts them): a state carried from the last
+  // batch comes back in bf16 from oneDNN's bf16 path, while the embedding gives float32.
+  const auto autocast_float = [](DType t) { return t == kFloat32 || t == kBFloat16; };
+  const bool autocast_mix = autocast_enabled() && autocast_float(given.dtype()) && autocast_float(like.dtype());
+  if (given.dtype() != like.dtype() && !autocast_mix)
     throw std::invalid_argument(std::string(mode_name(mode)) + ": " + name + " has dtype " +
                                 dtype_name(given.dtype()) + ", input has " + dtype_name(like.dtype()));
   return unbatched ? given.unsqueeze(1) : given;

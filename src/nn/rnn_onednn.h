@@ -43,16 +43,17 @@ int64_t onednn_rnn_weight_conversions();  // weight conversions since the start 
 // forward_training primitive and its backward as one autograd node; bf16 data, hidden states and weights,
 // float32 bias, cell state and gradients (oneDNN's bf16 RNN); dropout between layers as the module's op.
 // The output and h_n come back in bf16 (as PyTorch's autocast gives them), c_n in float32. Not for packed
-// batches, GRU's reset_before_product form, ATTN_RNN_ONEDNN=0, or a shape oneDNN refuses (then the module's
-// own loop runs on the autocast ops).
-// Opt-in for now (ATTN_RNN_ONEDNN_BF16=1 or set_onednn_rnn_bf16(true)): written against oneDNN 2.6.3's bf16
-// RNN API but not yet run on a CPU with AVX512_BF16 or AMX (the host it was written on had AVX2 only, where
-// oneDNN has no bf16 RNN); tests/test_rnn_autocast.cc checks it against PyTorch when it is on.
+// batches, GRU's reset_before_product form, LSTM projections, ATTN_RNN_ONEDNN=0, or a shape oneDNN refuses
+// (then the module's own loop runs on the autocast ops).
+// The default where the bf16 path is AVX512_BF16 (it beat the module's loop in every case measured there:
+// docs/benchmarks.md); opt-in on AMX until measured there (ATTN_RNN_ONEDNN_BF16=1, or set_onednn_rnn_bf16);
+// ATTN_RNN_ONEDNN_BF16=0 turns it off. Not for LSTM projections (oneDNN 2.6.3's bf16 backward gave zero
+// gradients). tests/test_rnn_autocast.cc checks it against PyTorch wherever it is on.
 //   if (detail::onednn_rnn_autocast_applies(m, x, states)) r = detail::onednn_rnn_autocast_forward(m, x, states);
 bool onednn_rnn_autocast_applies(const RNNBase& m, const Tensor& x, const std::vector<Tensor>& states);
 OnednnRnnResult onednn_rnn_autocast_forward(const RNNBase& m, const Tensor& x, const std::vector<Tensor>& states);
 int64_t onednn_rnn_autocast_layers();  // layer nodes run since the start (tests: the dispatch)
-bool set_onednn_rnn_bf16(bool on);      // returns the previous setting (default: ATTN_RNN_ONEDNN_BF16=1)
+bool set_onednn_rnn_bf16(bool on);      // returns the previous setting (default: see above)
 bool onednn_rnn_bf16();
 
 // Shared by rnn_onednn.cc and rnn_onednn_autocast.cc.

@@ -123,10 +123,14 @@ std::mutex g_mutex;  // the cache, and every execution (the primitives share one
 std::map<Key, std::shared_ptr<const LayerPrimitives>> g_cache;
 std::atomic<int64_t> g_layers{0};
 
+// On by default where the bf16 path is AVX512_BF16: there oneDNN's bf16 primitives beat the module's loop
+// in every case measured (docs/benchmarks.md). On AMX CPUs opt-in until measured there: oneDNN 2.6.3's bf16
+// GRU inference primitive crashed on one (bench/onednn_rnn_bench.cc). ATTN_RNN_ONEDNN_BF16=0 / 1 forces it.
 std::atomic<bool>& bf16_flag() {
   static std::atomic<bool> on = [] {
     const char* e = std::getenv("ATTN_RNN_ONEDNN_BF16");
-    return e && std::string(e) == "1";
+    if (e && *e) return std::string(e) == "1";
+    return cpu::bf16_path() == cpu::Bf16Path::Avx512Bf16;
   }();
   return on;
 }
@@ -150,9 +154,17 @@ void run(const dnnl::primitive& p, const std::unordered_map<int, dnnl::memory>& 
   cpu::onednn_stream().wait();
 }
 
+// A memory of `d` in a new tensor of attn's caching allocator: the workspace, weights and gradients are
+// tens of MiB each step, which oneDNN's own allocation would map and fault in afresh every time (12 % of
+// the bf16 LSTM step here). `keep` owns the storage.
+dnnl::memory owned(const Desc& d, Tensor& keep) {
+  keep = empty({int64_t(std::max<size_t>(d.get_size(), 1))}, {.dtype = kUInt8});
+  return wrap(d, keep);
+}
+
 // A contiguous float32 tensor laid out as `user`, reordered (and converted) into a new memory of `to`.
-dnnl::memory reordered(const Tensor& t, const Desc& user, const Desc& to) {
-  dnnl::memory from = wrap(user, t), into(to, cpu::onednn_engine());
+dnnl::memory reordered(const Tensor& t, const Desc& user, const Desc& to, Tensor& keep) {
+  dnnl::memory from = wrap(user, t), into = owned(to, keep);
   run(dnnl::reorder(from, into), {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, into}});
   return into;
 }
@@ -165,8 +177,8 @@ Tensor to_user(const dnnl::memory& m, const Desc& user, const Shape& shape) {
   return t;
 }
 
-dnnl::memory zeroed(const Desc& d) {
-  dnnl::memory m(d, cpu::onednn_engine());
+dnnl::memory zeroed(const Desc& d, Tensor& keep) {
+  dnnl::memory m = owned(d, keep);
   std::memset(m.get_data_handle(), 0, d.get_size());
   return m;
 }
@@ -207,6 +219,7 @@ struct LayerTape {
   std::shared_ptr<const LayerPrimitives> p;
   Tensor xb, h0b, c0, dst, dst_iter, flat;  // flat: the node's output, detached (dst_iter_c lives in it)
   DType x_dtype = kFloat32, h_dtype = kFloat32, c_dtype = kFloat32;
+  Tensor workspace_storage;
   dnnl::memory workspace;
   int64_t n_out() const { return s.T * s.B * s.D * s.Hout; }
   int64_t n_h() const { return s.D * s.B * s.Hout; }
@@ -225,9 +238,9 @@ void direction_grads(const LayerTape& t, const Tensor& dw_ih, const Tensor& dw_h
   } else if (!gru) {  // one summed bias: both get its gradient
     out.insert(out.end(), {b, b.clone()});
   } else {  // [u r o u'] = [b_iz + b_hz, b_ir + b_hr, b_in, b_hn]
-    const Tensor rz = gru_gate_order(b.narrow(0, 0, 2 * H), H);  // [r z]
-    out.push_back(cat({rz, b.narrow(0, 2 * H, H)}, 0));
-    out.push_back(cat({rz, b.narrow(0, 3 * H, H)}, 0));
+    const Tensor r = b.narrow(0, H, H), z = b.narrow(0, 0, H);
+    out.push_back(cat({r, z, b.narrow(0, 2 * H, H)}, 0));
+    out.push_back(cat({r, z, b.narrow(0, 3 * H, H)}, 0));
   }
   out.push_back(t.s.P > 0 ? dw_hr.select(0, d) : Tensor());
 }
@@ -242,14 +255,15 @@ std::vector<Tensor> layer_backward(const LayerTape& t, const Tensor& gflat_in) {
   const StackedWeights w = stacked_weights(t.mode, t.w, s);  // unchanged since the forward (the node checks)
   Tensor dsrc = empty({s.T, s.B, s.I}), dh0 = empty({s.D, s.B, s.Hout});
   Tensor dc0 = t.c0.defined() ? empty({s.D, s.B, s.H}) : Tensor();
-  dnnl::memory dwl = zeroed(p.dw_layer), dwi = zeroed(p.dw_iter), dbias = zeroed(d.bias);  // oneDNN accumulates
-  dnnl::memory dwp = s.P > 0 ? zeroed(p.dw_proj) : dnnl::memory();
+  Tensor keep[7];  // the storage of the memories below
+  dnnl::memory dwl = zeroed(p.dw_layer, keep[0]), dwi = zeroed(p.dw_iter, keep[1]);  // oneDNN accumulates
+  dnnl::memory dbias = zeroed(d.bias, keep[2]), dwp = s.P > 0 ? zeroed(p.dw_proj, keep[3]) : dnnl::memory();
   {
     const std::lock_guard lock(g_mutex);
     std::unordered_map<int, dnnl::memory> a{
         {DNNL_ARG_SRC_LAYER, wrap(d.src, t.xb)},     {DNNL_ARG_SRC_ITER, wrap(d.it, t.h0b)},
-        {DNNL_ARG_WEIGHTS_LAYER, reordered(w.w_ih, u.wl, p.bw_layer)},
-        {DNNL_ARG_WEIGHTS_ITER, reordered(w.w_hh, u.wi, p.bw_iter)},
+        {DNNL_ARG_WEIGHTS_LAYER, reordered(w.w_ih, u.wl, p.bw_layer, keep[4])},
+        {DNNL_ARG_WEIGHTS_ITER, reordered(w.w_hh, u.wi, p.bw_iter, keep[5])},
         {DNNL_ARG_BIAS, wrap(d.bias, w.bias)},       {DNNL_ARG_DST_LAYER, wrap(d.dst, t.dst)},
         {DNNL_ARG_DST_ITER, wrap(d.it, t.dst_iter)}, {DNNL_ARG_WORKSPACE, t.workspace},
         {DNNL_ARG_DIFF_SRC_LAYER, wrap(d.dsrc, dsrc)}, {DNNL_ARG_DIFF_SRC_ITER, wrap(d.dit, dh0)},
@@ -263,7 +277,7 @@ std::vector<Tensor> layer_backward(const LayerTape& t, const Tensor& gflat_in) {
       a.emplace(DNNL_ARG_DIFF_DST_ITER_C, wrap(d.ditc, g, t.n_out() + t.n_h()));
     }
     if (s.P > 0) {
-      a.emplace(DNNL_ARG_WEIGHTS_PROJECTION, reordered(w.w_hr, u.wp, p.bw_proj));
+      a.emplace(DNNL_ARG_WEIGHTS_PROJECTION, reordered(w.w_hr, u.wp, p.bw_proj, keep[6]));
       a.emplace(DNNL_ARG_DIFF_WEIGHTS_PROJECTION, dwp);
     }
     run(p.bwd, a);
@@ -312,18 +326,19 @@ LayerResult run_layer(const RNNBase& m, int64_t layer, const Sizes& s, const Ten
     t.xb = x.detach().to(kBFloat16).contiguous(), t.h0b = h0.detach().to(kBFloat16).contiguous();
     if (lstm) t.c0 = c0.detach().to(kFloat32).contiguous();
     t.dst = empty({s.T, s.B, s.D * s.Hout}, {.dtype = kBFloat16}), t.dst_iter = empty({s.D, s.B, s.Hout}, {.dtype = kBFloat16});
-    t.workspace = dnnl::memory(p.workspace, cpu::onednn_engine());
+    t.workspace = owned(p.workspace, t.workspace_storage);
+    Tensor keep[3];  // the storage of the bf16 weights
     std::unordered_map<int, dnnl::memory> a{
         {DNNL_ARG_SRC_LAYER, wrap(d.src, t.xb)},        {DNNL_ARG_SRC_ITER, wrap(d.it, t.h0b)},
-        {DNNL_ARG_WEIGHTS_LAYER, reordered(w.w_ih, u.wl, p.w_layer)},
-        {DNNL_ARG_WEIGHTS_ITER, reordered(w.w_hh, u.wi, p.w_iter)},
+        {DNNL_ARG_WEIGHTS_LAYER, reordered(w.w_ih, u.wl, p.w_layer, keep[0])},
+        {DNNL_ARG_WEIGHTS_ITER, reordered(w.w_hh, u.wi, p.w_iter, keep[1])},
         {DNNL_ARG_BIAS, wrap(d.bias, w.bias)},          {DNNL_ARG_DST_LAYER, wrap(d.dst, t.dst)},
         {DNNL_ARG_DST_ITER, wrap(d.it, t.dst_iter)},    {DNNL_ARG_WORKSPACE, t.workspace}};
     if (lstm) {
       a.emplace(DNNL_ARG_SRC_ITER_C, wrap(d.itc, t.c0));
       a.emplace(DNNL_ARG_DST_ITER_C, wrap(d.itc, flat, t.n_out() + t.n_h()));
     }
-    if (s.P > 0) a.emplace(DNNL_ARG_WEIGHTS_PROJECTION, reordered(w.w_hr, u.wp, p.w_proj));
+    if (s.P > 0) a.emplace(DNNL_ARG_WEIGHTS_PROJECTION, reordered(w.w_hr, u.wp, p.w_proj, keep[2]));
     run(p.fwd, a);
     flat.narrow(0, 0, t.n_out()).copy_(t.dst.view({t.n_out()}));
     flat.narrow(0, t.n_out(), t.n_h()).copy_(t.dst_iter.view({t.n_h()}));
@@ -347,6 +362,8 @@ bool onednn_rnn_autocast_applies(const RNNBase& m, const Tensor& x, const std::v
   if (!ops::autocast::active() || autocast_dtype() != kBFloat16) return false;
   if (cpu::bf16_path() == cpu::Bf16Path::Convert) return false;
   if (m.mode == RNNMode::GRU && m.options.reset_before_product) return false;
+  // oneDNN 2.6.3's bf16 LSTM with projection returned all-zero gradients (Zen 4, avx512_bf16): the loop runs.
+  if (m.options.proj_size > 0) return false;
   if (x.device() != kCPU || !is_floating(x.dtype()) || x.dtype() == kFloat64) return false;
   for (const Tensor& t : states)
     if (t.device() != kCPU || !is_floating(t.dtype()) || t.dtype() == kFloat64) return false;

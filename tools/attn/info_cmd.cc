@@ -16,6 +16,7 @@
 #include "backend/cpu/dispatch.h"
 #include "backend/cpu/gemm_bf16.h"
 #include "backend/cpu/omp_env.h"
+#include "nn/rnn_onednn.h"
 #include "commands.h"
 
 #ifndef ATTN_VERSION
@@ -87,6 +88,8 @@ void add_info_commands(CLI::App& app) {
         // int8 products: full 8-bit weights with VNNI, 7-bit without (nn/int8_linear.h says why)
         {"int8_gemm", nn::int8_uses_seven_bit_weights() ? "7-bit weights (no VNNI: int16 pairs would saturate)"
                                                         : "8-bit weights (VNNI)"},
+        // recurrent layers under autocast: oneDNN's bf16 primitives or the layers' own loop (nn/rnn_onednn.h)
+        {"rnn_bf16", nn::detail::onednn_rnn_bf16() ? "oneDNN bf16 primitives" : "the layers' loop (bf16 GEMMs)"},
         {"hardware_threads", std::thread::hardware_concurrency()},
         {"omp_max_threads", omp_get_max_threads()},
         {"omp_wait", omp_wait()},
