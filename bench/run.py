@@ -12,8 +12,10 @@ it (fused Adam, inference mode, a key/value-cached decoding loop, 2 threads); `p
 same model and step under torch.compile (inductor), run for training-step and decoding workloads (for
 the others, and where it cannot compile, its line says why). Compilation happens in the untimed warm-up.
 `pytorch-autocast-bf16` runs the `*_bf16` workloads that have an autocast form (transformer_train_step_bf16,
-lstm_lm_train_step_bf16, gru_lm_train_step_bf16) under torch.autocast("cpu", dtype=torch.bfloat16); against `pytorch` those workloads compare attn's bf16
-with PyTorch's fp32 step (gemm_2048_bf16: bf16 on both sides).
+lstm_lm_train_step_bf16, gru_lm_train_step_bf16, greedy_decode_bf16, minilm_embed_bf16,
+minilm_finetune_step_bf16) under torch.autocast("cpu", dtype=torch.bfloat16); against `pytorch` the
+training steps and minilm_embed_bf16 compare attn's bf16 with PyTorch's fp32,
+while gemm_2048_bf16 and greedy_decode_bf16 are bf16 on both sides (the model in bf16 for decoding).
 
 Paired measurement: for each workload and round both sides start (attn_bench --serve and
 torch_bench.py --serve; attn first in even rounds, PyTorch first in odd ones), warm up, and then
@@ -98,8 +100,12 @@ NOTES = {
     "transformer_train_step": lambda a, p: params_note(a, p) + "; tokens = 32 x (32 src + 32 tgt) per step",
     "greedy_decode": lambda a, p: (params_note(a, p) + "; 32 x 32 generated tokens per run; key/value cache "
                                    "on both sides"),
+    "greedy_decode_bf16": lambda a, p: (params_note(a, p) + "; 32 x 32 generated tokens per run; attn under "
+                                        "Autocast; pytorch: the model in bf16 (autocast peer: under torch.autocast)"),
     "minilm_embed": lambda a, p: hf_notes.minilm_embed(a, p, params_note),
     "minilm_finetune_step": lambda a, p: hf_notes.minilm_finetune_step(a, p, params_note),
+    "minilm_embed_bf16": lambda a, p: params_note(a, p) + "; attn under Autocast (peer: fp32, or under torch.autocast)",
+    "minilm_finetune_step_bf16": lambda a, p: params_note(a, p) + "; attn under Autocast (peer: fp32, or under torch.autocast)",
     "gpt2_generate": lambda a, p: hf_notes.gpt2_generate(a, p, params_note),
     "mlp_train_step": lambda a, p: params_note(a, p),
     "cnn_train_step": lambda a, p: params_note(a, p),

@@ -262,8 +262,9 @@ class CachedDecoder:
             _, b_k, b_v = ca.in_proj_bias.chunk(3)
             mem_k = F.linear(memory, w_k, b_k).view(n, s, h, e // h).transpose(1, 2)  # (N, H, S, D)
             mem_v = F.linear(memory, w_v, b_v).view(n, s, h, e // h).transpose(1, 2)
-            self_k = memory.new_empty(n, h, max_steps, e // h)  # (N, H, T, D), filled step by step
-            self_v = memory.new_empty(n, h, max_steps, e // h)
+            # (N, H, T, D), filled step by step; in the projections' dtype (bf16 under autocast)
+            self_k = mem_k.new_empty(n, h, max_steps, e // h)
+            self_v = mem_v.new_empty(n, h, max_steps, e // h)
             self.cache.append((mem_k, mem_v, self_k, self_v))
 
     @staticmethod
@@ -395,6 +396,30 @@ def greedy_decode(compiled=False):
                extra={"parameters": count_parameters(model)})
 
 
+def greedy_decode_bf16(compiled=False):
+    """greedy_decode in bf16. `pytorch`: the model converted with model.to(torch.bfloat16) (pure bf16
+    inference, no casts at run time); `pytorch-autocast-bf16`: the float32 model under torch.autocast."""
+    model, src = decode_bench_model()
+    autocast = AUTOCAST_PEER[0]
+    if not autocast:
+        model = model.to(torch.bfloat16)
+    else:  # the encoder layers' inference fast path (_transformer_encoder_layer_fwd) refuses autocast's mix
+        torch.backends.mha.set_fastpath_enabled(False)
+    step_fn = maybe_compile(lambda dec, tok, t: dec.step(tok, t), compiled, dynamic=True)
+    generated = [0]
+
+    def run():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            ys = greedy_cached(model, src, TGT_LEN, step_fn)
+        generated[0] = ys.numel()
+
+    def check():
+        if generated[0] != SENTENCES * TGT_LEN:
+            raise RuntimeError(f"greedy_decode_bf16: {generated[0]} tokens generated, expected {SENTENCES * TGT_LEN}")
+    return Job(run, "tokens/s", units=SENTENCES * TGT_LEN, warmup=2, repeats=5, check=check,
+               extra={"parameters": count_parameters(model)})
+
+
 WORKLOADS = {
     "gemm_2048": not_compiled(gemm_2048),
     "gemm_2048_bf16": not_compiled(gemm_2048_bf16),
@@ -409,8 +434,14 @@ WORKLOADS = {
     # attn under its Autocast; peers: `pytorch` (fp32), `pytorch-autocast-bf16` (AUTOCAST_PEER below)
     "transformer_train_step_bf16": lambda compiled=False: transformer_train_step(compiled, autocast=AUTOCAST_PEER[0]),
     "greedy_decode": greedy_decode,
+    # attn under its Autocast; peers: `pytorch` (the model in bf16), `pytorch-autocast-bf16`
+    "greedy_decode_bf16": greedy_decode_bf16,
     "minilm_embed": hf_bench.minilm_embed,
     "minilm_finetune_step": hf_bench.minilm_finetune_step,
+    # attn under its Autocast; peers: `pytorch` (fp32), `pytorch-autocast-bf16`
+    "minilm_embed_bf16": lambda compiled=False: hf_bench.minilm_embed(compiled, autocast=AUTOCAST_PEER[0]),
+    "minilm_finetune_step_bf16": lambda compiled=False: hf_bench.minilm_finetune_step(compiled,
+                                                                                      autocast=AUTOCAST_PEER[0]),
     "gpt2_generate": hf_bench.gpt2_generate,
     "lstm_lm_train_step": lambda compiled=False: rnnw.char_lm_train_step(Job, count_parameters, maybe_compile, "lstm", compiled),
     "gru_lm_train_step": lambda compiled=False: rnnw.char_lm_train_step(Job, count_parameters, maybe_compile, "gru", compiled),
@@ -425,7 +456,8 @@ WORKLOADS = {
 
 
 # The pytorch-autocast-bf16 peer (--autocast-bf16): the workloads that run under torch.autocast then.
-AUTOCAST_WORKLOADS = ("transformer_train_step_bf16", "lstm_lm_train_step_bf16", "gru_lm_train_step_bf16")
+AUTOCAST_WORKLOADS = ("transformer_train_step_bf16", "lstm_lm_train_step_bf16", "gru_lm_train_step_bf16",
+                      "greedy_decode_bf16", "minilm_embed_bf16", "minilm_finetune_step_bf16")
 AUTOCAST_PEER = [False]
 
 

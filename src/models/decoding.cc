@@ -142,22 +142,6 @@ int64_t draw(const float* x, int64_t V, std::mt19937_64& rng) {
   return last;
 }
 
-// The first largest entry of each row of (rows, V) float scores; NaN counts as the largest, as argmax.
-std::vector<int64_t> row_argmax(const Tensor& scores) {
-  const Tensor x = scores.to(kFloat32).contiguous();
-  const int64_t rows = x.size(0), V = x.size(1);
-  const float* p = x.data_ptr<float>();
-  std::vector<int64_t> best(size_t(rows), 0);
-  for (int64_t i = 0; i < rows; ++i) {
-    const float* row = p + i * V;
-    int64_t b = 0;
-    for (int64_t v = 1; v < V && !std::isnan(row[b]); ++v)
-      if (row[v] > row[b] || std::isnan(row[v])) b = v;
-    best[size_t(i)] = b;
-  }
-  return best;
-}
-
 }  // namespace
 
 std::vector<std::vector<int64_t>> greedy_decode(IncrementalDecoder& dec, const GreedyOptions& o) {
@@ -186,7 +170,8 @@ std::vector<std::vector<int64_t>> greedy_decode(IncrementalDecoder& dec, const G
   for (int64_t t = 0; t < longest && remaining > 0; ++t) {
     std::vector<int64_t> best;
     if (!raw && !o.log_probs) {
-      best = row_argmax(dec.step_logits(from_vector(last, {n})));  // softmax keeps the order: logits suffice
+      // softmax keeps the order: the logits' argmax suffices (the backend's kernel: first maximum, NaN wins)
+      best = argmax(dec.step_logits(from_vector(last, {n})).to(kFloat32), 1).to_vector<int64_t>();
     } else if (!raw) {
       Tensor logp = dec.step(from_vector(last, {n}));
       best = argmax(logp, 1).to_vector<int64_t>();  // the lecture's argmax decoding
