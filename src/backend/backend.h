@@ -145,7 +145,8 @@ class Backend {
   virtual void check_index(const TensorRef& index, int64_t n, bool has_allowed, int64_t allowed,
                            const TensorRef& status) = 0;
 
-  // elementwise; inputs already broadcast to out.shape (stride 0); out contiguous
+  // elementwise; inputs already broadcast to out.shape (stride 0); out contiguous. unary and
+  // unary_backward also take bf16 (all operands bf16 and contiguous): float32 math, one rounding to bf16
   virtual void unary(UnaryOp op, const TensorRef& x, const TensorRef& out, double alpha) = 0;
   virtual void unary_backward(UnaryGradOp op, const TensorRef& x_or_y, const TensorRef& grad_out,
                               const TensorRef& grad_in, double alpha) = 0;

@@ -245,7 +245,8 @@ Tensor logical_or(const Tensor& a, const Tensor& b) { return binary_kernel(Binar
 // ---- pointwise activations: fused backward kernels
 namespace {
 Tensor unary_grad(UnaryGradOp op, const Tensor& v, const Tensor& g, double alpha = 0.0) {
-  if (v.dtype() == kBFloat16 || g.dtype() == kBFloat16)  // float32 kernels, one rounding back (as the forward)
+  // Mixed bf16 / float32: float32 kernels, one rounding back; all bf16: the backend does the same in cache
+  if ((v.dtype() == kBFloat16 || g.dtype() == kBFloat16) && v.dtype() != g.dtype())
     return unary_grad(op, v.to(kFloat32), g.to(kFloat32), alpha).to(g.dtype());
   Tensor gc = g.contiguous(), vc = v.contiguous();
   Tensor out = ops::empty_like_out(gc);

@@ -89,9 +89,10 @@ Tensor binary_kernel(backend::BinaryOp op, const Tensor& a, const Tensor& b) {
 }
 
 Tensor unary_kernel(backend::UnaryOp op, const Tensor& x, double alpha) {
-  if (x.dtype() == kBFloat16) return unary_kernel(op, x.detach().to(kFloat32), alpha).to(kBFloat16);
-  Tensor out = empty_like_out(x);
-  be(x).unary(op, ref(x), ref(out), alpha);
+  // bf16: the backend computes in float32 and rounds once (contiguous operands)
+  const Tensor xc = x.dtype() == kBFloat16 ? x.detach().contiguous() : x;
+  Tensor out = empty_like_out(xc);
+  be(xc).unary(op, ref(xc), ref(out), alpha);
   return out;
 }
 

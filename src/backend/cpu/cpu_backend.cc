@@ -195,6 +195,8 @@ void CpuBackend::check_index(const TensorRef& index, int64_t n, bool has_allowed
 
 void CpuBackend::unary(UnaryOp op, const TensorRef& x, const TensorRef& out, double alpha) {
   if (x.dtype != out.dtype) unsupported("unary (in/out dtypes differ)", out.dtype);
+  if (x.dtype == kBFloat16 && x.contiguous() && out.contiguous())
+    return cpu::unary_bf16(op, ptr<const uint16_t>(x), ptr<uint16_t>(out), out.numel(), float(alpha));
   if (x.dtype == kFloat32 && x.contiguous() && out.contiguous() &&
       cpu::unary(op, ptr<const float>(x), ptr<float>(out), out.numel(), float(alpha)))
     return;
@@ -224,6 +226,10 @@ void CpuBackend::unary(UnaryOp op, const TensorRef& x, const TensorRef& out, dou
 
 void CpuBackend::unary_backward(UnaryGradOp op, const TensorRef& v, const TensorRef& grad_out,
                                 const TensorRef& grad_in, double alpha) {
+  if (v.dtype == kBFloat16 && grad_out.dtype == kBFloat16 && grad_in.dtype == kBFloat16 && v.contiguous() &&
+      grad_out.contiguous() && grad_in.contiguous())
+    return cpu::unary_backward_bf16(op, ptr<const uint16_t>(v), ptr<const uint16_t>(grad_out),
+                                    ptr<uint16_t>(grad_in), grad_in.numel(), float(alpha));
   if (v.dtype == kFloat32 && grad_out.dtype == kFloat32 && grad_in.dtype == kFloat32 && v.contiguous() &&
       grad_out.contiguous() && grad_in.contiguous() &&
       cpu::unary_backward(op, ptr<const float>(v), ptr<const float>(grad_out), ptr<float>(grad_in),

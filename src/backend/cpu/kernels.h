@@ -38,6 +38,10 @@ using backend::UnaryGradOp;
 using backend::UnaryOp;
 bool unary(UnaryOp op, const float* x, float* y, int64_t n, float alpha);
 bool unary_backward(UnaryGradOp op, const float* x_or_y, const float* gy, float* gx, int64_t n, float alpha);
+// The same on contiguous bf16 (elementwise_bf16.cc): float32 math on blocks widened in cache, every op.
+void unary_bf16(UnaryOp op, const uint16_t* x, uint16_t* y, int64_t n, float alpha);
+void unary_backward_bf16(UnaryGradOp op, const uint16_t* x_or_y, const uint16_t* gy, uint16_t* gx, int64_t n,
+                         float alpha);
 // out[i] = a[i] op b[i % b_period] (b_period = n: same shape, 1: scalar, d: row broadcast), or with the
 // roles swapped when a_period != n (then b must be full). Add/Sub/Mul/Div/Maximum/Minimum only.
 bool binary(BinaryOp op, const float* a, int64_t a_period, const float* b, int64_t b_period, float* out,

@@ -1,0 +1,72 @@
+// src/backend/cpu/elementwise_bf16.cc — bf16 elementwise kernels (autocast's GELU, ReLU, ... and their
+// backward) as the float32 kernels on blocks widened into the cache: one pass over memory instead of
+// the three of widen, compute, narrow through full-size float32 temporaries. Same bits as that composite:
+// each element is widened exactly, computed by the same float32 kernel (or unary_scalar where the op
+// has none) and rounded to nearest even as BFloat16(float).
+//
+//   cpu::unary_bf16(UnaryOp::GeluErf, x, y, n, 0.f);          // x, y: n contiguous bf16 values
+//   cpu::unary_backward_bf16(UnaryGradOp::GeluErf, x, gy, gx, n, 0.f);
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "backend/cpu/dispatch.h"
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/scalar_math.h"
+
+namespace attn::cpu {
+namespace {
+
+constexpr int64_t kBlock = 2048;  // 8 KiB of float32 per buffer: three fit in L1 beside the kernel's data
+
+void widen(const uint16_t* h, float* f, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t u = uint32_t(h[i]) << 16;
+    std::memcpy(f + i, &u, sizeof u);
+  }
+}
+
+void narrow(const float* f, uint16_t* h, int64_t n) {  // nearest even, NaN kept quiet (as BFloat16(float))
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, f + i, sizeof u);
+    const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    h[i] = uint16_t((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : rounded);
+  }
+}
+
+// body(lo, m, a, b, out) on blocks of float32 buffers, the blocks split over the threads when large.
+template <typename Body> void blocks(int64_t n, Body body) {
+  const int64_t count = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+  for (int64_t c = 0; c < count; ++c) {
+    alignas(64) float a[kBlock], b[kBlock], out[kBlock];
+    const int64_t lo = c * kBlock, m = std::min(kBlock, n - lo);
+    body(lo, m, a, b, out);
+  }
+}
+
+}  // namespace
+
+void unary_bf16(UnaryOp op, const uint16_t* x, uint16_t* y, int64_t n, float alpha) {
+  blocks(n, [&](int64_t lo, int64_t m, float* a, float*, float* out) {
+    widen(x + lo, a, m);
+    if (!unary(op, a, out, m, alpha))
+      for (int64_t i = 0; i < m; ++i) out[i] = unary_scalar<float>(op, a[i], alpha);
+    narrow(out, y + lo, m);
+  });
+}
+
+void unary_backward_bf16(UnaryGradOp op, const uint16_t* x_or_y, const uint16_t* gy, uint16_t* gx, int64_t n,
+                         float alpha) {
+  blocks(n, [&](int64_t lo, int64_t m, float* v, float* g, float* out) {
+    widen(x_or_y + lo, v, m);
+    widen(gy + lo, g, m);
+    if (!unary_backward(op, v, g, out, m, alpha))
+      for (int64_t i = 0; i < m; ++i) out[i] = unary_grad_scalar<float>(op, v[i], g[i], alpha);
+    narrow(out, gx + lo, m);
+  });
+}
+
+}  // namespace attn::cpu

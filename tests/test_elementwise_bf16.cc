@@ -1,0 +1,110 @@
+// tests/test_elementwise_bf16.cc — bf16 elementwise ops (src/backend/cpu/elementwise_bf16.cc: float32 math
+// on blocks widened in cache) give exactly the bits of the composite they replace: widen the whole tensor
+// to float32, run the op there, round back to bf16. Forward and backward, on every instruction set, at
+// sizes around the block (2048) and past the parallel grain, on non-contiguous inputs too.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "attn/ops.h"
+#include "attn/random.h"
+#include "backend/cpu/dispatch.h"
+#include "backend/cpu/kernels.h"
+#include "backend/cpu/scalar_math.h"
+
+using namespace attn;
+using attn::cpu::Isa;
+
+namespace {
+
+class Bf16Elementwise : public ::testing::TestWithParam<Isa> {
+ protected:
+  void SetUp() override {
+    if (!cpu::set_isa_for_testing(GetParam())) GTEST_SKIP() << cpu::isa_name(GetParam()) << " not supported";
+  }
+  void TearDown() override { cpu::reset_isa(); }
+};
+
+struct Case {
+  std::string name;
+  std::function<Tensor(const Tensor&)> f;
+  bool positive = false;  // log, sqrt
+  // The activations whose backward is one fused kernel (unary_backward) on the saved input or output;
+  // the others' backward is a composite of ops (exp: g * y, ...) that this file does not change.
+  std::optional<backend::UnaryGradOp> grad_op = std::nullopt;
+  bool grad_from_output = false;
+  double alpha = 0.0;
+};
+
+using backend::UnaryGradOp;
+std::vector<Case> cases() {
+  return {{"gelu", [](const Tensor& x) { return gelu(x); }, false, UnaryGradOp::GeluErf},
+          {"gelu_tanh", [](const Tensor& x) { return gelu(x, GeluApproximate::Tanh); }, false, UnaryGradOp::GeluTanh},
+          {"relu", [](const Tensor& x) { return relu(x); }, false, UnaryGradOp::Relu, true},
+          {"leaky_relu", [](const Tensor& x) { return leaky_relu(x, 0.2); }, false, UnaryGradOp::LeakyRelu, false, 0.2},
+          {"sigmoid", [](const Tensor& x) { return sigmoid(x); }, false, UnaryGradOp::Sigmoid, true},
+          {"tanh", [](const Tensor& x) { return tanh(x); }, false, UnaryGradOp::Tanh, true},
+          {"exp", [](const Tensor& x) { return exp(x); }},
+          {"neg", [](const Tensor& x) { return neg(x); }},
+          {"abs", [](const Tensor& x) { return abs(x); }},
+          {"square", [](const Tensor& x) { return square(x); }},
+          {"log", [](const Tensor& x) { return log(x); }, true},
+          {"sqrt", [](const Tensor& x) { return sqrt(x); }, true}};
+}
+
+// The composite the bf16 backward replaces: the float32 kernel over the whole widened tensors, one rounding.
+Tensor composite_backward(const Case& c, const Tensor& saved, const Tensor& g) {
+  const std::vector<float> v = saved.to(kFloat32).to_vector<float>(), gy = g.to(kFloat32).to_vector<float>();
+  std::vector<float> gx(v.size());
+  const int64_t n = int64_t(v.size());
+  if (!cpu::unary_backward(*c.grad_op, v.data(), gy.data(), gx.data(), n, float(c.alpha)))
+    for (int64_t i = 0; i < n; ++i) gx[size_t(i)] = cpu::unary_grad_scalar<float>(*c.grad_op, v[size_t(i)], gy[size_t(i)], float(c.alpha));
+  return from_vector(gx, saved.shape()).to(kBFloat16);
+}
+
+// Bit for bit (NaN payloads too): widening bf16 to float32 is exact.
+bool same_bits(const Tensor& a, const Tensor& b) {
+  if (a.dtype() != b.dtype() || a.shape() != b.shape()) return false;
+  const std::vector<float> u = a.contiguous().view({-1}).to(kFloat32).to_vector<float>();
+  const std::vector<float> v = b.contiguous().view({-1}).to(kFloat32).to_vector<float>();
+  return std::memcmp(u.data(), v.data(), u.size() * sizeof(float)) == 0;
+}
+
+}  // namespace
+
+TEST_P(Bf16Elementwise, ForwardAndBackwardKeepTheFloat32CompositesBits) {
+  for (const int64_t n : {1, 17, 2048, 2049, 70001}) {
+    manual_seed(uint64_t(n));
+    for (const Case& c : cases()) {
+      Tensor x = randn({n}) * 3.0;
+      if (c.positive) x = abs(x) + 0.01;
+      const Tensor xb = x.to(kBFloat16), g = randn({n}).to(kBFloat16);
+      const std::string what = c.name + " n=" + std::to_string(n);
+      Tensor leaf = xb.detach().requires_grad_(true);
+      const Tensor yb = c.f(leaf);
+      ASSERT_EQ(yb.dtype(), kBFloat16) << what;
+      EXPECT_TRUE(same_bits(yb, c.f(xb.to(kFloat32)).to(kBFloat16))) << what << " forward";
+      if (!c.grad_op) continue;
+      yb.backward(g);
+      ASSERT_TRUE(leaf.grad().defined()) << what;
+      const Tensor want = composite_backward(c, c.grad_from_output ? yb.detach() : xb, g);
+      EXPECT_TRUE(same_bits(leaf.grad(), want)) << what << " backward";
+    }
+  }
+}
+
+TEST_P(Bf16Elementwise, NonContiguousInputAndSpecialValues) {
+  const Tensor m = (randn({64, 96}) * 4.0).to(kBFloat16).transpose(0, 1);  // (96, 64), not contiguous
+  EXPECT_TRUE(same_bits(gelu(m), gelu(m.to(kFloat32)).to(kBFloat16)));
+  const Tensor special = from_vector(std::vector<float>{0.0f, -0.0f, 1e30f, -1e30f, INFINITY, -INFINITY, NAN}, {7});
+  const Tensor sb = special.to(kBFloat16);
+  for (const Case& c : cases()) EXPECT_TRUE(same_bits(c.f(sb), c.f(sb.to(kFloat32)).to(kBFloat16))) << c.name;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllIsas, Bf16Elementwise, ::testing::Values(Isa::Avx512, Isa::Avx2, Isa::Reference),
+                         [](const ::testing::TestParamInfo<Isa>& info) { return std::string(cpu::isa_name(info.param)); });
