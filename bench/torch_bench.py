@@ -376,34 +376,17 @@ def decode_bench_model():
     return model, src
 
 
-def greedy_decode(compiled=False):
+def greedy_decode(compiled=False, bf16=False):
     """32 greedy tokens for 32 sources with the key/value-cached loop under torch.inference_mode().
     Compiled: the per-token step (all decoder layers + generator) goes through torch.compile with dynamic
-    shapes (the attended prefix grows by one each step); the encoder stays eager (run once per batch)."""
+    shapes (the attended prefix grows by one each step); the encoder stays eager (run once per batch).
+    bf16 (greedy_decode_bf16): `pytorch` converts the model with model.to(torch.bfloat16) (pure bf16
+    inference, no casts at run time); `pytorch-autocast-bf16` runs the float32 model under torch.autocast."""
     model, src = decode_bench_model()
-    step_fn = maybe_compile(lambda dec, tok, t: dec.step(tok, t), compiled, dynamic=True)
-    generated = [0]
-
-    def run():
-        with torch.inference_mode():
-            ys = greedy_cached(model, src, TGT_LEN, step_fn)
-        generated[0] = ys.numel()
-
-    def check():
-        if generated[0] != SENTENCES * TGT_LEN:
-            raise RuntimeError(f"greedy_decode: {generated[0]} tokens generated, expected {SENTENCES * TGT_LEN}")
-    return Job(run, "tokens/s", units=SENTENCES * TGT_LEN, warmup=2, repeats=5, check=check,
-               extra={"parameters": count_parameters(model)})
-
-
-def greedy_decode_bf16(compiled=False):
-    """greedy_decode in bf16. `pytorch`: the model converted with model.to(torch.bfloat16) (pure bf16
-    inference, no casts at run time); `pytorch-autocast-bf16`: the float32 model under torch.autocast."""
-    model, src = decode_bench_model()
-    autocast = AUTOCAST_PEER[0]
-    if not autocast:
+    autocast = bf16 and AUTOCAST_PEER[0]
+    if bf16 and not autocast:
         model = model.to(torch.bfloat16)
-    else:  # the encoder layers' inference fast path (_transformer_encoder_layer_fwd) refuses autocast's mix
+    if autocast:  # the encoder layers' inference fast path (_transformer_encoder_layer_fwd) refuses autocast's mix
         torch.backends.mha.set_fastpath_enabled(False)
     step_fn = maybe_compile(lambda dec, tok, t: dec.step(tok, t), compiled, dynamic=True)
     generated = [0]
@@ -415,7 +398,7 @@ def greedy_decode_bf16(compiled=False):
 
     def check():
         if generated[0] != SENTENCES * TGT_LEN:
-            raise RuntimeError(f"greedy_decode_bf16: {generated[0]} tokens generated, expected {SENTENCES * TGT_LEN}")
+            raise RuntimeError(f"greedy_decode: {generated[0]} tokens generated, expected {SENTENCES * TGT_LEN}")
     return Job(run, "tokens/s", units=SENTENCES * TGT_LEN, warmup=2, repeats=5, check=check,
                extra={"parameters": count_parameters(model)})
 
@@ -435,7 +418,7 @@ WORKLOADS = {
     "transformer_train_step_bf16": lambda compiled=False: transformer_train_step(compiled, autocast=AUTOCAST_PEER[0]),
     "greedy_decode": greedy_decode,
     # attn under its Autocast; peers: `pytorch` (the model in bf16), `pytorch-autocast-bf16`
-    "greedy_decode_bf16": greedy_decode_bf16,
+    "greedy_decode_bf16": lambda compiled=False: greedy_decode(compiled, bf16=True),
     "minilm_embed": hf_bench.minilm_embed,
     "minilm_finetune_step": hf_bench.minilm_finetune_step,
     # attn under its Autocast; peers: `pytorch` (fp32), `pytorch-autocast-bf16`
