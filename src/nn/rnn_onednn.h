@@ -47,8 +47,8 @@ int64_t onednn_rnn_weight_conversions();  // weight conversions since the start 
 // (then the module's own loop runs on the autocast ops).
 // The default where the bf16 path is AVX512_BF16 (it beat the module's loop in every case measured there:
 // docs/benchmarks.md); opt-in on AMX until measured there (ATTN_RNN_ONEDNN_BF16=1, or set_onednn_rnn_bf16);
-// ATTN_RNN_ONEDNN_BF16=0 turns it off. Not for LSTM projections (oneDNN 2.6.3's bf16 backward gave zero
-// gradients). tests/test_rnn_autocast.cc checks it against PyTorch wherever it is on.
+// ATTN_RNN_ONEDNN_BF16=0 turns it off. LSTM projections stay on the loop because oneDNN 2.6.3's bf16
+// backward gave them zero gradients. tests/test_rnn_autocast.cc checks it against PyTorch wherever it is on.
 //   if (detail::onednn_rnn_autocast_applies(m, x, states)) r = detail::onednn_rnn_autocast_forward(m, x, states);
 bool onednn_rnn_autocast_applies(const RNNBase& m, const Tensor& x, const std::vector<Tensor>& states);
 OnednnRnnResult onednn_rnn_autocast_forward(const RNNBase& m, const Tensor& x, const std::vector<Tensor>& states);

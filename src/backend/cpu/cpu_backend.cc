@@ -98,27 +98,18 @@ void* CpuBackend::allocate(size_t nbytes) {
 void CpuBackend::deallocate(void* p, size_t nbytes) { cached_free(p, nbytes); }
 
 namespace {
-// float32 <-> bfloat16 of contiguous memory (autocast's casts): branch-free loops the compiler
-// vectorises, split over the threads when large. Same rounding as BFloat16(float): nearest even, NaN kept.
+// float32 <-> bfloat16 of contiguous memory (autocast's casts): kernels.h's loops, split over the
+// threads when large.
 bool convert_bf16_contiguous(const TensorRef& src, const TensorRef& dst) {
   const bool widen = src.dtype == kBFloat16 && dst.dtype == kFloat32;
   const bool narrow = src.dtype == kFloat32 && dst.dtype == kBFloat16;
   if (!(widen || narrow) || !src.contiguous() || !dst.contiguous()) return false;
-  const int64_t n = src.numel();
-  const uint32_t* f = static_cast<const uint32_t*>(narrow ? src.data : dst.data);
-  const uint16_t* h = static_cast<const uint16_t*>(widen ? src.data : dst.data);
-  if (widen) {
-    uint32_t* out = static_cast<uint32_t*>(dst.data);
+  const int64_t n = src.numel(), chunk = 1 << 14, chunks = (n + chunk - 1) / chunk;
 #pragma omp parallel for schedule(static) if (n > (1 << 17))
-    for (int64_t i = 0; i < n; ++i) out[i] = uint32_t(h[i]) << 16;
-  } else {
-    uint16_t* out = static_cast<uint16_t*>(dst.data);
-#pragma omp parallel for schedule(static) if (n > (1 << 17))
-    for (int64_t i = 0; i < n; ++i) {
-      const uint32_t u = f[i];
-      const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-      out[i] = uint16_t((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : rounded);
-    }
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t lo = c * chunk, m = std::min(chunk, n - lo);
+    if (widen) cpu::widen_bf16(ptr<const uint16_t>(src) + lo, ptr<float>(dst) + lo, m);
+    else cpu::narrow_bf16(ptr<const float>(src) + lo, ptr<uint16_t>(dst) + lo, m);
   }
   return true;
 }

@@ -20,22 +20,6 @@ namespace {
 
 constexpr int64_t kBlock = 2048;  // 8 KiB of float32 per buffer: three fit in L1 beside the kernel's data
 
-void widen(const uint16_t* h, float* f, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const uint32_t u = uint32_t(h[i]) << 16;
-    std::memcpy(f + i, &u, sizeof u);
-  }
-}
-
-void narrow(const float* f, uint16_t* h, int64_t n) {  // nearest even, NaN kept quiet (as BFloat16(float))
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t u;
-    std::memcpy(&u, f + i, sizeof u);
-    const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
-    h[i] = uint16_t((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : rounded);
-  }
-}
-
 // body(lo, m, a, b, out) on blocks of float32 buffers, the blocks split over the threads when large.
 template <typename Body> void blocks(int64_t n, Body body) {
   const int64_t count = (n + kBlock - 1) / kBlock;
@@ -49,23 +33,39 @@ template <typename Body> void blocks(int64_t n, Body body) {
 
 }  // namespace
 
+void widen_bf16(const uint16_t* h, float* f, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t u = uint32_t(h[i]) << 16;
+    std::memcpy(f + i, &u, sizeof u);
+  }
+}
+
+void narrow_bf16(const float* f, uint16_t* h, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, f + i, sizeof u);
+    const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    h[i] = uint16_t((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : rounded);
+  }
+}
+
 void unary_bf16(UnaryOp op, const uint16_t* x, uint16_t* y, int64_t n, float alpha) {
   blocks(n, [&](int64_t lo, int64_t m, float* a, float*, float* out) {
-    widen(x + lo, a, m);
+    widen_bf16(x + lo, a, m);
     if (!unary(op, a, out, m, alpha))
       for (int64_t i = 0; i < m; ++i) out[i] = unary_scalar<float>(op, a[i], alpha);
-    narrow(out, y + lo, m);
+    narrow_bf16(out, y + lo, m);
   });
 }
 
 void unary_backward_bf16(UnaryGradOp op, const uint16_t* x_or_y, const uint16_t* gy, uint16_t* gx, int64_t n,
                          float alpha) {
   blocks(n, [&](int64_t lo, int64_t m, float* v, float* g, float* out) {
-    widen(x_or_y + lo, v, m);
-    widen(gy + lo, g, m);
+    widen_bf16(x_or_y + lo, v, m);
+    widen_bf16(gy + lo, g, m);
     if (!unary_backward(op, v, g, out, m, alpha))
       for (int64_t i = 0; i < m; ++i) out[i] = unary_grad_scalar<float>(op, v[i], g[i], alpha);
-    narrow(out, gx + lo, m);
+    narrow_bf16(out, gx + lo, m);
   });
 }
 

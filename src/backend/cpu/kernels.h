@@ -38,7 +38,11 @@ using backend::UnaryGradOp;
 using backend::UnaryOp;
 bool unary(UnaryOp op, const float* x, float* y, int64_t n, float alpha);
 bool unary_backward(UnaryGradOp op, const float* x_or_y, const float* gy, float* gx, int64_t n, float alpha);
-// The same on contiguous bf16 (elementwise_bf16.cc): float32 math on blocks widened in cache, every op.
+// bf16 <-> float32 of contiguous memory, serial, branch-free loops the compiler vectorises: widening is
+// exact, narrowing rounds as BFloat16(float) (nearest even, NaN kept quiet). elementwise_bf16.cc.
+void widen_bf16(const uint16_t* h, float* f, int64_t n);
+void narrow_bf16(const float* f, uint16_t* h, int64_t n);
+// unary / unary_backward on contiguous bf16: float32 math on blocks widened in cache, every op.
 void unary_bf16(UnaryOp op, const uint16_t* x, uint16_t* y, int64_t n, float alpha);
 void unary_backward_bf16(UnaryGradOp op, const uint16_t* x_or_y, const uint16_t* gy, uint16_t* gx, int64_t n,
                          float alpha);
