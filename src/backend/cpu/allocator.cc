@@ -1,10 +1,16 @@
 #include "backend/cpu/allocator.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
+#include <deque>
+#include <map>
 #include <mutex>
 #include <new>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace attn::cpu {
@@ -12,6 +18,31 @@ namespace {
 
 constexpr size_t kAlign = 64;
 constexpr size_t kMaxCached = size_t(4) << 30;  // never hold more than 4 GiB of unused blocks
+// Shapes that keep changing (beam search's shrinking batch, variable-length batches) would fill the cache
+// with sizes never asked for again. So a request may take a cached block up to half as large again, and a
+// miss first returns the least recently freed blocks until in-use plus cached memory fits this bound.
+constexpr size_t kFootprintFloor = size_t(64) << 20;
+size_t footprint_limit(size_t high_water) { return std::max(kFootprintFloor, high_water + high_water / 2); }
+size_t largest_fit(size_t b) { return b + b / 2; }
+
+// Large blocks are mapped and unmapped by us: freed into glibc's heap they would stay resident after the
+// cache lets them go (the heap only shrinks from its top). Not under ASan, whose heap has the redzones.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr size_t kMapFrom = SIZE_MAX;
+#else
+constexpr size_t kMapFrom = size_t(256) << 10;
+#endif
+void* system_alloc(size_t b) {
+  if (b < kMapFrom) return std::aligned_alloc(kAlign, b);
+  void* p = mmap(nullptr, b, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+void system_free(void* p, size_t b) {
+  if (b < kMapFrom)
+    std::free(p);
+  else
+    munmap(p, b);
+}
 
 // Buckets: multiples of 64 bytes up to 4 KiB, then 8 steps per power of two (<= 12.5% waste).
 size_t bucket_size(size_t n) {
@@ -22,13 +53,40 @@ size_t bucket_size(size_t n) {
   return (n + step - 1) / step * step;
 }
 
+struct FreeBlock {
+  void* p;
+  uint64_t seq;  // when it was freed
+};
+
 struct Cache {
   std::mutex mu;
-  std::unordered_map<size_t, std::vector<void*>> free_blocks;
+  // Per bucket, oldest first: a hit takes the back (warmest), eviction the front. No empty queues.
+  std::map<size_t, std::deque<FreeBlock>> free_blocks;
+  std::map<uint64_t, size_t> by_age;           // seq -> bucket of every cached block
+  std::unordered_map<void*, size_t> oversized;  // blocks in use from a larger bucket than their size's
+  uint64_t next_seq = 0;
   size_t cached = 0, allocated = 0, peak = 0;
+  size_t high_water = 0;  // peak in use since start; peak is reset by reset_peak_allocated_bytes
+
   ~Cache() {
-    for (auto& [size, v] : free_blocks)
-      for (void* p : v) std::free(p);
+    for (auto& [size, q] : free_blocks)
+      for (const FreeBlock& f : q) system_free(f.p, size);
+  }
+  // Takes block f of bucket `it` out of the cache.
+  void* take(std::map<size_t, std::deque<FreeBlock>>::iterator it, bool newest) {
+    std::deque<FreeBlock>& q = it->second;
+    const FreeBlock f = newest ? q.back() : q.front();
+    newest ? q.pop_back() : q.pop_front();
+    cached -= it->first;
+    by_age.erase(f.seq);
+    if (q.empty()) free_blocks.erase(it);
+    return f.p;
+  }
+  void put(void* p, size_t b) {
+    const uint64_t seq = next_seq++;
+    free_blocks[b].push_back({p, seq});
+    by_age.emplace(seq, b);
+    cached += b;
   }
 };
 Cache& cache() {
@@ -36,27 +94,43 @@ Cache& cache() {
   return *c;
 }
 
+// Under the lock: a cached block for bucket b (accounted as in use), or nullptr after evicting the
+// oldest blocks to make room for a new one of b bytes.
+void* take_or_make_room(Cache& c, size_t b, std::vector<std::pair<void*, size_t>>& evicted) {
+  auto it = c.free_blocks.lower_bound(b);
+  const size_t got = it != c.free_blocks.end() && it->first <= largest_fit(b) ? it->first : b;
+  c.allocated += got;
+  c.peak = std::max(c.peak, c.allocated);
+  c.high_water = std::max(c.high_water, c.allocated);
+  if (got != b || (it != c.free_blocks.end() && it->first == b)) {
+    void* p = c.take(it, true);
+    if (got != b) c.oversized.emplace(p, got);
+    return p;
+  }
+  const size_t limit = footprint_limit(c.high_water);
+  while (!c.by_age.empty() && c.allocated + c.cached > limit) {
+    auto oldest = c.free_blocks.find(c.by_age.begin()->second);
+    const size_t size = oldest->first;
+    evicted.emplace_back(c.take(oldest, false), size);
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 void* cached_alloc(size_t nbytes) {
-  size_t b = bucket_size(nbytes);
+  const size_t b = bucket_size(nbytes);
   Cache& c = cache();
+  std::vector<std::pair<void*, size_t>> evicted;
   {
     std::lock_guard<std::mutex> lock(c.mu);
-    c.allocated += b;
-    c.peak = std::max(c.peak, c.allocated);
-    auto it = c.free_blocks.find(b);
-    if (it != c.free_blocks.end() && !it->second.empty()) {
-      void* p = it->second.back();
-      it->second.pop_back();
-      c.cached -= b;
-      return p;
-    }
+    if (void* p = take_or_make_room(c, b, evicted)) return p;
   }
-  void* p = std::aligned_alloc(kAlign, b);
+  for (auto [p, size] : evicted) system_free(p, size);
+  void* p = system_alloc(b);
   if (!p) {
     empty_cache();
-    p = std::aligned_alloc(kAlign, b);
+    p = system_alloc(b);
   }
   if (!p) {
     std::lock_guard<std::mutex> lock(c.mu);
@@ -71,22 +145,28 @@ void cached_free(void* p, size_t nbytes) {
   size_t b = bucket_size(nbytes);
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
+  if (!c.oversized.empty()) {
+    auto it = c.oversized.find(p);
+    if (it != c.oversized.end()) {
+      b = it->second;
+      c.oversized.erase(it);
+    }
+  }
   c.allocated -= b;
   if (c.cached + b > kMaxCached) {
-    std::free(p);
+    system_free(p, b);
     return;
   }
-  c.free_blocks[b].push_back(p);
-  c.cached += b;
+  c.put(p, b);
 }
 
 void empty_cache() {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
-  for (auto& [size, v] : c.free_blocks) {
-    for (void* p : v) std::free(p);
-    v.clear();
-  }
+  for (auto& [size, q] : c.free_blocks)
+    for (const FreeBlock& f : q) system_free(f.p, size);
+  c.free_blocks.clear();
+  c.by_age.clear();
   c.cached = 0;
 }
 
