@@ -1,7 +1,8 @@
 // tests/test_packed_linear.cc — linear() on weights packed once for inference (backend/cpu/packed_linear.h):
 // each ISA's kernel against a double-precision product, the kernels bit for bit against each other and
 // across thread counts, weight views, and the cache following in-place writes and freed weights.
-// Also the raw pieces (transposed packing, the team product) that the recurrent layers use.
+// Also the raw pieces (transposed packing, the team product) that the recurrent layers use, and the bf16
+// kernels (pair-interleaved panels, vdpbf16ps).
 #include <gtest/gtest.h>
 #include <omp.h>
 
@@ -9,6 +10,7 @@
 
 #include "attn/attn.h"
 #include "backend/cpu/dispatch.h"
+#include "backend/cpu/gemm_bf16.h"
 #include "backend/cpu/packed_linear.h"
 
 using namespace attn;
@@ -132,4 +134,46 @@ TEST(PackedLinear, TransposedPackingMatchesAndTeamProductIsRight) {
   Tensor y = empty({m, n});
   cpu::packed_gemm_team(x.data_ptr<float>(), k, from_wt.data_ptr<float>(), nullptr, y.data_ptr<float>(), n, m, n, k);
   expect_close(y, reference_linear(x, w, Tensor()), k, "team product");
+}
+
+// bf16 operands (autocast's decoding steps) where the CPU has AVX512_BF16: the AVX-512 kernel bit for bit
+// against the reference (which sums as vdpbf16ps does), both within one bf16 rounding plus float32
+// summation of the double product, odd k (the last pair half zero) and partial panels included. Runs in
+// the bf16_gemm_path_* processes too: on an AMX CPU the avx512_bf16 one is where this path is on.
+TEST(PackedLinearBf16, ReferenceAndAvx512BitForBitAndNearTheDoubleProduct) {
+  NoGradGuard ng;
+  IsaGuard restore;
+  manual_seed(8);
+  if (!cpu::packed_bf16_available()) GTEST_SKIP() << "no bf16 packed path (no AVX512_BF16, or AMX without opt-in)";
+  for (int64_t m : {1, 5, 12, 13, 32, 130})
+    for (int64_t n : {1, 16, 17, 33, 100})
+      for (int64_t k : {1, 7, 64, 255}) {
+        const Tensor x = randn({m, k}).to(kBFloat16), w = randn({n, k}).to(kBFloat16), b = randn({n}).to(kBFloat16);
+        const std::string shape = "m " + std::to_string(m) + " n " + std::to_string(n) + " k " + std::to_string(k);
+        const std::vector<double> want = reference_linear(x.to(kFloat32), w.to(kFloat32), b.to(kFloat32));
+        const std::vector<double> abs = reference_linear(x.to(kFloat32).abs(), w.to(kFloat32).abs(), b.to(kFloat32).abs());
+        std::vector<std::vector<float>> by_isa;
+        for (cpu::Isa isa : {cpu::Isa::Reference, cpu::Isa::Avx512}) {
+          ASSERT_TRUE(cpu::set_isa_for_testing(isa));  // AVX512_BF16 implies AVX-512
+          ASSERT_TRUE(cpu::packed_linear_applies(x, w)) << cpu::isa_name(isa) << " " << shape;
+          const Tensor y = linear(x, w, b);
+          ASSERT_EQ(y.dtype(), kBFloat16);
+          const auto got = y.to(kFloat32).to_vector<float>();
+          for (size_t i = 0; i < got.size(); ++i)
+            ASSERT_NEAR(got[i], want[i], std::ldexp(std::fabs(want[i]), -8) + 1e-6 * double(k) * abs[i])
+                << cpu::isa_name(isa) << " " << shape << " at " << i;
+          by_isa.push_back(got);
+          EXPECT_EQ(linear(x, w).to(kFloat32).to_vector<float>().size(), got.size());
+        }
+        EXPECT_EQ(by_isa[0], by_isa[1]) << shape;
+      }
+}
+
+TEST(PackedLinearBf16, OffOnTheConvertPathAndForMixedOperands) {
+  NoGradGuard ng;
+  const Tensor x = randn({4, 32}).to(kBFloat16), w = randn({24, 32}).to(kBFloat16);
+  EXPECT_FALSE(cpu::packed_linear_applies(x.to(kFloat32), w));
+  cpu::set_bf16_convert_for_testing(true);
+  EXPECT_FALSE(cpu::packed_linear_applies(x, w));  // CPUs without AVX512_BF16 keep the widening GEMM
+  cpu::set_bf16_convert_for_testing(false);
 }

@@ -12,6 +12,7 @@
 #include "attn/nn/init.h"
 #include "attn/nn/int8_linear.h"
 #include "attn/ops.h"
+#include "ops/autocast.h"
 
 namespace attn::nn {
 
@@ -130,8 +131,13 @@ Tensor MultiheadAttention::project(const Tensor& x, int64_t first, int64_t count
     return (count == 3 ? in_proj_int8 : in_proj_int8->rows(first * E, count * E))->linear(x, b);
   }
   if (count == 3) return linear(x, in_proj_weight, in_proj_bias);
-  const Tensor b = in_proj_bias.defined() ? in_proj_bias.narrow(0, first * E, count * E) : Tensor();
-  return linear(x, in_proj_weight.narrow(0, first * E, count * E), b);
+  // Under autocast the rows come from the whole weight's cached copy: a view of the float32 weight is a
+  // new tensor at every call, so it would be cast (and its panels packed) again at every decoding step.
+  const auto compute = [](const Tensor& t) {
+    return ops::autocast::active() && t.defined() ? ops::autocast::cast(t, autocast_dtype()) : t;
+  };
+  const Tensor b = in_proj_bias.defined() ? compute(in_proj_bias).narrow(0, first * E, count * E) : Tensor();
+  return linear(x, compute(in_proj_weight).narrow(0, first * E, count * E), b);
 }
 
 Tensor MultiheadAttention::split_heads(const Tensor& x) const {

@@ -171,14 +171,14 @@ Tensor batched_matmul(const Tensor& a, const Tensor& b, const char* name) {
   return out;
 }
 
-// Inference with few rows (a decoding step): nothing to record, float32 on the CPU, and the weight's
+// Inference with few rows (a decoding step): nothing to record, float32 (or bf16) on the CPU, the weight's
 // panels packed once (backend/cpu/packed_linear.h). Returns false where the general GEMM runs instead.
 bool linear_on_packed_weight(const Tensor& x, const Tensor& x2, const Tensor& weight, const Tensor& bias,
                              const Tensor& out2) {
   const bool records = grad_enabled() && (x.requires_grad() || weight.requires_grad() ||
                                           (bias.defined() && bias.requires_grad()));
   if (records || !cpu::packed_linear_applies(x2, weight)) return false;
-  if (bias.defined() && (bias.dtype() != kFloat32 || bias.stride(0) != 1)) return false;
+  if (bias.defined() && (bias.dtype() != x2.dtype() || bias.stride(0) != 1)) return false;
   cpu::packed_linear(x2.detach(), weight.detach(), bias.defined() ? bias.detach() : Tensor(), out2);
   return true;
 }

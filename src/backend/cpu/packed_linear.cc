@@ -35,7 +35,7 @@ std::atomic<bool>& enabled_flag() {
 struct Entry {
   std::weak_ptr<Storage> storage;
   uint64_t version = 0;
-  Tensor panels;  // (ceil(N / 16), K, 16)
+  Tensor panels;  // (ceil(N / 16), K, 16) floats, or packed_panels_bf16(N, K) bf16
 };
 using Key = std::tuple<const Storage*, int64_t, int64_t, int64_t, int64_t>;
 
@@ -60,8 +60,15 @@ Tensor panels_of(const Tensor& weight) {
   auto it = cache().find(key);
   if (it != cache().end() && !it->second.storage.expired() && it->second.version == version) return it->second.panels;
   drop_freed_entries();
-  Tensor panels = empty({(n + kPanelWidth - 1) / kPanelWidth, k, kPanelWidth});
-  pack_weight_panels(weight.data_ptr<float>(), n, k, ldw, panels.data_ptr<float>());
+  Tensor panels;
+  if (weight.dtype() == kBFloat16) {
+    panels = empty({packed_panels_bf16(n, k)}, {.dtype = kBFloat16});
+    pack_weight_panels_bf16(static_cast<const uint16_t*>(weight.raw_data()), n, k, ldw,
+                            static_cast<uint16_t*>(panels.raw_data()));
+  } else {
+    panels = empty({(n + kPanelWidth - 1) / kPanelWidth, k, kPanelWidth});
+    pack_weight_panels(weight.data_ptr<float>(), n, k, ldw, panels.data_ptr<float>());
+  }
   cache()[key] = Entry{storage, version, panels};
   return panels;
 }
@@ -126,14 +133,21 @@ int64_t packed_linear_cache_entries() {
 
 bool packed_linear_applies(const Tensor& x2, const Tensor& weight) {
   if (!enabled_flag().load(std::memory_order_relaxed) || !kernel_for_isa()) return false;
-  if (x2.dtype() != kFloat32 || weight.dtype() != kFloat32 || x2.device() != kCPU || weight.device() != kCPU)
-    return false;
+  const bool f32 = x2.dtype() == kFloat32 && weight.dtype() == kFloat32;
+  const bool bf16 = x2.dtype() == kBFloat16 && weight.dtype() == kBFloat16 && packed_bf16_available();
+  if (!(f32 || bf16) || x2.device() != kCPU || weight.device() != kCPU) return false;
   if (x2.dim() != 2 || weight.dim() != 2 || x2.size(0) > kPackedLinearMaxRows || x2.size(0) == 0) return false;
   return x2.stride(1) == 1 && weight.stride(1) == 1 && weight.stride(0) >= weight.size(1);
 }
 
 void packed_linear(const Tensor& x2, const Tensor& weight, const Tensor& bias, const Tensor& y2) {
   const Tensor panels = panels_of(weight);
+  if (weight.dtype() == kBFloat16) {
+    auto bits = [](const Tensor& t) { return static_cast<uint16_t*>(t.raw_data()); };
+    packed_gemm_bf16_team(bits(x2), x2.stride(0), bits(panels), bias.defined() ? bits(bias) : nullptr, bits(y2),
+                          y2.stride(0), x2.size(0), weight.size(0), weight.size(1));
+    return;
+  }
   packed_gemm_team(x2.data_ptr<float>(), x2.stride(0), panels.data_ptr<float>(),
                    bias.defined() ? bias.data_ptr<float>() : nullptr, y2.data_ptr<float>(), y2.stride(0), x2.size(0),
                    weight.size(0), weight.size(1));

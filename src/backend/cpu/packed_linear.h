@@ -23,7 +23,7 @@ inline constexpr int64_t kPanelWidth = 16;         // output columns per packed 
 // 512 with 1 thread.
 inline constexpr int64_t kPackedLinearMaxRows = 256;
 
-// Whether packed_linear takes this product: float32 CPU operands, a row-major weight (N, K), at most
+// Whether packed_linear takes this product: float32 CPU operands (or bf16 ones, packed_bf16_available()), a row-major weight (N, K), at most
 // kPackedLinearMaxRows rows, a kernel for the active ISA (AVX-512, AVX2 or the reference), and the switch
 // (set_packed_linear / ATTN_PACKED_LINEAR=0) on. x2: (M, K) with unit column stride.
 bool packed_linear_applies(const Tensor& x2, const Tensor& weight);
@@ -48,11 +48,29 @@ inline int64_t packed_panels_floats(int64_t n, int64_t k) { return (n + kPanelWi
 bool packed_gemm_available();
 void packed_gemm_team(const float* x, int64_t ldx, const float* panels, const float* bias, float* y, int64_t ldy,
                       int64_t m, int64_t n, int64_t k);
+// bf16 operands (autocast's decoding steps), where the CPU has AVX512_BF16: panels of ceil(K / 2) rows
+// of 16 column pairs (vdpbf16ps's layout: lane j of row kk holds W(col j, 2 kk) and W(col j, 2 kk + 1)),
+// zero past N and K; float32 sums, the bias added, y rounded to bf16 once. Each output element is one
+// thread's k-ordered sum. On the Amx path only with ATTN_PACKED_LINEAR_BF16=1 (not measured there yet).
+inline int64_t packed_panels_bf16(int64_t n, int64_t k) {
+  return (n + kPanelWidth - 1) / kPanelWidth * ((k + 1) / 2) * 2 * kPanelWidth;
+}
+void pack_weight_panels_bf16(const uint16_t* w, int64_t n, int64_t k, int64_t ldw, uint16_t* panels);
+bool packed_bf16_available();
+void packed_gemm_bf16_team(const uint16_t* x, int64_t ldx, const uint16_t* panels, const uint16_t* bias, uint16_t* y,
+                           int64_t ldy, int64_t m, int64_t n, int64_t k);
+
 namespace ref {
+// Per element the sum vdpbf16ps makes: for each pair, acc += x1 w1, then acc += x0 w0 (exact products,
+// one rounding each).
+void packed_gemm_bf16(const uint16_t* x, int64_t ldx, const uint16_t* panels, const uint16_t* bias, uint16_t* y,
+                      int64_t ldy, int64_t m, int64_t n, int64_t k);
 void packed_gemm(const float* x, int64_t ldx, const float* panels, const float* bias, float* y, int64_t ldy,
                  int64_t m, int64_t n, int64_t k);
 }
 namespace avx512 {
+void packed_gemm_bf16(const uint16_t* x, int64_t ldx, const uint16_t* panels, const uint16_t* bias, uint16_t* y,
+                      int64_t ldy, int64_t m, int64_t n, int64_t k);
 void packed_gemm(const float* x, int64_t ldx, const float* panels, const float* bias, float* y, int64_t ldy,
                  int64_t m, int64_t n, int64_t k);
 }

@@ -1,0 +1,105 @@
+// src/backend/cpu/packed_linear_bf16_avx512.cc — the AVX512_BF16 kernel of packed_linear.h's bf16 path:
+// y = x @ W^T + b on pair-interleaved 16-column panels, one thread, columns [0, n).
+//
+// The fp32 kernel's tile (packed_linear_avx512.cc) with k stepping by pairs: up to 12 rows x 2 panels of
+// float32 accumulators; per pair two panel loads, one 32-bit broadcast of x per row and vdpbf16ps.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "backend/cpu/packed_linear.h"
+
+namespace attn::cpu::avx512 {
+
+namespace {
+
+// x's pair kk of a row as 32 bits; the last of an odd k has a zero high half (x past k may be anything).
+inline __m512i pair_of(const uint16_t* row, int64_t kk, int64_t k) {
+  if (2 * kk + 1 < k) {
+    uint32_t v;
+    std::memcpy(&v, row + 2 * kk, 4);
+    return _mm512_set1_epi32(int(v));
+  }
+  return _mm512_set1_epi32(int(row[2 * kk]));
+}
+
+template <int MR, int NP>
+void tile(const uint16_t* x, int64_t ldx, const uint16_t* panels, int64_t k, const uint16_t* bias, uint16_t* y,
+          int64_t ldy, int64_t cols, const uint16_t* pf, int64_t pf_lines) {
+  const int64_t pairs = (k + 1) / 2, lane = 2 * kPanelWidth;  // bf16 per panel row (64 bytes)
+  __m512 acc[MR][NP];
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < NP; ++j) acc[r][j] = _mm512_setzero_ps();
+  const uint16_t* p[NP];
+  for (int j = 0; j < NP; ++j) p[j] = panels + j * pairs * lane;
+  for (int64_t kk = 0; kk < pairs; ++kk) {
+    if (kk < pf_lines) _mm_prefetch(reinterpret_cast<const char*>(pf + kk * lane), _MM_HINT_T1);
+    if (kk + pairs < pf_lines) _mm_prefetch(reinterpret_cast<const char*>(pf + (kk + pairs) * lane), _MM_HINT_T1);
+    __m512bh w[NP];
+    for (int j = 0; j < NP; ++j) w[j] = (__m512bh)_mm512_loadu_si512(p[j] + kk * lane);
+    for (int r = 0; r < MR; ++r) {
+      const __m512bh a = (__m512bh)pair_of(x + r * ldx, kk, k);
+      for (int j = 0; j < NP; ++j) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], a, w[j]);
+    }
+  }
+  const __mmask16 last = __mmask16((1u << cols) - 1u);
+  for (int j = 0; j < NP; ++j) {
+    const __mmask16 mask = j == NP - 1 ? last : __mmask16(0xFFFF);
+    alignas(64) uint32_t wide[kPanelWidth] = {};  // the bias as float32 bits
+    for (int64_t c = 0; bias && c < (j == NP - 1 ? cols : kPanelWidth); ++c) wide[c] = uint32_t(bias[j * kPanelWidth + c]) << 16;
+    const __m512 b = _mm512_castsi512_ps(_mm512_load_si512(wide));
+    for (int r = 0; r < MR; ++r) {
+      const __m256i out = (__m256i)_mm512_cvtneps_pbh(_mm512_add_ps(acc[r][j], b));  // nearest even
+      _mm256_mask_storeu_epi16(y + r * ldy + j * kPanelWidth, mask, out);
+    }
+  }
+}
+
+template <int NP>
+void tile_rows(int64_t mr, const uint16_t* x, int64_t ldx, const uint16_t* panels, int64_t k, const uint16_t* bias,
+               uint16_t* y, int64_t ldy, int64_t cols, const uint16_t* pf, int64_t pf_lines) {
+  switch (mr) {
+    case 12: return tile<12, NP>(x, ldx, panels, k, bias, y, ldy, cols, pf, pf_lines);
+    case 11: return tile<11, NP>(x, ldx, panels, k, bias, y, ldy, cols, pf, pf_lines);
+    case 10: return tile<10, NP>(x, ldx, panels, k, bias, y, ldy, cols, pf, pf_lines);
+    case 9: return tile<9, NP>(x, ldx, panels, k, bias, y, ldy, cols, pf, pf_lines);
+    case 8: return tile<8, NP>(x, ldx, panels, k, bias, y, ldy, cols, pf, pf_lines);
+    case 7: return tile<7, NP>(x, ldx, panels, k, bias, y, ldy, cols, pf, pf_lines);
+    case 6: return tile<6, NP>(x, ldx, panels, k, bias, y, ldy, cols, pf, pf_lines);
+    case 5: return tile<5, NP>(x, ldx, panels, k, bias, y, ldy, cols, pf, pf_lines);
+    case 4: return tile<4, NP>(x, ldx, panels, k, bias, y, ldy, cols, pf, pf_lines);
+    case 3: return tile<3, NP>(x, ldx, panels, k, bias, y, ldy, cols, pf, pf_lines);
+    case 2: return tile<2, NP>(x, ldx, panels, k, bias, y, ldy, cols, pf, pf_lines);
+    default: return tile<1, NP>(x, ldx, panels, k, bias, y, ldy, cols, pf, pf_lines);
+  }
+}
+
+}  // namespace
+
+void packed_gemm_bf16(const uint16_t* x, int64_t ldx, const uint16_t* panels, const uint16_t* bias, uint16_t* y,
+                      int64_t ldy, int64_t m, int64_t n, int64_t k) {
+  constexpr int64_t kRows = 12;
+  const int64_t blocks = (m + kRows - 1) / kRows, pairs = (k + 1) / 2, lane = 2 * kPanelWidth;
+  for (int64_t c0 = 0; c0 < n; c0 += 2 * kPanelWidth) {
+    const int64_t width = std::min<int64_t>(2 * kPanelWidth, n - c0);
+    const int64_t np = (width + kPanelWidth - 1) / kPanelWidth, cols = width - (np - 1) * kPanelWidth;
+    const uint16_t* pp = panels + (c0 / kPanelWidth) * pairs * lane;
+    const uint16_t* bp = bias ? bias + c0 : nullptr;
+    // the next pair of panels (2 * pairs lines of 64 bytes) into L2, spread over the row blocks' steps
+    const int64_t next_lines = c0 + 2 * kPanelWidth < n ? 2 * pairs : 0;
+    const uint16_t* next = pp + 2 * pairs * lane;
+    for (int64_t b = 0; b < blocks; ++b) {  // rows split evenly: 32 -> 10, 11, 11
+      const int64_t r0 = b * m / blocks, r1 = (b + 1) * m / blocks;
+      const int64_t per_block = (next_lines + blocks - 1) / blocks;
+      const int64_t pf_first = std::min(next_lines, b * per_block), pf_lines = std::min(per_block, next_lines - pf_first);
+      const uint16_t* pf = next + pf_first * lane;
+      if (np == 2)
+        tile_rows<2>(r1 - r0, x + r0 * ldx, ldx, pp, k, bp, y + r0 * ldy + c0, ldy, cols, pf, pf_lines);
+      else
+        tile_rows<1>(r1 - r0, x + r0 * ldx, ldx, pp, k, bp, y + r0 * ldy + c0, ldy, cols, pf, pf_lines);
+    }
+  }
+}
+
+}  // namespace attn::cpu::avx512
