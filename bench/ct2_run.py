@@ -14,6 +14,8 @@ what is timed and counted. Lines (peer ctranslate2):
     translate_greedy_b1_fp32   greedy, batch 1
     translate_beam4_int8       attn --precision int8 (int8 weights per output channel, int8 activations)
     translate_greedy_b1_int8     vs CTranslate2 compute_type int8
+    translate_beam4_bf16       attn --precision bf16 vs CTranslate2's fastest CPU type, compute_type int8
+    translate_greedy_b1_bf16     (CTranslate2 has no bf16 on CPUs)
 
 The note holds sacreBLEU (13a) of both sides' outputs. Without a model the lines are skipped with a note
 saying how to get one.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""attn and CTranslate2 side by side on the same exported translator (issue 20's comparison, fp32 and int8).
+"""attn and CTranslate2 side by side on the same exported translator (issue 20's comparison, fp32, int8, bf16).
 
     attn train-translator --marian --out runs/translate-marian ...            # a Marian-compatible run
     attn export --format hf-marian --model runs/translate-marian --out runs/translate-hf
@@ -17,6 +17,9 @@ translator). Workloads, as make bench names them:
     translate_greedy_b1_fp32  greedy, one sentence at a time
     translate_beam4_int8      the same with attn --precision int8 (the float32 directory quantised as it
     translate_greedy_b1_int8  loads) against CTranslate2's compute_type int8 (likewise quantised on loading)
+    translate_beam4_bf16      attn --precision bf16 (autocast: bf16 products, the float32 weights' bf16
+    translate_greedy_b1_bf16  copies made once) against CTranslate2's fastest CPU type, int8 (it has no
+                              bf16 on CPUs)
 
 Rounds alternate the order (attn first in even rounds); the ratio printed is the median over rounds of
 attn tokens/s / CTranslate2 tokens/s (> 1: attn is faster). Tokens are the target SentencePiece pieces
@@ -44,8 +47,10 @@ WORKLOADS = {
     "translate_greedy_b1_fp32": {"beam": 1, "batch": 1, "precision": "fp32"},
     "translate_beam4_int8": {"beam": 4, "batch": 32, "precision": "int8"},
     "translate_greedy_b1_int8": {"beam": 1, "batch": 1, "precision": "int8"},
+    "translate_beam4_bf16": {"beam": 4, "batch": 32, "precision": "bf16"},
+    "translate_greedy_b1_bf16": {"beam": 1, "batch": 1, "precision": "bf16"},
 }
-CT2_COMPUTE_TYPE = {"fp32": "float32", "int8": "int8"}  # attn precision -> CTranslate2's peer
+CT2_COMPUTE_TYPE = {"fp32": "float32", "int8": "int8", "bf16": "int8"}  # attn precision -> CTranslate2's peer
 
 
 def run_measured(cmd, env=None):

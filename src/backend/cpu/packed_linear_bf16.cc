@@ -5,11 +5,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <string>
 
 #include "backend/cpu/dispatch.h"
 #include "backend/cpu/gemm_bf16.h"
+#include "backend/cpu/kernels.h"
 #include "backend/cpu/packed_linear.h"
 
 namespace attn::cpu {
@@ -17,12 +17,15 @@ namespace attn::cpu {
 namespace {
 
 float widen(uint16_t h) {
-  const uint32_t u = uint32_t(h) << 16;
   float f;
-  std::memcpy(&f, &u, 4);
+  widen_bf16(&h, &f, 1);
   return f;
 }
-uint16_t narrow(float f) { return BFloat16(f).bits; }
+uint16_t narrow(float f) {
+  uint16_t h;
+  narrow_bf16(&f, &h, 1);
+  return h;
+}
 
 using Kernel = void (*)(const uint16_t*, int64_t, const uint16_t*, const uint16_t*, uint16_t*, int64_t, int64_t,
                         int64_t, int64_t);
