@@ -620,6 +620,33 @@ TEST(NnOpsIndex, IndexSelect) {
   EXPECT_THROW(index_select(x, 0, i64({0, 1}, {1, 2})), std::invalid_argument);
 }
 
+// The out= form on views: the filled part of a preallocated buffer (KVCache::select_rows), a transposed
+// input, repeated and reordered rows; the rest of the buffer untouched; clear errors.
+TEST(NnOpsIndex, IndexSelectOutWritesIntoViews) {
+  NoGradGuard ng;
+  manual_seed(11);
+  const Tensor cache = randn({3, 2, 8, 4});  // (N, H, capacity, D), 5 slots filled
+  const Tensor rows = i64({2, 0, 2, 1}, {4});
+  Tensor out = full({4, 2, 8, 4}, -7.0f);
+  index_select_out(cache.narrow(2, 0, 5), 0, rows, out.narrow(2, 0, 5));
+  EXPECT_TRUE(allclose(out.narrow(2, 0, 5), index_select(cache.narrow(2, 0, 5), 0, rows), 0, 0));
+  EXPECT_TRUE(allclose(out.narrow(2, 5, 3), full({4, 2, 3, 4}, -7.0f), 0, 0));  // past the filled part
+  const Tensor x = randn({5, 6});
+  Tensor o2 = empty({6, 3}).t();  // (3, 6) transposed view
+  index_select_out(x.t().t(), 0, i64({4, 4, 1}, {3}), o2);
+  EXPECT_TRUE(allclose(o2, index_select(x, 0, i64({4, 4, 1}, {3})), 0, 0));
+  Tensor o3 = empty({2, 6}).t();  // (6, 2) transposed view
+  index_select_out(x.t(), 1, i64({3, 0}, {2}), o3);  // non-contiguous input and out along dim 1
+  EXPECT_TRUE(allclose(o3, index_select(x.t(), 1, i64({3, 0}, {2})), 0, 0));
+  EXPECT_THROW(index_select_out(x, 0, i64({5}, {1}), empty({1, 6})), std::invalid_argument);  // out of range
+  EXPECT_THROW(index_select_out(x, 0, i64({1}, {1}), empty({2, 6})), std::invalid_argument);  // wrong out shape
+  EXPECT_THROW(index_select_out(x, 0, i64({1}, {1}), empty({1, 6}, {.dtype = kFloat64})), std::invalid_argument);
+  EnableGradGuard on;
+  const Tensor leaf_x = randn({5, 6}).requires_grad_(true);
+  std::string e = error_of([&] { index_select_out(leaf_x, 0, i64({1}, {1}), empty({1, 6})); });
+  EXPECT_NE(e.find("requires grad"), std::string::npos) << e;
+}
+
 TEST(NnOpsIndex, MaskedFill) {
   Tensor x = from_vector<double>({1, 2, 3, 4, 5, 6}, {2, 3});
   Tensor mask = from_vector<bool>({true, false, true}, {3});

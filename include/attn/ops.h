@@ -203,6 +203,10 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim = 0);
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index);
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index);
+// index_select written into `out` (PyTorch's out=): out has x's shape with index.numel() at dim, and
+// either may be a strided view (e.g. the filled part of a preallocated buffer); they must not overlap.
+// Not differentiable: refuses operands that require grad while grad mode is on.
+void index_select_out(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out);
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value);  // mask broadcasts to x
 
 // ---- utilities

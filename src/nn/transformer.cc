@@ -75,9 +75,19 @@ void KVCache::append(const Tensor& k_new, const Tensor& v_new) {
   length = need;
 }
 
+// Only the filled slots are copied (the capacity doubles, so up to half of it may be empty); a cache
+// that autograd records (decoding with grad mode on) takes the differentiable whole copy.
 void KVCache::select_rows(const Tensor& rows) {
-  if (k.defined()) k = index_select(k, 0, rows);
-  if (v.defined()) v = index_select(v, 0, rows);
+  for (Tensor* c : {&k, &v}) {
+    if (!c->defined()) continue;
+    if (grad_enabled() && c->requires_grad()) {
+      *c = index_select(*c, 0, rows);
+      continue;
+    }
+    Tensor fresh = empty({rows.numel(), c->size(1), c->size(2), c->size(3)}, {.dtype = c->dtype(), .device = c->device()});
+    if (length > 0) index_select_out(c->narrow(2, 0, length), 0, rows, fresh.narrow(2, 0, length));
+    *c = fresh;
+  }
 }
 
 // ---- MultiheadAttention

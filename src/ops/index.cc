@@ -84,6 +84,28 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   return out;
 }
 
+void index_select_out(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) {
+  ops::check_defined(x, "index_select_out", "input");
+  ops::check_defined(out, "index_select_out", "out");
+  ops::check_index_dtype(index, "index_select_out", "index");
+  if (index.dim() > 1) ops::fail("index_select_out: index must be 0-d or 1-d, got " + shape_str(index.shape()));
+  if (x.dim() == 0) ops::fail("index_select_out: input must have at least 1 dimension");
+  dim = wrap_dim(dim, x.dim());
+  Shape want = x.shape();
+  want[dim] = index.numel();
+  if (out.shape() != want || out.dtype() != x.dtype() || out.device() != x.device())
+    ops::fail("index_select_out: out " + shape_str(out.shape()) + " " + dtype_name(out.dtype()) + " must be " +
+              shape_str(want) + " " + dtype_name(x.dtype()) + " (input " + shape_str(x.shape()) + ", dim " +
+              std::to_string(dim) + ")");
+  if (grad_enabled() && (x.requires_grad() || out.requires_grad()))
+    ops::fail("index_select_out: input or out requires grad; out= forms are not differentiable (use index_select)");
+  ops::check_index_range(index, x.size(dim), "index_select_out", "index");
+  if (out.numel() == 0) return;
+  const Tensor idx = index.detach().reshape({index.numel()}).contiguous();
+  ops::be(x).index_select(ops::ref(x), dim, ops::ref(idx), ops::ref(out));
+  out.bump_version();
+}
+
 // value where mask is true, x elsewhere; x and mask broadcast together (PyTorch's out-of-place form)
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
   ops::check_defined(x, "masked_fill", "input");

@@ -533,6 +533,7 @@ void CpuBackend::scatter_add(const TensorRef& out, int64_t dim, const TensorRef&
 }
 
 void CpuBackend::index_select(const TensorRef& x, int64_t dim, const TensorRef& index, const TensorRef& out) {
+  if (!x.contiguous() || !out.contiguous()) return index_select_strided(x, dim, index, out);
   // x viewed as (outer, n, inner) contiguous; out (outer, k, inner)
   int64_t outer = 1, inner = 1;
   for (int64_t d = 0; d < dim; ++d) outer *= x.shape[d];
@@ -545,6 +546,29 @@ void CpuBackend::index_select(const TensorRef& x, int64_t dim, const TensorRef& 
   for (int64_t a = 0; a < outer; ++a)
     for (int64_t j = 0; j < k; ++j)
       std::memcpy(o + ((a * k + j) * inner) * es, in + ((a * n + index_value(index, j)) * inner) * es, inner * es);
+}
+
+// Views (a preallocated buffer's filled part): for each selected index one strided copy of x's slice
+// at index[j] along dim into out's slice j, the slices split over the threads.
+void CpuBackend::index_select_strided(const TensorRef& x, int64_t dim, const TensorRef& index, const TensorRef& out) {
+  const int64_t k = index.numel();
+  Shape slice = out.shape;
+  slice[size_t(dim)] = 1;
+  const StridedLoop<2> loop(slice, {out.strides, x.strides});
+  const size_t es = element_size(x.dtype);
+#pragma omp parallel for if (out.numel() > 65536)
+  for (int64_t j = 0; j < k; ++j) {
+    char* o = static_cast<char*>(out.data) + j * out.strides[size_t(dim)] * int64_t(es);
+    const char* in = static_cast<const char*>(x.data) + index_value(index, j) * x.strides[size_t(dim)] * int64_t(es);
+    loop.run([&](const int64_t* off, const int64_t* st, int64_t n) {
+      if (st[0] == 1 && st[1] == 1) {
+        std::memcpy(o + off[0] * int64_t(es), in + off[1] * int64_t(es), size_t(n) * es);
+        return;
+      }
+      for (int64_t i = 0; i < n; ++i)
+        std::memcpy(o + (off[0] + i * st[0]) * int64_t(es), in + (off[1] + i * st[1]) * int64_t(es), es);
+    });
+  }
 }
 
 void CpuBackend::index_add(const TensorRef& out, int64_t dim, const TensorRef& index, const TensorRef& src) {

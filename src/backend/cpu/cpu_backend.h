@@ -49,6 +49,7 @@ class CpuBackend final : public backend::Backend {
   void gather(const TensorRef& x, int64_t dim, const TensorRef& index, const TensorRef& out) override;
   void scatter_add(const TensorRef& out, int64_t dim, const TensorRef& index, const TensorRef& src) override;
   void index_select(const TensorRef& x, int64_t dim, const TensorRef& index, const TensorRef& out) override;
+  void index_select_strided(const TensorRef& x, int64_t dim, const TensorRef& index, const TensorRef& out);
   void index_add(const TensorRef& out, int64_t dim, const TensorRef& index, const TensorRef& src) override;
   void conv2d(const backend::Conv2dArgs& a, const TensorRef& x, const TensorRef& weight, const TensorRef& bias,
               const TensorRef& y) override;
