@@ -271,6 +271,24 @@ std::vector<Candidate> top_candidates(const std::vector<Beam>& beams, std::vecto
   return cand;
 }
 
+// top_candidates of every active sentence (its rows start at block[s] * B), the sentences split over
+// the threads: their rows of logp are disjoint.
+std::vector<std::vector<Candidate>> step_candidates(const std::vector<std::vector<Beam>>& alive,
+                                                    const std::vector<bool>& active, const std::vector<int64_t>& block,
+                                                    std::vector<float>& logp, int64_t V, const BeamSearchOptions& o,
+                                                    const IncrementalDecoder& dec) {
+  const int64_t n = int64_t(alive.size()), B = o.beam_size;
+  std::vector<std::vector<Candidate>> cands(static_cast<size_t>(n));
+#pragma omp parallel for schedule(dynamic) if (n > 1 && n * B * V > (1 << 16))
+  for (int64_t s = 0; s < n; ++s) {
+    if (!active[size_t(s)]) continue;
+    cands[size_t(s)] = top_candidates(alive[size_t(s)], logp, block[size_t(s)] * B, V,
+                                      limit_of(o.logits.min_lens, o.logits.min_len, s, false), dec.bos_id(),
+                                      dec.eos_id(), o.logits);
+  }
+  return cands;
+}
+
 // Keeps the B best finished hypotheses, best first (a new one goes after equal scores).
 void add_finished(std::vector<Hypothesis>& finished, Hypothesis h, int64_t B) {
   if (int64_t(finished.size()) >= B && !(h.score > finished.back().score)) return;
@@ -331,6 +349,7 @@ std::vector<std::vector<Hypothesis>> beam_search(IncrementalDecoder& dec, const 
     Tensor logp_t = dec.step(from_vector(last, {int64_t(last.size())}));
     const int64_t V = logp_t.size(1);
     std::vector<float> logp = logp_t.to_vector<float>();
+    const std::vector<std::vector<Candidate>> cands = step_candidates(alive, active, block, logp, V, o, dec);
     select.clear();
     next_last.clear();
     for (int64_t s = 0; s < n; ++s) {
@@ -339,8 +358,7 @@ std::vector<std::vector<Hypothesis>> beam_search(IncrementalDecoder& dec, const 
       const int64_t row0 = block[size_t(s)] * B;
       const int64_t max_len_s = limit_of(o.max_lens, o.max_len, s, true);
       const bool at_max = t + 1 >= max_len_s;
-      auto cand = top_candidates(beams, logp, row0, V, limit_of(o.logits.min_lens, o.logits.min_len, s, false),
-                                 dec.bos_id(), dec.eos_id(), o.logits);
+      const std::vector<Candidate>& cand = cands[size_t(s)];
       std::vector<Beam> next;
       std::vector<int64_t> from;  // the row each next beam continues
       for (size_t r = 0; r < cand.size(); ++r) {
