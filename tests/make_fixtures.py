@@ -217,6 +217,7 @@ OPS = {
     "max_dim": lambda x, a, s: tuple(torch.max(x[0], a["dim"], keepdim=a.get("keepdim", False))),
     "min_dim": lambda x, a, s: tuple(torch.min(x[0], a["dim"], keepdim=a.get("keepdim", False))),
     "argmax": lambda x, a, s: torch.argmax(x[0], a["dim"], keepdim=a.get("keepdim", False)),
+    "topk": lambda x, a, s: tuple(torch.topk(x[0], a["k"], a["dim"], largest=a.get("largest", True))),
     "argmin": lambda x, a, s: torch.argmin(x[0], a["dim"], keepdim=a.get("keepdim", False)),
     "var": lambda x, a, s: torch.var(x[0], dim=all_dims(x[0], a.get("dims", [])), correction=a.get("correction", 1), keepdim=a.get("keepdim", False)),
     "std": lambda x, a, s: torch.std(x[0], dim=all_dims(x[0], a.get("dims", [])), correction=a.get("correction", 1), keepdim=a.get("keepdim", False)),
@@ -710,6 +711,9 @@ def define_cases():
     # appended last: the cases above keep their random draws
     case("conv1d_max_over_time", "conv1d_max_over_time",
          [In([3, 9, 4]), In([5, 4, 2]), In([5]), In([6, 4, 3]), In([6]), In([2, 4, 5]), In([2])], **L)
+    case("topk_last", "topk", [In([3, 10])], {"k": 4, "dim": -1})
+    case("topk_dim0_smallest", "topk", [In([6, 4, 3])], {"k": 2, "dim": 0, "largest": False})
+    case("topk_noncontig_all", "topk", [In([5, 4], view=T())], {"k": 5, "dim": 1})
 
 
 # ------------------------------------------------------------------------------------------ running

@@ -149,6 +149,7 @@ inline const std::map<std::string, OpFn>& op_table() {
       {"max_dim", [](A a) { return attn::max(a[0], a.i("dim"), a.b("keepdim", false)); }},
       {"min_dim", [](A a) { return attn::min(a[0], a.i("dim"), a.b("keepdim", false)); }},
       {"argmax", [](A a) { return attn::argmax(a[0], a.i("dim"), a.b("keepdim", false)); }},
+      {"topk", [](A a) { return attn::topk(a[0], a.i("k"), a.i("dim"), a.b("largest", true)); }},
       {"argmin", [](A a) { return attn::argmin(a[0], a.i("dim"), a.b("keepdim", false)); }},
       {"var", [](A a) { return attn::var(a[0], a.shape("dims", {}), a.i("correction", 1), a.b("keepdim", false)); }},
       {"std", [](A a) { return attn::std(a[0], a.shape("dims", {}), a.i("correction", 1), a.b("keepdim", false)); }},

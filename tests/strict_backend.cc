@@ -192,6 +192,11 @@ class StrictBackend final : public Backend {
     Open open;
     cpu().arg_reduce(op, x, dim, values, indices);
   }
+  void topk(const TensorRef& x, int64_t dim, int64_t k, bool largest, const TensorRef& values,
+            const TensorRef& indices) override {
+    Open open;
+    cpu().topk(x, dim, k, largest, values, indices);
+  }
   void gemm(const GemmArgs& args) override {
     Open open;
     cpu().gemm(args);

@@ -647,6 +647,36 @@ TEST(NnOpsIndex, IndexSelectOutWritesIntoViews) {
   EXPECT_NE(e.find("requires grad"), std::string::npos) << e;
 }
 
+// topk beyond the fixtures: ties to the lower index, NaN above every number, the partial-sort path for
+// large k against a sort, k = 0 and out of range.
+TEST(NnOpsIndex, TopkOrderTiesNanAndLargeK) {
+  const Tensor x = from_vector<float>({1, 3, 3, 2, 3}, {5});
+  auto [v, i] = topk(x, 3);
+  EXPECT_EQ(v.to_vector<float>(), (std::vector<float>{3, 3, 3}));
+  EXPECT_EQ(i.to_vector<int64_t>(), (std::vector<int64_t>{1, 2, 4}));
+  const Tensor n = from_vector<float>({1, NAN, 5, -INFINITY}, {4});
+  auto [vl, il] = topk(n, 2);
+  EXPECT_TRUE(std::isnan(vl.to_vector<float>()[0]));
+  EXPECT_EQ(il.to_vector<int64_t>(), (std::vector<int64_t>{1, 2}));
+  EXPECT_EQ(topk(n, 2, 0, false).second.to_vector<int64_t>(), (std::vector<int64_t>{3, 0}));
+  manual_seed(12);
+  const Tensor big = randn({3, 300});
+  auto [bv, bi] = topk(big, 100, 1);  // k > 64: the partial sort
+  const auto all = big.to_vector<float>(), got = bv.to_vector<float>();
+  const auto idx = bi.to_vector<int64_t>();
+  for (int64_t r = 0; r < 3; ++r) {
+    std::vector<float> row(all.begin() + r * 300, all.begin() + (r + 1) * 300);
+    std::sort(row.begin(), row.end(), std::greater<float>());
+    for (int64_t j = 0; j < 100; ++j) {
+      ASSERT_EQ(got[size_t(r * 100 + j)], row[size_t(j)]) << r << " " << j;
+      ASSERT_EQ(all[size_t(r * 300 + idx[size_t(r * 100 + j)])], row[size_t(j)]);
+    }
+  }
+  EXPECT_EQ(topk(big, 0, 1).first.shape(), (Shape{3, 0}));
+  std::string e = error_of([&] { topk(big, 301, 1); });
+  EXPECT_NE(e.find("topk: k 301 out of range"), std::string::npos) << e;
+}
+
 TEST(NnOpsIndex, MaskedFill) {
   Tensor x = from_vector<double>({1, 2, 3, 4, 5, 6}, {2, 3});
   Tensor mask = from_vector<bool>({true, false, true}, {3});

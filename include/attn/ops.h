@@ -67,6 +67,9 @@ Tensor min(const Tensor& x);
 std::pair<Tensor, Tensor> max(const Tensor& x, int64_t dim, bool keepdim = false);  // values, int64 indices
 std::pair<Tensor, Tensor> min(const Tensor& x, int64_t dim, bool keepdim = false);
 Tensor argmax(const Tensor& x, int64_t dim, bool keepdim = false);
+// The k largest (largest = false: smallest) entries along dim and their int64 indices, best first; ties
+// go to the lower index, NaN ranks above every number (as PyTorch). Gradients flow to the chosen entries.
+std::pair<Tensor, Tensor> topk(const Tensor& x, int64_t k, int64_t dim = -1, bool largest = true);
 Tensor argmin(const Tensor& x, int64_t dim, bool keepdim = false);
 Tensor var(const Tensor& x, Shape dims = {}, int64_t correction = 1, bool keepdim = false);
 Tensor std(const Tensor& x, Shape dims = {}, int64_t correction = 1, bool keepdim = false);

@@ -158,6 +158,10 @@ class Backend {
   // values/indices: x's shape with size 1 at `dim`; indices int64
   virtual void arg_reduce(ReduceOp op, const TensorRef& x, int64_t dim, const TensorRef& values,
                           const TensorRef& indices) = 0;
+  // the k best along dim, best first (ties: lower index; NaN above every number); values/indices
+  // contiguous, x's shape with k at dim; indices int64
+  virtual void topk(const TensorRef& x, int64_t dim, int64_t k, bool largest, const TensorRef& values,
+                    const TensorRef& indices) = 0;
 
   // matrix multiply (row-major, strided batches)
   virtual void gemm(const GemmArgs& args) = 0;

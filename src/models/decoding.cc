@@ -229,11 +229,34 @@ struct Beam {
 };
 using Candidate = std::tuple<double, int64_t, int64_t>;  // (accumulated score, beam, token)
 
+// A step's log-probabilities on the host: every row (M, V) where logits processors run, else each row's
+// K = min(2B, V) best (the backend's topk: best first, ties to the lower token), not the whole vocabulary.
+struct StepScores {
+  std::vector<float> rows, top_values;  // (M, V) / (M, K)
+  std::vector<int64_t> top_tokens;      // (M, K)
+  int64_t V = 0, K = 0;                 // K = 0: rows
+};
+
+StepScores step_scores(const Tensor& logp, int64_t B, const LogitsOptions& lo) {
+  StepScores sc;
+  sc.V = logp.size(1);
+  if (processors_active(lo)) {
+    sc.rows = logp.to_vector<float>();
+    return sc;
+  }
+  sc.K = std::min<int64_t>(2 * B, sc.V);
+  const auto [values, tokens] = topk(logp, sc.K, 1);
+  sc.top_values = values.to_vector<float>();
+  sc.top_tokens = tokens.to_vector<int64_t>();
+  return sc;
+}
+
 // The 2B best continuations of a sentence's live beams, best first (ties: lower beam, then lower token).
-// Only each beam's 2B best tokens can be among them, so each row is scanned once into a small sorted list.
-std::vector<Candidate> top_candidates(const std::vector<Beam>& beams, std::vector<float>& logp, int64_t row0,
-                                      int64_t V, int64_t min_len, int64_t bos, int64_t eos, const LogitsOptions& lo) {
-  const int64_t B = int64_t(beams.size());
+// Only each beam's 2B best tokens can be among them: its row's topk, or the row scanned once into a small
+// sorted list after the processors changed it.
+std::vector<Candidate> top_candidates(const std::vector<Beam>& beams, StepScores& sc, int64_t row0, int64_t min_len,
+                                      int64_t bos, int64_t eos, const LogitsOptions& lo) {
+  const int64_t B = int64_t(beams.size()), V = sc.V;
   const bool process = processors_active(lo);
   const size_t K = size_t(std::min<int64_t>(2 * B, V));
   std::vector<Candidate> cand;
@@ -244,13 +267,22 @@ std::vector<Candidate> top_candidates(const std::vector<Beam>& beams, std::vecto
   for (int64_t b = 0; b < B; ++b) {
     const double base = beams[size_t(b)].log_prob;
     if (base == kNegInf) continue;
-    float* row = logp.data() + (row0 + b) * V;
+    top.clear();
+    if (sc.K > 0) {
+      for (int64_t r = 0; r < sc.K; ++r) {
+        const float x = sc.top_values[size_t((row0 + b) * sc.K + r)];
+        if (x != x || x == kNegInfF) continue;  // NaN and banned tokens never enter
+        top.emplace_back(x, sc.top_tokens[size_t((row0 + b) * sc.K + r)]);
+      }
+      for (const auto& [x, v] : top) cand.emplace_back(base + double(x), b, v);
+      continue;
+    }
+    float* row = sc.rows.data() + (row0 + b) * V;
     if (process) {
       history.assign(1, bos);
       history.insert(history.end(), beams[size_t(b)].tokens.begin(), beams[size_t(b)].tokens.end());
       process_logits(row, V, history, min_len, eos, lo);
     }
-    top.clear();
     for (int64_t v = 0; v < V; ++v) {
       const float x = row[v];
       if (top.size() == K && !(x > top.back().first)) continue;  // NaN never enters
@@ -271,18 +303,18 @@ std::vector<Candidate> top_candidates(const std::vector<Beam>& beams, std::vecto
   return cand;
 }
 
-// top_candidates of every active sentence (its rows start at block[s] * B), the sentences split over
-// the threads: their rows of logp are disjoint.
+// top_candidates of every active sentence (its rows start at block[s] * B); where whole rows are scanned,
+// the sentences are split over the threads (their rows are disjoint).
 std::vector<std::vector<Candidate>> step_candidates(const std::vector<std::vector<Beam>>& alive,
                                                     const std::vector<bool>& active, const std::vector<int64_t>& block,
-                                                    std::vector<float>& logp, int64_t V, const BeamSearchOptions& o,
+                                                    StepScores& sc, const BeamSearchOptions& o,
                                                     const IncrementalDecoder& dec) {
   const int64_t n = int64_t(alive.size()), B = o.beam_size;
   std::vector<std::vector<Candidate>> cands(static_cast<size_t>(n));
-#pragma omp parallel for schedule(dynamic) if (n > 1 && n * B * V > (1 << 16))
+#pragma omp parallel for schedule(dynamic) if (n > 1 && sc.K == 0 && n * B * sc.V > (1 << 16))
   for (int64_t s = 0; s < n; ++s) {
     if (!active[size_t(s)]) continue;
-    cands[size_t(s)] = top_candidates(alive[size_t(s)], logp, block[size_t(s)] * B, V,
+    cands[size_t(s)] = top_candidates(alive[size_t(s)], sc, block[size_t(s)] * B,
                                       limit_of(o.logits.min_lens, o.logits.min_len, s, false), dec.bos_id(),
                                       dec.eos_id(), o.logits);
   }
@@ -347,9 +379,8 @@ std::vector<std::vector<Hypothesis>> beam_search(IncrementalDecoder& dec, const 
   for (int64_t t = 0; t < longest; ++t) {
     if (std::none_of(active.begin(), active.end(), [](bool a) { return a; })) break;
     Tensor logp_t = dec.step(from_vector(last, {int64_t(last.size())}));
-    const int64_t V = logp_t.size(1);
-    std::vector<float> logp = logp_t.to_vector<float>();
-    const std::vector<std::vector<Candidate>> cands = step_candidates(alive, active, block, logp, V, o, dec);
+    StepScores scores = step_scores(logp_t, B, o.logits);
+    const std::vector<std::vector<Candidate>> cands = step_candidates(alive, active, block, scores, o, dec);
     select.clear();
     next_last.clear();
     for (int64_t s = 0; s < n; ++s) {

@@ -140,6 +140,35 @@ Tensor argmax(const Tensor& x, int64_t dim, bool keepdim) {
   NoGradGuard ng;
   return arg_extreme(ReduceOp::Max, "argmax", x, dim, keepdim).second;
 }
+std::pair<Tensor, Tensor> topk(const Tensor& x, int64_t k, int64_t dim, bool largest) {
+  ops::check_defined(x, "topk", "input");
+  const Tensor x1 = x.dim() == 0 ? x.reshape({1}) : x;
+  dim = wrap_dim(dim, x1.dim());
+  if (k < 0 || k > x1.size(dim))
+    ops::fail("topk: k " + std::to_string(k) + " out of range for dim " + std::to_string(dim) + " of " +
+              shape_str(x.shape()) + " (0.." + std::to_string(x1.size(dim)) + ")");
+  if (x.dtype() == kBool) ops::fail("topk: bool input is not supported");
+  Shape ks = x1.shape();
+  ks[dim] = k;
+  const Tensor in = x.dtype() == kBFloat16 ? x1.detach().to(kFloat32) : x1.detach();
+  Tensor values = ops::empty_out(ks, in.dtype(), x.device());
+  const Tensor indices = ops::empty_out(ks, kInt64, x.device());
+  ops::be(x).topk(ops::ref(in), dim, k, largest, ops::ref(values), ops::ref(indices));
+  if (x.dtype() == kBFloat16) values = values.to(kBFloat16);
+  if (x.dim() == 0) {
+    values = values.reshape({});
+    return {values, indices.reshape({})};
+  }
+  const Shape in_shape = x.shape();
+  const DType dt = x.dtype();
+  record("topk", values, {x}, [in_shape, indices, dim, dt](const Tensor& g) -> std::vector<Tensor> {
+    Tensor gi = zeros(in_shape, {.dtype = dt, .device = g.device()});
+    ops::be(g).scatter_add(ops::ref(gi), dim, ops::ref(indices), ops::ref(g.contiguous()));
+    return {gi};
+  });
+  return {values, indices};
+}
+
 Tensor argmin(const Tensor& x, int64_t dim, bool keepdim) {
   NoGradGuard ng;
   return arg_extreme(ReduceOp::Min, "argmin", x, dim, keepdim).second;

@@ -26,6 +26,8 @@ class CpuBackend final : public backend::Backend {
   void reduce(backend::ReduceOp op, const TensorRef& x, const TensorRef& out) override;
   void arg_reduce(backend::ReduceOp op, const TensorRef& x, int64_t dim, const TensorRef& values,
                   const TensorRef& indices) override;
+  void topk(const TensorRef& x, int64_t dim, int64_t k, bool largest, const TensorRef& values,
+            const TensorRef& indices) override;
   void gemm(const backend::GemmArgs& args) override;
   void softmax(const TensorRef& x, const TensorRef& y, bool log) override;
   void softmax_backward(const TensorRef& y, const TensorRef& grad_y, const TensorRef& grad_x, bool log) override;
