@@ -158,16 +158,10 @@ bool packed_gemm_available() { return enabled_flag().load(std::memory_order_rela
 void packed_gemm_team(const float* x, int64_t ldx, const float* p, const float* b, float* y, int64_t ldy, int64_t m,
                       int64_t n, int64_t k) {
   const Kernel kernel = kernel_for_isa();
-  // column blocks of 32 (two panels) split over the team; each element is one thread's sum
-  const int64_t blocks = (n + 2 * kPanelWidth - 1) / (2 * kPanelWidth);
-  const int threads = int(std::min<int64_t>(omp_get_max_threads(), std::max<int64_t>(1, m * n * k / (1 << 18))));
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-    const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
-    const int64_t c0 = std::min(n, (t * blocks / nt) * 2 * kPanelWidth);
-    const int64_t c1 = std::min(n, ((t + 1) * blocks / nt) * 2 * kPanelWidth);
-    if (c1 > c0) kernel(x, ldx, p + c0 * k, b ? b + c0 : nullptr, y + c0, ldy, m, c1 - c0, k);
-  }
+  // each element is one thread's sum
+  split_columns_over_team(m, n, k, [&](int64_t c0, int64_t c1) {
+    kernel(x, ldx, p + c0 * k, b ? b + c0 : nullptr, y + c0, ldy, m, c1 - c0, k);
+  });
 }
 
 }  // namespace attn::cpu

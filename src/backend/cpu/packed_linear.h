@@ -11,6 +11,9 @@
 // Any float32 linear() without autograd takes it (nn::Linear in eval / no_grad, MultiheadAttention's
 // packed projections, a tied output embedding); the cost is one packed copy of each such weight.
 #pragma once
+#include <omp.h>
+
+#include <algorithm>
 #include <cstdint>
 
 #include "attn/tensor.h"
@@ -59,6 +62,20 @@ void pack_weight_panels_bf16(const uint16_t* w, int64_t n, int64_t k, int64_t ld
 bool packed_bf16_available();
 void packed_gemm_bf16_team(const uint16_t* x, int64_t ldx, const uint16_t* panels, const uint16_t* bias, uint16_t* y,
                            int64_t ldy, int64_t m, int64_t n, int64_t k);
+
+// The team's split of a packed product: column blocks of 32 (two panels) over the OpenMP threads, as
+// many threads as the product has shares of 2^18 multiply-adds; run(c0, c1) computes columns [c0, c1).
+template <typename Run> void split_columns_over_team(int64_t m, int64_t n, int64_t k, Run&& run) {
+  const int64_t blocks = (n + 2 * kPanelWidth - 1) / (2 * kPanelWidth);
+  const int threads = int(std::min<int64_t>(omp_get_max_threads(), std::max<int64_t>(1, m * n * k / (1 << 18))));
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t c0 = std::min(n, (t * blocks / nt) * 2 * kPanelWidth);
+    const int64_t c1 = std::min(n, ((t + 1) * blocks / nt) * 2 * kPanelWidth);
+    if (c1 > c0) run(c0, c1);
+  }
+}
 
 namespace ref {
 // Per element the sum vdpbf16ps makes: for each pair, acc += x1 w1, then acc += x0 w0 (exact products,

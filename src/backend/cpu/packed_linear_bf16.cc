@@ -1,7 +1,5 @@
 // src/backend/cpu/packed_linear_bf16.cc — packed_linear.h's bf16 pieces: the pair-interleaved packing,
-// the reference kernel, which kernel serves the active ISA and bf16 path, and the split over the team.
-#include <omp.h>
-
+// the reference kernel, which kernel serves the active ISA and bf16 path, and the team product.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -90,16 +88,9 @@ void packed_gemm_bf16_team(const uint16_t* x, int64_t ldx, const uint16_t* p, co
                            int64_t ldy, int64_t m, int64_t n, int64_t k) {
   const Kernel kernel = kernel_for_path();
   const int64_t panel = ((k + 1) / 2) * 2 * kPanelWidth;  // elements per panel
-  // column blocks of 32 (two panels) split over the team, as packed_gemm_team
-  const int64_t blocks = (n + 2 * kPanelWidth - 1) / (2 * kPanelWidth);
-  const int threads = int(std::min<int64_t>(omp_get_max_threads(), std::max<int64_t>(1, m * n * k / (1 << 18))));
-#pragma omp parallel num_threads(threads) if (threads > 1)
-  {
-    const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
-    const int64_t c0 = std::min(n, (t * blocks / nt) * 2 * kPanelWidth);
-    const int64_t c1 = std::min(n, ((t + 1) * blocks / nt) * 2 * kPanelWidth);
-    if (c1 > c0) kernel(x, ldx, p + (c0 / kPanelWidth) * panel, b ? b + c0 : nullptr, y + c0, ldy, m, c1 - c0, k);
-  }
+  split_columns_over_team(m, n, k, [&](int64_t c0, int64_t c1) {
+    kernel(x, ldx, p + (c0 / kPanelWidth) * panel, b ? b + c0 : nullptr, y + c0, ldy, m, c1 - c0, k);
+  });
 }
 
 }  // namespace attn::cpu
