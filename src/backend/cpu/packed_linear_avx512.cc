@@ -65,28 +65,12 @@ void tile_rows(int64_t mr, const float* x, int64_t ldx, const float* panels, int
 
 void packed_gemm(const float* x, int64_t ldx, const float* panels, const float* bias, float* y, int64_t ldy,
                  int64_t m, int64_t n, int64_t k) {
-  constexpr int64_t kRows = 12;
-  const int64_t blocks = (m + kRows - 1) / kRows;
-  for (int64_t c0 = 0; c0 < n; c0 += 2 * kPanelWidth) {
-    const int64_t width = std::min<int64_t>(2 * kPanelWidth, n - c0);
-    const int64_t np = (width + kPanelWidth - 1) / kPanelWidth, cols = width - (np - 1) * kPanelWidth;
-    const float* pp = panels + (c0 / kPanelWidth) * k * kPanelWidth;
-    const float* bp = bias ? bias + c0 : nullptr;
-    // the next pair of panels (2k lines of 64 bytes) into L2, spread evenly over the row blocks' steps
-    // (T1 measured ahead of T0 and of a two-pair distance with gemm_bench decode)
-    const int64_t next_lines = c0 + 2 * kPanelWidth < n ? 2 * k : 0;
-    const float* next = pp + 2 * k * kPanelWidth;
-    for (int64_t b = 0; b < blocks; ++b) {  // rows split evenly: 32 -> 10, 11, 11
-      const int64_t r0 = b * m / blocks, r1 = (b + 1) * m / blocks;
-      const int64_t per_block = (next_lines + blocks - 1) / blocks;
-      const int64_t pf_first = std::min(next_lines, b * per_block), pf_lines = std::min(per_block, next_lines - pf_first);
-      const float* pf = next + pf_first * kPanelWidth;
-      if (np == 2)
-        tile_rows<2>(r1 - r0, x + r0 * ldx, ldx, pp, k, bp, y + r0 * ldy + c0, ldy, cols, pf, pf_lines);
-      else
-        tile_rows<1>(r1 - r0, x + r0 * ldx, ldx, pp, k, bp, y + r0 * ldy + c0, ldy, cols, pf, pf_lines);
-    }
-  }
+  walk_panel_tiles(x, ldx, panels, bias, y, ldy, m, n, k, kPanelWidth,
+                   [&](int64_t np, int64_t rows, const float* xr, const float* pp, const float* bp, float* yr,
+                       int64_t cols, const float* pf, int64_t pf_lines) {
+                     if (np == 2) return tile_rows<2>(rows, xr, ldx, pp, k, bp, yr, ldy, cols, pf, pf_lines);
+                     tile_rows<1>(rows, xr, ldx, pp, k, bp, yr, ldy, cols, pf, pf_lines);
+                   });
 }
 
 }  // namespace attn::cpu::avx512
