@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "attn/tensor.h"
 
@@ -74,6 +75,25 @@ template <typename Run> void split_columns_over_team(int64_t m, int64_t n, int64
     const int64_t c0 = std::min(n, (t * blocks / nt) * 2 * kPanelWidth);
     const int64_t c1 = std::min(n, ((t + 1) * blocks / nt) * 2 * kPanelWidth);
     if (c1 > c0) run(c0, c1);
+  }
+}
+
+// f(std::integral_constant<int, R>{}) for a runtime row count r in [1, 12] (the kernels' register tiles are
+// templates on their row count).
+template <typename F> void with_row_count(int64_t r, F&& f) {
+  switch (r) {
+    case 12: return f(std::integral_constant<int, 12>{});
+    case 11: return f(std::integral_constant<int, 11>{});
+    case 10: return f(std::integral_constant<int, 10>{});
+    case 9: return f(std::integral_constant<int, 9>{});
+    case 8: return f(std::integral_constant<int, 8>{});
+    case 7: return f(std::integral_constant<int, 7>{});
+    case 6: return f(std::integral_constant<int, 6>{});
+    case 5: return f(std::integral_constant<int, 5>{});
+    case 4: return f(std::integral_constant<int, 4>{});
+    case 3: return f(std::integral_constant<int, 3>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    default: return f(std::integral_constant<int, 1>{});
   }
 }
 

@@ -45,20 +45,9 @@ void tile(const float* x, int64_t ldx, const float* panels, int64_t k, const flo
 template <int NP>
 void tile_rows(int64_t mr, const float* x, int64_t ldx, const float* panels, int64_t k, const float* bias, float* y,
                int64_t ldy, int64_t cols, const float* pf, int64_t pf_lines) {
-  switch (mr) {
-    case 12: return tile<12, NP>(x, ldx, panels, k, bias, y, ldy, cols, pf, pf_lines);
-    case 11: return tile<11, NP>(x, ldx, panels, k, bias, y, ldy, cols, pf, pf_lines);
-    case 10: return tile<10, NP>(x, ldx, panels, k, bias, y, ldy, cols, pf, pf_lines);
-    case 9: return tile<9, NP>(x, ldx, panels, k, bias, y, ldy, cols, pf, pf_lines);
-    case 8: return tile<8, NP>(x, ldx, panels, k, bias, y, ldy, cols, pf, pf_lines);
-    case 7: return tile<7, NP>(x, ldx, panels, k, bias, y, ldy, cols, pf, pf_lines);
-    case 6: return tile<6, NP>(x, ldx, panels, k, bias, y, ldy, cols, pf, pf_lines);
-    case 5: return tile<5, NP>(x, ldx, panels, k, bias, y, ldy, cols, pf, pf_lines);
-    case 4: return tile<4, NP>(x, ldx, panels, k, bias, y, ldy, cols, pf, pf_lines);
-    case 3: return tile<3, NP>(x, ldx, panels, k, bias, y, ldy, cols, pf, pf_lines);
-    case 2: return tile<2, NP>(x, ldx, panels, k, bias, y, ldy, cols, pf, pf_lines);
-    default: return tile<1, NP>(x, ldx, panels, k, bias, y, ldy, cols, pf, pf_lines);
-  }
+  with_row_count(mr, [&](auto rows) {
+    tile<decltype(rows)::value, NP>(x, ldx, panels, k, bias, y, ldy, cols, pf, pf_lines);
+  });
 }
 
 }  // namespace
