@@ -267,17 +267,16 @@ std::vector<Candidate> top_candidates(const std::vector<Beam>& beams, StepScores
   for (int64_t b = 0; b < B; ++b) {
     const double base = beams[size_t(b)].log_prob;
     if (base == kNegInf) continue;
-    top.clear();
-    if (sc.K > 0) {
+    if (sc.K > 0) {  // the row's best, already ordered
       for (int64_t r = 0; r < sc.K; ++r) {
         const float x = sc.top_values[size_t((row0 + b) * sc.K + r)];
         if (x != x || x == kNegInfF) continue;  // NaN and banned tokens never enter
-        top.emplace_back(x, sc.top_tokens[size_t((row0 + b) * sc.K + r)]);
+        cand.emplace_back(base + double(x), b, sc.top_tokens[size_t((row0 + b) * sc.K + r)]);
       }
-      for (const auto& [x, v] : top) cand.emplace_back(base + double(x), b, v);
       continue;
     }
     float* row = sc.rows.data() + (row0 + b) * V;
+    top.clear();
     if (process) {
       history.assign(1, bos);
       history.insert(history.end(), beams[size_t(b)].tokens.begin(), beams[size_t(b)].tokens.end());

@@ -68,11 +68,11 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   ops::check_index_range(index, x.size(dim), "index_select", "index");
   const int64_t k = index.numel();
   Tensor idx = index.detach().reshape({k}).contiguous();
-  Tensor xc = x.detach().contiguous();
   Shape os = x.shape();
   os[dim] = k;
   Tensor out = ops::empty_out(os, x.dtype(), x.device());
-  if (out.numel() > 0) ops::be(x).index_select(ops::ref(xc), dim, ops::ref(idx), ops::ref(out));
+  // a view is gathered from as it is (the backend's strided path), not copied whole first
+  if (out.numel() > 0) ops::be(x).index_select(ops::ref(x.detach()), dim, ops::ref(idx), ops::ref(out));
   Shape xs = x.shape();
   DType dt = x.dtype();
   record("index_select", out, {x}, [idx, dim, xs, dt](const Tensor& g) -> std::vector<Tensor> {
