@@ -32,8 +32,23 @@ constexpr size_t kMapFrom = SIZE_MAX;
 #else
 constexpr size_t kMapFrom = size_t(256) << 10;
 #endif
+// Blocks of 2 MiB and more start on a 2 MiB boundary and ask for transparent huge pages: a decoding step
+// streams every weight once (60 MB for the bench translator), and with 4 KiB pages its products ran ~8 %
+// slower (gemm_bench decode, docs/benchmarks.md).
+constexpr size_t kHugePage = size_t(2) << 20;
+void* map_huge_aligned(size_t b) {
+  void* raw = mmap(nullptr, b + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) return nullptr;
+  const uintptr_t start = reinterpret_cast<uintptr_t>(raw), aligned = (start + kHugePage - 1) & ~(kHugePage - 1);
+  if (aligned > start) munmap(raw, aligned - start);
+  if (const size_t tail = start + b + kHugePage - (aligned + b)) munmap(reinterpret_cast<void*>(aligned + b), tail);
+  void* p = reinterpret_cast<void*>(aligned);
+  madvise(p, b, MADV_HUGEPAGE);  // a hint: where THP is off the block keeps 4 KiB pages
+  return p;
+}
 void* system_alloc(size_t b) {
   if (b < kMapFrom) return std::aligned_alloc(kAlign, b);
+  if (b >= kHugePage) return map_huge_aligned(b);
   void* p = mmap(nullptr, b, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   return p == MAP_FAILED ? nullptr : p;
 }
@@ -95,16 +110,27 @@ Cache& cache() {
 }
 
 // Under the lock: a cached block for bucket b (accounted as in use), or nullptr after evicting the
-// oldest blocks to make room for a new one of b bytes.
-void* take_or_make_room(Cache& c, size_t b, std::vector<std::pair<void*, size_t>>& evicted) {
+// oldest blocks to make room for a new one of b bytes. A mapped block more than half as large again is
+// cut to b (its tail in `trimmed`, to unmap) rather than mapping fresh pages: beam search's shrinking
+// batch asks for new sizes all the time (page faults of int8 beam on 300 verses: 93k -> 34k).
+void* take_or_make_room(Cache& c, size_t b, std::vector<std::pair<void*, size_t>>& evicted,
+                        std::pair<void*, size_t>& trimmed) {
   auto it = c.free_blocks.lower_bound(b);
-  const size_t got = it != c.free_blocks.end() && it->first <= largest_fit(b) ? it->first : b;
+  const bool fits = it != c.free_blocks.end() && it->first <= largest_fit(b);
+  const bool cut = it != c.free_blocks.end() && !fits && b >= kMapFrom;
+  const size_t got = fits ? it->first : b;
   c.allocated += got;
   c.peak = std::max(c.peak, c.allocated);
   c.high_water = std::max(c.high_water, c.allocated);
-  if (got != b || (it != c.free_blocks.end() && it->first == b)) {
+  if (fits) {
     void* p = c.take(it, true);
     if (got != b) c.oversized.emplace(p, got);
+    return p;
+  }
+  if (cut) {
+    const size_t size = it->first;
+    void* p = c.take(it, true);
+    trimmed = {static_cast<char*>(p) + b, size - b};
     return p;
   }
   const size_t limit = footprint_limit(c.high_water);
@@ -122,9 +148,13 @@ void* cached_alloc(size_t nbytes) {
   const size_t b = bucket_size(nbytes);
   Cache& c = cache();
   std::vector<std::pair<void*, size_t>> evicted;
+  std::pair<void*, size_t> trimmed{nullptr, 0};
   {
     std::lock_guard<std::mutex> lock(c.mu);
-    if (void* p = take_or_make_room(c, b, evicted)) return p;
+    if (void* p = take_or_make_room(c, b, evicted, trimmed)) {
+      if (trimmed.first) munmap(trimmed.first, trimmed.second);
+      return p;
+    }
   }
   for (auto [p, size] : evicted) system_free(p, size);
   void* p = system_alloc(b);
