@@ -68,16 +68,20 @@ Tensor teacher_forcing_input(const std::vector<std::vector<int64_t>>& ref) {
 }  // namespace
 
 // One product: the error stays within what per-row and per-channel int8 rounding allows, for every
-// row count (one oneDNN primitive each), a zero row gives the bias, and a row block equals those rows.
+// row count (one oneDNN primitive per padded count: 5 runs as 8, 17 as 32, 40 as 48), each row's result
+// is the same whatever rows run with it (no padding leaks in), a zero row gives the bias, and a row
+// block equals those rows.
 TEST(Int8, LinearMatchesFloat32) {
   manual_seed(5);
   Tensor w = randn({48, 64}), b = randn({48});
   auto w8 = nn::Int8Matrix::quantize(w);
-  for (int64_t M : {1, 3, 8, 3}) {
+  for (int64_t M : {1, 3, 8, 3, 5, 17, 40, 5}) {
     Tensor x = randn({M, 64});
     Tensor y = linear(x, w, b), y8 = w8->linear(x, b);
     // each term's error <= |x| * s_w / 2 + |w| * s_x / 2; summed over 64 terms of random signs, a few %
     EXPECT_LT(max_abs(sub(y8, y)), 0.03f * max_abs(y)) << "M " << M;
+    for (int64_t first : {int64_t(0), M - 1})
+      EXPECT_TRUE(allclose(w8->linear(x.narrow(0, first, 1), b), y8.narrow(0, first, 1), 0, 0)) << "M " << M;
   }
   Tensor x = randn({2, 64});
   x.select(0, 1).zero_();
