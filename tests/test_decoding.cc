@@ -174,6 +174,15 @@ TEST(Decoding, PerSentenceLengthLimits) {
   EXPECT_LE(h[0][0].tokens.size(), 2u);
   EXPECT_GE(h[1][0].tokens.size(), 9u);
   EXPECT_LE(h[2][0].tokens.size(), 3u);
+  // minimum lengths all 0 (translate's default) are no processor: the same hypotheses and scores as none
+  TableDecoder c(3), d(3);
+  auto zero = models::beam_search(c, {.beam_size = 3, .n_best = 3, .max_len = 12, .logits = {.min_lens = {0, 0, 0}}});
+  auto none = models::beam_search(d, {.beam_size = 3, .n_best = 3, .max_len = 12});
+  for (size_t s = 0; s < 3; ++s)
+    for (size_t r = 0; r < 3; ++r) {
+      EXPECT_EQ(zero[s][r].tokens, none[s][r].tokens) << s << " " << r;
+      EXPECT_EQ(zero[s][r].score, none[s][r].score) << s << " " << r;
+    }
 }
 
 TEST(Decoding, AbsurdOptionsAreClearErrors) {

@@ -111,8 +111,13 @@ void warp_for_sampling(float* x, int64_t V, const SamplingOptions& o) {
 
 namespace {
 
+// Whether any processor can change a score. Per-sentence minimum lengths that are all 0 (what translate
+// passes by default) change nothing: they must not send decoding down the host path, which copies every
+// row's log-probabilities and scans them (~10 % of beam search, the whole of the CTranslate2 gap).
 bool processors_active(const LogitsOptions& o) {
-  return o.repetition_penalty != 1.0 || o.no_repeat_ngram_size > 0 || o.min_len > 0 || !o.min_lens.empty();
+  const bool min_len = o.min_lens.empty() ? o.min_len > 0
+                                          : std::any_of(o.min_lens.begin(), o.min_lens.end(), [](int64_t m) { return m > 0; });
+  return o.repetition_penalty != 1.0 || o.no_repeat_ngram_size > 0 || min_len;
 }
 
 // log softmax(x)[k] of one row of logits, in double.
