@@ -178,13 +178,13 @@ std::vector<std::vector<int64_t>> greedy_decode(IncrementalDecoder& dec, const G
       // softmax keeps the order: the logits' argmax suffices (the backend's kernel: first maximum, NaN wins)
       best = argmax(dec.step_logits(from_vector(last, {n})).to(kFloat32), 1).to_vector<int64_t>();
     } else if (!raw) {
-      Tensor logp = dec.step(from_vector(last, {n}));
-      best = argmax(logp, 1).to_vector<int64_t>();  // the lecture's argmax decoding
-      if (o.log_probs) {
-        std::vector<float> lp = logp.to_vector<float>();
-        for (int64_t i = 0; i < n; ++i)
-          if (!done[size_t(i)]) (*o.log_probs)[size_t(i)] += lp[size_t(i * logp.size(1) + best[size_t(i)])];
-      }
+      // the lecture's argmax decoding; topk(1) also gives the chosen log-probability (the same first maximum,
+      // NaN first), so only n values come to the host
+      const auto [lp, tokens] = topk(dec.step(from_vector(last, {n})), 1, 1);
+      best = tokens.to_vector<int64_t>();
+      const std::vector<float> chosen = lp.to_vector<float>();
+      for (int64_t i = 0; i < n; ++i)
+        if (!done[size_t(i)]) (*o.log_probs)[size_t(i)] += chosen[size_t(i)];
     } else {
       Tensor scores = dec.step_logits(from_vector(last, {n}));
       const int64_t V = scores.size(1);
