@@ -15,7 +15,7 @@ namespace attn::cpu::avx512 {
 namespace {
 
 // rows [0, MR) x panels [0, NP) of y; `cols` valid columns in the last panel (16 = all). Step kk also
-// prefetches lines kk and kk + k of `pf` below pf_lines (the next panels, which come from memory).
+// prefetches lines kk, kk + k, ... (one per panel) of `pf` below pf_lines (the next panels, from memory).
 template <int MR, int NP>
 void tile(const float* x, int64_t ldx, const float* panels, int64_t k, const float* bias, float* y, int64_t ldy,
           int64_t cols, const float* pf, int64_t pf_lines) {
@@ -25,8 +25,8 @@ void tile(const float* x, int64_t ldx, const float* panels, int64_t k, const flo
   const float* p[NP];
   for (int j = 0; j < NP; ++j) p[j] = panels + j * k * kPanelWidth;
   for (int64_t kk = 0; kk < k; ++kk) {
-    if (kk < pf_lines) _mm_prefetch(reinterpret_cast<const char*>(pf + kk * kPanelWidth), _MM_HINT_T1);
-    if (kk + k < pf_lines) _mm_prefetch(reinterpret_cast<const char*>(pf + (kk + k) * kPanelWidth), _MM_HINT_T1);
+    for (int j = 0; j < NP; ++j)
+      if (kk + j * k < pf_lines) _mm_prefetch(reinterpret_cast<const char*>(pf + (kk + j * k) * kPanelWidth), _MM_HINT_T1);
     __m512 w[NP];
     for (int j = 0; j < NP; ++j) w[j] = _mm512_load_ps(p[j] + kk * kPanelWidth);
     for (int r = 0; r < MR; ++r) {
@@ -50,10 +50,38 @@ void tile_rows(int64_t mr, const float* x, int64_t ldx, const float* panels, int
   });
 }
 
+// One or two rows (a single sentence's greedy step): a pair of panels would give the tile only 2 or 4
+// accumulators, each a chain of dependent FMAs (4 cycles apart), so the rows take 4 panels (64 columns) at
+// a time, the next 4 prefetched over the k steps. The same k-ordered sum per element as every tile.
+void packed_gemm_few_rows(const float* x, int64_t ldx, const float* panels, const float* bias, float* y,
+                          int64_t ldy, int64_t m, int64_t n, int64_t k) {
+  constexpr int64_t kGroup = 4 * kPanelWidth;
+  for (int64_t c0 = 0; c0 < n; c0 += kGroup) {
+    const int64_t width = std::min(kGroup, n - c0);
+    const int64_t np = (width + kPanelWidth - 1) / kPanelWidth, cols = width - (np - 1) * kPanelWidth;
+    const float* pp = panels + (c0 / kPanelWidth) * k * kPanelWidth;
+    const float* bp = bias ? bias + c0 : nullptr;
+    const int64_t next_panels = std::min<int64_t>(4, (n - c0 - width + kPanelWidth - 1) / kPanelWidth);
+    const float* next = pp + np * k * kPanelWidth;
+    auto run = [&](auto rows) {
+      constexpr int MR = decltype(rows)::value;
+      switch (np) {
+        case 4: return tile<MR, 4>(x, ldx, pp, k, bp, y + c0, ldy, cols, next, next_panels * k);
+        case 3: return tile<MR, 3>(x, ldx, pp, k, bp, y + c0, ldy, cols, next, next_panels * k);
+        case 2: return tile<MR, 2>(x, ldx, pp, k, bp, y + c0, ldy, cols, next, next_panels * k);
+        default: return tile<MR, 1>(x, ldx, pp, k, bp, y + c0, ldy, cols, next, next_panels * k);
+      }
+    };
+    if (m == 2) run(std::integral_constant<int, 2>{});
+    else run(std::integral_constant<int, 1>{});
+  }
+}
+
 }  // namespace
 
 void packed_gemm(const float* x, int64_t ldx, const float* panels, const float* bias, float* y, int64_t ldy,
                  int64_t m, int64_t n, int64_t k) {
+  if (m <= 2) return packed_gemm_few_rows(x, ldx, panels, bias, y, ldy, m, n, k);
   walk_panel_tiles(x, ldx, panels, bias, y, ldy, m, n, k, kPanelWidth,
                    [&](int64_t np, int64_t rows, const float* xr, const float* pp, const float* bp, float* yr,
                        int64_t cols, const float* pf, int64_t pf_lines) {
