@@ -1,7 +1,7 @@
 // bench/onednn_rnn_bench.cc — oneDNN's RNN primitives (vanilla RNN tanh, LSTM, linear-before-reset GRU =
 // PyTorch's GRU) against attn's own recurrent path (issue 17), paired and interleaved (A, B, A, B, ...)
 // so a loaded host slows both sides alike. Not part of `make bench` (no PyTorch twin); the table is in
-// docs/benchmarks.md ("oneDNN RNN primitives against attn's path").
+// docs/benchmarks_recurrent.md ("oneDNN RNN primitives against attn's path").
 //
 //   OMP_NUM_THREADS=1 build/bench/onednn_rnn_bench --pairs 5          # every case
 //   OMP_NUM_THREADS=2 build/bench/onednn_rnn_bench --only lstm        # cases whose name contains "lstm"
@@ -308,7 +308,7 @@ int main(int argc, char** argv) {
         [&] { return attn_autocast(c, 1, true, true, true); });
     run(n + " lm_train_bf16", [&] { return attn_train(c, kLayers, false); },
         [&] { return raw_stack(c, kLayers, 1, true, dt::bf16); });
-    if (c == Cell::Gru) {  // oneDNN 2.6.3 segfaulted here at 1 and 2 threads (docs/benchmarks.md)
+    if (c == Cell::Gru) {  // oneDNN 2.6.3 segfaulted here at 1 and 2 threads (docs/benchmarks_recurrent.md)
       std::printf("%-22s skipped: oneDNN 2.6.3's bf16 lbr_gru inference crashed\n", (n + " lm_infer_bf16").c_str());
       continue;
     }

@@ -70,7 +70,7 @@ int rnn_onednn_mode() { return mode_flag().load(); }
 
 namespace {
 
-// The faster per case in float32 inference, measured paired on a quiet host (docs/benchmarks.md, "oneDNN
+// The faster per case in float32 inference, measured paired on a quiet host (docs/benchmarks_recurrent.md, "oneDNN
 // RNN primitives against attn's path"): oneDNN for the LSTM (1.05-1.23x at 1 and 2 threads, unidirectional,
 // bidirectional and batch-1 sampling) and for the unidirectional vanilla RNN with two or more threads or one
 // row (1.11-2.15x; 0.90x for the batch-32 forward on one thread); attn's loop for the GRU (0.85-1.00x) and

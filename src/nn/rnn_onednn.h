@@ -1,7 +1,7 @@
 // src/nn/rnn_onednn.h — inference forward of RNN / LSTM / GRU through oneDNN's RNN primitives
 // (vanilla_rnn tanh / relu, lstm with projection, lbr_gru = PyTorch's GRU form), for a forward with
 // nothing recorded for autograd, where it beats attn's own loop: measured paired (bench/onednn_rnn_bench.cc,
-// docs/benchmarks.md "oneDNN RNN primitives against attn's path"), that is the LSTM and the unidirectional
+// docs/benchmarks_recurrent.md "oneDNN RNN primitives against attn's path"), that is the LSTM and the unidirectional
 // vanilla RNN (with two threads or one row), not the GRU. ATTN_RNN_ONEDNN=0 / 1 or set_onednn_rnn() force
 // attn's loop / oneDNN for every cell oneDNN has.
 //
@@ -46,7 +46,7 @@ int64_t onednn_rnn_weight_conversions();  // weight conversions since the start 
 // batches, GRU's reset_before_product form, LSTM projections, ATTN_RNN_ONEDNN=0, or a shape oneDNN refuses
 // (then the module's own loop runs on the autocast ops).
 // The default where the bf16 path is AVX512_BF16 (it beat the module's loop in every case measured there:
-// docs/benchmarks.md); opt-in on AMX until measured there (ATTN_RNN_ONEDNN_BF16=1, or set_onednn_rnn_bf16);
+// docs/benchmarks_recurrent.md); opt-in on AMX until measured there (ATTN_RNN_ONEDNN_BF16=1, or set_onednn_rnn_bf16);
 // ATTN_RNN_ONEDNN_BF16=0 turns it off. LSTM projections stay on the loop because oneDNN 2.6.3's bf16
 // backward gave them zero gradients. tests/test_rnn_autocast.cc checks it against PyTorch wherever it is on.
 //   if (detail::onednn_rnn_autocast_applies(m, x, states)) r = detail::onednn_rnn_autocast_forward(m, x, states);

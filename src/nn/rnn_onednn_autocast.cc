@@ -124,7 +124,7 @@ std::map<Key, std::shared_ptr<const LayerPrimitives>> g_cache;
 std::atomic<int64_t> g_layers{0};
 
 // On by default where the bf16 path is AVX512_BF16: there oneDNN's bf16 primitives beat the module's loop
-// in every case measured (docs/benchmarks.md). On AMX CPUs opt-in until measured there: oneDNN 2.6.3's bf16
+// in every case measured (docs/benchmarks_recurrent.md). On AMX CPUs opt-in until measured there: oneDNN 2.6.3's bf16
 // GRU inference primitive crashed on one (bench/onednn_rnn_bench.cc). ATTN_RNN_ONEDNN_BF16=0 / 1 forces it.
 std::atomic<bool>& bf16_flag() {
   static std::atomic<bool> on = [] {
