@@ -97,23 +97,23 @@ template <typename F> void with_row_count(int64_t r, F&& f) {
   }
 }
 
-// The SIMD kernels' walk over y (float32 and bf16 alike): pairs of panels (32 columns) left to right, rows
-// in even blocks of at most 12 (32 -> 10, 11, 11), and the next pair of panels (2 x `lines` lines of 64
-// bytes, `line` elements each) prefetched into L2 spread evenly over the row blocks' steps (T1 measured
-// ahead of T0 and of a two-pair distance with gemm_bench decode). tile(np, rows, x, panels, bias, y, cols,
-// pf, pf_lines) computes one block: np panels, `cols` valid columns in the last one.
-template <typename T, typename Tile>
+// The SIMD kernels' walk over y (float32 and bf16 alike): Group panels at a time (2: 32 columns) left to
+// right, rows in even blocks of at most 12 (32 -> 10, 11, 11), and the next Group panels (Group x `lines`
+// lines of 64 bytes, `line` elements each) prefetched into L2 spread evenly over the row blocks' steps (T1
+// measured ahead of T0 and of a two-pair distance with gemm_bench decode). tile(np, rows, x, panels, bias,
+// y, cols, pf, pf_lines) computes one block: np <= Group panels, `cols` valid columns in the last one.
+template <int Group = 2, typename T, typename Tile>
 void walk_panel_tiles(const T* x, int64_t ldx, const T* panels, const T* bias, T* y, int64_t ldy, int64_t m,
                       int64_t n, int64_t lines, int64_t line, Tile&& tile) {
   constexpr int64_t kRows = 12;
   const int64_t blocks = (m + kRows - 1) / kRows;
-  for (int64_t c0 = 0; c0 < n; c0 += 2 * kPanelWidth) {
-    const int64_t width = std::min<int64_t>(2 * kPanelWidth, n - c0);
+  for (int64_t c0 = 0; c0 < n; c0 += Group * kPanelWidth) {
+    const int64_t width = std::min<int64_t>(Group * kPanelWidth, n - c0);
     const int64_t np = (width + kPanelWidth - 1) / kPanelWidth, cols = width - (np - 1) * kPanelWidth;
     const T* pp = panels + (c0 / kPanelWidth) * lines * line;
     const T* bp = bias ? bias + c0 : nullptr;
-    const int64_t next_lines = c0 + 2 * kPanelWidth < n ? 2 * lines : 0;
-    const T* next = pp + 2 * lines * line;
+    const int64_t next_lines = c0 + Group * kPanelWidth < n ? Group * lines : 0;
+    const T* next = pp + Group * lines * line;
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t r0 = b * m / blocks, r1 = (b + 1) * m / blocks;
       const int64_t per_block = (next_lines + blocks - 1) / blocks;

@@ -3,7 +3,8 @@
 //
 // Register tile: up to 12 rows x 2 panels (32 columns) = 24 accumulators; per k two panel loads and
 // one broadcast of x per row. A pair of panels (K x 32 floats, 64 KiB at K = 512) serves every row
-// block (32 rows: 10, 11, 11) from L2 while the blocks prefetch the next pair from memory.
+// block (32 rows: 10, 11, 11) from L2 while the blocks prefetch the next pair from memory. One or two rows
+// take 4 panels per tile instead (packed_gemm below).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -50,44 +51,25 @@ void tile_rows(int64_t mr, const float* x, int64_t ldx, const float* panels, int
   });
 }
 
-// One or two rows (a single sentence's greedy step): a pair of panels would give the tile only 2 or 4
-// accumulators, each a chain of dependent FMAs (4 cycles apart), so the rows take 4 panels (64 columns) at
-// a time, the next 4 prefetched over the k steps. The same k-ordered sum per element as every tile.
-void packed_gemm_few_rows(const float* x, int64_t ldx, const float* panels, const float* bias, float* y,
-                          int64_t ldy, int64_t m, int64_t n, int64_t k) {
-  constexpr int64_t kGroup = 4 * kPanelWidth;
-  for (int64_t c0 = 0; c0 < n; c0 += kGroup) {
-    const int64_t width = std::min(kGroup, n - c0);
-    const int64_t np = (width + kPanelWidth - 1) / kPanelWidth, cols = width - (np - 1) * kPanelWidth;
-    const float* pp = panels + (c0 / kPanelWidth) * k * kPanelWidth;
-    const float* bp = bias ? bias + c0 : nullptr;
-    const int64_t next_panels = std::min<int64_t>(4, (n - c0 - width + kPanelWidth - 1) / kPanelWidth);
-    const float* next = pp + np * k * kPanelWidth;
-    auto run = [&](auto rows) {
-      constexpr int MR = decltype(rows)::value;
-      switch (np) {
-        case 4: return tile<MR, 4>(x, ldx, pp, k, bp, y + c0, ldy, cols, next, next_panels * k);
-        case 3: return tile<MR, 3>(x, ldx, pp, k, bp, y + c0, ldy, cols, next, next_panels * k);
-        case 2: return tile<MR, 2>(x, ldx, pp, k, bp, y + c0, ldy, cols, next, next_panels * k);
-        default: return tile<MR, 1>(x, ldx, pp, k, bp, y + c0, ldy, cols, next, next_panels * k);
-      }
-    };
-    if (m == 2) run(std::integral_constant<int, 2>{});
-    else run(std::integral_constant<int, 1>{});
-  }
-}
-
 }  // namespace
 
 void packed_gemm(const float* x, int64_t ldx, const float* panels, const float* bias, float* y, int64_t ldy,
                  int64_t m, int64_t n, int64_t k) {
-  if (m <= 2) return packed_gemm_few_rows(x, ldx, panels, bias, y, ldy, m, n, k);
-  walk_panel_tiles(x, ldx, panels, bias, y, ldy, m, n, k, kPanelWidth,
-                   [&](int64_t np, int64_t rows, const float* xr, const float* pp, const float* bp, float* yr,
-                       int64_t cols, const float* pf, int64_t pf_lines) {
-                     if (np == 2) return tile_rows<2>(rows, xr, ldx, pp, k, bp, yr, ldy, cols, pf, pf_lines);
-                     tile_rows<1>(rows, xr, ldx, pp, k, bp, yr, ldy, cols, pf, pf_lines);
-                   });
+  auto tile_block = [&](int64_t np, int64_t rows, const float* xr, const float* pp, const float* bp, float* yr,
+                        int64_t cols, const float* pf, int64_t pf_lines) {
+    if (np == 2) return tile_rows<2>(rows, xr, ldx, pp, k, bp, yr, ldy, cols, pf, pf_lines);
+    if (np == 1) return tile_rows<1>(rows, xr, ldx, pp, k, bp, yr, ldy, cols, pf, pf_lines);
+    auto run = [&](auto r) {  // 3-4 panels: only the walk of 1-2 rows below
+      constexpr int MR = decltype(r)::value;
+      if (np == 4) return tile<MR, 4>(xr, ldx, pp, k, bp, yr, ldy, cols, pf, pf_lines);
+      tile<MR, 3>(xr, ldx, pp, k, bp, yr, ldy, cols, pf, pf_lines);
+    };
+    rows == 2 ? run(std::integral_constant<int, 2>{}) : run(std::integral_constant<int, 1>{});
+  };
+  // One or two rows (a single sentence's greedy step): with 2 panels a tile would have only 2-4 accumulators,
+  // each a chain of dependent FMAs (4 cycles apart), so they take 4 panels (64 columns) at a time.
+  if (m <= 2) return walk_panel_tiles<4>(x, ldx, panels, bias, y, ldy, m, n, k, kPanelWidth, tile_block);
+  walk_panel_tiles<2>(x, ldx, panels, bias, y, ldy, m, n, k, kPanelWidth, tile_block);
 }
 
 }  // namespace attn::cpu::avx512
