@@ -65,10 +65,12 @@ void packed_gemm_bf16_team(const uint16_t* x, int64_t ldx, const uint16_t* panel
                            int64_t ldy, int64_t m, int64_t n, int64_t k);
 
 // The team's split of a packed product: column blocks of 32 (two panels) over the OpenMP threads, as
-// many threads as the product has shares of 2^18 multiply-adds; run(c0, c1) computes columns [c0, c1).
+// many threads as the product has shares of 2^16 multiply-adds (a few microseconds each; with 2^18 a
+// one-sentence decoding step's layer products all ran on one thread: greedy batch 1 took 1.25x as long);
+// run(c0, c1) computes columns [c0, c1).
 template <typename Run> void split_columns_over_team(int64_t m, int64_t n, int64_t k, Run&& run) {
   const int64_t blocks = (n + 2 * kPanelWidth - 1) / (2 * kPanelWidth);
-  const int threads = int(std::min<int64_t>(omp_get_max_threads(), std::max<int64_t>(1, m * n * k / (1 << 18))));
+  const int threads = int(std::min<int64_t>(omp_get_max_threads(), std::max<int64_t>(1, m * n * k / (1 << 16))));
 #pragma omp parallel num_threads(threads) if (threads > 1)
   {
     const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
