@@ -2,9 +2,9 @@
 //
 // The weights are reordered once into the blocked layout oneDNN's brgemm kernels read (format "any"),
 // so a step of decoding with a handful of rows does not repack them; one primitive per padded row count
-// (padded_rows), all sharing those packed weights. The activations'
-// per-row scales cannot be a oneDNN output scale (per output channel only), so the int32 result is
-// rescaled here: y[m, n] = acc[m, n] * sx[m] * sw[n] + b[n].
+// (padded_rows), all sharing those packed weights. The activations' per-row scales cannot be a oneDNN
+// output scale (per output channel only), so the int32 result is rescaled here:
+// y[m, n] = acc[m, n] * sx[m] * sw[n] + b[n].
 #include "attn/nn/int8_linear.h"
 
 #include <oneapi/dnnl/dnnl.hpp>

@@ -41,7 +41,7 @@ void* map_huge_aligned(size_t b) {
   if (raw == MAP_FAILED) return nullptr;
   const uintptr_t start = reinterpret_cast<uintptr_t>(raw), aligned = (start + kHugePage - 1) & ~(kHugePage - 1);
   if (aligned > start) munmap(raw, aligned - start);
-  if (const size_t tail = start + b + kHugePage - (aligned + b)) munmap(reinterpret_cast<void*>(aligned + b), tail);
+  if (const size_t tail = start + kHugePage - aligned) munmap(reinterpret_cast<void*>(aligned + b), tail);
   void* p = reinterpret_cast<void*>(aligned);
   madvise(p, b, MADV_HUGEPAGE);  // a hint: where THP is off the block keeps 4 KiB pages
   return p;
