@@ -50,8 +50,10 @@ TEST(PackedLinear, EachIsaMatchesDoubleProductAndOtherIsasBitForBit) {
   NoGradGuard ng;
   IsaGuard restore;
   manual_seed(3);
-  for (int64_t m : {1, 2, 5, 12, 13, 32, 64})
-    for (int64_t n : {1, 16, 17, 33, 100, 130})  // 1-2 rows: 4-panel groups (100 = 64 + 36, 130 = 2 x 64 + 2)
+  // 1-2 rows: 4-panel groups (100 = 64 + 36, 130 = 2 x 64 + 2); more: 3-panel groups of <= 8-row blocks
+  // (m 9 = 4 + 5, 17 = 5 + 6 + 6; n 48, 49 = 48 + 1, 100 = 2 x 48 + 4, 130 = 2 x 48 + 34)
+  for (int64_t m : {1, 2, 3, 5, 8, 9, 12, 13, 17, 32, 64})
+    for (int64_t n : {1, 16, 17, 33, 48, 49, 100, 130})
       for (int64_t k : {1, 7, 64}) {
         const Tensor x = randn({m, k}), w = randn({n, k}), b = randn({n});
         std::vector<std::vector<float>> by_isa;

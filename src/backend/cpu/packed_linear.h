@@ -100,15 +100,14 @@ template <typename F> void with_row_count(int64_t r, F&& f) {
 }
 
 // The SIMD kernels' walk over y (float32 and bf16 alike): Group panels at a time (2: 32 columns) left to
-// right, rows in even blocks of at most 12 (32 -> 10, 11, 11), and the next Group panels (Group x `lines`
+// right, rows in even blocks of at most Rows (12: 32 -> 10, 11, 11), and the next Group panels (Group x `lines`
 // lines of 64 bytes, `line` elements each) prefetched into L2 spread evenly over the row blocks' steps (T1
 // measured ahead of T0 and of a two-pair distance with gemm_bench decode). tile(np, rows, x, panels, bias,
 // y, cols, pf, pf_lines) computes one block: np <= Group panels, `cols` valid columns in the last one.
-template <int Group = 2, typename T, typename Tile>
+template <int Group = 2, int Rows = 12, typename T, typename Tile>
 void walk_panel_tiles(const T* x, int64_t ldx, const T* panels, const T* bias, T* y, int64_t ldy, int64_t m,
                       int64_t n, int64_t lines, int64_t line, Tile&& tile) {
-  constexpr int64_t kRows = 12;
-  const int64_t blocks = (m + kRows - 1) / kRows;
+  const int64_t blocks = (m + Rows - 1) / Rows;
   for (int64_t c0 = 0; c0 < n; c0 += Group * kPanelWidth) {
     const int64_t width = std::min<int64_t>(Group * kPanelWidth, n - c0);
     const int64_t np = (width + kPanelWidth - 1) / kPanelWidth, cols = width - (np - 1) * kPanelWidth;

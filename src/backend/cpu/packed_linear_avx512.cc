@@ -1,9 +1,9 @@
 // src/backend/cpu/packed_linear_avx512.cc — the AVX-512 kernel of packed_linear.h: y = x @ W^T + b on
 // 16-column weight panels, one thread, columns [0, n).
 //
-// Register tile: up to 12 rows x 2 panels (32 columns) = 24 accumulators; per k two panel loads and
-// one broadcast of x per row. A pair of panels (K x 32 floats, 64 KiB at K = 512) serves every row
-// block (32 rows: 10, 11, 11) from L2 while the blocks prefetch the next pair from memory. One or two rows
+// Register tile: up to 8 rows x 3 panels (48 columns) = 24 accumulators; per k three panel loads and
+// one broadcast of x per row. Three panels (K x 48 floats, 96 KiB at K = 512) serve every row block
+// (32 rows: 8, 8, 8, 8) from L2 while the blocks prefetch the next three from memory. One or two rows
 // take 4 panels per tile instead (packed_gemm below).
 #include <immintrin.h>
 
@@ -59,17 +59,19 @@ void packed_gemm(const float* x, int64_t ldx, const float* panels, const float* 
                         int64_t cols, const float* pf, int64_t pf_lines) {
     if (np == 2) return tile_rows<2>(rows, xr, ldx, pp, k, bp, yr, ldy, cols, pf, pf_lines);
     if (np == 1) return tile_rows<1>(rows, xr, ldx, pp, k, bp, yr, ldy, cols, pf, pf_lines);
-    auto run = [&](auto r) {  // 3-4 panels: only the walk of 1-2 rows below
+    with_row_count(std::min<int64_t>(rows, 8), [&](auto r) {  // 3-4 panels: at most 8 rows (4 only for 1-2)
       constexpr int MR = decltype(r)::value;
-      if (np == 4) return tile<MR, 4>(xr, ldx, pp, k, bp, yr, ldy, cols, pf, pf_lines);
+      if constexpr (MR <= 2)
+        if (np == 4) return tile<MR, 4>(xr, ldx, pp, k, bp, yr, ldy, cols, pf, pf_lines);
       tile<MR, 3>(xr, ldx, pp, k, bp, yr, ldy, cols, pf, pf_lines);
-    };
-    rows == 2 ? run(std::integral_constant<int, 2>{}) : run(std::integral_constant<int, 1>{});
+    });
   };
   // One or two rows (a single sentence's greedy step): with 2 panels a tile would have only 2-4 accumulators,
-  // each a chain of dependent FMAs (4 cycles apart), so they take 4 panels (64 columns) at a time.
+  // each a chain of dependent FMAs (4 cycles apart), so they take 4 panels (64 columns) at a time. More rows:
+  // 8 x 3 panels halves the broadcasts per multiply-add of 11 x 2 (gemm_bench decode, hot weights: the
+  // decoder step's products ~3 % faster, docs/benchmarks.md).
   if (m <= 2) return walk_panel_tiles<4>(x, ldx, panels, bias, y, ldy, m, n, k, kPanelWidth, tile_block);
-  walk_panel_tiles<2>(x, ldx, panels, bias, y, ldy, m, n, k, kPanelWidth, tile_block);
+  walk_panel_tiles<3, 8>(x, ldx, panels, bias, y, ldy, m, n, k, kPanelWidth, tile_block);
 }
 
 }  // namespace attn::cpu::avx512
