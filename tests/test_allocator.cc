@@ -43,21 +43,42 @@ TEST(CachingAllocator, SlightlySmallerRequestReusesALargerBlockAndReturnsItWhole
   cached_free(smaller, 3 * MiB);
   EXPECT_EQ(allocated_bytes(), before);
   const size_t cached = cached_bytes();
-  void* tiny = cached_alloc(1 * MiB);  // a quarter of the block: too wasteful to hand out whole
-#if defined(__SANITIZE_ADDRESS__)
-  EXPECT_NE(tiny, big);  // blocks come from the heap: a new one
+  // A quarter of the block: too wasteful to hand out whole. With the footprint far below its bound
+  // (64 MiB at least) the block is not cut either: its size may well be asked for again (a training
+  // step's logits at every step), so a new block is made and the cached one stays.
+  void* tiny = cached_alloc(1 * MiB);
+  EXPECT_NE(tiny, big);
   EXPECT_EQ(cached_bytes(), cached);
-#else
-  // blocks are mapped: the cached one is cut to 1 MiB (its pages already in memory), its tail unmapped
-  EXPECT_EQ(tiny, big);
-  EXPECT_EQ(cached_bytes(), cached - big_bytes);
-  std::memset(tiny, 0x5a, 1 * MiB);
-#endif
   EXPECT_EQ(allocated_bytes() - before, 1 * MiB);
-  cached_free(tiny, 1 * MiB);
-  void* again = cached_alloc(4 * MiB);  // the 1 MiB block is too small for it: a new block, whole
+  std::memset(tiny, 0x5a, 1 * MiB);
+  void* again = cached_alloc(4 * MiB);  // the cached block, whole
+  EXPECT_EQ(again, big);
   std::memset(again, 0x5a, 4 * MiB);
+  cached_free(tiny, 1 * MiB);
   cached_free(again, 4 * MiB);
+}
+
+// Past the footprint bound (1.5x the most ever in use, 64 MiB at least) a miss cuts a larger cached
+// block to size (its pages already in memory) instead of evicting it and mapping a new one.
+TEST(CachingAllocator, PastTheFootprintBoundALargerBlockIsCut) {
+  empty_cache();
+  const size_t before = allocated_bytes();
+  void* x = cached_alloc(24 * MiB);
+  cached_free(x, 24 * MiB);
+  void* y = cached_alloc(40 * MiB);  // 40 in use + 24 cached: at the 64 MiB bound, still room
+  EXPECT_NE(y, x);
+  void* z = cached_alloc(4 * MiB);  // 44 + 24: past it
+#if defined(__SANITIZE_ADDRESS__)
+  EXPECT_NE(z, x);  // blocks come from the heap: the cached one is evicted
+  EXPECT_EQ(cached_bytes(), 0u);
+#else
+  EXPECT_EQ(z, x);  // cut to 4 MiB, its tail unmapped
+  EXPECT_EQ(cached_bytes(), 0u);
+#endif
+  EXPECT_EQ(allocated_bytes() - before, 44 * MiB);
+  std::memset(z, 0x5a, 4 * MiB);
+  cached_free(z, 4 * MiB);
+  cached_free(y, 40 * MiB);
 }
 
 // A batch that shrinks one row at a time, again and again: every step frees blocks of sizes never asked
