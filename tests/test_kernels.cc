@@ -586,8 +586,9 @@ template <typename T> void adam_matches_reference() {
       ASSERT_EQ(vm, vmr);
     }
 }
-TEST(KernelAdam, MatchesReferenceFloat32) { adam_matches_reference<float>(); }
-TEST(KernelAdam, MatchesReferenceFloat64) { adam_matches_reference<double>(); }
+// Each instruction set's build of the loop (optim_loop.inc), bit for bit.
+TEST_P(KernelIsa, AdamMatchesReferenceFloat32) { adam_matches_reference<float>(); }
+TEST_P(KernelIsa, AdamMatchesReferenceFloat64) { adam_matches_reference<double>(); }
 
 // Values from PyTorch 2.15 (torch.optim.Adam / AdamW, foreach=False, float32), made by:
 //   for lr, wd, dec, ams in cases:
