@@ -1,8 +1,12 @@
 // Core tensor + autograd tests: views, broadcasting, backward, hooks, in-place detection.
 #include <gtest/gtest.h>
 
+#include <bit>
+#include <limits>
+
 #include "attn/autograd.h"
 #include "attn/ops.h"
+#include "attn/random.h"
 
 using namespace attn;
 
@@ -103,6 +107,37 @@ TEST(Reduce, SumMeanMaxVar) {
   EXPECT_EQ(v.to_vector<float>(), (std::vector<float>{5, 6}));
   EXPECT_EQ(i.to_vector<int64_t>(), (std::vector<int64_t>{1, 2}));
   EXPECT_NEAR(var(x).item<float>(), 3.5f, 1e-6);
+}
+
+// Contiguous float32 rows take the vectorised path (reduce kernel, then the first match); a transposed
+// copy takes the strided loop. Same indices and the same value bits: first maximum, first NaN, -0.0 / 0.0.
+TEST(Reduce, MaxMinOfContiguousRowsMatchTheStridedLoop) {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  std::vector<float> v = {1, 3, 3, 2, 0,  -0.0f, 0.0f, -1, 0.0f, -0.0f,  nan, 1, nan, 2, 3,
+                          1, nan, 5, 5, 0,  -inf, -inf, -inf, -inf, -inf,  2, 7, 7, -7, -7};
+  manual_seed(4);
+  const Tensor ties = randint(0, 6, {64, 5}).to(kFloat32);  // many equal values per row
+  const std::vector<float> tv = ties.to_vector<float>();
+  v.insert(v.end(), tv.begin(), tv.end());
+  const int64_t rows = int64_t(v.size()) / 5;
+  const Tensor x = from_vector(v, {rows, 5});
+  const Tensor strided = x.t().contiguous().t();
+  ASSERT_FALSE(strided.is_contiguous());
+  auto bits = [](const Tensor& t) {
+    std::vector<uint32_t> b;
+    for (float f : t.to_vector<float>()) b.push_back(std::bit_cast<uint32_t>(f));
+    return b;
+  };
+  for (bool is_max : {true, false}) {
+    auto [fv, fi] = is_max ? max(x, 1) : min(x, 1);
+    auto [sv, si] = is_max ? max(strided, 1) : min(strided, 1);
+    EXPECT_EQ(fi.to_vector<int64_t>(), si.to_vector<int64_t>()) << (is_max ? "max" : "min");
+    EXPECT_EQ(bits(fv), bits(sv)) << (is_max ? "max" : "min");
+    EXPECT_EQ((is_max ? argmax(x, 1) : argmin(x, 1)).to_vector<int64_t>(), si.to_vector<int64_t>());
+  }
+  auto [v0, i0] = max(x, 1);
+  const std::vector<int64_t> first = {1, 0, 0, 1, 0, 1};  // the hand-made rows
+  for (size_t r = 0; r < first.size(); ++r) EXPECT_EQ(i0.to_vector<int64_t>()[r], first[r]) << "row " << r;
 }
 
 TEST(Tensor, EmptyTensorsAreContiguousAndRandomFillable) {

@@ -450,10 +450,38 @@ void CpuBackend::reduce(ReduceOp op, const TensorRef& x, const TensorRef& out) {
   dispatch_numeric(x.dtype, "reduce", run);
 }
 
+namespace {
+// argmax / argmin over the rows of contiguous float32 x (outer, n): the extreme from the vectorised reduce
+// kernel (NaN propagates), then each row's first element equal to it (or its first NaN). The same index
+// and value as the scalar loop below: under ==, the first match of the maximum is where `v > best` last
+// moved (-0.0 and 0.0 alike); the value is copied from that element. Greedy decoding's argmax over the
+// vocabulary ran scalar at ~1 % of a step.
+void arg_reduce_rows_f32(ReduceOp op, const float* x, int64_t outer, int64_t n, float* values, int64_t* indices) {
+  cpu::reduce(op, x, values, outer, n, 1);
+#pragma omp parallel for if (outer * n > 32768) schedule(static)
+  for (int64_t i = 0; i < outer; ++i) {
+    const float* row = x + i * n;
+    const float best = values[i];
+    int64_t j = 0;
+    if (best != best) {
+      while (j + 1 < n && row[j] == row[j]) ++j;
+    } else {
+      while (j + 1 < n && row[j] != best) ++j;
+    }
+    values[i] = row[j];
+    indices[i] = j;
+  }
+}
+}  // namespace
+
 void CpuBackend::arg_reduce(ReduceOp op, const TensorRef& x, int64_t dim, const TensorRef& values,
                             const TensorRef& indices) {
   int64_t n = x.shape[dim], st = x.strides[dim];
   if (n == 0) throw std::invalid_argument("argmax/argmin: reduction over an empty dimension");
+  if (x.dtype == kFloat32 && x.contiguous() && dim + 1 == int64_t(x.shape.size()) && values.contiguous() &&
+      indices.contiguous() && (op == ReduceOp::Max || op == ReduceOp::Min))
+    return arg_reduce_rows_f32(op, ptr<const float>(x), x.numel() / n, n, ptr<float>(values),
+                               ptr<int64_t>(indices));
   Shape kept_shape, kept_strides;
   for (size_t d = 0; d < x.shape.size(); ++d)
     if (int64_t(d) != dim) kept_shape.push_back(x.shape[d]), kept_strides.push_back(x.strides[d]);
