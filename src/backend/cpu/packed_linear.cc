@@ -50,6 +50,18 @@ void drop_freed_entries() {
   for (auto it = c.begin(); it != c.end();) it = it->second.storage.expired() ? c.erase(it) : std::next(it);
 }
 
+// A buffer of `numel` elements for panels that every decoding step streams from memory. From 1 MiB on it
+// is a multiple of 2 MiB, which the allocator maps aligned with huge pages asked for: on 4 KiB pages the
+// hardware prefetchers stop at every page boundary and the TLB misses (the 1 MiB weights of the bench
+// translator's step were the slowest products; docs/benchmarks.md). Costs at most 1 MiB per weight.
+Tensor huge_page_backed(int64_t numel, DType dtype) {
+  constexpr int64_t kHuge = int64_t(2) << 20, kFrom = int64_t(1) << 20;
+  const int64_t bytes = numel * int64_t(element_size(dtype));
+  if (bytes < kFrom) return empty({numel}, {.dtype = dtype});
+  const int64_t padded = (bytes + kHuge - 1) / kHuge * kHuge / int64_t(element_size(dtype));
+  return empty({padded}, {.dtype = dtype}).narrow(0, 0, numel);
+}
+
 // The panels of `weight` (N, K) row-major, packed now if the cache has none for its current version.
 Tensor panels_of(const Tensor& weight) {
   const int64_t n = weight.size(0), k = weight.size(1), ldw = weight.stride(0);
@@ -62,11 +74,12 @@ Tensor panels_of(const Tensor& weight) {
   drop_freed_entries();
   Tensor panels;
   if (weight.dtype() == kBFloat16) {
-    panels = empty({packed_panels_bf16(n, k)}, {.dtype = kBFloat16});
+    panels = huge_page_backed(packed_panels_bf16(n, k), kBFloat16);
     pack_weight_panels_bf16(static_cast<const uint16_t*>(weight.raw_data()), n, k, ldw,
                             static_cast<uint16_t*>(panels.raw_data()));
   } else {
-    panels = empty({(n + kPanelWidth - 1) / kPanelWidth, k, kPanelWidth});
+    panels = huge_page_backed(packed_panels_floats(n, k), kFloat32)
+                 .view({(n + kPanelWidth - 1) / kPanelWidth, k, kPanelWidth});
     pack_weight_panels(weight.data_ptr<float>(), n, k, ldw, panels.data_ptr<float>());
   }
   cache()[key] = Entry{storage, version, panels};
