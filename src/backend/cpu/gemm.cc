@@ -200,8 +200,8 @@ void sgemm_panels(const GemmArgs& g, const float* a, const float* b, float* c, i
 //   512, 784, 128 / 64, 3136, 128 / 128, 3136, 64   0.92-1.11 / 0.65-0.75 / 0.70-0.85   shallow k: sgemm
 // so: 64..512 output columns, k >= 512. With a bias (a Linear's forward, GemmArgs::bias) the primitive
 // adds it as it writes C while dnnl_sgemm needs C filled with it first: 1.13-1.15 on the 512-column
-// forwards, 0.96-1.02 on the wide ones, so the same rule. The primitive is created per shape; oneDNN's primitive cache
-// makes a repeated shape cost ~10 us, a new one ~0.15 ms. set_gemm_matmul (or ATTN_GEMM_MATMUL=0 / 1
+// forwards, 0.96-1.02 on the wide ones, so the same rule. The primitive is made once per shape and thread
+// (sgemm_matmul); a new shape costs ~0.15 ms. set_gemm_matmul (or ATTN_GEMM_MATMUL=0 / 1
 // in the environment) forces the choice off / on for every single product.
 std::atomic<int>& matmul_override() {
   static std::atomic<int> v = [] {
@@ -218,23 +218,54 @@ bool prefer_matmul_primitive(const GemmArgs& g) {
 }
 
 // C = alpha op(A) op(B) + beta C through dnnl::matmul (alpha as an output scale, beta as a sum post-op).
-void sgemm_matmul(const GemmArgs& g, const float* a, const float* b, float* c) {
+// The primitive and its memory objects are kept per shape and per calling thread (a primitive is not
+// executed by two threads at once, whatever oneDNN's scratchpad mode): a repeated shape then costs a
+// lookup and four set_data_handle calls instead of a primitive descriptor (~10 us through oneDNN's own
+// primitive cache; docs/benchmarks.md). The team size is part of the key: oneDNN sizes its split when
+// the primitive is made.
+struct MatmulEntry {
+  dnnl::matmul prim;
+  dnnl::memory a, b, c, bias;
+};
+using MatmulKey = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, double, double, int>;
+
+MatmulEntry make_matmul(const GemmArgs& g) {
   using dnnl::memory;
   using dims = memory::dims;
+  const memory::desc ad({g.m, g.k}, memory::data_type::f32, g.trans_a ? dims{1, g.lda} : dims{g.lda, 1});
+  const memory::desc bd({g.k, g.n}, memory::data_type::f32, g.trans_b ? dims{1, g.ldb} : dims{g.ldb, 1});
+  const memory::desc cd({g.m, g.n}, memory::data_type::f32, dims{g.ldc, 1});
+  const memory::desc biasd = g.bias ? memory::desc({1, g.n}, memory::data_type::f32, dims{g.n, 1}) : memory::desc();
+  dnnl::engine& eng = onednn_engine();
+  const dnnl::matmul::desc desc = g.bias ? dnnl::matmul::desc(ad, bd, biasd, cd) : dnnl::matmul::desc(ad, bd, cd);
+  MatmulEntry e{dnnl::matmul(dnnl::matmul::primitive_desc(desc, gemm_scale_and_sum(g.alpha, g.beta), eng)),
+                memory(ad, eng, nullptr), memory(bd, eng, nullptr), memory(cd, eng, nullptr), {}};
+  if (g.bias) e.bias = memory(biasd, eng, nullptr);
+  return e;
+}
+
+void sgemm_matmul(const GemmArgs& g, const float* a, const float* b, float* c) {
+  constexpr size_t kMaxShapes = 256;  // per thread; a program cycling through more starts afresh
+  thread_local std::map<MatmulKey, MatmulEntry> cache;
   try {
-    const memory::desc ad({g.m, g.k}, memory::data_type::f32, g.trans_a ? dims{1, g.lda} : dims{g.lda, 1});
-    const memory::desc bd({g.k, g.n}, memory::data_type::f32, g.trans_b ? dims{1, g.ldb} : dims{g.ldb, 1});
-    const memory::desc cd({g.m, g.n}, memory::data_type::f32, dims{g.ldc, 1});
-    const memory::desc biasd = g.bias ? memory::desc({1, g.n}, memory::data_type::f32, dims{g.n, 1}) : memory::desc();
-    const dnnl::primitive_attr attr = gemm_scale_and_sum(g.alpha, g.beta);
-    dnnl::engine& eng = onednn_engine();
-    const dnnl::matmul::desc desc = g.bias ? dnnl::matmul::desc(ad, bd, biasd, cd) : dnnl::matmul::desc(ad, bd, cd);
-    dnnl::matmul prim(dnnl::matmul::primitive_desc(desc, attr, eng));
-    memory am(ad, eng, const_cast<float*>(a)), bm(bd, eng, const_cast<float*>(b)), cm(cd, eng, c);
+    const MatmulKey key{g.trans_a, g.trans_b, g.m, g.n, g.k, g.lda, g.ldb, g.ldc, g.bias != nullptr, g.alpha, g.beta,
+                        omp_get_max_threads()};
+    auto it = cache.find(key);
+    if (it == cache.end()) {
+      if (cache.size() >= kMaxShapes) cache.clear();
+      it = cache.emplace(key, make_matmul(g)).first;
+    }
+    MatmulEntry& e = it->second;
+    e.a.set_data_handle(const_cast<float*>(a));
+    e.b.set_data_handle(const_cast<float*>(b));
+    e.c.set_data_handle(c);
+    std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, e.a}, {DNNL_ARG_WEIGHTS, e.b}, {DNNL_ARG_DST, e.c}};
+    if (g.bias) {
+      e.bias.set_data_handle(const_cast<void*>(g.bias));
+      args.emplace(DNNL_ARG_BIAS, e.bias);
+    }
     dnnl::stream& stream = onednn_stream();
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}};
-    if (g.bias) args.emplace(DNNL_ARG_BIAS, memory(biasd, eng, const_cast<void*>(g.bias)));
-    prim.execute(stream, args);
+    e.prim.execute(stream, args);
     stream.wait();
   } catch (const dnnl::error& e) {
     throw std::runtime_error(std::string("gemm: oneDNN matmul failed (") + e.what() + ") " + describe(g));
