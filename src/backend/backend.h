@@ -138,6 +138,10 @@ class Backend {
   virtual void copy_from_host(const void* host_src, const TensorRef& dst) = 0;
   // Waits for every queued kernel (a device with a stream); the CPU runs kernels synchronously.
   virtual void synchronize() {}
+  // A hint that `refs` are read soon by a kernel that splits their leading dims evenly over its
+  // threads (a decoding step's attention over its key/value caches): a device may start moving them
+  // closer while the kernels before run. No result depends on it; by default it is ignored.
+  virtual void prefetch_hint(const std::vector<TensorRef>& refs) { (void)refs; }
 
   // Index validation inside a kernel: status (int64 (2), this device) = {flat position, value} of the
   // first index v (row-major order) with !(0 <= v < n) and v != allowed (when has_allowed), else {-1, 0}.

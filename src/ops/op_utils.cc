@@ -96,4 +96,20 @@ Tensor unary_kernel(backend::UnaryOp op, const Tensor& x, double alpha) {
   return out;
 }
 
+void prefetch_hint(std::initializer_list<Tensor> tensors) {
+  std::vector<backend::TensorRef> refs;
+  backend::Backend* b = nullptr;
+  for (const Tensor& t : tensors) {
+    if (!t.defined() || t.numel() == 0) continue;
+    backend::Backend& tb = be(t);
+    if (b != nullptr && &tb != b) {  // another device: hand over what was gathered so far
+      b->prefetch_hint(refs);
+      refs.clear();
+    }
+    b = &tb;
+    refs.push_back(ref(t));
+  }
+  if (b != nullptr) b->prefetch_hint(refs);
+}
+
 }  // namespace attn::ops

@@ -35,6 +35,10 @@ backend::TensorRef broadcast_ref(const Tensor& t, const Shape& shape);
 Tensor binary_kernel(backend::BinaryOp op, const Tensor& a, const Tensor& b);
 Tensor unary_kernel(backend::UnaryOp op, const Tensor& x, double alpha = 0.0);
 
+// Tells the tensors' backends that they are read soon (Backend::prefetch_hint); undefined ones are
+// skipped. A hint only.
+void prefetch_hint(std::initializer_list<Tensor> tensors);
+
 [[noreturn]] inline void fail(const std::string& msg) { throw std::invalid_argument(msg); }
 
 }  // namespace attn::ops

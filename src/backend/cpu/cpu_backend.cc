@@ -1,6 +1,7 @@
 // src/backend/cpu/cpu_backend.cc — CpuBackend: memory, copies and the generic strided kernels.
 // LEAD-DONE: the class and its generic kernels are in place; fast kernels are wired in by their owners.
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/side_prefetch.h"
 
 #include <omp.h>
 
@@ -145,6 +146,8 @@ void CpuBackend::copy(const TensorRef& src, const TensorRef& dst) {
     });
   });
 }
+
+void CpuBackend::prefetch_hint(const std::vector<TensorRef>& refs) { announce_side_prefetch(refs); }
 
 void CpuBackend::fill(const TensorRef& dst, double value) {
   StridedLoop<1> loop(dst.shape, {dst.strides});

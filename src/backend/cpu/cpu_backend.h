@@ -14,6 +14,8 @@ class CpuBackend final : public backend::Backend {
   void deallocate(void* p, size_t nbytes) override;
   void copy(const TensorRef& src, const TensorRef& dst) override;
   void fill(const TensorRef& dst, double value) override;
+  // The packed products prefetch the hinted bytes while they run (side_prefetch.h).
+  void prefetch_hint(const std::vector<TensorRef>& refs) override;
   void copy_to_host(const TensorRef& src, void* host_dst) override;
   void copy_from_host(const void* host_src, const TensorRef& dst) override;
   void check_index(const TensorRef& index, int64_t n, bool has_allowed, int64_t allowed,

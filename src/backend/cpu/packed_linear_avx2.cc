@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "backend/cpu/packed_linear.h"
+#include "backend/cpu/side_prefetch.h"
 
 namespace attn::cpu::avx2 {
 
@@ -24,14 +25,17 @@ __m256i lanes(int64_t valid) {
 }
 
 // rows [0, MR) of one panel; `cols` valid columns in it (16 = all). Step kk also prefetches line kk of
-// `pf` below pf_lines (the next panel, which comes from memory).
-template <int MR>
+// `pf` below pf_lines (the next panel, which comes from memory) and one announced line (`side`).
+template <int MR, bool Side>
 void tile(const float* x, int64_t ldx, const float* panel, int64_t k, const float* bias, float* y, int64_t ldy,
-          int64_t cols, const float* pf, int64_t pf_lines) {
+          int64_t cols, const float* pf, int64_t pf_lines, SideWalk& side) {
   __m256 acc[MR][2];
   for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  SideWalk walk = side;
   for (int64_t kk = 0; kk < k; ++kk) {
     if (kk < pf_lines) _mm_prefetch(reinterpret_cast<const char*>(pf + kk * kPanelWidth), _MM_HINT_T1);
+    if constexpr (Side)
+      if (walk.active()) _mm_prefetch(walk.next(), _MM_HINT_T1);  // one announced line a step (side_prefetch.h)
     const __m256 w0 = _mm256_loadu_ps(panel + kk * kPanelWidth), w1 = _mm256_loadu_ps(panel + kk * kPanelWidth + kHalf);
     for (int r = 0; r < MR; ++r) {
       const __m256 a = _mm256_broadcast_ss(x + r * ldx + kk);
@@ -39,6 +43,7 @@ void tile(const float* x, int64_t ldx, const float* panel, int64_t k, const floa
       acc[r][1] = _mm256_fmadd_ps(a, w1, acc[r][1]);
     }
   }
+  side = walk;
   if (cols == kPanelWidth) {
     const __m256 b0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
     const __m256 b1 = bias ? _mm256_loadu_ps(bias + kHalf) : _mm256_setzero_ps();
@@ -57,15 +62,23 @@ void tile(const float* x, int64_t ldx, const float* panel, int64_t k, const floa
   }
 }
 
+// The tile without the announced-line check where nothing is announced.
+template <int MR>
+void tile_any(const float* x, int64_t ldx, const float* panel, int64_t k, const float* bias, float* y, int64_t ldy,
+              int64_t cols, const float* pf, int64_t pf_lines, SideWalk& side) {
+  if (side.active()) tile<MR, true>(x, ldx, panel, k, bias, y, ldy, cols, pf, pf_lines, side);
+  else tile<MR, false>(x, ldx, panel, k, bias, y, ldy, cols, pf, pf_lines, side);
+}
+
 void tile_rows(int64_t mr, const float* x, int64_t ldx, const float* panel, int64_t k, const float* bias, float* y,
-               int64_t ldy, int64_t cols, const float* pf, int64_t pf_lines) {
+               int64_t ldy, int64_t cols, const float* pf, int64_t pf_lines, SideWalk& side) {
   switch (mr) {
-    case 6: return tile<6>(x, ldx, panel, k, bias, y, ldy, cols, pf, pf_lines);
-    case 5: return tile<5>(x, ldx, panel, k, bias, y, ldy, cols, pf, pf_lines);
-    case 4: return tile<4>(x, ldx, panel, k, bias, y, ldy, cols, pf, pf_lines);
-    case 3: return tile<3>(x, ldx, panel, k, bias, y, ldy, cols, pf, pf_lines);
-    case 2: return tile<2>(x, ldx, panel, k, bias, y, ldy, cols, pf, pf_lines);
-    default: return tile<1>(x, ldx, panel, k, bias, y, ldy, cols, pf, pf_lines);
+    case 6: return tile_any<6>(x, ldx, panel, k, bias, y, ldy, cols, pf, pf_lines, side);
+    case 5: return tile_any<5>(x, ldx, panel, k, bias, y, ldy, cols, pf, pf_lines, side);
+    case 4: return tile_any<4>(x, ldx, panel, k, bias, y, ldy, cols, pf, pf_lines, side);
+    case 3: return tile_any<3>(x, ldx, panel, k, bias, y, ldy, cols, pf, pf_lines, side);
+    case 2: return tile_any<2>(x, ldx, panel, k, bias, y, ldy, cols, pf, pf_lines, side);
+    default: return tile_any<1>(x, ldx, panel, k, bias, y, ldy, cols, pf, pf_lines, side);
   }
 }
 
@@ -74,6 +87,8 @@ void tile_rows(int64_t mr, const float* x, int64_t ldx, const float* panel, int6
 void packed_gemm(const float* x, int64_t ldx, const float* panels, const float* bias, float* y, int64_t ldy,
                  int64_t m, int64_t n, int64_t k) {
   if (m <= 0) return;
+  SideCursor& cursor = side_cursor();
+  SideWalk side = cursor.walk;  // in registers; stored back below
   constexpr int64_t kRows = 6;
   const int64_t blocks = (m + kRows - 1) / kRows;
   for (int64_t c0 = 0; c0 < n; c0 += kPanelWidth) {
@@ -88,9 +103,10 @@ void packed_gemm(const float* x, int64_t ldx, const float* panels, const float* 
       const int64_t r0 = b * m / blocks, r1 = (b + 1) * m / blocks;
       const int64_t pf_first = std::min(next_lines, b * per_block), pf_lines = std::min(per_block, next_lines - pf_first);
       tile_rows(r1 - r0, x + r0 * ldx, ldx, pp, k, bp, y + r0 * ldy + c0, ldy, cols, next + pf_first * kPanelWidth,
-                pf_lines);
+                pf_lines, side);
     }
   }
+  cursor.walk = side;
 }
 
 }  // namespace attn::cpu::avx2
