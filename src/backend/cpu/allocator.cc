@@ -81,7 +81,7 @@ struct Cache {
   std::unordered_map<void*, size_t> oversized;  // blocks in use from a larger bucket than their size's
   uint64_t next_seq = 0;
   size_t cached = 0, allocated = 0, peak = 0;
-  size_t high_water = 0;  // peak in use since start; peak is reset by reset_peak_allocated_bytes
+  size_t high_water = 0;  // peak in use since start or empty_cache; peak is reset by reset_peak_allocated_bytes
 
   ~Cache() {
     for (auto& [size, q] : free_blocks)
@@ -199,6 +199,7 @@ void empty_cache() {
   c.free_blocks.clear();
   c.by_age.clear();
   c.cached = 0;
+  c.high_water = c.allocated;  // the footprint bound starts afresh from what is in use now
 }
 
 size_t cached_bytes() {

@@ -7,7 +7,8 @@ namespace attn::cpu {
 
 void* cached_alloc(size_t nbytes);
 void cached_free(void* p, size_t nbytes);
-void empty_cache();                // returns cached blocks to the system
+void empty_cache();                // returns cached blocks to the system; the footprint bound (1.5x the
+                                   // most in use) then counts from what is in use now
 size_t cached_bytes();             // bytes held in the cache, unused
 size_t allocated_bytes();          // bytes handed out, in use
 size_t peak_allocated_bytes();
