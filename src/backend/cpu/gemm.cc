@@ -226,6 +226,7 @@ bool prefer_matmul_primitive(const GemmArgs& g) {
 struct MatmulEntry {
   dnnl::matmul prim;
   dnnl::memory a, b, c, bias;
+  std::unordered_map<int, dnnl::memory> args;  // handles to a, b, c (and bias): set_data_handle reaches them
 };
 using MatmulKey = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, double, double, int>;
 
@@ -239,8 +240,12 @@ MatmulEntry make_matmul(const GemmArgs& g) {
   dnnl::engine& eng = onednn_engine();
   const dnnl::matmul::desc desc = g.bias ? dnnl::matmul::desc(ad, bd, biasd, cd) : dnnl::matmul::desc(ad, bd, cd);
   MatmulEntry e{dnnl::matmul(dnnl::matmul::primitive_desc(desc, gemm_scale_and_sum(g.alpha, g.beta), eng)),
-                memory(ad, eng, nullptr), memory(bd, eng, nullptr), memory(cd, eng, nullptr), {}};
-  if (g.bias) e.bias = memory(biasd, eng, nullptr);
+                memory(ad, eng, nullptr), memory(bd, eng, nullptr), memory(cd, eng, nullptr), {}, {}};
+  e.args = {{DNNL_ARG_SRC, e.a}, {DNNL_ARG_WEIGHTS, e.b}, {DNNL_ARG_DST, e.c}};
+  if (g.bias) {
+    e.bias = memory(biasd, eng, nullptr);
+    e.args.emplace(DNNL_ARG_BIAS, e.bias);
+  }
   return e;
 }
 
@@ -259,13 +264,9 @@ void sgemm_matmul(const GemmArgs& g, const float* a, const float* b, float* c) {
     e.a.set_data_handle(const_cast<float*>(a));
     e.b.set_data_handle(const_cast<float*>(b));
     e.c.set_data_handle(c);
-    std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, e.a}, {DNNL_ARG_WEIGHTS, e.b}, {DNNL_ARG_DST, e.c}};
-    if (g.bias) {
-      e.bias.set_data_handle(const_cast<void*>(g.bias));
-      args.emplace(DNNL_ARG_BIAS, e.bias);
-    }
+    if (g.bias) e.bias.set_data_handle(const_cast<void*>(g.bias));
     dnnl::stream& stream = onednn_stream();
-    e.prim.execute(stream, args);
+    e.prim.execute(stream, e.args);
     stream.wait();
   } catch (const dnnl::error& e) {
     throw std::runtime_error(std::string("gemm: oneDNN matmul failed (") + e.what() + ") " + describe(g));
