@@ -3,6 +3,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 
@@ -47,10 +48,7 @@ std::vector<std::vector<SideRange>> side_prefetch_ranges(const std::vector<backe
   threads = std::max(1, threads);
   std::vector<std::vector<SideRange>> out(static_cast<size_t>(threads));
   for (const backend::TensorRef& r : refs) {
-    if (r.data == nullptr) continue;
-    int64_t numel = 1;
-    for (int64_t s : r.shape) numel *= s;
-    if (numel == 0) continue;
+    if (r.data == nullptr || r.numel() == 0) continue;
     // the innermost dims that are dense (each stride the product of the sizes inside it), at most the
     // last two, form a segment; the dims outside are split over the threads
     const size_t rank = r.shape.size(), last_two = rank >= 2 ? rank - 2 : 0;
