@@ -99,10 +99,10 @@ Job transformer_train_step(bool autocast = false) {
 }
 
 // Greedy decoding of 32 source sentences (32 tokens each) to exactly 32 target tokens with the
-// key/value-cached decoder (models/decoding.h), eval mode, no_grad; greedy_decode_bf16 under
-// attn::Autocast, as `attn translate --precision bf16` decodes (bf16 weight copies made once, on first
-// use). EOS gets a -1e9 output bias on both sides so that no sentence stops early: every run does the
-// same 32 steps.
+// key/value-cached decoder (models/decoding.h), eval mode, no_grad; greedy_decode_bf16 with the model
+// converted to bf16 (Module::to, as the `pytorch` peer's model.to(torch.bfloat16) and as `attn translate
+// --precision bf16` decodes). EOS gets a -1e9 output bias on both sides so that no sentence stops early:
+// every run does the same 32 steps.
 Job greedy_decode_bench(bool bf16 = false) {
   auto model = std::make_shared<models::Translator>(bench_translator_options());
   model->eval();
@@ -110,12 +110,12 @@ Job greedy_decode_bench(bool bf16 = false) {
     NoGradGuard ng;
     model->output_bias.narrow(0, model->options.eos_id, 1).fill_(-1e9);
   }
+  if (bf16) model->to(kBFloat16);
   Tensor src = randint(4, model->options.vocab_size, {kSentences, kSrcLen});
   auto generated = std::make_shared<int64_t>(0);
   return {.iteration =
               [=] {
                 NoGradGuard ng;
-                Autocast ac(kBFloat16, bf16);  // greedy_decode_bf16: `attn translate --precision bf16`
                 auto dec = model->start_decoding(src);
                 auto out = models::greedy_decode(*dec, {.max_len = kTgtLen});
                 *generated = 0;

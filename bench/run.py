@@ -100,8 +100,8 @@ NOTES = {
     "transformer_train_step": lambda a, p: params_note(a, p) + "; tokens = 32 x (32 src + 32 tgt) per step",
     "greedy_decode": lambda a, p: (params_note(a, p) + "; 32 x 32 generated tokens per run; key/value cache "
                                    "on both sides"),
-    "greedy_decode_bf16": lambda a, p: (params_note(a, p) + "; 32 x 32 generated tokens per run; attn under "
-                                        "Autocast; pytorch: the model in bf16 (autocast peer: under torch.autocast)"),
+    "greedy_decode_bf16": lambda a, p: (params_note(a, p) + "; 32 x 32 generated tokens per run; the model in "
+                                        "bf16 on both sides (Module::to / model.to); autocast peer: under torch.autocast"),
     "minilm_embed": lambda a, p: hf_notes.minilm_embed(a, p, params_note),
     "minilm_finetune_step": lambda a, p: hf_notes.minilm_finetune_step(a, p, params_note),
     "minilm_embed_bf16": lambda a, p: params_note(a, p) + "; attn under Autocast (peer: fp32, or under torch.autocast)",

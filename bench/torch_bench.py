@@ -417,7 +417,7 @@ WORKLOADS = {
     # attn under its Autocast; peers: `pytorch` (fp32), `pytorch-autocast-bf16` (AUTOCAST_PEER below)
     "transformer_train_step_bf16": lambda compiled=False: transformer_train_step(compiled, autocast=AUTOCAST_PEER[0]),
     "greedy_decode": greedy_decode,
-    # attn under its Autocast; peers: `pytorch` (the model in bf16), `pytorch-autocast-bf16`
+    # attn: the model converted to bf16; peers: `pytorch` (the model in bf16), `pytorch-autocast-bf16`
     "greedy_decode_bf16": lambda compiled=False: greedy_decode(compiled, bf16=True),
     "minilm_embed": hf_bench.minilm_embed,
     "minilm_finetune_step": hf_bench.minilm_finetune_step,

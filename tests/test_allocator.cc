@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "attn/attn.h"
 #include "backend/cpu/allocator.h"
 
 namespace {
@@ -102,6 +103,19 @@ TEST(CachingAllocator, ChangingSizesKeepTheFootprintBounded) {
   EXPECT_GT(cached_bytes(), 0u);  // the cache still works
   empty_cache();
   EXPECT_EQ(cached_bytes(), 0u);
+}
+
+// Module::to(dtype) hands each replaced storage back to the system as it goes: after converting a model
+// to bf16 nothing of its float32 storages stays cached, so the process holds half the model, not 1.5x.
+TEST(CachingAllocator, ModuleToHandsTheOldStoragesBack) {
+  attn::nn::Linear a(2048, 1024);  // 8 MiB of weights
+  a.register_module("b", attn::nn::Linear(1024, 1024));
+  empty_cache();
+  const size_t before = allocated_bytes();
+  a.to(attn::kBFloat16);
+  EXPECT_EQ(cached_bytes(), 0u);
+  EXPECT_LE(allocated_bytes(), before - 6 * MiB) << "before " << before;
+  EXPECT_EQ(a.weight.dtype(), attn::kBFloat16);
 }
 
 }  // namespace

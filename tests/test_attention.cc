@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <string>
@@ -161,6 +162,62 @@ TEST_P(SdpaIsa, Float32OneQueryOnCacheViewsMatchesOracle) {
       EXPECT_TRUE(close(lse, lse_r, 2e-5, 2e-5, what + " logsumexp"));
       EXPECT_EQ(max(abs(out.select(0, 2))).item<float>(), 0.0f) << what;
     }
+}
+
+// bf16 q, k, v, out (float32 logsumexp and float masks): the kernel widens what it reads and rounds each
+// output row once, so it must give exactly the float32 kernel's result on the widened inputs, rounded to
+// bf16, on both paths (one query per head over cache views; tiles with every mask kind, dropout and
+// permuted layouts).
+void bf16_vs_widened(const Shape6& sh, MaskKind kind, bool cache_views) {
+  const std::string what = std::string(kind_name(kind)) + (cache_views ? " cache views" : "") +
+                           " N,H,L,S,D,Dv=" + shape_str({sh.n, sh.h, sh.l, sh.s, sh.d, sh.dv});
+  manual_seed(uint64_t(sh.l * 31 + sh.s * 5 + int(kind)));
+  auto b16 = [](Shape s) { return randn(std::move(s)).to(kBFloat16); };
+  Tensor q = b16({sh.n, sh.h, sh.l, sh.d}), k = b16({sh.n, sh.h, sh.s, sh.d}), v = b16({sh.n, sh.h, sh.s, sh.dv});
+  if (kind == MaskKind::Noncontig) {
+    q = b16({sh.l, sh.n, sh.h, sh.d}).permute({1, 2, 0, 3});
+    k = b16({sh.n, sh.h, sh.d, sh.s}).transpose(2, 3);
+    v = b16({sh.s, sh.h, sh.n, sh.dv}).permute({2, 1, 0, 3});
+  }
+  if (cache_views) {  // the first S slots of caches with room for 7 more
+    k = b16({sh.n, sh.h, sh.s + 7, sh.d}).narrow(2, 0, sh.s);
+    v = b16({sh.n, sh.h, sh.s + 7, sh.dv}).narrow(2, 0, sh.s);
+  }
+  SdpaArgs a{.n = sh.n, .h = sh.h, .l = sh.l, .s = sh.s, .d = sh.d, .dv = sh.dv, .scale = 1.0 / std::sqrt(double(sh.d)),
+             .is_causal = kind == MaskKind::Causal, .dropout_p = 0.0, .seed = 0, .offset = 0, .attn_mask = {},
+             .key_padding_mask = {}};
+  Tensor mask, kpm;
+  if (kind == MaskKind::BoolLS || kind == MaskKind::KeyPadFloatAndBool) mask = lt(rand({sh.l, sh.s}), 0.7);
+  if (kind == MaskKind::FloatN1LS) mask = rnd({sh.n, 1, sh.l, sh.s});
+  if (kind == MaskKind::KeyPadBool || kind == MaskKind::Dropout) kpm = lt(rand({sh.n, sh.s}), 0.3);
+  if (kind == MaskKind::KeyPadFloatAndBool) kpm = rnd({sh.n, sh.s});
+  if (mask.defined()) a.attn_mask = ops::broadcast_ref(mask, {sh.n, sh.h, sh.l, sh.s});
+  if (kpm.defined()) a.key_padding_mask = backend::ref(kpm);
+  if (kind == MaskKind::Dropout) a.dropout_p = 0.2, a.seed = 99, a.offset = 5;
+  Tensor out = zeros({sh.n, sh.h, sh.l, sh.dv}, {.dtype = kBFloat16}), lse = zeros({sh.n, sh.h, sh.l});
+  Tensor out32 = zeros({sh.n, sh.h, sh.l, sh.dv}), lse32 = zeros({sh.n, sh.h, sh.l});
+  const Tensor q32 = q.to(kFloat32), k32 = k.to(kFloat32), v32 = v.to(kFloat32);  // exact
+  cpu::sdpa_forward(a, backend::ref(q), backend::ref(k), backend::ref(v), backend::ref(out), backend::ref(lse));
+  cpu::sdpa_forward(a, backend::ref(q32), backend::ref(k32), backend::ref(v32), backend::ref(out32),
+                    backend::ref(lse32));
+  const std::vector<float> got = out.to(kFloat32).to_vector<float>(), want = out32.to(kBFloat16).to(kFloat32).to_vector<float>();
+  for (size_t i = 0; i < got.size(); ++i)
+    ASSERT_EQ(std::memcmp(&got[i], &want[i], sizeof(float)), 0) << what << " out [" << i << "]: " << got[i] << " vs " << want[i];
+  const std::vector<float> l1 = lse.to_vector<float>(), l2 = lse32.to_vector<float>();
+  for (size_t i = 0; i < l1.size(); ++i)
+    ASSERT_EQ(std::memcmp(&l1[i], &l2[i], sizeof(float)), 0) << what << " logsumexp [" << i << "]";
+}
+
+TEST_P(SdpaIsa, BFloat16ForwardEqualsFloat32OnWidenedInputs) {
+  for (const Shape6& sh : kShapes)
+    for (MaskKind k : kKinds) bf16_vs_widened(sh, k, false);
+  for (int64_t s : {1, 16, 33, 100})
+    for (MaskKind k : {MaskKind::None, MaskKind::KeyPadBool, MaskKind::KeyPadFloatAndBool}) {
+      bf16_vs_widened({3, 2, 1, s, 64, 64}, k, true);  // one query per head over cache views
+      bf16_vs_widened({3, 2, 1, s, 32, 32}, k, false);
+    }
+  bf16_vs_widened({2, 2, 70, 65, 64, 64}, MaskKind::Causal, false);
+  bf16_vs_widened({2, 2, 17, 64, 64, 64}, MaskKind::None, false);  // one key block: straight to the rows
 }
 
 INSTANTIATE_TEST_SUITE_P(Isa, SdpaIsa, ::testing::Values(cpu::Isa::Reference, cpu::Isa::Avx2, cpu::Isa::Avx512),
@@ -337,6 +394,42 @@ TEST(Sdpa, LongSequencesMatchTheCompositeOnASlice) {
   });
   EXPECT_TRUE(close(fused.out.narrow(2, L - R, R), comp.out, 1e-4, 1e-5, "out rows"));
   EXPECT_TRUE(close(fused.gq.narrow(2, L - R, R), comp.gq, 1e-3, 1e-4, "grad q rows"));
+}
+
+// bf16 through the op: without gradients the kernel reads the bf16 operands (and the packed op its bf16
+// (N, T, 3E) block) and equals the float32 op on the widened values, rounded; with gradients the op runs
+// on float32 copies and its gradients keep bf16.
+TEST(Sdpa, BFloat16OpsMatchFloat32AndKeepGradients) {
+  manual_seed(8);
+  const Tensor q = randn({2, 4, 3, 16}).to(kBFloat16), k = randn({2, 4, 5, 16}).to(kBFloat16),
+               v = randn({2, 4, 5, 16}).to(kBFloat16);
+  const Tensor kpm = lt(rand({2, 5}), 0.3);
+  const SdpaOptions o{.key_padding_mask = kpm};
+  Tensor y;
+  {
+    NoGradGuard ng;
+    y = scaled_dot_product_attention(q, k, v, o);
+  }
+  const Tensor want = scaled_dot_product_attention(q.to(kFloat32), k.to(kFloat32), v.to(kFloat32), o).to(kBFloat16);
+  EXPECT_EQ(y.dtype(), kBFloat16);
+  EXPECT_TRUE(allclose(y.to(kFloat32), want.to(kFloat32), 0.0, 0.0));
+  const Tensor qg = q.detach().requires_grad_();
+  const Tensor yg = scaled_dot_product_attention(qg, k, v, o);
+  EXPECT_TRUE(allclose(yg.to(kFloat32), want.to(kFloat32), 0.0, 0.0));
+  yg.to(kFloat32).sum().backward();
+  ASSERT_TRUE(qg.grad().defined());
+  EXPECT_EQ(qg.grad().dtype(), kBFloat16);
+
+  const Tensor src = randn({2, 6, 3 * 32}).to(kBFloat16);  // (N, T, 3E): q | k | v columns, E = 32, 4 heads
+  Tensor py;
+  {
+    NoGradGuard ng;
+    py = packed_scaled_dot_product_attention({src, 0}, {src, 32}, {src, 64}, 4, 32, {.is_causal = true});
+  }
+  const Tensor s32 = src.to(kFloat32);
+  const Tensor pwant = packed_scaled_dot_product_attention({s32, 0}, {s32, 32}, {s32, 64}, 4, 32, {.is_causal = true});
+  EXPECT_EQ(py.dtype(), kBFloat16);
+  EXPECT_TRUE(allclose(py.to(kFloat32), pwant.to(kBFloat16).to(kFloat32), 0.0, 0.0));
 }
 
 TEST(Sdpa, ErrorsNameTheShapes) {

@@ -150,6 +150,24 @@ TEST_P(CompositeDtype, SdpaForwardAndBackward) {
   }
 }
 
+// bf16 operands: the composite widens them, runs the float32 composite and rounds the output once; the
+// CPU kernel widens its tiles: the same float32 math up to summation order.
+TEST(Composite, SdpaForwardBFloat16MatchesTheKernel) {
+  const int64_t N = 2, H = 2, L = 5, S = 6, D = 16, Dv = 16;
+  Tensor q = randn({N, L, H, D}).to(kBFloat16).permute({0, 2, 1, 3});
+  Tensor k = randn({N, H, S, D}).to(kBFloat16), v = randn({N, H, S, Dv}).to(kBFloat16);
+  Tensor kpm = from_vector<bool>({false, false, false, false, true, true, false, true, false, false, false, false},
+                                 {N, S});
+  backend::SdpaArgs a{.n = N, .h = H, .l = L, .s = S, .d = D, .dv = Dv, .scale = 0.25, .is_causal = false,
+                      .dropout_p = 0.0, .seed = 0, .offset = 0, .attn_mask = {}, .key_padding_mask = ref(kpm)};
+  Tensor o1 = empty({N, H, L, Dv}, {.dtype = kBFloat16}), o2 = empty({N, H, L, Dv}, {.dtype = kBFloat16});
+  Tensor lse1 = empty({N, H, L}), lse2 = empty({N, H, L});
+  cpu().sdpa_forward(a, ref(q), ref(k), ref(v), ref(o1), ref(lse1));
+  cpu().backend::Backend::sdpa_forward(a, ref(q), ref(k), ref(v), ref(o2), ref(lse2));
+  expect_near(o2.to(kFloat32), o1.to(kFloat32), 1e-2, "out");  // one bf16 rounding apart at most
+  expect_near(lse2, lse1, 2e-5, "logsumexp");
+}
+
 INSTANTIATE_TEST_SUITE_P(Dtypes, CompositeDtype, ::testing::Values(kFloat32, kFloat64),
                          [](const ::testing::TestParamInfo<DType>& p) { return std::string(dtype_name(p.param)); });
 

@@ -1,7 +1,7 @@
 // Reduced-precision decoding against float32: int8 (nn/int8_linear.h, models/int8_translator.h) — the int8 product on its
 // own, the small trained translator's logits and greedy tokens (fixture translator_small.safetensors,
 // a reversal task), the int8 file round trip, `attn quantize`'s directory, and clear errors on a
-// corrupt or truncated int8 file; and bf16 decoding (Autocast, `attn translate --precision bf16`).
+// corrupt or truncated int8 file; and bf16 decoding (under Autocast, and converted as `attn translate --precision bf16` does).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 
 #include "attn/autocast.h"
@@ -209,33 +210,33 @@ TEST(Int8, QuantizedRunDirectoryLoads) {
   fs::remove_all(root);
 }
 
-// bf16 decoding (`attn translate --precision bf16`): the same float32 model with its products under
-// Autocast (bf16 weights and activations, float32 accumulation) against float32 on the same inputs.
-TEST(Bf16Decoding, TranslatorLogitsAndTokensMatchFloat32) {
+// bf16 decoding against float32 on the same inputs, in both forms: the float32 model under Autocast (bf16
+// products, float32 accumulation and statistics), and the model converted to bf16 (`attn translate
+// --precision bf16`: Module::to, every weight and activation bf16, float32 inside the kernels).
+void bf16_decoding_matches_float32(bool converted) {
   auto model = small_translator();
   const Tensor src = reversal_sources();
   const auto ref = greedy(*model, src);
-  std::vector<std::vector<int64_t>> got;
-  {
-    Autocast bf16;
-    got = greedy(*model, src);
-  }
-  int64_t same = 0;
-  for (size_t i = 0; i < ref.size(); ++i) same += ref[i] == got[i];
-  std::cout << "bf16 greedy outputs identical to float32: " << same << " / " << ref.size() << "\n";
-  EXPECT_GE(double(same) / double(ref.size()), 0.80);
-
   NoGradGuard ng;
   const Tensor tgt_in = teacher_forcing_input(ref);
   Tensor lp = log_softmax(model->forward(src, tgt_in), -1);
-  Tensor lp16;
-  {
-    Autocast bf16;
-    lp16 = model->forward(src, tgt_in);
-    EXPECT_EQ(lp16.dtype(), kBFloat16);  // the output projection ran in bf16
-  }
+  std::optional<Autocast> bf16;
+  if (converted) model->to(kBFloat16);
+  else bf16.emplace();
+  const auto got = greedy(*model, src);
+  Tensor lp16 = model->forward(src, tgt_in);
+  EXPECT_EQ(lp16.dtype(), kBFloat16);  // the output projection ran in bf16
+  bf16.reset();
+  int64_t same = 0;
+  for (size_t i = 0; i < ref.size(); ++i) same += ref[i] == got[i];
+  const char* form = converted ? "converted" : "autocast";
+  std::cout << form << " bf16 greedy outputs identical to float32: " << same << " / " << ref.size() << "\n";
+  EXPECT_GE(double(same) / double(ref.size()), 0.80) << form;
   lp16 = log_softmax(lp16.to(kFloat32), -1);
   const float diff = max_abs(sub(lp16, lp));
-  std::cout << "bf16 log-probability max |difference|: " << diff << "\n";
-  EXPECT_LT(diff, 0.5f);
+  std::cout << form << " bf16 log-probability max |difference|: " << diff << "\n";
+  EXPECT_LT(diff, 0.5f) << form;
 }
+
+TEST(Bf16Decoding, TranslatorLogitsAndTokensMatchFloat32) { bf16_decoding_matches_float32(false); }
+TEST(Bf16Decoding, ConvertedTranslatorLogitsAndTokensMatchFloat32) { bf16_decoding_matches_float32(true); }

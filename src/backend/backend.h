@@ -98,11 +98,12 @@ struct AdamArgs {
 
 // Fused scaled-dot-product attention (owner: sdpa; ops/attention.cc, cpu/attention.cc). Shapes:
 // q (N, H, L, D), k (N, H, S, D), v (N, H, S, Dv), out (N, H, L, Dv): any strides, dtype float32 or
-// float64 (all four alike). logsumexp (N, H, L) contiguous, same dtype: m + log(sum exp(s - m)) per row,
-// +inf for a row whose keys are all masked (its output is 0 and its gradients are 0).
+// float64 (all four alike), or bfloat16 in the forward (float32 math, the output rounded once).
+// logsumexp (N, H, L) contiguous, in the compute dtype (sdpa_compute_dtype): m + log(sum exp(s - m))
+// per row, +inf for a row whose keys are all masked (its output is 0 and its gradients are 0).
 // attn_mask: data null, or broadcast to (N, H, L, S) by strides (0 on broadcast dims); bool (true =
-// take part, PyTorch's SDPA) or the dtype of q (added to the scores). key_padding_mask: data null, or
-// (N, S) by strides; bool (true = ignore that key) or q's dtype (added). Dropout keeps score (n, h, i, j)
+// take part, PyTorch's SDPA) or the compute dtype (added to the scores). key_padding_mask: data null, or
+// (N, S) by strides; bool (true = ignore that key) or the compute dtype (added). Dropout keeps score (n, h, i, j)
 // iff lane j%4 of philox4x32(seed, offset + ((n*H + h)*L + i)*ceil(S/4) + j/4), as a unit float, is
 // < 1 - dropout_p (cpu::sdpa_keep); kept probabilities are scaled by 1/(1 - dropout_p).
 struct SdpaArgs {
@@ -113,6 +114,8 @@ struct SdpaArgs {
   uint64_t seed = 0, offset = 0;
   TensorRef attn_mask, key_padding_mask;
 };
+// The dtype attention computes in for q's dtype: float32 for bf16, else q's own.
+inline DType sdpa_compute_dtype(DType q) { return q == kBFloat16 ? kFloat32 : q; }
 // Bytes of dropout's packed keep bits for n elements: whole groups of 64 elements (8 bytes each).
 inline int64_t dropout_keep_bytes(int64_t n) { return (n + 63) / 64 * 8; }
 
@@ -129,6 +132,9 @@ class Backend {
   // memory
   virtual void* allocate(size_t nbytes) = 0;
   virtual void deallocate(void* p, size_t nbytes) = 0;
+  // Returns memory kept for reuse (freed blocks a caching allocator holds) to the system; memory in use
+  // is untouched. By default there is none.
+  virtual void empty_cache() {}
   virtual void copy(const TensorRef& src, const TensorRef& dst) = 0;  // same shape; converts dtype
   virtual void fill(const TensorRef& dst, double value) = 0;
   // The only ways between host memory and this device's memory: src (any strides, this device) to

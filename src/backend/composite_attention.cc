@@ -122,6 +122,16 @@ void Backend::sdpa_forward(const SdpaArgs& a, const TensorRef& q, const TensorRe
     fill(logsumexp, kInf);
     return;
   }
+  if (q.dtype == kBFloat16) {  // float32 math on widened copies, the output rounded once
+    Tmp q32(*this, kFloat32, q.shape), k32(*this, kFloat32, k.shape), v32(*this, kFloat32, v.shape),
+        o32(*this, kFloat32, out.shape);
+    copy(q, *q32);
+    copy(k, *k32);
+    copy(v, *v32);
+    sdpa_forward(a, *q32, *k32, *v32, *o32, logsumexp);
+    copy(*o32, out);
+    return;
+  }
   const DType dt = q.dtype;
   const int64_t B = a.n * a.h;
   Probs r = probabilities(*this, a, q, k, v);

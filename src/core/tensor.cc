@@ -209,6 +209,8 @@ Tensor randperm(int64_t n, TensorOptions o) {
   return from_vector(p, {n}, {.dtype = kInt64, .device = o.device}).to(o.dtype);
 }
 
+void empty_cache(Device device) { backend::backend_for(device).empty_cache(); }
+
 template <typename T> Tensor from_vector(const std::vector<T>& values, Shape shape, TensorOptions o) {
   if (numel_of(shape) != int64_t(values.size()))
     throw std::invalid_argument("from_vector: " + std::to_string(values.size()) + " values do not fill shape " +

@@ -293,8 +293,12 @@ Module& Module::to(DType dtype) {
   if (!is_floating(dtype)) throw std::invalid_argument(type_name() + ".to: target dtype must be floating point, got " +
                                                        std::string(dtype_name(dtype)));
   NoGradGuard ng;
-  walk_state([&](const std::string&, const Tensor& t, bool, bool) {  // tied tensors: converted once
-    if (is_floating(t.dtype()) && t.dtype() != dtype) set_data(t, t.detach().to(dtype).contiguous());
+  // Tied tensors are converted once. Each old storage goes back to the system as soon as it is replaced,
+  // so the conversion needs the model's old size plus one tensor, and the memory drops after it.
+  walk_state([&](const std::string&, const Tensor& t, bool, bool) {
+    if (!is_floating(t.dtype()) || t.dtype() == dtype) return;
+    set_data(t, t.detach().to(dtype).contiguous());
+    empty_cache(t.device());
   });
   return *this;
 }

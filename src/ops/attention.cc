@@ -72,7 +72,7 @@ struct Prepared {
   Tensor mask, kpm;
 };
 Prepared prepare(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaOptions& o) {
-  const DType dt = q.dtype();
+  const DType dt = backend::sdpa_compute_dtype(q.dtype());  // float masks in it
   auto as_mask = [dt](const Tensor& m) {
     if (!m.defined()) return m;
     return m.dtype() == kBool || m.dtype() == dt ? m.detach() : m.detach().to(dt);
@@ -99,7 +99,7 @@ Prepared prepare(const Tensor& q, const Tensor& k, const Tensor& v, const SdpaOp
 Tensor run_forward(const Prepared& p, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& lse) {
   const backend::SdpaArgs& a = p.a;
   Tensor y = ops::empty_out({a.n, a.l, a.h, a.dv}, q.dtype(), q.device()).permute({0, 2, 1, 3});  // (N, H, L, Dv)
-  lse = ops::empty_out({a.n, a.h, a.l}, q.dtype(), q.device());                                  // (N, H, L)
+  lse = ops::empty_out({a.n, a.h, a.l}, backend::sdpa_compute_dtype(q.dtype()), q.device());     // (N, H, L)
   ops::be(q).sdpa_forward(a, ops::ref(q), ops::ref(k), ops::ref(v), ops::ref(y), ops::ref(lse));
   return y;
 }
@@ -124,7 +124,8 @@ Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, cons
   if (ops::autocast::active())
     return ops::autocast::redispatch("scaled_dot_product_attention", scaled_dot_product_attention, query, key, value, o);
   check_inputs(kName, query, key, value, o);
-  if (query.dtype() == kBFloat16)
+  // bf16: the kernel widens tiles as it reads them; the backward runs on float32 copies (saved for it)
+  if (query.dtype() == kBFloat16 && autograd::needs_grad({&query, &key, &value}))
     return scaled_dot_product_attention(query.to(kFloat32), key.to(kFloat32), value.to(kFloat32), o).to(kBFloat16);
   const Prepared p = prepare(query, key, value, o);
   const Tensor q = query.detach(), k = key.detach(), v = value.detach();
@@ -175,7 +176,10 @@ Tensor packed_scaled_dot_product_attention(const HeadBlock& query, const HeadBlo
   if (key.source.size(1) != value.source.size(1))
     fail("key " + shape_str(key.source.shape()) + " and value " + shape_str(value.source.shape()) +
          " sources must have the same number of rows");
-  if (query.source.dtype() == kBFloat16 || key.source.dtype() == kBFloat16 || value.source.dtype() == kBFloat16) {
+  const bool bf16 =
+      query.source.dtype() == kBFloat16 || key.source.dtype() == kBFloat16 || value.source.dtype() == kBFloat16;
+  if (bf16 && (autograd::needs_grad({&query.source, &key.source, &value.source}) ||
+               key.source.dtype() != query.source.dtype() || value.source.dtype() != query.source.dtype())) {
     auto f32 = [](const HeadBlock& b) { return HeadBlock{b.source.to(kFloat32), b.column}; };
     return packed_scaled_dot_product_attention(f32(query), f32(key), f32(value), H, E, o).to(kBFloat16);
   }

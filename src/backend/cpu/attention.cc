@@ -366,6 +366,32 @@ inline View view_rows(const Op4<const float>& x, int64_t n, int64_t h, int64_t r
   pack_rows_f32(x, n, h, r0, rows, cols, buf, ld);
   return {buf, ld};
 }
+inline View view_rows(const SdpaKernels&, const Op4<const float>& x, int64_t n, int64_t h, int64_t r0, int64_t rows,
+                      int64_t cols, float* buf, int64_t ld) {
+  return view_rows(x, n, h, r0, rows, cols, buf, ld);
+}
+// bf16 rows are always widened into buf (exact), pad columns zeroed
+inline View view_rows(const SdpaKernels& mk, const Op4<const BFloat16>& x, int64_t n, int64_t h, int64_t r0,
+                      int64_t rows, int64_t cols, float* buf, int64_t ld) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const BFloat16* src = x.row(n, h, r0 + r);
+    float* d = buf + r * ld;
+    if (x.s3 == 1) mk.widen(reinterpret_cast<const uint16_t*>(src), d, cols);
+    else
+      for (int64_t c = 0; c < cols; ++c) d[c] = float(src[c * x.s3]);
+    std::fill(d + cols, d + ld, 0.f);
+  }
+  return {buf, ld};
+}
+// one output row of Dv values (already normalised) into a float32 or bf16 row with stride s3
+inline void store_row(float* dst, int64_t s3, const float* src, int64_t dv) {
+  if (s3 == 1) std::copy(src, src + dv, dst);
+  else
+    for (int64_t e = 0; e < dv; ++e) dst[e * s3] = src[e];
+}
+inline void store_row(BFloat16* dst, int64_t s3, const float* src, int64_t dv) {
+  for (int64_t e = 0; e < dv; ++e) dst[e * s3] = BFloat16(src[e]);
+}
 // the transpose of rows [0, s_used) of a view (cols a multiple of 16) into key blocks (cols, 64) at dst,
 // columns up to pad16 zero; tmp: 16 x cols
 void transpose_keys(const SdpaKernels& mk, const View& x, int64_t s_used, int64_t cols, float* dst, float* tmp) {
@@ -425,10 +451,14 @@ namespace {
 
 constexpr int64_t kNoCausal = std::numeric_limits<int64_t>::max() / 4;
 
-void forward_f32(const SdpaKernels& mk, const SdpaArgs& a, const TensorRef& q_, const TensorRef& k_,
-                 const TensorRef& v_, const TensorRef& out_, float* lse) {
-  const Op4<const float> q(q_), k(k_), v(v_);
-  const Op4<float> out(out_);
+// E: the element type of q, k, v and out (float, or BFloat16 widened into the packed tiles; the math is
+// float32 either way and a bf16 output row is rounded once, from the same float32 values).
+template <typename E>
+void forward_simd(const SdpaKernels& mk, const SdpaArgs& a, const TensorRef& q_, const TensorRef& k_,
+                  const TensorRef& v_, const TensorRef& out_, float* lse) {
+  constexpr bool kF32 = std::is_same_v<E, float>;
+  const Op4<const E> q(q_), k(k_), v(v_);
+  const Op4<E> out(out_);
   const int64_t H = a.h, L = a.l, D = a.d, Dv = a.dv;
   const Layout ly(a);
   const int64_t dpad = ly.dpad, dvpad = ly.dvpad, S16 = ly.S16, nkb = ly.nkb, blen = nkb * kBc;
@@ -459,17 +489,18 @@ void forward_f32(const SdpaKernels& mk, const SdpaArgs& a, const TensorRef& q_, 
       if (qb0 >= qb1) continue;
       // keys the query blocks of this item can see
       const int64_t s_used = a.is_causal ? std::min(a.s, qb1 * kBr) : a.s;
-      transpose_keys(mk, view_rows(k, n, h, 0, s_used, D, kr, dpad), s_used, dpad, kt, qs);
-      const View vv = view_rows(v, n, h, 0, s_used, Dv, vp, dvpad);
+      transpose_keys(mk, view_rows(mk, k, n, h, 0, s_used, D, kr, dpad), s_used, dpad, kt, qs);
+      const View vv = view_rows(mk, v, n, h, 0, s_used, Dv, vp, dvpad);
       make_bias(masker, a, n, blen, bias);
       for (int64_t qb = qb0; qb < qb1; ++qb) {
         const int64_t i0 = qb * kBr, br = std::min(kBr, L - i0);
-        const View qv = view_rows(q, n, h, i0, br, D, qs, dpad);
+        const View qv = view_rows(mk, q, n, h, i0, br, D, qs, dpad);
         std::fill(m, m + br, ninf);
         std::fill(l, l + br, 0.f);
         const int64_t j_end = key_end(a, i0, br);
         // one key block: the exact softmax, normalised before P V, which then writes the output rows
-        const bool direct = j_end <= kBc && out.s3 == 1 && Dv % 16 == 0;
+        // (float32), or o (bf16: rounded from there)
+        const bool direct = j_end <= kBc && Dv % 16 == 0 && (!kF32 || out.s3 == 1);
         if (!direct) std::fill(o, o + br * dvpad, 0.f);
         for (int64_t j0 = 0; j0 < j_end; j0 += kBc) {
           const int64_t bc = std::min(kBc, j_end - j0), bcp = pad16(bc);
@@ -485,22 +516,22 @@ void forward_f32(const SdpaKernels& mk, const SdpaArgs& a, const TensorRef& q_, 
               float* sr = st + r * bcp;
               for (int64_t c = 0; c < bc; ++c) sr[c] *= keep[size_t(c)];
             }
-          if (direct) mk.gemm(st, bcp, vv.row(j0), vv.ld, out.row(n, h, i0), out.s2, br, bc, Dv, false);
-          else mk.gemm(st, bcp, vv.row(j0), vv.ld, o, dvpad, br, bc, dvpad, true);  // O += P V
+          if (direct && kF32)
+            mk.gemm(st, bcp, vv.row(j0), vv.ld, reinterpret_cast<float*>(out.row(n, h, i0)), out.s2, br, bc, Dv, false);
+          else mk.gemm(st, bcp, vv.row(j0), vv.ld, o, dvpad, br, bc, dvpad, !direct);  // O += P V
         }
         if (direct) {
-          for (int64_t r = 0; r < br; ++r)
+          for (int64_t r = 0; r < br; ++r) {
+            if constexpr (!kF32) store_row(out.row(n, h, i0 + r), out.s3, o + r * dvpad, Dv);
             lse[nh * L + i0 + r] = l[r] > 0 ? m[r] + std::log(l[r]) : std::numeric_limits<float>::infinity();
+          }
           continue;
         }
         for (int64_t r = 0; r < br; ++r) {
           const float lr = l[r], inv = lr > 0 ? 1.f / lr : 0.f;
-          float* dst = out.row(n, h, i0 + r);
-          const float* orow = o + r * dvpad;
-          if (out.s3 == 1)
-            for (int64_t e = 0; e < Dv; ++e) dst[e] = orow[e] * inv;
-          else
-            for (int64_t e = 0; e < Dv; ++e) dst[e * out.s3] = orow[e] * inv;
+          float* orow = o + r * dvpad;
+          for (int64_t e = 0; e < Dv; ++e) orow[e] *= inv;
+          store_row(out.row(n, h, i0 + r), out.s3, orow, Dv);
           lse[nh * L + i0 + r] = lr > 0 ? m[r] + std::log(lr) : std::numeric_limits<float>::infinity();
         }
       }
@@ -627,61 +658,104 @@ void check_args(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const
   check(q.shape == Shape{a.n, a.h, a.l, a.d} && k.shape == Shape{a.n, a.h, a.s, a.d} &&
             v.shape == Shape{a.n, a.h, a.s, a.dv} && out.shape == Shape{a.n, a.h, a.l, a.dv},
         "q, k, v, out shapes do not match the args");
-  check(k.dtype == q.dtype && v.dtype == q.dtype && out.dtype == q.dtype && lse.dtype == q.dtype,
-        "q, k, v, out, logsumexp must share one dtype");
+  const DType ct = backend::sdpa_compute_dtype(q.dtype);
+  check(k.dtype == q.dtype && v.dtype == q.dtype && out.dtype == q.dtype && lse.dtype == ct,
+        "q, k, v, out must share one dtype, logsumexp its compute dtype");
   check(lse.contiguous() && lse.numel() == a.n * a.h * a.l, "logsumexp must be contiguous (N, H, L)");
-  check(q.dtype == kFloat32 || q.dtype == kFloat64, "dtype must be float32 or float64");
+  check(q.dtype == kFloat32 || q.dtype == kFloat64 || q.dtype == kBFloat16, "dtype must be float32, float64 or bfloat16");
   check(!a.attn_mask.data || (a.attn_mask.strides.size() == 4 &&
-                              (a.attn_mask.dtype == kBool || a.attn_mask.dtype == q.dtype)),
-        "attn_mask must be a 4-d bool or q-dtype ref");
+                              (a.attn_mask.dtype == kBool || a.attn_mask.dtype == ct)),
+        "attn_mask must be a 4-d bool or compute-dtype ref");
   check(!a.key_padding_mask.data || (a.key_padding_mask.strides.size() == 2 &&
-                                     (a.key_padding_mask.dtype == kBool || a.key_padding_mask.dtype == q.dtype)),
-        "key_padding_mask must be a 2-d bool or q-dtype ref");
+                                     (a.key_padding_mask.dtype == kBool || a.key_padding_mask.dtype == ct)),
+        "key_padding_mask must be a 2-d bool or compute-dtype ref");
 }
 
 // One query per head (a decoding step over a key/value cache): scores as row dots against the keys in
 // place (no transposed key blocks, no padding of the keys to 64), one softmax, then P V. Taken when
 // there is no dropout, attention mask or causal flag and keys, values and output rows are unit-stride
-// with widths that are multiples of 16; returns false otherwise (the tiled path runs).
-bool forward_one_query_f32(const SdpaKernels& mk, const SdpaArgs& a, const TensorRef& q_, const TensorRef& k_,
-                           const TensorRef& v_, const TensorRef& out_, float* lse) {
-  const Op4<const float> q(q_), k(k_), v(v_);
-  const Op4<float> out(out_);
+// with widths that are multiples of 16; returns false otherwise (the tiled path runs). bf16 (E) keys and
+// values are widened per head into the thread's scratch first, and the output row rounded once.
+template <typename E>
+bool forward_one_query(const SdpaKernels& mk, const SdpaArgs& a, const TensorRef& q_, const TensorRef& k_,
+                       const TensorRef& v_, const TensorRef& out_, float* lse) {
+  constexpr bool kF32 = std::is_same_v<E, float>;
+  const Op4<const E> q(q_), k(k_), v(v_);
+  const Op4<E> out(out_);
   const Masker<float> masker(a);
   if (a.l != 1 || a.dropout_p > 0 || a.is_causal || masker.has_attn_mask() || a.d % 16 || a.dv % 16 ||
       q.s3 != 1 || k.s3 != 1 || v.s3 != 1 || out.s3 != 1)
     return false;
-  const int64_t H = a.h, S = a.s, S16 = pad16(S), heads = a.n * H;
+  const int64_t H = a.h, S = a.s, S16 = pad16(S), heads = a.n * H, D = a.d, Dv = a.dv;
   const float scale = float(a.scale), ninf = -std::numeric_limits<float>::infinity();
+  // scratch: scores | key bias | (bf16) q row | keys (S, D) | values (S, Dv) | output row
+  const size_t n_wide = kF32 ? 0 : size_t(D + S * D + S * Dv + Dv);
 #pragma omp parallel if (heads > 1 && worth_threads<float>(a))
   {
-    float* s = tl_scratch.get(size_t(2 * S16));  // scores | key bias
-    float* bias = s + S16;
+    float* s = tl_scratch.get(size_t(2 * S16) + n_wide);
+    float *bias = s + S16, *qw = bias + S16, *kw = qw + D, *vw = kw + S * D, *ow = vw + S * Dv;
 #pragma omp for schedule(static)
     for (int64_t nh = 0; nh < heads; ++nh) {
       const int64_t n = nh / H, h = nh % H;
       if (masker.has_key_bias()) masker.key_bias(n, 0, S, bias);
       else std::fill(bias, bias + S, 0.f);
-      const float* qr = q.row(n, h, 0);
+      // float32 rows: the operands in place; bf16: their widened copies
+      const float *qr, *kr, *vr;
+      int64_t ldk, ldv;
+      if constexpr (kF32) {
+        qr = q.row(n, h, 0), kr = k.row(n, h, 0), vr = v.row(n, h, 0), ldk = k.s2, ldv = v.s2;
+      } else {
+        qr = view_rows(mk, q, n, h, 0, 1, D, qw, D).p;
+        kr = view_rows(mk, k, n, h, 0, S, D, kw, D).p;
+        vr = view_rows(mk, v, n, h, 0, S, Dv, vw, Dv).p;
+        ldk = D, ldv = Dv;
+      }
       float mx = ninf;
       for (int64_t j = 0; j < S; ++j) {
-        s[j] = mk.row_dot(qr, k.row(n, h, j), a.d) * scale + bias[j];
+        s[j] = mk.row_dot(qr, kr + j * ldk, D) * scale + bias[j];
         mx = std::max(mx, s[j]);
       }
       std::fill(s + S, s + S16, ninf);
-      float* o = out.row(n, h, 0);
+      float* o = kF32 ? reinterpret_cast<float*>(out.row(n, h, 0)) : ow;
       if (mx == ninf) {  // every key masked: zeros, as the tiled path
-        std::fill(o, o + a.dv, 0.f);
+        std::fill(o, o + Dv, 0.f);
+        if constexpr (!kF32) store_row(out.row(n, h, 0), 1, o, Dv);
         lse[nh] = std::numeric_limits<float>::infinity();
         continue;
       }
       const float l = mk.exp_row(s, S16, mx), inv = 1.f / l;
       for (int64_t j = 0; j < S; ++j) s[j] *= inv;
-      mk.gemm(s, S16, v.row(n, h, 0), v.s2, o, out.s2, 1, S, a.dv, false);  // (1, S) @ (S, Dv)
+      mk.gemm(s, S16, vr, ldv, o, out.s2, 1, S, Dv, false);  // (1, S) @ (S, Dv)
+      if constexpr (!kF32) store_row(out.row(n, h, 0), 1, o, Dv);
       lse[nh] = mx + std::log(l);
     }
   }
   return true;
+}
+
+// bf16 without SIMD kernels (the Reference ISA): float32 copies through the scalar tiled path.
+void forward_bf16_widened(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v,
+                          const TensorRef& out, float* lse) {
+  auto widened = [](const TensorRef& r, std::vector<float>& buf) {
+    buf.resize(size_t(r.numel()));
+    const Op4<const BFloat16> x(r);
+    const int64_t R = r.shape[2], C = r.shape[3];
+    for (int64_t n = 0; n < r.shape[0]; ++n)
+      for (int64_t h = 0; h < r.shape[1]; ++h)
+        for (int64_t i = 0; i < R; ++i)
+          for (int64_t c = 0; c < C; ++c) buf[size_t(((n * r.shape[1] + h) * R + i) * C + c)] = float(x.row(n, h, i)[c * x.s3]);
+    return TensorRef{buf.data(), kFloat32, r.shape, {r.shape[1] * R * C, R * C, C, 1}};
+  };
+  std::vector<float> qb, kb, vb, ob(size_t(out.numel()));
+  const TensorRef o32{ob.data(), kFloat32, out.shape, {out.shape[1] * out.shape[2] * out.shape[3],
+                                                       out.shape[2] * out.shape[3], out.shape[3], 1}};
+  forward_impl<float>(a, widened(q, qb), widened(k, kb), widened(v, vb), o32, lse);
+  const Op4<BFloat16> y(out);
+  for (int64_t n = 0; n < out.shape[0]; ++n)
+    for (int64_t h = 0; h < out.shape[1]; ++h)
+      for (int64_t i = 0; i < out.shape[2]; ++i)
+        store_row(y.row(n, h, i), y.s3, ob.data() + ((n * out.shape[1] + h) * out.shape[2] + i) * out.shape[3],
+                  out.shape[3]);
 }
 
 }  // namespace
@@ -690,10 +764,16 @@ void sdpa_forward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, con
                   const TensorRef& logsumexp) {
   check_args(a, q, k, v, out, logsumexp);
   if (a.n * a.h * a.l == 0) return;
-  const SdpaKernels* mk = q.dtype == kFloat32 && a.s > 0 ? simd_kernels() : nullptr;
-  if (mk && forward_one_query_f32(*mk, a, q, k, v, out, static_cast<float*>(logsumexp.data))) return;
-  if (mk) forward_f32(*mk, a, q, k, v, out, static_cast<float*>(logsumexp.data));
-  else if (q.dtype == kFloat32) forward_impl<float>(a, q, k, v, out, static_cast<float*>(logsumexp.data));
+  const SdpaKernels* mk = q.dtype != kFloat64 && a.s > 0 ? simd_kernels() : nullptr;
+  float* lse = static_cast<float*>(logsumexp.data);
+  if (q.dtype == kBFloat16) {
+    if (!mk) forward_bf16_widened(a, q, k, v, out, lse);
+    else if (!forward_one_query<BFloat16>(*mk, a, q, k, v, out, lse)) forward_simd<BFloat16>(*mk, a, q, k, v, out, lse);
+    return;
+  }
+  if (mk && forward_one_query<float>(*mk, a, q, k, v, out, lse)) return;
+  if (mk) forward_simd<float>(*mk, a, q, k, v, out, lse);
+  else if (q.dtype == kFloat32) forward_impl<float>(a, q, k, v, out, lse);
   else forward_impl<double>(a, q, k, v, out, static_cast<double*>(logsumexp.data));
 }
 
@@ -705,6 +785,7 @@ void sdpa_backward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, co
         "gradient shapes do not match");
   check(grad_out.dtype == q.dtype && grad_q.dtype == q.dtype && grad_k.dtype == q.dtype && grad_v.dtype == q.dtype,
         "gradients must have q's dtype");
+  check(q.dtype != kBFloat16, "the backward takes float32 or float64 operands (ops/attention.cc widens bf16 ones)");
   if (a.n * a.h == 0) return;
   const SdpaKernels* mk = q.dtype == kFloat32 && a.s > 0 ? simd_kernels() : nullptr;
   if (mk)

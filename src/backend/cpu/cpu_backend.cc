@@ -147,6 +147,8 @@ void CpuBackend::copy(const TensorRef& src, const TensorRef& dst) {
   });
 }
 
+void CpuBackend::empty_cache() { cpu::empty_cache(); }
+
 void CpuBackend::prefetch_hint(const std::vector<TensorRef>& refs) { announce_side_prefetch(refs); }
 
 void CpuBackend::fill(const TensorRef& dst, double value) {

@@ -12,6 +12,7 @@ class CpuBackend final : public backend::Backend {
   DeviceType type() const override { return DeviceType::CPU; }
   void* allocate(size_t nbytes) override;
   void deallocate(void* p, size_t nbytes) override;
+  void empty_cache() override;
   void copy(const TensorRef& src, const TensorRef& dst) override;
   void fill(const TensorRef& dst, double value) override;
   // The packed products prefetch the hinted bytes while they run (side_prefetch.h).
