@@ -106,5 +106,33 @@ TEST_P(Bf16Elementwise, NonContiguousInputAndSpecialValues) {
   for (const Case& c : cases()) EXPECT_TRUE(same_bits(c.f(sb), c.f(sb.to(kFloat32)).to(kBFloat16))) << c.name;
 }
 
+// The conversions themselves against the scalar loops: every bf16 pattern widened, and every bf16 pattern
+// with low halves that round down, to the tie (even and odd), up and carry (NaN payloads, infinities,
+// subnormals among them) narrowed; from every start offset 0..16 so each length has its tail.
+TEST_P(Bf16Elementwise, WidenAndNarrowMatchTheScalarLoopsBitForBit) {
+  std::vector<uint16_t> h(65536 + 16), got_h(h.size()), want_h(h.size());
+  for (size_t i = 0; i < h.size(); ++i) h[i] = uint16_t(i * 40503u);
+  std::vector<float> f(h.size()), got_f(h.size()), want_f(h.size());
+  for (int64_t off = 0; off <= 16; ++off) {
+    const int64_t n = int64_t(h.size()) - off;
+    cpu::widen_bf16(h.data() + off, got_f.data(), n);
+    cpu::ref::widen_bf16(h.data() + off, want_f.data(), n);
+    ASSERT_EQ(std::memcmp(got_f.data(), want_f.data(), size_t(n) * sizeof(float)), 0) << "widen, offset " << off;
+  }
+  for (uint32_t low : {0x0000u, 0x0001u, 0x7fffu, 0x8000u, 0x8001u, 0xffffu, 0x4321u}) {
+    for (size_t i = 0; i < f.size(); ++i) {
+      const uint32_t u = (uint32_t(i * 40503u) & 0xffffu) << 16 | low;
+      std::memcpy(&f[i], &u, sizeof u);
+    }
+    for (int64_t off = 0; off <= 16; ++off) {
+      const int64_t n = int64_t(f.size()) - off;
+      cpu::narrow_bf16(f.data() + off, got_h.data(), n);
+      cpu::ref::narrow_bf16(f.data() + off, want_h.data(), n);
+      ASSERT_EQ(std::memcmp(got_h.data(), want_h.data(), size_t(n) * sizeof(uint16_t)), 0)
+          << "narrow, low half " << low << ", offset " << off;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllIsas, Bf16Elementwise, ::testing::Values(Isa::Avx512, Isa::Avx2, Isa::Reference),
                          [](const ::testing::TestParamInfo<Isa>& info) { return std::string(cpu::isa_name(info.param)); });

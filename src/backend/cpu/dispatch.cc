@@ -118,7 +118,7 @@ void ref_relu_dropout_backward(const float* gy, const uint8_t* keep, const uint8
 const KernelTable& reference_table() {
   static const KernelTable t{&ref_softmax, &ref_softmax_backward, &ref_layer_norm, &ref_layer_norm_backward,
                              &ref_unary,   &ref_unary_backward,   &ref_binary,     &ref_reduce,
-                             &ref_dropout_backward, &ref_relu_dropout_backward};
+                             &ref_dropout_backward, &ref_relu_dropout_backward, &ref::widen_bf16, &ref::narrow_bf16};
   return t;
 }
 

@@ -39,6 +39,9 @@ struct KernelTable {
   // gx[i] = bit i of pass ? gy[i] * (bit i of keep ? scale : 0) : 0 (relu_dropout's backward; same layouts)
   void (*relu_dropout_backward)(const float* gy, const uint8_t* keep, const uint8_t* pass, float scale, float* gx,
                                 int64_t n);
+  // bf16 <-> float32 of n contiguous values (kernels.h widen_bf16 / narrow_bf16)
+  void (*widen_bf16)(const uint16_t* h, float* f, int64_t n);
+  void (*narrow_bf16)(const float* f, uint16_t* h, int64_t n);
 };
 
 const KernelTable& kernels();  // the active ISA's table

@@ -33,6 +33,10 @@ template <typename Body> void blocks(int64_t n, Body body) {
 
 }  // namespace
 
+void widen_bf16(const uint16_t* h, float* f, int64_t n) { kernels().widen_bf16(h, f, n); }
+void narrow_bf16(const float* f, uint16_t* h, int64_t n) { kernels().narrow_bf16(f, h, n); }
+
+namespace ref {
 void widen_bf16(const uint16_t* h, float* f, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const uint32_t u = uint32_t(h[i]) << 16;
@@ -48,6 +52,7 @@ void narrow_bf16(const float* f, uint16_t* h, int64_t n) {
     h[i] = uint16_t((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40u : rounded);
   }
 }
+}  // namespace ref
 
 void unary_bf16(UnaryOp op, const uint16_t* x, uint16_t* y, int64_t n, float alpha) {
   blocks(n, [&](int64_t lo, int64_t m, float* a, float*, float* out) {

@@ -38,8 +38,8 @@ using backend::UnaryGradOp;
 using backend::UnaryOp;
 bool unary(UnaryOp op, const float* x, float* y, int64_t n, float alpha);
 bool unary_backward(UnaryGradOp op, const float* x_or_y, const float* gy, float* gx, int64_t n, float alpha);
-// bf16 <-> float32 of contiguous memory, serial, branch-free loops the compiler vectorises: widening is
-// exact, narrowing rounds as BFloat16(float) (nearest even, NaN kept quiet). elementwise_bf16.cc.
+// bf16 <-> float32 of contiguous memory, serial, on the active ISA's vectors (the scalar loops in ref::):
+// widening is exact, narrowing rounds as BFloat16(float) (nearest even, NaN kept quiet).
 void widen_bf16(const uint16_t* h, float* f, int64_t n);
 void narrow_bf16(const float* f, uint16_t* h, int64_t n);
 // unary / unary_backward on contiguous bf16: float32 math on blocks widened in cache, every op.
@@ -113,6 +113,9 @@ template <typename T> void normal(T* out, int64_t n, double mean, double std, ui
 template <typename T>
 void adam_step(const backend::AdamArgs& a, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
                T* max_exp_avg_sq, int64_t n);
+// the scalar bf16 <-> float32 loops (elementwise_bf16.cc): the Reference ISA's, and the SIMD ones' oracle
+void widen_bf16(const uint16_t* h, float* f, int64_t n);
+void narrow_bf16(const float* f, uint16_t* h, int64_t n);
 }  // namespace ref
 
 }  // namespace attn::cpu

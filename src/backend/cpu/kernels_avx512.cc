@@ -18,6 +18,12 @@ constexpr int64_t W = 16;
 static inline vf vset1(float a) { return _mm512_set1_ps(a); }
 static inline vf vzero() { return _mm512_setzero_ps(); }
 static inline vf vload(const float* p) { return _mm512_loadu_ps(p); }
+static inline vi vload_u16(const uint16_t* p) {  // W values zero-extended to 32 bits
+  return _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+static inline void vstore_u16(uint16_t* p, vi v) {  // the low 16 bits of each lane
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(v));
+}
 static inline void vstore(float* p, vf v) { _mm512_storeu_ps(p, v); }
 static inline vm vtail(int64_t n) { return __mmask16((1u << n) - 1u); }  // 0 <= n < W
 static inline vf vload_n(const float* p, int64_t n, vf fill) { return _mm512_mask_loadu_ps(fill, vtail(n), p); }
