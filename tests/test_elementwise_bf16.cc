@@ -106,6 +106,18 @@ TEST_P(Bf16Elementwise, NonContiguousInputAndSpecialValues) {
   for (const Case& c : cases()) EXPECT_TRUE(same_bits(c.f(sb), c.f(sb.to(kFloat32)).to(kBFloat16))) << c.name;
 }
 
+// Every bf16 input (NaN payloads, infinities, subnormals, both zeros): 65536 values, enough for the
+// transcendental ops' table path, against the float32 kernel on the widened values, rounded once.
+TEST_P(Bf16Elementwise, EveryBf16InputKeepsTheFloat32CompositesBits) {
+  std::vector<float> all(65536);
+  for (size_t i = 0; i < all.size(); ++i) {
+    const uint32_t u = uint32_t(i) << 16;
+    std::memcpy(&all[i], &u, sizeof u);
+  }
+  const Tensor x = from_vector(all, {65536}).to(kBFloat16);
+  for (const Case& c : cases()) EXPECT_TRUE(same_bits(c.f(x), c.f(x.to(kFloat32)).to(kBFloat16))) << c.name;
+}
+
 // The conversions themselves against the scalar loops: every bf16 pattern widened, and every bf16 pattern
 // with low halves that round down, to the tie (even and odd), up and carry (NaN payloads, infinities,
 // subnormals among them) narrowed; from every start offset 0..16 so each length has its tail.

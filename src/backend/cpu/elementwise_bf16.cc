@@ -5,11 +5,16 @@
 // has none) and rounded to nearest even as BFloat16(float).
 //
 //   cpu::unary_bf16(UnaryOp::GeluErf, x, y, n, 0.f);          // x, y: n contiguous bf16 values
+// (transcendental ops on large inputs read a table of all 65536 bf16 inputs made with the same kernel)
 //   cpu::unary_backward_bf16(UnaryGradOp::GeluErf, x, gy, gx, n, 0.f);
 #include <omp.h>
 
 #include <algorithm>
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <tuple>
+#include <vector>
 
 #include "backend/cpu/dispatch.h"
 #include "backend/cpu/kernels.h"
@@ -54,13 +59,50 @@ void narrow_bf16(const float* f, uint16_t* h, int64_t n) {
 }
 }  // namespace ref
 
-void unary_bf16(UnaryOp op, const uint16_t* x, uint16_t* y, int64_t n, float alpha) {
+namespace {
+void unary_blocks(UnaryOp op, const uint16_t* x, uint16_t* y, int64_t n, float alpha) {
   blocks(n, [&](int64_t lo, int64_t m, float* a, float*, float* out) {
     widen_bf16(x + lo, a, m);
     if (!unary(op, a, out, m, alpha))
       for (int64_t i = 0; i < m; ++i) out[i] = unary_scalar<float>(op, a[i], alpha);
     narrow_bf16(out, y + lo, m);
   });
+}
+
+// The transcendental ops cost more per element (GELU's erf: ~90 cycles per 16 lanes with its tail) than
+// a load from a table of all 65536 bf16 inputs, made once per op, alpha and ISA by unary_blocks itself:
+// the same bits at a lookup per element (MiniLM's bf16 GELU: docs/benchmarks.md).
+bool tabulated(UnaryOp op) {
+  switch (op) {
+    case UnaryOp::GeluErf: case UnaryOp::GeluTanh: case UnaryOp::Sigmoid: case UnaryOp::Tanh:
+    case UnaryOp::Exp: case UnaryOp::Log: case UnaryOp::Sin: case UnaryOp::Cos:
+      return true;
+    default:
+      return false;
+  }
+}
+const uint16_t* table_of(UnaryOp op, float alpha) {
+  static std::mutex mu;
+  static std::map<std::tuple<int, uint32_t, int>, std::vector<uint16_t>> tables;  // never erased
+  uint32_t alpha_bits;
+  std::memcpy(&alpha_bits, &alpha, sizeof alpha_bits);
+  const std::lock_guard lock(mu);
+  std::vector<uint16_t>& t = tables[{int(op), alpha_bits, int(active_isa())}];
+  if (t.empty()) {
+    std::vector<uint16_t> all(65536);
+    for (size_t i = 0; i < all.size(); ++i) all[i] = uint16_t(i);
+    t.resize(all.size());
+    unary_blocks(op, all.data(), t.data(), int64_t(all.size()), alpha);
+  }
+  return t.data();
+}
+}  // namespace
+
+void unary_bf16(UnaryOp op, const uint16_t* x, uint16_t* y, int64_t n, float alpha) {
+  if (n < kParallelGrain || !tabulated(op)) return unary_blocks(op, x, y, n, alpha);
+  const uint16_t* t = table_of(op, alpha);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) y[i] = t[x[i]];
 }
 
 void unary_backward_bf16(UnaryGradOp op, const uint16_t* x_or_y, const uint16_t* gy, uint16_t* gx, int64_t n,
