@@ -25,11 +25,12 @@ void expect_near(const Tensor& got, const Tensor& want, double tol, const std::s
 
 class CompositeDtype : public ::testing::TestWithParam<DType> {};
 
-TEST_P(CompositeDtype, DropoutSameKeepBitsAndValues) {
-  const DType dt = GetParam();
-  for (int64_t n : {1, 7, 64, 1000}) {
-    SCOPED_TRACE("n = " + std::to_string(n));
-    Tensor x = randn({n}, {.dtype = dt}), g = randn({n}, {.dtype = dt});
+// The fused dropout kernels against the composite default: the same keep (and pass) bits and values,
+// forward and backward. bf16: float32 draws and math, the scale rounded to bf16, on blocks of 2048.
+void dropout_fused_vs_composite(DType dt, std::initializer_list<int64_t> sizes) {
+  for (int64_t n : sizes) {
+    SCOPED_TRACE(std::string(dtype_name(dt)) + " n = " + std::to_string(n));
+    Tensor x = (randn({n}) * 2.0).to(dt), g = randn({n}).to(dt);
     const int64_t nb = backend::dropout_keep_bytes(n);
     Tensor y1 = empty({n}, {.dtype = dt}), y2 = empty({n}, {.dtype = dt});
     Tensor k1 = empty({nb}, {.dtype = kUInt8}), k2 = empty({nb}, {.dtype = kUInt8});
@@ -52,6 +53,11 @@ TEST_P(CompositeDtype, DropoutSameKeepBitsAndValues) {
     cpu().backend::Backend::relu_dropout_backward(ref(g), ref(k1), ref(p1), 0.25, ref(gx2));
     EXPECT_EQ(gx1.to_vector<double>(), gx2.to_vector<double>());
   }
+}
+
+TEST_P(CompositeDtype, DropoutSameKeepBitsAndValues) { dropout_fused_vs_composite(GetParam(), {1, 7, 64, 1000}); }
+TEST(Composite, DropoutBFloat16SameKeepBitsAndValues) {
+  dropout_fused_vs_composite(kBFloat16, {1, 7, 64, 1000, 2049, 70001});
 }
 
 TEST_P(CompositeDtype, SoftmaxAndItsBackward) {

@@ -118,6 +118,33 @@ TEST_P(Bf16Elementwise, EveryBf16InputKeepsTheFloat32CompositesBits) {
   for (const Case& c : cases()) EXPECT_TRUE(same_bits(c.f(x), c.f(x.to(kFloat32)).to(kBFloat16))) << c.name;
 }
 
+// bf16 dropout and relu_dropout (fused, keep bits saved) against what the ops composed before: float32
+// draws u from the same generator state, mask = lt(u, 1 - p).to(bf16) * (1 / (1 - p)), out = x * mask,
+// grad = g * mask (and ReLU first / ReLU's backward after), bit for bit.
+TEST_P(Bf16Elementwise, DropoutKeepsTheCompositesBits) {
+  for (const int64_t n : {5, 2048, 2049, 70001}) {
+    manual_seed(uint64_t(n) + 1);
+    const Tensor xb = (randn({n}) * 3.0).to(kBFloat16), g = randn({n}).to(kBFloat16);
+    for (bool relu : {false, true}) {
+      const std::string what = std::string(relu ? "relu_dropout" : "dropout") + " n=" + std::to_string(n);
+      const double p = relu ? 0.25 : 0.1;
+      Tensor leaf = xb.detach().requires_grad_(true);
+      manual_seed(77);
+      const Tensor y = relu ? relu_dropout(leaf, p, true) : dropout(leaf, p, true);
+      y.backward(g);
+      manual_seed(77);
+      Tensor u = empty({n});
+      u.uniform_(0.0, 1.0);
+      const Tensor mask = mul(lt(u, 1.0 - p).to(kBFloat16), 1.0 / (1.0 - p));
+      const Tensor r = relu ? attn::relu(xb) : xb;
+      EXPECT_TRUE(same_bits(y, mul(r, mask))) << what << " forward";
+      Tensor want = mul(g, mask);
+      if (relu) want = where(gt(r, 0.0), want, zeros_like(want));
+      EXPECT_TRUE(same_bits(leaf.grad(), want)) << what << " backward";
+    }
+  }
+}
+
 // The conversions themselves against the scalar loops: every bf16 pattern widened, and every bf16 pattern
 // with low halves that round down, to the tie (even and odd), up and carry (NaN payloads, infinities,
 // subnormals among them) narrowed; from every start offset 0..16 so each length has its tail.

@@ -230,7 +230,8 @@ class Backend {
   virtual void uniform(const TensorRef& out, double lo, double hi, uint64_t seed, uint64_t counter) = 0;
   virtual void normal(const TensorRef& out, double mean, double std, uint64_t seed, uint64_t counter) = 0;
   // Inverted dropout in one pass over contiguous x: u = the uniform(0, 1) draw `uniform` would make for
-  // element i, keep_i = u < 1 - p, out = x * (keep_i ? 1 / (1 - p) : 0) (x, out: same dtype and shape).
+  // element i, keep_i = u < 1 - p, out = x * (keep_i ? 1 / (1 - p) : 0) (x, out: same dtype and shape;
+  // bf16: float32 draws and product, the scale rounded to bf16 first, the product rounded once).
   // keep: uint8, contiguous, dropout_keep_bytes(n) bytes, bit i % 8 of byte i / 8 (0 past n).
   virtual void dropout(const TensorRef& x, double p, uint64_t seed, uint64_t counter, const TensorRef& out,
                        const TensorRef& keep);

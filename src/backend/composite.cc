@@ -54,16 +54,33 @@ void keep_factor(Backend& b, const TensorRef& keep, double p, DType dtype, const
   b.where(keep, bcast(*scale, keep.shape), bcast(*zero, keep.shape), factor);
 }
 
-// Inverted dropout of contiguous x (n) into out; keep_flags (bool, n) gets the draws.
+// The dtype dropout draws and multiplies in: float32 for bf16 (whose binaries backends do not take).
+DType compute_dtype(DType t) { return t == kBFloat16 ? kFloat32 : t; }
+
+// out = x * factor (n contiguous elements each, one dtype), the product rounded once to out's dtype: bf16
+// operands are widened (exactly) and multiplied in float32, as the ops' binary kernel does.
+void mul_rounded(Backend& b, const TensorRef& x, const TensorRef& factor, const TensorRef& out) {
+  const int64_t n = x.numel();
+  if (x.dtype != kBFloat16) return b.binary(BinaryOp::Mul, reshaped(x, {n}), reshaped(factor, {n}), reshaped(out, {n}));
+  Tmp x32(b, kFloat32, {n}), f32(b, kFloat32, {n}), o32(b, kFloat32, {n});
+  b.copy(reshaped(x, {n}), *x32);
+  b.copy(reshaped(factor, {n}), *f32);
+  b.binary(BinaryOp::Mul, *x32, *f32, *o32);
+  b.copy(*o32, reshaped(out, {n}));
+}
+
+// Inverted dropout of contiguous x (n) into out; keep_flags (bool, n) gets the draws. bf16: float32
+// draws and comparison, the scale rounded to bf16 (what lt(u, 1 - p).to(bf16) * (1 / (1 - p)) makes).
 void dropout_flags(Backend& b, const TensorRef& x, double p, uint64_t seed, uint64_t counter, const TensorRef& out,
                    const TensorRef& keep_flags) {
   const int64_t n = x.numel();
-  Tmp u(b, x.dtype, {n}), factor(b, x.dtype, {n});
+  const DType ct = compute_dtype(x.dtype);
+  Tmp u(b, ct, {n}), factor(b, x.dtype, {n});
   b.uniform(*u, 0.0, 1.0, seed, counter);  // element i: the draw `uniform` makes for i
-  Scalar keep_below(b, x.dtype, 1.0 - p);
+  Scalar keep_below(b, ct, 1.0 - p);
   b.binary(BinaryOp::Lt, *u, bcast(*keep_below, {n}), keep_flags);
   keep_factor(b, keep_flags, p, x.dtype, *factor);
-  b.binary(BinaryOp::Mul, reshaped(x, {n}), *factor, reshaped(out, {n}));
+  mul_rounded(b, x, *factor, out);
 }
 
 }  // namespace
@@ -82,7 +99,7 @@ void Backend::dropout_backward(const TensorRef& grad_out, const TensorRef& keep,
   unpack_bits(*this, keep, *flags);
   keep_factor(*this, *flags, p, grad_out.dtype, *factor);
   copy(grad_out, g.as(grad_out.shape));
-  binary(BinaryOp::Mul, *g, *factor, reshaped(grad_x, {n}));
+  mul_rounded(*this, *g, *factor, grad_x);
 }
 
 void Backend::relu_dropout(const TensorRef& x, double p, uint64_t seed, uint64_t counter, const TensorRef& out,
@@ -92,8 +109,11 @@ void Backend::relu_dropout(const TensorRef& x, double p, uint64_t seed, uint64_t
   unary(UnaryOp::Relu, reshaped(x, {n}), *r, 0.0);
   dropout_flags(*this, *r, p, seed, counter, out, *flags);
   pack_bits(*this, *flags, keep);
-  Scalar zero(*this, x.dtype, 0.0), no(*this, kBool, 0.0), yes(*this, kBool, 1.0);
-  binary(BinaryOp::Le, *r, bcast(*zero, {n}), *le);
+  const DType ct = compute_dtype(x.dtype);
+  Tmp rc(*this, ct, {n});  // relu(x) in the compute dtype, for the comparison
+  copy(*r, *rc);
+  Scalar zero(*this, ct, 0.0), no(*this, kBool, 0.0), yes(*this, kBool, 1.0);
+  binary(BinaryOp::Le, *rc, bcast(*zero, {n}), *le);
   where(*le, bcast(*no, {n}), bcast(*yes, {n}), *flags);  // pass = !(relu(x) <= 0): NaN passes
   pack_bits(*this, *flags, pass);
 }
@@ -106,7 +126,7 @@ void Backend::relu_dropout_backward(const TensorRef& grad_out, const TensorRef& 
   unpack_bits(*this, keep, *flags);
   keep_factor(*this, *flags, p, dt, *factor);
   copy(grad_out, g.as(grad_out.shape));
-  binary(BinaryOp::Mul, *g, *factor, *prod);
+  mul_rounded(*this, *g, *factor, *prod);
   unpack_bits(*this, pass, *flags);
   Scalar zero(*this, dt, 0.0);
   where(*flags, *prod, bcast(*zero, {n}), reshaped(grad_x, {n}));

@@ -55,7 +55,7 @@ Tensor dropout(const Tensor& x, double p, bool training) {
   if (!training || p == 0.0 || x.numel() == 0) return x;
   ops::check_floating(x, "dropout");
   const DType dt = x.dtype();
-  if (p < 1.0 && (dt == kFloat32 || dt == kFloat64)) return fused_dropout(x, p, /*relu=*/false);
+  if (p < 1.0 && (dt == kFloat32 || dt == kFloat64 || dt == kBFloat16)) return fused_dropout(x, p, /*relu=*/false);
   Tensor mask, out;  // mask: 0 or 1 / (1 - p), x's dtype and shape
   {
     NoGradGuard ng;
@@ -79,7 +79,7 @@ Tensor relu_dropout(const Tensor& x, double p, bool training) {
   if (!(p >= 0.0 && p <= 1.0))
     ops::fail("relu_dropout: probability has to be between 0 and 1, but got " + std::to_string(p));
   const DType dt = x.dtype();
-  if (!training || p == 0.0 || p == 1.0 || x.numel() == 0 || (dt != kFloat32 && dt != kFloat64))
+  if (!training || p == 0.0 || p == 1.0 || x.numel() == 0 || (dt != kFloat32 && dt != kFloat64 && dt != kBFloat16))
     return dropout(relu(x), p, training);
   return fused_dropout(x, p, /*relu=*/true);
 }

@@ -663,6 +663,9 @@ void dropout_checked(const char* op, const TensorRef& x, double p, uint64_t seed
   if (x.dtype == kFloat64)
     return cpu::dropout(ptr<const double>(x), x.numel(), p, seed, counter, ptr<double>(out), ptr<uint8_t>(keep),
                         pass_bits);
+  if (x.dtype == kBFloat16)
+    return cpu::dropout_bf16(ptr<const uint16_t>(x), x.numel(), p, seed, counter, ptr<uint16_t>(out),
+                             ptr<uint8_t>(keep), pass_bits);
   unsupported(op, x.dtype);
 }
 // grad_x = grad_out * (keep ? 1 / (1 - p) : 0), and 0 where a pass bit is clear when pass is given
@@ -687,6 +690,9 @@ void dropout_backward_checked(const char* op, const TensorRef& grad_out, const T
                                         n);
     return cpu::dropout_backward(g, ptr<const uint8_t>(keep), p, ptr<double>(grad_x), n);
   }
+  if (grad_out.dtype == kBFloat16)
+    return cpu::dropout_backward_bf16(ptr<const uint16_t>(grad_out), ptr<const uint8_t>(keep),
+                                      pass ? ptr<const uint8_t>(*pass) : nullptr, p, ptr<uint16_t>(grad_x), n);
   unsupported(op, grad_out.dtype);
 }
 }  // namespace

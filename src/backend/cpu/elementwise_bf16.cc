@@ -16,6 +16,7 @@
 #include <tuple>
 #include <vector>
 
+#include "attn/dtype.h"
 #include "backend/cpu/dispatch.h"
 #include "backend/cpu/kernels.h"
 #include "backend/cpu/scalar_math.h"
@@ -103,6 +104,37 @@ void unary_bf16(UnaryOp op, const uint16_t* x, uint16_t* y, int64_t n, float alp
   const uint16_t* t = table_of(op, alpha);
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) y[i] = t[x[i]];
+}
+
+namespace {
+float bf16_dropout_scale(double p) { return float(BFloat16(float(1.0 / (1.0 - p)))); }
+}  // namespace
+
+// Blocks start at multiples of kBlock (of 64): whole keep / pass bytes and Philox blocks each.
+void dropout_bf16(const uint16_t* x, int64_t n, double p, uint64_t seed, uint64_t counter, uint16_t* out,
+                  uint8_t* keep, uint8_t* pass) {
+  static_assert(kBlock % 64 == 0);
+  const float keep_below = float(1.0 - p), scale = bf16_dropout_scale(p);
+  blocks(n, [&](int64_t lo, int64_t m, float* a, float*, float* o) {
+    widen_bf16(x + lo, a, m);
+    dropout_scaled(a, m, keep_below, scale, seed, counter + uint64_t(lo / 4), o, keep + lo / 8,
+                   pass ? pass + lo / 8 : nullptr);
+    narrow_bf16(o, out + lo, m);
+  });
+}
+
+void dropout_backward_bf16(const uint16_t* gy, const uint8_t* keep, const uint8_t* pass, double p, uint16_t* gx,
+                           int64_t n) {
+  const float scale = bf16_dropout_scale(p);
+  blocks(n, [&](int64_t lo, int64_t m, float* g, float*, float* o) {
+    widen_bf16(gy + lo, g, m);
+    for (int64_t i = 0; i < m; ++i) {
+      const int64_t e = lo + i;
+      const bool kept = (keep[e / 8] >> (e % 8)) & 1, passed = !pass || ((pass[e / 8] >> (e % 8)) & 1);
+      o[i] = passed ? g[i] * (kept ? scale : 0.f) : 0.f;
+    }
+    narrow_bf16(o, gx + lo, m);
+  });
 }
 
 void unary_backward_bf16(UnaryGradOp op, const uint16_t* x_or_y, const uint16_t* gy, uint16_t* gx, int64_t n,

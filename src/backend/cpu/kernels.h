@@ -76,6 +76,16 @@ void dropout(const float* x, int64_t n, double p, uint64_t seed, uint64_t counte
              uint8_t* pass = nullptr);
 void dropout(const double* x, int64_t n, double p, uint64_t seed, uint64_t counter, double* out, uint8_t* keep,
              uint8_t* pass = nullptr);
+// the same with the threshold and the scale given (bf16's scale is 1 / (1 - p) rounded to bf16)
+void dropout_scaled(const float* x, int64_t n, float keep_below, float scale, uint64_t seed, uint64_t counter,
+                    float* out, uint8_t* keep, uint8_t* pass);
+// bf16 x, out and gradients: float32 on blocks widened in cache (elementwise_bf16.cc), the same draws, keep
+// and pass bits as float32's, values as the composite lt(u, 1 - p).to(bf16) * (1 / (1 - p)) makes them.
+void dropout_bf16(const uint16_t* x, int64_t n, double p, uint64_t seed, uint64_t counter, uint16_t* out,
+                  uint8_t* keep, uint8_t* pass);
+// gx = gy * (keep ? scale : 0) (0 where a pass bit is clear, when pass is given), scale as in the forward
+void dropout_backward_bf16(const uint16_t* gy, const uint8_t* keep, const uint8_t* pass, double p, uint16_t* gx,
+                           int64_t n);
 // The backward: gx = gy * (keep ? 1 / (1 - p) : 0) with the scale rounded to the dtype (what the forward
 // multiplied by), so a NaN or infinite gradient stays NaN where dropped, as PyTorch's grad * mask does.
 void dropout_backward(const float* gy, const uint8_t* keep, double p, float* gx, int64_t n);

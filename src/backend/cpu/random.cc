@@ -57,9 +57,8 @@ template <typename T> void normal_impl(T* out, int64_t n, double mean, double st
 // pass, whose bits are ReLU's backward rule !(y <= 0)). The scalar part runs over whole bytes of the keep
 // bits (8 elements, 2 Philox blocks), so no two threads share one.
 template <typename T>
-void dropout_impl(const T* x, int64_t n, double p, uint64_t seed, uint64_t counter, T* out, uint8_t* keep,
+void dropout_impl(const T* x, int64_t n, T keep_below, T scale, uint64_t seed, uint64_t counter, T* out, uint8_t* keep,
                   uint8_t* pass) {
-  const T keep_below = T(1.0 - p), scale = T(1.0 / (1.0 - p));
   int64_t first = 0;  // elements below this were done by the vector path (a multiple of 64)
 #if defined(__x86_64__)
   if constexpr (sizeof(T) == 4) {
@@ -99,11 +98,15 @@ void dropout_impl(const T* x, int64_t n, double p, uint64_t seed, uint64_t count
 
 void dropout(const float* x, int64_t n, double p, uint64_t seed, uint64_t counter, float* out, uint8_t* keep,
              uint8_t* pass) {
-  dropout_impl(x, n, p, seed, counter, out, keep, pass);
+  dropout_impl(x, n, float(1.0 - p), float(1.0 / (1.0 - p)), seed, counter, out, keep, pass);
 }
 void dropout(const double* x, int64_t n, double p, uint64_t seed, uint64_t counter, double* out, uint8_t* keep,
              uint8_t* pass) {
-  dropout_impl(x, n, p, seed, counter, out, keep, pass);
+  dropout_impl(x, n, 1.0 - p, 1.0 / (1.0 - p), seed, counter, out, keep, pass);
+}
+void dropout_scaled(const float* x, int64_t n, float keep_below, float scale, uint64_t seed, uint64_t counter,
+                    float* out, uint8_t* keep, uint8_t* pass) {
+  dropout_impl(x, n, keep_below, scale, seed, counter, out, keep, pass);
 }
 
 void uniform(float* out, int64_t n, double lo, double hi, uint64_t seed, uint64_t counter) {
