@@ -128,11 +128,8 @@ void dropout_backward_bf16(const uint16_t* gy, const uint8_t* keep, const uint8_
   const float scale = bf16_dropout_scale(p);
   blocks(n, [&](int64_t lo, int64_t m, float* g, float*, float* o) {
     widen_bf16(gy + lo, g, m);
-    for (int64_t i = 0; i < m; ++i) {
-      const int64_t e = lo + i;
-      const bool kept = (keep[e / 8] >> (e % 8)) & 1, passed = !pass || ((pass[e / 8] >> (e % 8)) & 1);
-      o[i] = passed ? g[i] * (kept ? scale : 0.f) : 0.f;
-    }
+    if (pass) kernels().relu_dropout_backward(g, keep + lo / 8, pass + lo / 8, scale, o, m);
+    else kernels().dropout_backward(g, keep + lo / 8, scale, o, m);
     narrow_bf16(o, gx + lo, m);
   });
 }
