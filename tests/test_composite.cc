@@ -55,6 +55,24 @@ void dropout_fused_vs_composite(DType dt, std::initializer_list<int64_t> sizes) 
   }
 }
 
+// binary_mixed: the CPU's blocks against the default's widened copies, every float32 / bf16 mix.
+TEST(Composite, BinaryMixedMatchesTheKernel) {
+  const int64_t n = 5000;
+  const Tensor a = randn({n}) * 3.0, b = randn({n}) + 0.5;
+  for (DType da : {kFloat32, kBFloat16})
+    for (DType db : {kFloat32, kBFloat16})
+      for (DType dout : {kFloat32, kBFloat16})
+        for (backend::BinaryOp op : {backend::BinaryOp::Add, backend::BinaryOp::Div, backend::BinaryOp::Minimum}) {
+          SCOPED_TRACE(std::string(dtype_name(da)) + " " + dtype_name(db) + " -> " + dtype_name(dout) + " op " +
+                       std::to_string(int(op)));
+          const Tensor x = a.to(da), y = b.to(db);
+          Tensor o1 = empty({n}, {.dtype = dout}), o2 = empty({n}, {.dtype = dout});
+          cpu().binary_mixed(op, ref(x), ref(y), ref(o1));
+          cpu().backend::Backend::binary_mixed(op, ref(x), ref(y), ref(o2));
+          EXPECT_EQ(o1.to_vector<double>(), o2.to_vector<double>());
+        }
+}
+
 TEST_P(CompositeDtype, DropoutSameKeepBitsAndValues) { dropout_fused_vs_composite(GetParam(), {1, 7, 64, 1000}); }
 TEST(Composite, DropoutBFloat16SameKeepBitsAndValues) {
   dropout_fused_vs_composite(kBFloat16, {1, 7, 64, 1000, 2049, 70001});

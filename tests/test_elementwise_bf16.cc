@@ -145,6 +145,38 @@ TEST_P(Bf16Elementwise, DropoutKeepsTheCompositesBits) {
   }
 }
 
+// Binary ops with bf16 in the mix and nothing broadcast (Backend::binary_mixed: bf16 operands widened in
+// cache) against the float32 op on the widened operands, rounded to the result dtype: bit for bit, for
+// every mix, around the block size and past the parallel grain, with NaN, infinities and signed zeros.
+TEST_P(Bf16Elementwise, MixedBinaryOpsKeepTheFloat32Bits) {
+  using Op = std::function<Tensor(const Tensor&, const Tensor&)>;
+  const std::vector<std::pair<std::string, Op>> ops = {
+      {"add", [](const Tensor& a, const Tensor& b) { return add(a, b); }},
+      {"sub", [](const Tensor& a, const Tensor& b) { return sub(a, b); }},
+      {"mul", [](const Tensor& a, const Tensor& b) { return mul(a, b); }},
+      {"div", [](const Tensor& a, const Tensor& b) { return div(a, b); }},
+      {"maximum", [](const Tensor& a, const Tensor& b) { return maximum(a, b); }},
+      {"minimum", [](const Tensor& a, const Tensor& b) { return minimum(a, b); }}};
+  for (const int64_t n : {1, 17, 2049, 70001}) {
+    manual_seed(uint64_t(n) + 3);
+    Tensor a = randn({n}) * 5.0, b = randn({n});
+    if (n >= 17) {
+      const std::vector<float> special = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 1e-40f, 3e38f};
+      a.narrow(0, 0, 7).copy_(from_vector(special, {7}));
+      b.narrow(0, 3, 7).copy_(from_vector(special, {7}));
+    }
+    for (const auto& [da, db] : {std::pair{kFloat32, kBFloat16}, {kBFloat16, kFloat32}, {kBFloat16, kBFloat16}}) {
+      const Tensor x = a.to(da), y = b.to(db);
+      const DType t = da == kBFloat16 && db == kBFloat16 ? kBFloat16 : kFloat32;
+      for (const auto& [name, f] : ops) {
+        const Tensor got = f(x, y), want = f(x.to(kFloat32), y.to(kFloat32)).to(t);
+        ASSERT_EQ(got.dtype(), t) << name;
+        EXPECT_TRUE(same_bits(got, want)) << name << " " << dtype_name(da) << " " << dtype_name(db) << " n=" << n;
+      }
+    }
+  }
+}
+
 // The conversions themselves against the scalar loops: every bf16 pattern widened, and every bf16 pattern
 // with low halves that round down, to the tie (even and odd), up and carry (NaN payloads, infinities,
 // subnormals among them) narrowed; from every start offset 0..16 so each length has its tail.

@@ -56,6 +56,11 @@ enum class UnaryGradOp {
 };
 enum class BinaryOp { Add, Sub, Mul, Div, Pow, Maximum, Minimum, Eq, Ne, Lt, Le, Gt, Ge, LogicalAnd, LogicalOr };
 enum class ReduceOp { Sum, Mean, Max, Min };
+// The ops Backend::binary_mixed takes.
+inline bool is_mixed_binary_op(BinaryOp op) {
+  return op == BinaryOp::Add || op == BinaryOp::Sub || op == BinaryOp::Mul || op == BinaryOp::Div ||
+         op == BinaryOp::Maximum || op == BinaryOp::Minimum;
+}
 
 struct GemmArgs {
   bool trans_a = false, trans_b = false;
@@ -161,6 +166,10 @@ class Backend {
   virtual void unary_backward(UnaryGradOp op, const TensorRef& x_or_y, const TensorRef& grad_out,
                               const TensorRef& grad_in, double alpha) = 0;
   virtual void binary(BinaryOp op, const TensorRef& a, const TensorRef& b, const TensorRef& out) = 0;
+  // out = a op b for is_mixed_binary_op ops on contiguous operands of out's shape, each of
+  // a, b, out float32 or bf16 in any mix (autocast's residual adds and gradient sums): float32 math, a
+  // bf16 out rounded once. The default widens copies and runs binary.
+  virtual void binary_mixed(BinaryOp op, const TensorRef& a, const TensorRef& b, const TensorRef& out);
   virtual void where(const TensorRef& cond, const TensorRef& a, const TensorRef& b, const TensorRef& out) = 0;
 
   // reductions: out has x's rank with size 1 on reduced dims; out contiguous

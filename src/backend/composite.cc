@@ -86,6 +86,23 @@ void dropout_flags(Backend& b, const TensorRef& x, double p, uint64_t seed, uint
 }  // namespace
 
 // ---- dropout, relu_dropout
+// ---- binary_mixed: float32 copies of the bf16 operands, one float32 binary, one rounding
+void Backend::binary_mixed(BinaryOp op, const TensorRef& a, const TensorRef& b, const TensorRef& out) {
+  const int64_t n = out.numel();
+  auto as_f32 = [&](const TensorRef& t, std::unique_ptr<Tmp>& keep) {
+    if (t.dtype == kFloat32) return reshaped(t, {n});
+    keep = std::make_unique<Tmp>(*this, kFloat32, Shape{n});
+    copy(reshaped(t, {n}), **keep);
+    return **keep;
+  };
+  std::unique_ptr<Tmp> a32, b32, o32;
+  const TensorRef x = as_f32(a, a32), y = as_f32(b, b32);
+  if (out.dtype == kFloat32) return binary(op, x, y, reshaped(out, {n}));
+  o32 = std::make_unique<Tmp>(*this, kFloat32, Shape{n});
+  binary(op, x, y, **o32);
+  copy(**o32, reshaped(out, {n}));
+}
+
 void Backend::dropout(const TensorRef& x, double p, uint64_t seed, uint64_t counter, const TensorRef& out,
                       const TensorRef& keep) {
   Tmp flags(*this, kBool, {x.numel()});

@@ -79,6 +79,16 @@ Tensor binary_kernel(backend::BinaryOp op, const Tensor& a, const Tensor& b) {
   Shape shape = broadcast_shapes(a.shape(), b.shape());
   DType t = promote_types(a.dtype(), b.dtype());
   DType compute = t == kBFloat16 ? kFloat32 : t;
+  // bf16 in the mix (autocast's residual adds, gradient sums) and nothing broadcast: one pass, the bf16
+  // operands widened in cache instead of converted whole
+  const bool mixed = (a.dtype() == kBFloat16 || b.dtype() == kBFloat16) && compute == kFloat32 &&
+                     (a.dtype() == kFloat32 || a.dtype() == kBFloat16) && (b.dtype() == kFloat32 || b.dtype() == kBFloat16);
+  if (mixed && backend::is_mixed_binary_op(op) && a.shape() == shape && b.shape() == shape && a.is_contiguous() &&
+      b.is_contiguous()) {
+    Tensor out = empty_out(shape, t, a.device());
+    be(a).binary_mixed(op, ref(a), ref(b), ref(out));
+    return out;
+  }
   Tensor x = a.dtype() == compute ? a : a.detach().to(compute);
   Tensor y = b.dtype() == compute ? b : b.detach().to(compute);
   bool cmp = op >= backend::BinaryOp::Eq;

@@ -299,6 +299,15 @@ template <typename T, typename O> inline O binary_scalar(BinaryOp op, T a, T b) 
 bool is_comparison(BinaryOp op) { return op >= BinaryOp::Eq; }
 }  // namespace
 
+void CpuBackend::binary_mixed(BinaryOp op, const TensorRef& a, const TensorRef& b, const TensorRef& out) {
+  auto float_kind = [](const TensorRef& t) { return t.dtype == kFloat32 || t.dtype == kBFloat16; };
+  if (!float_kind(a) || !float_kind(b) || !float_kind(out) || a.shape != out.shape || b.shape != out.shape ||
+      !a.contiguous() || !b.contiguous() || !out.contiguous() || !backend::is_mixed_binary_op(op))
+    throw std::invalid_argument("binary_mixed: contiguous float32 / bf16 operands of the output's shape, Add .. Minimum");
+  cpu::binary_mixed(op, a.data, a.dtype == kBFloat16, b.data, b.dtype == kBFloat16, out.data, out.dtype == kBFloat16,
+                    out.numel());
+}
+
 void CpuBackend::binary(BinaryOp op, const TensorRef& a, const TensorRef& b, const TensorRef& out) {
   if (a.dtype != b.dtype) unsupported("binary (operand dtypes differ)", b.dtype);
   bool cmp = is_comparison(op);

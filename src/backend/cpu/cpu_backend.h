@@ -25,6 +25,8 @@ class CpuBackend final : public backend::Backend {
   void unary_backward(backend::UnaryGradOp op, const TensorRef& x_or_y, const TensorRef& grad_out,
                       const TensorRef& grad_in, double alpha) override;
   void binary(backend::BinaryOp op, const TensorRef& a, const TensorRef& b, const TensorRef& out) override;
+  // bf16 operands widened in cache, block by block (elementwise_bf16.cc)
+  void binary_mixed(backend::BinaryOp op, const TensorRef& a, const TensorRef& b, const TensorRef& out) override;
   void where(const TensorRef& cond, const TensorRef& a, const TensorRef& b, const TensorRef& out) override;
   void reduce(backend::ReduceOp op, const TensorRef& x, const TensorRef& out) override;
   void arg_reduce(backend::ReduceOp op, const TensorRef& x, int64_t dim, const TensorRef& values,

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <stdexcept>
 #include <tuple>
 #include <vector>
 
@@ -104,6 +105,21 @@ void unary_bf16(UnaryOp op, const uint16_t* x, uint16_t* y, int64_t n, float alp
   const uint16_t* t = table_of(op, alpha);
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; ++i) y[i] = t[x[i]];
+}
+
+void binary_mixed(BinaryOp op, const void* a, bool a_bf16, const void* b, bool b_bf16, void* out, bool out_bf16,
+                  int64_t n) {
+  blocks(n, [&](int64_t lo, int64_t m, float* fa, float* fb, float* fo) {
+    auto operand = [&](const void* p, bool bf16, float* buf) -> const float* {
+      if (!bf16) return static_cast<const float*>(p) + lo;
+      widen_bf16(static_cast<const uint16_t*>(p) + lo, buf, m);
+      return buf;
+    };
+    const float *x = operand(a, a_bf16, fa), *y = operand(b, b_bf16, fb);
+    float* o = out_bf16 ? fo : static_cast<float*>(out) + lo;
+    if (!binary(op, x, m, y, m, o, m)) throw std::invalid_argument("binary_mixed: only Add .. Minimum");
+    if (out_bf16) narrow_bf16(fo, static_cast<uint16_t*>(out) + lo, m);
+  });
 }
 
 namespace {

@@ -42,6 +42,10 @@ bool unary_backward(UnaryGradOp op, const float* x_or_y, const float* gy, float*
 // widening is exact, narrowing rounds as BFloat16(float) (nearest even, NaN kept quiet).
 void widen_bf16(const uint16_t* h, float* f, int64_t n);
 void narrow_bf16(const float* f, uint16_t* h, int64_t n);
+// out = a op b (Add..Minimum) on n contiguous elements, each of a, b, out float32 or bf16 (the flags):
+// float32 math on blocks, bf16 operands widened in cache, a bf16 out rounded once.
+void binary_mixed(BinaryOp op, const void* a, bool a_bf16, const void* b, bool b_bf16, void* out, bool out_bf16,
+                  int64_t n);
 // unary / unary_backward on contiguous bf16: float32 math on blocks widened in cache, every op.
 void unary_bf16(UnaryOp op, const uint16_t* x, uint16_t* y, int64_t n, float alpha);
 void unary_backward_bf16(UnaryGradOp op, const uint16_t* x_or_y, const uint16_t* gy, uint16_t* gx, int64_t n,
