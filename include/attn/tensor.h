@@ -201,6 +201,7 @@ Tensor randperm(int64_t n, TensorOptions o = {.dtype = kInt64});
 // Hands the memory a device's allocator keeps for reuse (blocks of freed tensors) back to the system, as
 // torch.cuda.empty_cache does; tensors in use are untouched. Module::to(dtype) does it as it converts.
 void empty_cache(Device device = kCPU);
+
 template <typename T> Tensor from_vector(const std::vector<T>& values, Shape shape, TensorOptions o = {.dtype = dtype_of<T>::value});
 // Wraps memory owned by `owner` without copying (e.g. an mmap'd checkpoint). Read it, don't write it.
 Tensor from_blob(void* data, Shape shape, DType dtype, std::shared_ptr<void> owner);

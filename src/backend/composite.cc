@@ -58,15 +58,12 @@ void keep_factor(Backend& b, const TensorRef& keep, double p, DType dtype, const
 DType compute_dtype(DType t) { return t == kBFloat16 ? kFloat32 : t; }
 
 // out = x * factor (n contiguous elements each, one dtype), the product rounded once to out's dtype: bf16
-// operands are widened (exactly) and multiplied in float32, as the ops' binary kernel does.
+// through binary_mixed (float32 math), as the ops' binary kernel does.
 void mul_rounded(Backend& b, const TensorRef& x, const TensorRef& factor, const TensorRef& out) {
   const int64_t n = x.numel();
-  if (x.dtype != kBFloat16) return b.binary(BinaryOp::Mul, reshaped(x, {n}), reshaped(factor, {n}), reshaped(out, {n}));
-  Tmp x32(b, kFloat32, {n}), f32(b, kFloat32, {n}), o32(b, kFloat32, {n});
-  b.copy(reshaped(x, {n}), *x32);
-  b.copy(reshaped(factor, {n}), *f32);
-  b.binary(BinaryOp::Mul, *x32, *f32, *o32);
-  b.copy(*o32, reshaped(out, {n}));
+  const TensorRef xn = reshaped(x, {n}), fn = reshaped(factor, {n}), on = reshaped(out, {n});
+  if (x.dtype == kBFloat16) b.binary_mixed(BinaryOp::Mul, xn, fn, on);
+  else b.binary(BinaryOp::Mul, xn, fn, on);
 }
 
 // Inverted dropout of contiguous x (n) into out; keep_flags (bool, n) gets the draws. bf16: float32
@@ -85,7 +82,6 @@ void dropout_flags(Backend& b, const TensorRef& x, double p, uint64_t seed, uint
 
 }  // namespace
 
-// ---- dropout, relu_dropout
 // ---- binary_mixed: float32 copies of the bf16 operands, one float32 binary, one rounding
 void Backend::binary_mixed(BinaryOp op, const TensorRef& a, const TensorRef& b, const TensorRef& out) {
   const int64_t n = out.numel();
@@ -103,6 +99,7 @@ void Backend::binary_mixed(BinaryOp op, const TensorRef& a, const TensorRef& b, 
   copy(**o32, reshaped(out, {n}));
 }
 
+// ---- dropout, relu_dropout
 void Backend::dropout(const TensorRef& x, double p, uint64_t seed, uint64_t counter, const TensorRef& out,
                       const TensorRef& keep) {
   Tmp flags(*this, kBool, {x.numel()});

@@ -81,8 +81,8 @@ Tensor binary_kernel(backend::BinaryOp op, const Tensor& a, const Tensor& b) {
   DType compute = t == kBFloat16 ? kFloat32 : t;
   // bf16 in the mix (autocast's residual adds, gradient sums) and nothing broadcast: one pass, the bf16
   // operands widened in cache instead of converted whole
-  const bool mixed = (a.dtype() == kBFloat16 || b.dtype() == kBFloat16) && compute == kFloat32 &&
-                     (a.dtype() == kFloat32 || a.dtype() == kBFloat16) && (b.dtype() == kFloat32 || b.dtype() == kBFloat16);
+  auto fp32_or_bf16 = [](DType d) { return d == kFloat32 || d == kBFloat16; };
+  const bool mixed = (a.dtype() == kBFloat16 || b.dtype() == kBFloat16) && fp32_or_bf16(a.dtype()) && fp32_or_bf16(b.dtype());
   if (mixed && backend::is_mixed_binary_op(op) && a.shape() == shape && b.shape() == shape && a.is_contiguous() &&
       b.is_contiguous()) {
     Tensor out = empty_out(shape, t, a.device());

@@ -5,8 +5,9 @@
 // has none) and rounded to nearest even as BFloat16(float).
 //
 //   cpu::unary_bf16(UnaryOp::GeluErf, x, y, n, 0.f);          // x, y: n contiguous bf16 values
-// (transcendental ops on large inputs read a table of all 65536 bf16 inputs made with the same kernel)
 //   cpu::unary_backward_bf16(UnaryGradOp::GeluErf, x, gy, gx, n, 0.f);
+//
+// Transcendental ops on large inputs read a table of all 65536 bf16 inputs made by the same kernel.
 #include <omp.h>
 
 #include <algorithm>
