@@ -468,6 +468,27 @@ TEST_P(KernelIsa, LargeOutputsMatchReference) {
   }
 }
 
+// find_first against the scalar loop: each predicate with and without NaN, thresholds among the values
+// (ties), NaN and the infinities, on lengths with every tail and from every start offset of a vector.
+TEST_P(KernelIsa, FindFirstMatchesTheScalarLoop) {
+  std::mt19937 gen(21);
+  std::vector<float> x(1100);
+  for (auto& v : x) v = float(int(gen() % 41) - 20);  // few distinct values: many ties
+  for (size_t i = 0; i < x.size(); i += 97) x[i] = kNaN;
+  x[5] = -0.0f, x[6] = 0.0f, x[300] = kInf, x[301] = -kInf;
+  const FindCmp cmps[] = {FindCmp::Greater, FindCmp::Less, FindCmp::GreaterEqual, FindCmp::LessEqual};
+  for (int64_t off = 0; off <= 16; ++off)
+    for (int64_t n : {0, 1, 7, 15, 16, 17, 33, 100, 1000}) {
+      for (float t : {19.0f, 20.0f, -20.0f, 0.0f, -0.0f, 3.0f, kNaN, kInf, -kInf})
+        for (FindCmp c : cmps)
+          for (bool or_nan : {false, true}) {
+            const int64_t got = find_first(x.data() + off, n, t, c, or_nan);
+            ASSERT_EQ(got, ref::find_first(x.data() + off, n, t, c, or_nan))
+                << "offset " << off << " n " << n << " t " << t << " cmp " << int(c) << " or_nan " << or_nan;
+          }
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllIsas, KernelIsa, ::testing::Values(Isa::Avx512, Isa::Avx2, Isa::Reference),
                          isa_param_name);
 

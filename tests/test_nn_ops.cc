@@ -7,10 +7,12 @@
 // Gradients are checked against central differences in float64 (tests/gradcheck.h).
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -675,6 +677,45 @@ TEST(NnOpsIndex, TopkOrderTiesNanAndLargeK) {
   EXPECT_EQ(topk(big, 0, 1).first.shape(), (Shape{3, 0}));
   std::string e = error_of([&] { topk(big, 301, 1); });
   EXPECT_NE(e.find("topk: k 301 out of range"), std::string::npos) << e;
+}
+
+// argmax / argmin and topk on long contiguous float32 rows (the vectorised scans) against the same rows
+// read through a transpose (the scalar loops), on every ISA: ties, rows with one, two and only NaNs,
+// signed zeros only, infinities, the extreme first and last; k from 1 to beam search's 2 x beam.
+TEST(NnOpsIndex, ArgmaxAndTopkScansMatchTheStridedLoops) {
+  std::mt19937 gen(5);
+  const int64_t rows = 9, n = 1000;
+  std::vector<float> v(size_t(rows * n));
+  for (auto& e : v) e = float(int(gen() % 61) - 30);  // many ties
+  auto at = [&](int64_t r, int64_t j) -> float& { return v[size_t(r * n + j)]; };
+  at(1, 700) = NAN;
+  at(2, 0) = NAN, at(2, 3) = NAN, at(2, 900) = NAN;  // a NaN first: smallest must pass it
+  for (int64_t j = 0; j < n; ++j) at(3, j) = NAN, at(5, j) = j % 2 ? 0.0f : -0.0f;
+  at(4, 17) = INFINITY, at(4, 18) = -INFINITY;
+  at(6, n - 1) = 31, at(7, 0) = -31;
+  for (int64_t j = 0; j < n; ++j) at(8, j) = float(gen()) * 0x1p-32f;  // distinct
+  const Tensor x = from_vector(v, {rows, n}), strided = x.t().contiguous().t();
+  ASSERT_FALSE(strided.is_contiguous());
+  auto bits = [](const Tensor& t) {
+    std::vector<uint32_t> b;
+    for (float f : t.to_vector<float>()) b.push_back(std::bit_cast<uint32_t>(f));
+    return b;
+  };
+  for (cpu::Isa isa : {cpu::Isa::Avx512, cpu::Isa::Avx2, cpu::Isa::Reference}) {
+    if (!cpu::set_isa_for_testing(isa)) continue;
+    for (bool largest : {true, false}) {
+      const std::string what = std::string(cpu::isa_name(isa)) + (largest ? " largest" : " smallest");
+      EXPECT_EQ((largest ? argmax(x, 1) : argmin(x, 1)).to_vector<int64_t>(),
+                (largest ? argmax(strided, 1) : argmin(strided, 1)).to_vector<int64_t>()) << what;
+      for (int64_t k : {1, 2, 4, 8}) {
+        auto [gv, gi] = topk(x, k, 1, largest);
+        auto [wv, wi] = topk(strided, k, 1, largest);
+        EXPECT_EQ(gi.to_vector<int64_t>(), wi.to_vector<int64_t>()) << what << " k " << k;
+        EXPECT_EQ(bits(gv), bits(wv)) << what << " k " << k;
+      }
+    }
+  }
+  cpu::reset_isa();
 }
 
 TEST(NnOpsIndex, MaskedFill) {

@@ -466,22 +466,20 @@ void CpuBackend::reduce(ReduceOp op, const TensorRef& x, const TensorRef& out) {
 
 namespace {
 // argmax / argmin over the rows of contiguous float32 x (outer, n): the extreme from the vectorised reduce
-// kernel (NaN propagates), then each row's first element equal to it (or its first NaN). The same index
-// and value as the scalar loop below: under ==, the first match of the maximum is where `v > best` last
-// moved (-0.0 and 0.0 alike); the value is copied from that element. Greedy decoding's argmax over the
-// vocabulary ran scalar at ~1 % of a step.
+// kernel (NaN propagates), then each row's first element at least (at most) it, or its first NaN, found
+// by the vectorised scan. The same index and value as the scalar loop below: nothing exceeds the maximum,
+// so its first match is where `v > best` last moved (-0.0 and 0.0 alike); the value is copied from that
+// element. Greedy decoding's argmax over the vocabulary: ~1 % of a step with a scalar scan.
 void arg_reduce_rows_f32(ReduceOp op, const float* x, int64_t outer, int64_t n, float* values, int64_t* indices) {
   cpu::reduce(op, x, values, outer, n, 1);
+  const FindCmp at_extreme = op == ReduceOp::Max ? FindCmp::GreaterEqual : FindCmp::LessEqual;
 #pragma omp parallel for if (outer * n > 32768) schedule(static)
   for (int64_t i = 0; i < outer; ++i) {
     const float* row = x + i * n;
     const float best = values[i];
-    int64_t j = 0;
-    if (best != best) {
-      while (j + 1 < n && row[j] == row[j]) ++j;
-    } else {
-      while (j + 1 < n && row[j] != best) ++j;
-    }
+    const float inf = std::numeric_limits<float>::infinity();  // nothing is > inf: the first NaN
+    const int64_t j = std::min(n - 1, best != best ? cpu::find_first(row, n, inf, FindCmp::Greater, true)
+                                                   : cpu::find_first(row, n, best, at_extreme, false));
     values[i] = row[j];
     indices[i] = j;
   }

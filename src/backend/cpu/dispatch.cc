@@ -115,10 +115,28 @@ void ref_relu_dropout_backward(const float* gy, const uint8_t* keep, const uint8
 }
 }  // namespace
 
+namespace ref {
+int64_t find_first(const float* x, int64_t n, float t, FindCmp cmp, bool or_nan) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float v = x[j];
+    bool hit = false;
+    switch (cmp) {
+      case FindCmp::Greater: hit = v > t; break;
+      case FindCmp::Less: hit = v < t; break;
+      case FindCmp::GreaterEqual: hit = v >= t; break;
+      case FindCmp::LessEqual: hit = v <= t; break;
+    }
+    if (hit || (or_nan && v != v)) return j;
+  }
+  return n;
+}
+}  // namespace ref
+
 const KernelTable& reference_table() {
   static const KernelTable t{&ref_softmax, &ref_softmax_backward, &ref_layer_norm, &ref_layer_norm_backward,
                              &ref_unary,   &ref_unary_backward,   &ref_binary,     &ref_reduce,
-                             &ref_dropout_backward, &ref_relu_dropout_backward, &ref::widen_bf16, &ref::narrow_bf16};
+                             &ref_dropout_backward, &ref_relu_dropout_backward, &ref::widen_bf16, &ref::narrow_bf16,
+                             &ref::find_first};
   return t;
 }
 
@@ -133,6 +151,9 @@ bool binary(BinaryOp op, const float* a, int64_t a_period, const float* b, int64
             int64_t n) {
   if (n <= 0) return n == 0;
   return kernels().binary(op, a, a_period, b, b_period, out, n);
+}
+int64_t find_first(const float* x, int64_t n, float t, FindCmp cmp, bool or_nan) {
+  return kernels().find_first(x, n, t, cmp, or_nan);
 }
 void reduce(ReduceOp op, const float* x, float* out, int64_t outer, int64_t r, int64_t inner) {
   kernels().reduce(op, x, out, outer, r, inner);

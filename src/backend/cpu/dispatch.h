@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "backend/backend.h"
+#include "backend/cpu/kernels.h"
 
 namespace attn::cpu {
 
@@ -42,6 +43,8 @@ struct KernelTable {
   // bf16 <-> float32 of n contiguous values (kernels.h widen_bf16 / narrow_bf16)
   void (*widen_bf16)(const uint16_t* h, float* f, int64_t n);
   void (*narrow_bf16)(const float* f, uint16_t* h, int64_t n);
+  // the first j in [0, n) with x[j] `cmp` t, or x[j] NaN where or_nan; n where none (argmax's and topk's scans)
+  int64_t (*find_first)(const float* x, int64_t n, float t, FindCmp cmp, bool or_nan);
 };
 
 const KernelTable& kernels();  // the active ISA's table

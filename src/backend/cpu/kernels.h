@@ -38,6 +38,11 @@ using backend::UnaryGradOp;
 using backend::UnaryOp;
 bool unary(UnaryOp op, const float* x, float* y, int64_t n, float alpha);
 bool unary_backward(UnaryGradOp op, const float* x_or_y, const float* gy, float* gx, int64_t n, float alpha);
+// find_first's predicates: x > t, x < t, x >= t, x <= t (ordered: false where x or t is NaN).
+enum class FindCmp : uint8_t { Greater, Less, GreaterEqual, LessEqual };
+// The first j in [0, n) with x[j] `cmp` t, or x[j] NaN where or_nan; n where none. Serial, on the active
+// ISA's vectors (ref:: the scalar loop).
+int64_t find_first(const float* x, int64_t n, float t, FindCmp cmp, bool or_nan);
 // bf16 <-> float32 of contiguous memory, serial, on the active ISA's vectors (the scalar loops in ref::):
 // widening is exact, narrowing rounds as BFloat16(float) (nearest even, NaN kept quiet).
 void widen_bf16(const uint16_t* h, float* f, int64_t n);
@@ -127,6 +132,7 @@ template <typename T> void normal(T* out, int64_t n, double mean, double std, ui
 template <typename T>
 void adam_step(const backend::AdamArgs& a, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
                T* max_exp_avg_sq, int64_t n);
+int64_t find_first(const float* x, int64_t n, float t, FindCmp cmp, bool or_nan);
 // the scalar bf16 <-> float32 loops (elementwise_bf16.cc): the Reference ISA's, and the SIMD ones' oracle
 void widen_bf16(const uint16_t* h, float* f, int64_t n);
 void narrow_bf16(const float* f, uint16_t* h, int64_t n);

@@ -66,6 +66,7 @@ static inline vm visnan(vf a) { return _mm256_cmp_ps(a, a, _CMP_UNORD_Q); }
 static inline vm vm_or(vm a, vm b) { return _mm256_or_ps(a, b); }
 static inline vm vm_none() { return _mm256_setzero_ps(); }
 static inline bool vm_any(vm a) { return _mm256_movemask_ps(a) != 0; }
+static inline int64_t vm_first(vm a) { return __builtin_ctz(unsigned(_mm256_movemask_ps(a))); }  // a has a lane set
 static inline vf vselect(vm m, vf a, vf b) { return _mm256_blendv_ps(b, a, m); }
 static inline vm vm_from_bits(const uint8_t* p) {  // lane l: bit l of *p
   const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);

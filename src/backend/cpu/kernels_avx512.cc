@@ -74,6 +74,7 @@ static inline vm visnan(vf a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q); }
 static inline vm vm_or(vm a, vm b) { return vm(a | b); }
 static inline vm vm_none() { return 0; }
 static inline bool vm_any(vm a) { return a != 0; }
+static inline int64_t vm_first(vm a) { return __builtin_ctz(unsigned(a)); }  // a has a lane set
 static inline vf vselect(vm m, vf a, vf b) { return _mm512_mask_blend_ps(m, b, a); }  // m ? a : b
 static inline vm vm_from_bits(const uint8_t* p) { return vm(uint32_t(p[0]) | (uint32_t(p[1]) << 8)); }  // lane l: bit l
 

@@ -1,7 +1,9 @@
 // src/backend/cpu/topk.cc — CpuBackend::topk: the k largest (or smallest) entries along one dimension,
 // best first, ties to the lower index, NaN above every number (PyTorch's order). Rows split over the
-// threads; a sorted buffer of k per row for small k (beam search's 2 x beam), a partial sort otherwise.
+// threads; a sorted buffer of k per row for small k (beam search's 2 x beam; float32 rows scanned on vectors
+// for what beats its last entry), a partial sort otherwise.
 #include <algorithm>
+#include <limits>
 #include <cstdint>
 #include <numeric>
 #include <stdexcept>
@@ -11,6 +13,7 @@
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/kernels.h"
 
 namespace attn::cpu {
 namespace {
@@ -28,6 +31,16 @@ template <typename T> bool before(T a, int64_t ia, T b, int64_t ib, bool largest
   if (na != nb) return largest ? na : nb;
   if (!na && a != b) return largest ? a > b : a < b;
   return ia < ib;
+}
+
+// The first j' >= j of contiguous float32 `row` that ranks before t, the last of a full buffer (ties to
+// the lower index, so an equal value never does); n where none. Scans on the ISA's vectors, so a row
+// costs little more than reading it once the buffer holds good entries (greedy and beam decoding).
+int64_t next_candidate(const float* row, int64_t j, int64_t n, float t, bool largest) {
+  const float inf = std::numeric_limits<float>::infinity();
+  if (largest) return t != t ? n : j + find_first(row + j, n - j, t, FindCmp::Greater, true);  // NaN beats numbers
+  return j + (t != t ? find_first(row + j, n - j, inf, FindCmp::LessEqual, false)  // any number beats NaN
+                     : find_first(row + j, n - j, t, FindCmp::Less, false));
 }
 
 // Offset of the i-th element (row-major over shape) with the given strides.
@@ -63,6 +76,10 @@ void topk_rows(const TensorRef& x, int64_t dim, int64_t k, bool largest, const T
       best.clear();
       if (k <= 64) {
         for (int64_t j = 0; j < n; ++j) {
+          if constexpr (std::is_same_v<T, float>)
+            if (st == 1 && int64_t(best.size()) == k &&
+                (j = next_candidate(row, j, n, best.back().first, largest)) == n)
+              break;
           const T v = row[j * st];
           if (int64_t(best.size()) == k && !before(v, j, best.back().first, best.back().second, largest)) continue;
           auto at = std::find_if(best.begin(), best.end(),
