@@ -12,6 +12,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <utility>
@@ -64,6 +65,18 @@ bool needs_grad(const std::vector<Tensor>& inputs);
 // `saved` lists the tensors the backward reads, so in-place changes to them are detected.
 void record(const char* name, Tensor& out, const std::vector<Tensor>& inputs, BackwardFn backward,
             const std::vector<Tensor>& saved = {});
+
+// The same with the inputs and saved tensors as braced lists and the backward as any callable (what the
+// ops pass): where no gradient is needed (inference, NoGradGuard) it returns before building a vector or
+// a std::function, which cost a few heap allocations on every op.
+template <typename F>
+void record(const char* name, Tensor& out, std::initializer_list<Tensor> inputs, F&& backward,
+            std::initializer_list<Tensor> saved = {}) {
+  if (!grad_enabled()) return;
+  bool any = false;
+  for (const Tensor& t : inputs) any = any || (t.defined() && t.requires_grad());
+  if (any) record(name, out, std::vector<Tensor>(inputs), BackwardFn(std::forward<F>(backward)), std::vector<Tensor>(saved));
+}
 
 // The AccumulateGrad node of a leaf that requires grad (created on first use).
 std::shared_ptr<Node> grad_accumulator(const Tensor& leaf);
