@@ -115,23 +115,6 @@ void ref_relu_dropout_backward(const float* gy, const uint8_t* keep, const uint8
 }
 }  // namespace
 
-namespace ref {
-int64_t find_first(const float* x, int64_t n, float t, FindCmp cmp, bool or_nan) {
-  for (int64_t j = 0; j < n; ++j) {
-    const float v = x[j];
-    bool hit = false;
-    switch (cmp) {
-      case FindCmp::Greater: hit = v > t; break;
-      case FindCmp::Less: hit = v < t; break;
-      case FindCmp::GreaterEqual: hit = v >= t; break;
-      case FindCmp::LessEqual: hit = v <= t; break;
-    }
-    if (hit || (or_nan && v != v)) return j;
-  }
-  return n;
-}
-}  // namespace ref
-
 const KernelTable& reference_table() {
   static const KernelTable t{&ref_softmax, &ref_softmax_backward, &ref_layer_norm, &ref_layer_norm_backward,
                              &ref_unary,   &ref_unary_backward,   &ref_binary,     &ref_reduce,

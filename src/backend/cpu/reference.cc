@@ -417,4 +417,20 @@ void sdpa_backward(const backend::SdpaArgs& a, const backend::TensorRef& q, cons
   else sdpa_backward_t<float>(a, q, k, v, grad_out, grad_q, grad_k, grad_v);
 }
 
+// find_first: the first match in index order, by the same comparisons as the vector kernels.
+int64_t find_first(const float* x, int64_t n, float t, FindCmp cmp, bool or_nan) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float v = x[j];
+    bool hit = false;
+    switch (cmp) {
+      case FindCmp::Greater: hit = v > t; break;
+      case FindCmp::Less: hit = v < t; break;
+      case FindCmp::GreaterEqual: hit = v >= t; break;
+      case FindCmp::LessEqual: hit = v <= t; break;
+    }
+    if (hit || (or_nan && v != v)) return j;
+  }
+  return n;
+}
+
 }  // namespace attn::cpu::ref
