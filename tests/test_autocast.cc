@@ -7,7 +7,9 @@
 // with 2^-7 (outputs, loss) / 2^-6 (gradients) of the tensor's largest magnitude as the floor.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
+#include <optional>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -136,6 +138,49 @@ TEST(Autocast, OutputDtypesMatchPyTorch) {
   }
 }
 
+// cross_entropy reads bf16 logits itself (Float32Reads): the float32 loss and the bf16 gradient are the
+// bits of Float32's path (a float32 copy of the logits, its float32 gradient rounded back), with weights,
+// ignore_index, label smoothing, spatial dims, and row blocks split over the threads; outside autocast
+// a bf16 loss, as PyTorch's.
+TEST(Autocast, CrossEntropyReadsBf16LogitsWithFloat32sBits) {
+  auto bits = [](const Tensor& t) {
+    std::vector<uint32_t> b;
+    for (float f : t.to(kFloat32).to_vector<float>()) b.push_back(std::bit_cast<uint32_t>(f));
+    return b;
+  };
+  struct Case { Shape x; Shape t; CrossEntropyOptions o; };
+  const Tensor w = rand({300}) + 0.5;
+  const std::vector<Case> cases = {
+      {{67, 300}, {67}, {}},  // 67 x 300: blocks over both threads
+      {{67, 300}, {67}, {.ignore_index = 2, .label_smoothing = 0.1, .weight = w}},
+      {{5, 300}, {5}, {.reduction = Reduction::Sum}},
+      {{3, 300, 4}, {3, 4}, {.reduction = Reduction::None}},  // spatial
+  };
+  for (const Case& cs : cases) {
+    for (bool ac : {true, false}) {
+      SCOPED_TRACE(shape_str(cs.x) + (ac ? " under autocast" : " without"));
+      const Tensor logits = (randn(cs.x) * 3.0).to(kBFloat16);
+      const Tensor target = randint(0, 300, cs.t);
+      Tensor a = logits.detach().requires_grad_(true), b = logits.detach().requires_grad_(true);
+      Tensor la, lb;
+      {
+        std::optional<Autocast> scope;
+        if (ac) scope.emplace();
+        la = cross_entropy(a, target, cs.o);
+      }
+      lb = cross_entropy(b.to(kFloat32), target, cs.o);  // Float32's path
+      if (!ac) lb = lb.to(kBFloat16);
+      EXPECT_EQ(la.dtype(), ac ? kFloat32 : kBFloat16);
+      EXPECT_EQ(bits(la), bits(lb));
+      const Tensor g = randn(la.shape()).to(la.dtype());
+      la.backward(g);
+      lb.backward(g);
+      EXPECT_EQ(a.grad().dtype(), kBFloat16);
+      EXPECT_EQ(bits(a.grad()), bits(b.grad()));
+    }
+  }
+}
+
 // The bf16 copy of a parameter is made once per version of it (once per optimizer step), and the
 // gradient still reaches the float32 parameter through each use.
 TEST(Autocast, ParameterCopyIsMadeOncePerVersion) {
@@ -185,6 +230,7 @@ TEST(Autocast, ScopesNestAndStayOnTheirThread) {
 
 TEST(Autocast, EveryTableOpIsKnown) {
   EXPECT_EQ(ops::autocast::policy_of("linear"), ops::autocast::CastPolicy::LowerPrecision);
-  EXPECT_EQ(ops::autocast::policy_of("cross_entropy"), ops::autocast::CastPolicy::Float32);
+  EXPECT_EQ(ops::autocast::policy_of("cross_entropy"), ops::autocast::CastPolicy::Float32Reads);
+  EXPECT_EQ(ops::autocast::policy_of("nll_loss"), ops::autocast::CastPolicy::Float32);
   EXPECT_THROW(ops::autocast::policy_of("softmax"), std::logic_error);  // not cast: runs in its input's dtype
 }

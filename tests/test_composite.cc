@@ -73,6 +73,27 @@ TEST(Composite, BinaryMixedMatchesTheKernel) {
         }
 }
 
+// bf16 logits: the default's widened copy against the CPU's blocks widened in scratch, the same bits
+// (float32 loss, bf16 gradient rounded once).
+TEST(Composite, CrossEntropyBFloat16MatchesTheKernel) {
+  const int64_t R = 9, C = 700;
+  const Tensor x = (randn({R, C}) * 2.0).to(kBFloat16), w = rand({C}) + 0.5, gl = randn({R});
+  const Tensor t = from_vector<int64_t>({0, 699, -1, 2, 3, -1, 1, 350, 7}, {R});
+  for (bool weighted : {false, true})
+    for (double eps : {0.0, 0.1}) {
+      SCOPED_TRACE(std::string(weighted ? "weighted" : "unweighted") + ", label_smoothing " + std::to_string(eps));
+      const backend::TensorRef wr = weighted ? ref(w) : backend::TensorRef{};
+      Tensor l1 = empty({R}), l2 = empty({R});
+      cpu().cross_entropy(ref(x), ref(t), wr, -1, eps, ref(l1));
+      cpu().backend::Backend::cross_entropy(ref(x), ref(t), wr, -1, eps, ref(l2));
+      EXPECT_EQ(l1.to_vector<double>(), l2.to_vector<double>());
+      Tensor g1 = empty_like(x), g2 = empty_like(x);
+      cpu().cross_entropy_backward(ref(x), ref(t), wr, -1, eps, ref(gl), ref(g1));
+      cpu().backend::Backend::cross_entropy_backward(ref(x), ref(t), wr, -1, eps, ref(gl), ref(g2));
+      EXPECT_EQ(g1.to_vector<double>(), g2.to_vector<double>());
+    }
+}
+
 TEST_P(CompositeDtype, DropoutSameKeepBitsAndValues) { dropout_fused_vs_composite(GetParam(), {1, 7, 64, 1000}); }
 TEST(Composite, DropoutBFloat16SameKeepBitsAndValues) {
   dropout_fused_vs_composite(kBFloat16, {1, 7, 64, 1000, 2049, 70001});

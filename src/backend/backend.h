@@ -197,7 +197,9 @@ class Backend {
                                    const TensorRef& grad_weight, const TensorRef& grad_bias) = 0;
   // fused softmax cross-entropy (owner: nnops). x: (rows, C) contiguous float logits; target: (rows)
   // int64/int32 class indices, each in [0, C) or == ignore_index (checked by the ops layer); weight: (C)
-  // or null data. loss (rows), dtype of x: with logp = log_softmax(x), ε = label_smoothing,
+  // or null data. loss (rows), dtype of x (float32 for bf16 x, whose math is float32 on the widened logits;
+  // weight and grad_loss float32 then too, grad_x bf16, each value rounded once): with logp = log_softmax(x),
+  // ε = label_smoothing,
   //   loss[r] = (1-ε)·(-w[t]·logp[t]) + ε/C·(-Σ_c w[c]·logp[c]),  0 where t == ignore_index.
   virtual void cross_entropy(const TensorRef& x, const TensorRef& target, const TensorRef& weight,
                              int64_t ignore_index, double label_smoothing, const TensorRef& loss);

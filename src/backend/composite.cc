@@ -201,6 +201,11 @@ void Backend::cross_entropy(const TensorRef& x, const TensorRef& target, const T
                             int64_t ignore_index, double label_smoothing, const TensorRef& loss) {
   const int64_t rows = x.shape[0], c = x.shape[1];
   if (rows == 0) return;
+  if (x.dtype == kBFloat16) {  // float32 math on a widened copy
+    Tmp xf(*this, kFloat32, {rows, c});
+    copy(x, *xf);
+    return cross_entropy(*xf, target, weight, ignore_index, label_smoothing, loss);
+  }
   const DType dt = x.dtype;
   const Shape rc{rows, c}, r1{rows, 1};
   Tmp logp(*this, dt, rc), ign(*this, kBool, {rows}), safe(*this, target.dtype, r1), lt(*this, dt, r1),
@@ -228,6 +233,12 @@ void Backend::cross_entropy_backward(const TensorRef& x, const TensorRef& target
                                      const TensorRef& grad_x) {
   const int64_t rows = x.shape[0], c = x.shape[1];
   if (rows == 0) return;
+  if (x.dtype == kBFloat16) {  // float32 math on a widened copy, the gradient rounded once
+    Tmp xf(*this, kFloat32, {rows, c}), gf(*this, kFloat32, {rows, c});
+    copy(x, *xf);
+    cross_entropy_backward(*xf, target, weight, ignore_index, label_smoothing, grad_loss, *gf);
+    return copy(*gf, grad_x);
+  }
   const DType dt = x.dtype;
   const Shape rc{rows, c}, r1{rows, 1};
   Tmp p(*this, dt, rc), ign(*this, kBool, {rows}), safe(*this, target.dtype, r1), wt(*this, dt, r1),

@@ -16,6 +16,7 @@ struct AutocastState {
   bool enabled = false;
   DType dtype = kBFloat16;
   bool suspended = false;  // inside an op's redispatch
+  bool float32_reads = false;  // ... of a Float32Reads op
   int depth = 0;           // nested Autocast scopes (the cache is dropped when the outermost ends)
 };
 thread_local AutocastState t_state;
@@ -44,7 +45,7 @@ const std::unordered_map<std::string_view, ops::autocast::CastPolicy>& policy_ta
       {"scaled_dot_product_attention", CastPolicy::LowerPrecision},
       {"packed_scaled_dot_product_attention", CastPolicy::LowerPrecision},
       // fp32
-      {"cross_entropy", CastPolicy::Float32},
+      {"cross_entropy", CastPolicy::Float32Reads},  // PyTorch's fp32; no float32 copy of bf16 logits
       {"nll_loss", CastPolicy::Float32},
       {"mse_loss", CastPolicy::Float32},
       {"binary_cross_entropy_with_logits", CastPolicy::Float32},
@@ -104,8 +105,15 @@ Tensor cast(const Tensor& t, DType to) {
   return tied_to(t, it->second.copy);
 }
 
-Suspend::Suspend() : prev_(t_state.suspended) { t_state.suspended = true; }
-Suspend::~Suspend() { t_state.suspended = prev_; }
+Suspend::Suspend(bool reads) : prev_(t_state.suspended), prev_reads_(t_state.float32_reads) {
+  t_state.suspended = true;
+  t_state.float32_reads = reads;
+}
+Suspend::~Suspend() {
+  t_state.suspended = prev_;
+  t_state.float32_reads = prev_reads_;
+}
+bool float32_reads() { return t_state.float32_reads; }
 
 int64_t parameter_casts() { return g_parameter_casts.load(); }
 

@@ -17,7 +17,10 @@
 
 namespace attn::ops::autocast {
 
-enum class CastPolicy { LowerPrecision, Float32 };
+// Float32Reads: as Float32 (float32 math, a float32 result), but a bf16 input is passed on as it is and
+// the op reads it in float32 itself (the fused cross-entropy: no float32 copy of the logits, a bf16
+// gradient for them written once). float32_reads() tells the op it runs under this policy.
+enum class CastPolicy { LowerPrecision, Float32, Float32Reads };
 
 bool active();                          // autocast on and not already inside an op's redispatch
 CastPolicy policy_of(std::string_view op);  // throws std::logic_error for an op missing from the table
@@ -26,17 +29,18 @@ DType target_dtype(CastPolicy p);       // the autocast dtype, or kFloat32
 // comes from the per-thread cache, tied to the parameter by a fresh "to" node for autograd.
 Tensor cast(const Tensor& t, DType to);
 
-// While alive, active() is false on this thread.
+// While alive, active() is false on this thread (and float32_reads() is `reads`).
 class Suspend {
  public:
-  Suspend();
+  explicit Suspend(bool reads = false);
   ~Suspend();
   Suspend(const Suspend&) = delete;
   Suspend& operator=(const Suspend&) = delete;
 
  private:
-  bool prev_;
+  bool prev_, prev_reads_;
 };
+bool float32_reads();  // inside the redispatch of a Float32Reads op
 
 template <class A> decltype(auto) cast_arg(const A& a, DType to) {
   if constexpr (std::is_same_v<A, Tensor>)
@@ -48,7 +52,12 @@ template <class A> decltype(auto) cast_arg(const A& a, DType to) {
 }
 
 template <class F, class... Args> auto redispatch(std::string_view op, F&& fn, const Args&... args) {
-  const DType to = target_dtype(policy_of(op));
+  const CastPolicy p = policy_of(op);
+  if (p == CastPolicy::Float32Reads) {
+    Suspend inside(/*reads=*/true);
+    return std::forward<F>(fn)(args...);
+  }
+  const DType to = target_dtype(p);
   Suspend inside;
   return std::forward<F>(fn)(cast_arg(args, to)...);
 }

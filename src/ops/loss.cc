@@ -83,9 +83,11 @@ Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntro
   ops::check_floating(input, op);
   if (!(o.label_smoothing >= 0.0 && o.label_smoothing <= 1.0))
     ops::fail("cross_entropy: label_smoothing must be in [0, 1], got " + std::to_string(o.label_smoothing));
-  if (input.dtype() == kBFloat16) return cross_entropy(input.to(kFloat32), target, o).to(kBFloat16);
+  // bf16 logits: float32 math in the kernel on the bf16 rows, a bf16 gradient written once; the loss is
+  // float32 under autocast (its Float32Reads policy), else bf16 as PyTorch returns it.
+  const bool bf16 = input.dtype() == kBFloat16;
   const int64_t n = cs.n, c = cs.c, s = cs.s, m = n * s;
-  const DType dt = input.dtype();
+  const DType dt = bf16 ? kFloat32 : input.dtype();  // the loss's and the weights' dtype in the kernel
   Tensor w = class_weight(o.weight, c, dt, op);
   Tensor t = target.detach().reshape({m}).contiguous();  // (M), M = N * d1 * ...
   ops::check_index_range(t, c, op, "target", o.ignore_index);
@@ -121,7 +123,7 @@ Tensor cross_entropy(const Tensor& input, const Tensor& target, const CrossEntro
     if (s > 1) gx = gx.view({n, s, c}).transpose(1, 2).contiguous();
     return {gx.view(in_shape)};
   }, {xr});
-  return out;
+  return bf16 && !ops::autocast::float32_reads() ? out.to(kBFloat16) : out;
 }
 
 // ---- nll_loss: picks -w[t]·log_probs[t]; backward scatters into zeros

@@ -4,6 +4,9 @@
 // softmax kernel, cache-resident), then the loss from it; nothing of size (rows, C) is written.
 // Backward: softmax straight into grad_x, then one in-place pass turns p into the gradient
 //   grad_x[r, c] = g[r]·((1-ε)·w[t] + ε/C·W)·p[c] - g[r]·ε/C·w[c] - g[r]·(1-ε)·w[t]·δ(c,t).
+// bf16 logits (autocast's): each block widened into the thread's scratch, then the float32 code; the
+// gradient computed there in float32 and rounded into grad_x once (the float32 kernel on a widened copy,
+// bit for bit, without the (rows, C) copy and the float32 gradient).
 // Oracle: ref::cross_entropy / ref::cross_entropy_backward at the end of this file (serial double
 // loops, declared in cross_entropy.h); tests/test_nn_ops.cc compares both ISAs against them.
 #include <omp.h>
@@ -12,6 +15,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "backend/cpu/cpu_backend.h"
@@ -54,12 +58,23 @@ template <typename T> double dot(const T* a, const T* b, int64_t n) {
 // Rows per block so that a block of logits stays in L2 (about 64 KiB of scratch per thread).
 inline int64_t block_rows(int64_t c, size_t es) { return std::max<int64_t>(1, int64_t(65536 / es) / std::max<int64_t>(c, 1)); }
 
+// Rows [r0, r0 + nr) of x as T: x's own memory, or (bf16 x, T = float) widened into `wide`.
+template <typename T> const T* block_of(const TensorRef& x, int64_t r0, int64_t nr, std::vector<T>& wide) {
+  const int64_t c = x.shape[1];
+  if constexpr (std::is_same_v<T, float>)
+    if (x.dtype == kBFloat16) {
+      widen_bf16(static_cast<const uint16_t*>(x.data) + r0 * c, wide.data(), nr * c);
+      return wide.data();
+    }
+  return static_cast<const T*>(x.data) + r0 * c;
+}
+
 template <typename T>
 void ce_forward(const TensorRef& x, const TensorRef& target, const TensorRef& weight, int64_t ignore_index,
                 double eps, const TensorRef& loss) {
   const int64_t rows = x.shape[0], c = x.shape[1];
   if (rows == 0) return;
-  const T* xp = static_cast<const T*>(x.data);
+  const bool bf16 = x.dtype == kBFloat16;
   const T* w = static_cast<const T*>(weight.data);
   T* out = static_cast<T*>(loss.data);
   const int64_t br = block_rows(c, sizeof(T));
@@ -67,11 +82,11 @@ void ce_forward(const TensorRef& x, const TensorRef& target, const TensorRef& we
   const double smooth = eps / double(c);
 #pragma omp parallel if (rows * c >= kParallelGrain && nblocks > 1)
   {
-    std::vector<T> scratch(size_t(br * c));
+    std::vector<T> scratch(size_t(br * c)), wide(bf16 ? size_t(br * c) : 0);
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < nblocks; ++b) {
       const int64_t r0 = b * br, nr = std::min(br, rows - r0);
-      softmax(xp + r0 * c, scratch.data(), nr, c, /*log=*/true);
+      softmax(block_of(x, r0, nr, wide), scratch.data(), nr, c, /*log=*/true);
       for (int64_t i = 0; i < nr; ++i) {
         const int64_t r = r0 + i, t = target_at(target, r);
         if (t == ignore_index) {
@@ -93,11 +108,10 @@ void ce_backward(const TensorRef& x, const TensorRef& target, const TensorRef& w
                  double eps, const TensorRef& grad_loss, const TensorRef& grad_x) {
   const int64_t rows = x.shape[0], c = x.shape[1];
   if (rows == 0) return;
-  const T* xp = static_cast<const T*>(x.data);
+  const bool bf16 = x.dtype == kBFloat16;
   const T* w = static_cast<const T*>(weight.data);
   const T* gl = static_cast<const T*>(grad_loss.data);
   const int64_t gstride = grad_loss.strides.empty() ? 0 : grad_loss.strides[0];
-  T* gx = static_cast<T*>(grad_x.data);
   double wsum = double(c);
   if (w) {
     wsum = 0.0;
@@ -106,28 +120,35 @@ void ce_backward(const TensorRef& x, const TensorRef& target, const TensorRef& w
   const double smooth = eps / double(c);
   const int64_t br = block_rows(c, sizeof(T));
   const int64_t nblocks = (rows + br - 1) / br;
-#pragma omp parallel for schedule(static) if (rows * c >= kParallelGrain && nblocks > 1)
-  for (int64_t b = 0; b < nblocks; ++b) {
-    const int64_t r0 = b * br, nr = std::min(br, rows - r0);
-    softmax(xp + r0 * c, gx + r0 * c, nr, c, /*log=*/false);  // gx = p
-    for (int64_t i = 0; i < nr; ++i) {
-      const int64_t r = r0 + i, t = target_at(target, r);
-      T* row = gx + r * c;
-      if (t == ignore_index) {
-        std::fill(row, row + c, T(0));
-        continue;
+#pragma omp parallel if (rows * c >= kParallelGrain && nblocks > 1)
+  {
+    std::vector<T> wide(bf16 ? size_t(br * c) : 0), grad(bf16 ? size_t(br * c) : 0);
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < nblocks; ++b) {
+      const int64_t r0 = b * br, nr = std::min(br, rows - r0);
+      T* blk = bf16 ? grad.data() : static_cast<T*>(grad_x.data) + r0 * c;  // the block's gradient rows
+      softmax(block_of(x, r0, nr, wide), blk, nr, c, /*log=*/false);         // = p
+      for (int64_t i = 0; i < nr; ++i) {
+        const int64_t r = r0 + i, t = target_at(target, r);
+        T* row = blk + i * c;
+        if (t == ignore_index) {
+          std::fill(row, row + c, T(0));
+          continue;
+        }
+        const double g = double(gl[r * gstride]);
+        const double wt = w ? double(w[t]) : 1.0;
+        const T a = T(g * ((1.0 - eps) * wt + smooth * wsum));
+        if (eps > 0.0 && w) {
+          const T s = T(g * smooth);
+          for (int64_t j = 0; j < c; ++j) row[j] = a * row[j] - s * w[j];
+        } else {
+          const T s = T(g * smooth);
+          for (int64_t j = 0; j < c; ++j) row[j] = a * row[j] - s;
+        }
+        row[t] -= T(g * (1.0 - eps) * wt);
       }
-      const double g = double(gl[r * gstride]);
-      const double wt = w ? double(w[t]) : 1.0;
-      const T a = T(g * ((1.0 - eps) * wt + smooth * wsum));
-      if (eps > 0.0 && w) {
-        const T s = T(g * smooth);
-        for (int64_t j = 0; j < c; ++j) row[j] = a * row[j] - s * w[j];
-      } else {
-        const T s = T(g * smooth);
-        for (int64_t j = 0; j < c; ++j) row[j] = a * row[j] - s;
-      }
-      row[t] -= T(g * (1.0 - eps) * wt);
+      if constexpr (std::is_same_v<T, float>)
+        if (bf16) narrow_bf16(blk, static_cast<uint16_t*>(grad_x.data) + r0 * c, nr * c);
     }
   }
 }
@@ -140,7 +161,8 @@ void ce_backward(const TensorRef& x, const TensorRef& target, const TensorRef& w
 
 void CpuBackend::cross_entropy(const TensorRef& x, const TensorRef& target, const TensorRef& weight,
                                int64_t ignore_index, double label_smoothing, const TensorRef& loss) {
-  if (x.dtype == kFloat32) return ce_forward<float>(x, target, weight, ignore_index, label_smoothing, loss);
+  if (x.dtype == kFloat32 || x.dtype == kBFloat16)
+    return ce_forward<float>(x, target, weight, ignore_index, label_smoothing, loss);
   if (x.dtype == kFloat64) return ce_forward<double>(x, target, weight, ignore_index, label_smoothing, loss);
   ce_unsupported(x.dtype);
 }
@@ -148,7 +170,7 @@ void CpuBackend::cross_entropy(const TensorRef& x, const TensorRef& target, cons
 void CpuBackend::cross_entropy_backward(const TensorRef& x, const TensorRef& target, const TensorRef& weight,
                                         int64_t ignore_index, double label_smoothing, const TensorRef& grad_loss,
                                         const TensorRef& grad_x) {
-  if (x.dtype == kFloat32)
+  if (x.dtype == kFloat32 || x.dtype == kBFloat16)
     return ce_backward<float>(x, target, weight, ignore_index, label_smoothing, grad_loss, grad_x);
   if (x.dtype == kFloat64)
     return ce_backward<double>(x, target, weight, ignore_index, label_smoothing, grad_loss, grad_x);
