@@ -346,6 +346,50 @@ bool search_ended(const std::vector<Beam>& beams, const std::vector<Hypothesis>&
   return !(best_possible > finished.back().score);
 }
 
+// One sentence's step: its candidates (best first) finish (EOS, or the length limit; only those ranked
+// within the beam) or become the next beams (the first B that go on); dead beams fill the rest with -inf.
+// Returns the decoder row each next beam continues (rows from row0).
+std::vector<int64_t> advance_beams(std::vector<Beam>& beams, std::vector<Hypothesis>& finished,
+                                   const std::vector<Candidate>& cand, int64_t row0, bool at_max, int64_t len,
+                                   int64_t eos, const BeamSearchOptions& o) {
+  const int64_t B = o.beam_size;
+  std::vector<Beam> next;
+  std::vector<int64_t> from;
+  for (size_t r = 0; r < cand.size(); ++r) {
+    const auto& [acc, b, v] = cand[r];
+    const bool stops = v == eos || at_max;
+    if (stops && int64_t(r) < B) {
+      std::vector<int64_t> toks = beams[size_t(b)].tokens;
+      if (v != eos) toks.push_back(v);
+      add_finished(finished, {std::move(toks), acc, normalised(acc, len, o.length_penalty), v == eos}, B);
+    } else if (!stops && int64_t(next.size()) < B) {
+      std::vector<int64_t> toks = beams[size_t(b)].tokens;
+      toks.push_back(v);
+      from.push_back(row0 + b);
+      next.push_back({std::move(toks), acc});
+    }
+  }
+  for (int64_t b = int64_t(next.size()); b < B; ++b) {  // dead beams keep the block's first row
+    next.push_back({{}, kNegInf});
+    from.push_back(row0);
+  }
+  beams = std::move(next);
+  return from;
+}
+
+// A sentence's n_best hypotheses: the finished ones, topped up from the live beams only when beams died out
+// (a tiny vocabulary, everything banned).
+std::vector<Hypothesis> n_best_of(std::vector<Hypothesis> all, const std::vector<Beam>& alive,
+                                  const BeamSearchOptions& o) {
+  if (int64_t(all.size()) < o.n_best)
+    for (const Beam& b : alive)
+      if (b.log_prob != kNegInf)
+        add_finished(all, {b.tokens, b.log_prob, normalised(b.log_prob, int64_t(b.tokens.size()), o.length_penalty), false},
+                     o.beam_size);
+  if (int64_t(all.size()) > o.n_best) all.resize(size_t(o.n_best));
+  return all;
+}
+
 }  // namespace
 
 std::vector<std::vector<Hypothesis>> beam_search(IncrementalDecoder& dec, const BeamSearchOptions& o) {
@@ -393,28 +437,8 @@ std::vector<std::vector<Hypothesis>> beam_search(IncrementalDecoder& dec, const 
       const int64_t row0 = block[size_t(s)] * B;
       const int64_t max_len_s = limit_of(o.max_lens, o.max_len, s, true);
       const bool at_max = t + 1 >= max_len_s;
-      const std::vector<Candidate>& cand = cands[size_t(s)];
-      std::vector<Beam> next;
-      std::vector<int64_t> from;  // the row each next beam continues
-      for (size_t r = 0; r < cand.size(); ++r) {
-        const auto& [acc, b, v] = cand[r];
-        const bool stops = v == dec.eos_id() || at_max;
-        if (stops && int64_t(r) < B) {  // only continuations ranked within the beam may finish
-          std::vector<int64_t> toks = beams[size_t(b)].tokens;
-          if (v != dec.eos_id()) toks.push_back(v);
-          add_finished(finished[size_t(s)], {std::move(toks), acc, normalised(acc, t + 1, o.length_penalty), v == dec.eos_id()}, B);
-        } else if (!stops && int64_t(next.size()) < B) {
-          std::vector<int64_t> toks = beams[size_t(b)].tokens;
-          toks.push_back(v);
-          from.push_back(row0 + b);
-          next.push_back({std::move(toks), acc});
-        }
-      }
-      for (int64_t b = int64_t(next.size()); b < B; ++b) {  // dead beams keep the block's first row and -inf
-        next.push_back({{}, kNegInf});
-        from.push_back(row0);
-      }
-      beams = std::move(next);
+      const std::vector<int64_t> from = advance_beams(beams, finished[size_t(s)], cands[size_t(s)], row0, at_max, t + 1,
+                                                      dec.eos_id(), o);
       active[size_t(s)] = !at_max && !search_ended(beams, finished[size_t(s)], o, t + 1, max_len_s);
       if (!active[size_t(s)]) {
         block[size_t(s)] = -1;
@@ -430,15 +454,7 @@ std::vector<std::vector<Hypothesis>> beam_search(IncrementalDecoder& dec, const 
     last.swap(next_last);
   }
   std::vector<std::vector<Hypothesis>> result(static_cast<size_t>(n));
-  for (int64_t s = 0; s < n; ++s) {
-    std::vector<Hypothesis> all = std::move(finished[size_t(s)]);
-    if (int64_t(all.size()) < o.n_best)  // only when beams died out (a tiny vocabulary, everything banned)
-      for (const Beam& b : alive[size_t(s)])
-        if (b.log_prob != kNegInf)
-          add_finished(all, {b.tokens, b.log_prob, normalised(b.log_prob, int64_t(b.tokens.size()), o.length_penalty), false}, B);
-    if (int64_t(all.size()) > o.n_best) all.resize(size_t(o.n_best));
-    result[size_t(s)] = std::move(all);
-  }
+  for (int64_t s = 0; s < n; ++s) result[size_t(s)] = n_best_of(std::move(finished[size_t(s)]), alive[size_t(s)], o);
   return result;
 }
 
