@@ -33,8 +33,6 @@ using backend::UnaryOp;
 
 namespace {
 
-template <typename T> T* ptr(const TensorRef& r) { return static_cast<T*>(r.data); }
-
 template <typename To, typename From> inline To convert(From v) {
   if constexpr (std::is_same_v<To, From>) return v;
   else if constexpr (std::is_same_v<To, BFloat16>) return BFloat16(float(v));
@@ -46,10 +44,6 @@ template <typename To, typename From> inline To convert(From v) {
 inline int64_t index_value(const TensorRef& idx, int64_t off) {
   return idx.dtype == kInt64 ? static_cast<const int64_t*>(idx.data)[off]
                              : int64_t(static_cast<const int32_t*>(idx.data)[off]);
-}
-
-[[noreturn]] void unsupported(const char* what, DType t) {
-  throw std::invalid_argument(std::string(what) + ": dtype " + dtype_name(t) + " is not supported on cpu");
 }
 
 // ---- fast-path helpers (kernels.h)

@@ -2,9 +2,18 @@
 // Fast kernels live in their own files (softmax.cc, layer_norm.cc, gemm.cc, conv.cc, …); this class
 // routes to them. Generic strided loops here are also the fallback for non-contiguous operands.
 #pragma once
+#include <stdexcept>
+#include <string>
+
 #include "backend/backend.h"
 
 namespace attn::cpu {
+
+// The CpuBackend files' shared helpers: a ref's data as T*, and the error for a dtype a kernel lacks.
+template <typename T> T* ptr(const backend::TensorRef& r) { return static_cast<T*>(r.data); }
+[[noreturn]] inline void unsupported(const char* what, DType t) {
+  throw std::invalid_argument(std::string(what) + ": dtype " + dtype_name(t) + " is not supported on cpu");
+}
 
 class CpuBackend final : public backend::Backend {
  public:

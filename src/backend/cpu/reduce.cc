@@ -22,12 +22,6 @@ using backend::TensorRef;
 
 namespace {
 
-template <typename T> T* ptr(const TensorRef& r) { return static_cast<T*>(r.data); }
-
-[[noreturn]] void unsupported(const char* what, DType t) {
-  throw std::invalid_argument(std::string(what) + ": dtype " + dtype_name(t) + " is not supported on cpu");
-}
-
 // Contiguous x reduced over one run of adjacent dims: x viewed as (outer, r, inner). False otherwise.
 bool reduce_as_3d(const TensorRef& x, const TensorRef& out, int64_t& outer, int64_t& r, int64_t& inner) {
   if (!x.contiguous() || !out.contiguous() || x.shape.size() != out.shape.size()) return false;
