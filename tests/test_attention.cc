@@ -206,9 +206,29 @@ void bf16_vs_widened(const Shape6& sh, MaskKind kind, bool cache_views) {
   const std::vector<float> l1 = lse.to_vector<float>(), l2 = lse32.to_vector<float>();
   for (size_t i = 0; i < l1.size(); ++i)
     ASSERT_EQ(std::memcmp(&l1[i], &l2[i], sizeof(float)), 0) << what << " logsumexp [" << i << "]";
+
+  // the backward reads the bf16 out and dO the same way: the float32 backward on the widened values
+  // (out as rounded), each gradient rounded once; bf16 gradients laid out like q, k, v (the permuted
+  // strides of Noncontig), float32 ones contiguous
+  const Tensor go = b16({sh.n, sh.h, sh.l, sh.dv}), go32 = go.to(kFloat32), outw = out.to(kFloat32);
+  const std::vector<Tensor> g = {ops::empty_dense_like(q), ops::empty_dense_like(k), ops::empty_dense_like(v)};
+  const std::vector<Tensor> g32 = {zeros(q.shape()), zeros(k.shape()), zeros(v.shape())};
+  cpu::sdpa_backward(a, backend::ref(q), backend::ref(k), backend::ref(v), backend::ref(out), backend::ref(lse),
+                     backend::ref(go), backend::ref(g[0]), backend::ref(g[1]), backend::ref(g[2]));
+  cpu::sdpa_backward(a, backend::ref(q32), backend::ref(k32), backend::ref(v32), backend::ref(outw),
+                     backend::ref(lse32), backend::ref(go32), backend::ref(g32[0]), backend::ref(g32[1]),
+                     backend::ref(g32[2]));
+  const char* names[3] = {" grad q", " grad k", " grad v"};
+  for (int t = 0; t < 3; ++t) {
+    const std::vector<float> gb = g[size_t(t)].to(kFloat32).to_vector<float>(),
+                             gw = g32[size_t(t)].to(kBFloat16).to(kFloat32).to_vector<float>();
+    for (size_t i = 0; i < gb.size(); ++i)
+      ASSERT_EQ(std::memcmp(&gb[i], &gw[i], sizeof(float)), 0)
+          << what << names[t] << " [" << i << "]: " << gb[i] << " vs " << gw[i];
+  }
 }
 
-TEST_P(SdpaIsa, BFloat16ForwardEqualsFloat32OnWidenedInputs) {
+TEST_P(SdpaIsa, BFloat16ForwardAndBackwardEqualFloat32OnWidenedInputs) {
   for (const Shape6& sh : kShapes)
     for (MaskKind k : kKinds) bf16_vs_widened(sh, k, false);
   for (int64_t s : {1, 16, 33, 100})
@@ -396,9 +416,9 @@ TEST(Sdpa, LongSequencesMatchTheCompositeOnASlice) {
   EXPECT_TRUE(close(fused.gq.narrow(2, L - R, R), comp.gq, 1e-3, 1e-4, "grad q rows"));
 }
 
-// bf16 through the op: without gradients the kernel reads the bf16 operands (and the packed op its bf16
-// (N, T, 3E) block) and equals the float32 op on the widened values, rounded; with gradients the op runs
-// on float32 copies and its gradients keep bf16.
+// bf16 through the op: the kernel reads the bf16 operands (and the packed op its bf16 (N, T, 3E) block)
+// and equals the float32 op on the widened values, rounded, with and without gradients; the gradients are
+// bf16 and within bf16 rounding of the float32 op's (which saves an unrounded output).
 TEST(Sdpa, BFloat16OpsMatchFloat32AndKeepGradients) {
   manual_seed(8);
   const Tensor q = randn({2, 4, 3, 16}).to(kBFloat16), k = randn({2, 4, 5, 16}).to(kBFloat16),
@@ -419,6 +439,9 @@ TEST(Sdpa, BFloat16OpsMatchFloat32AndKeepGradients) {
   yg.to(kFloat32).sum().backward();
   ASSERT_TRUE(qg.grad().defined());
   EXPECT_EQ(qg.grad().dtype(), kBFloat16);
+  const Tensor q32 = q.to(kFloat32).requires_grad_();
+  scaled_dot_product_attention(q32, k.to(kFloat32), v.to(kFloat32), o).sum().backward();
+  EXPECT_TRUE(close(qg.grad().to(kFloat32), q32.grad(), 2e-2, 2e-2, "bf16 op grad q"));
 
   const Tensor src = randn({2, 6, 3 * 32}).to(kBFloat16);  // (N, T, 3E): q | k | v columns, E = 32, 4 heads
   Tensor py;
@@ -430,6 +453,16 @@ TEST(Sdpa, BFloat16OpsMatchFloat32AndKeepGradients) {
   const Tensor pwant = packed_scaled_dot_product_attention({s32, 0}, {s32, 32}, {s32, 64}, 4, 32, {.is_causal = true});
   EXPECT_EQ(py.dtype(), kBFloat16);
   EXPECT_TRUE(allclose(py.to(kFloat32), pwant.to(kBFloat16).to(kFloat32), 0.0, 0.0));
+  const Tensor sg = src.detach().requires_grad_(), sg32 = s32.detach().requires_grad_();
+  const Tensor pyg = packed_scaled_dot_product_attention({sg, 0}, {sg, 32}, {sg, 64}, 4, 32, {.is_causal = true});
+  EXPECT_TRUE(allclose(pyg.to(kFloat32), py.to(kFloat32), 0.0, 0.0));
+  const Tensor p32 = pyg.to(kFloat32);
+  (p32 * p32).sum().backward();
+  const Tensor w32 = packed_scaled_dot_product_attention({sg32, 0}, {sg32, 32}, {sg32, 64}, 4, 32, {.is_causal = true});
+  (w32 * w32).sum().backward();
+  ASSERT_TRUE(sg.grad().defined());
+  EXPECT_EQ(sg.grad().dtype(), kBFloat16);
+  EXPECT_TRUE(close(sg.grad().to(kFloat32), sg32.grad(), 2e-2, 2e-2, "bf16 packed op grad"));
 }
 
 TEST(Sdpa, ErrorsNameTheShapes) {

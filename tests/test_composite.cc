@@ -195,9 +195,9 @@ TEST_P(CompositeDtype, SdpaForwardAndBackward) {
   }
 }
 
-// bf16 operands: the composite widens them, runs the float32 composite and rounds the output once; the
+// bf16 operands: the composite widens them, runs the float32 attention and rounds each result once; the
 // CPU kernel widens its tiles: the same float32 math up to summation order.
-TEST(Composite, SdpaForwardBFloat16MatchesTheKernel) {
+TEST(Composite, SdpaBFloat16MatchesTheKernel) {
   const int64_t N = 2, H = 2, L = 5, S = 6, D = 16, Dv = 16;
   Tensor q = randn({N, L, H, D}).to(kBFloat16).permute({0, 2, 1, 3});
   Tensor k = randn({N, H, S, D}).to(kBFloat16), v = randn({N, H, S, Dv}).to(kBFloat16);
@@ -211,6 +211,16 @@ TEST(Composite, SdpaForwardBFloat16MatchesTheKernel) {
   cpu().backend::Backend::sdpa_forward(a, ref(q), ref(k), ref(v), ref(o2), ref(lse2));
   expect_near(o2.to(kFloat32), o1.to(kFloat32), 1e-2, "out");  // one bf16 rounding apart at most
   expect_near(lse2, lse1, 2e-5, "logsumexp");
+  // the backward: bf16 gradients (the composite: float32 copies in, each gradient rounded once)
+  Tensor go = randn({N, H, L, Dv}).to(kBFloat16);
+  Tensor gq1 = empty({N, H, L, D}, {.dtype = kBFloat16}), gk1 = empty_like(k), gv1 = empty_like(v);
+  Tensor gq2 = empty({N, H, L, D}, {.dtype = kBFloat16}), gk2 = empty_like(k), gv2 = empty_like(v);
+  cpu().sdpa_backward(a, ref(q), ref(k), ref(v), ref(o1), ref(lse1), ref(go), ref(gq1), ref(gk1), ref(gv1));
+  cpu().backend::Backend::sdpa_backward(a, ref(q), ref(k), ref(v), ref(o1), ref(lse1), ref(go), ref(gq2), ref(gk2),
+                                        ref(gv2));
+  expect_near(gq2.to(kFloat32), gq1.to(kFloat32), 1e-2, "grad_q");
+  expect_near(gk2.to(kFloat32), gk1.to(kFloat32), 1e-2, "grad_k");
+  expect_near(gv2.to(kFloat32), gv1.to(kFloat32), 1e-2, "grad_v");
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, CompositeDtype, ::testing::Values(kFloat32, kFloat64),

@@ -145,12 +145,27 @@ void Backend::sdpa_forward(const SdpaArgs& a, const TensorRef& q, const TensorRe
 // With Pd = P ⊙ drop: dV = Pdᵀ dO, dP = (dO Vᵀ) ⊙ drop, dS = P ⊙ (dP - rowsum(P ⊙ dP)),
 // dQ = scale · dS K, dK = scale · dSᵀ Q (fully masked rows: P = 0, so their gradients are 0).
 void Backend::sdpa_backward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v,
-                            const TensorRef& /*out*/, const TensorRef& /*logsumexp*/, const TensorRef& grad_out,
+                            const TensorRef& out, const TensorRef& logsumexp, const TensorRef& grad_out,
                             const TensorRef& grad_q, const TensorRef& grad_k, const TensorRef& grad_v) {
   const DType dt = q.dtype;
   const int64_t B = a.n * a.h;
   if (B * a.l == 0 || a.s == 0) {
     fill(grad_q, 0.0), fill(grad_k, 0.0), fill(grad_v, 0.0);
+    return;
+  }
+  if (dt == kBFloat16) {  // float32 math on widened copies, each gradient rounded once
+    Tmp q32(*this, kFloat32, q.shape), k32(*this, kFloat32, k.shape), v32(*this, kFloat32, v.shape),
+        g32(*this, kFloat32, grad_out.shape), gq32(*this, kFloat32, q.shape), gk32(*this, kFloat32, k.shape),
+        gv32(*this, kFloat32, v.shape), o32(*this, kFloat32, out.shape);
+    copy(q, *q32);
+    copy(k, *k32);
+    copy(v, *v32);
+    copy(out, *o32);
+    copy(grad_out, *g32);
+    sdpa_backward(a, *q32, *k32, *v32, *o32, logsumexp, *g32, *gq32, *gk32, *gv32);
+    copy(*gq32, grad_q);
+    copy(*gk32, grad_k);
+    copy(*gv32, grad_v);
     return;
   }
   const Shape full{a.n, a.h, a.l, a.s}, rows{a.n, a.h, a.l, 1};

@@ -124,9 +124,7 @@ Tensor scaled_dot_product_attention(const Tensor& query, const Tensor& key, cons
   if (ops::autocast::active())
     return ops::autocast::redispatch("scaled_dot_product_attention", scaled_dot_product_attention, query, key, value, o);
   check_inputs(kName, query, key, value, o);
-  // bf16: the kernel widens tiles as it reads them; the backward runs on float32 copies (saved for it)
-  if (query.dtype() == kBFloat16 && autograd::needs_grad({&query, &key, &value}))
-    return scaled_dot_product_attention(query.to(kFloat32), key.to(kFloat32), value.to(kFloat32), o).to(kBFloat16);
+  // bf16: the kernels widen tiles as they read them (forward and backward); the graph saves the bf16 operands
   const Prepared p = prepare(query, key, value, o);
   const Tensor q = query.detach(), k = key.detach(), v = value.detach();
   Tensor lse;
@@ -178,8 +176,7 @@ Tensor packed_scaled_dot_product_attention(const HeadBlock& query, const HeadBlo
          " sources must have the same number of rows");
   const bool bf16 =
       query.source.dtype() == kBFloat16 || key.source.dtype() == kBFloat16 || value.source.dtype() == kBFloat16;
-  if (bf16 && (autograd::needs_grad({&query.source, &key.source, &value.source}) ||
-               key.source.dtype() != query.source.dtype() || value.source.dtype() != query.source.dtype())) {
+  if (bf16 && (key.source.dtype() != query.source.dtype() || value.source.dtype() != query.source.dtype())) {
     auto f32 = [](const HeadBlock& b) { return HeadBlock{b.source.to(kFloat32), b.column}; };
     return packed_scaled_dot_product_attention(f32(query), f32(key), f32(value), H, E, o).to(kBFloat16);
   }

@@ -8,8 +8,9 @@
 // Dropout regenerates its keep-mask from Philox (attention.h), so nothing (L, S) is ever stored.
 //
 // Tiles are packed (any input strides) into zero-padded buffers whose column counts are multiples of 16,
-// so the float32 micro-kernels (attention_simd.inc) run full vectors only; float64 (and the Reference ISA)
-// use the scalar micro-kernels below. Rows whose keys are all masked: output 0, logsumexp +inf, grads 0.
+// so the float32 micro-kernels (attention_simd.inc) run full vectors only; bf16 operands are widened into
+// them as they are packed (float32 math, each result rounded once). float64 and the Reference ISA take the
+// scalar path (attention_scalar.cc). Rows whose keys are all masked: output 0, logsumexp +inf, grads 0.
 #include "backend/cpu/attention.h"
 
 #include <omp.h>
@@ -22,6 +23,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "backend/cpu/attention_tiles.h"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/dispatch.h"
 #include "backend/cpu/random_simd.h"
@@ -30,306 +32,7 @@ namespace attn::cpu {
 
 namespace {
 
-constexpr int64_t kBr = 64, kBc = 64;  // query rows, keys per tile
-inline int64_t pad16(int64_t x) { return (x + 15) / 16 * 16; }
-
-template <typename T> struct Micro {
-  void (*gemm)(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t m, int64_t k, int64_t n,
-               bool accumulate);
-  T (*exp_row)(T* s, int64_t n, T m);
-};
-
-template <typename T>
-void gemm_scalar(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t m, int64_t k, int64_t n,
-                 bool accumulate) {
-  for (int64_t i = 0; i < m; ++i) {
-    T* ci = c + i * ldc;
-    if (!accumulate) std::fill(ci, ci + n, T(0));
-    for (int64_t p = 0; p < k; ++p) {
-      const T av = a[i * lda + p];
-      const T* bp = b + p * ldb;
-      for (int64_t j = 0; j < n; ++j) ci[j] += av * bp[j];
-    }
-  }
-}
-
-template <typename T> T exp_row_scalar(T* s, int64_t n, T m) {
-  T sum = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    s[j] = s[j] == -std::numeric_limits<T>::infinity() ? T(0) : std::exp(s[j] - m);
-    sum += s[j];
-  }
-  return sum;
-}
-
-template <typename T> Micro<T> micro() {
-  if constexpr (std::is_same_v<T, float>) {
-    const SdpaKernels* t = nullptr;
-    switch (active_isa()) {
-      case Isa::Avx512: t = &avx512::sdpa_kernels(); break;
-      case Isa::Avx2: t = &avx2::sdpa_kernels(); break;
-      case Isa::Reference: break;
-    }
-    if (t) return {t->gemm, t->exp_row};
-  }
-  return {&gemm_scalar<T>, &exp_row_scalar<T>};
-}
-
-// A strided 4-d operand (N, H, rows, cols).
-template <typename T> struct Op4 {
-  T* p;
-  int64_t s0, s1, s2, s3;
-  explicit Op4(const TensorRef& r)
-      : p(static_cast<T*>(r.data)), s0(r.strides[0]), s1(r.strides[1]), s2(r.strides[2]), s3(r.strides[3]) {}
-  T* row(int64_t n, int64_t h, int64_t i) const { return p + n * s0 + h * s1 + i * s2; }
-};
-
-// Masks of one call, applied to one row of a score tile.
-template <typename T> struct Masker {
-  const SdpaArgs& a;
-  const bool* mb = nullptr;  // attn_mask, bool: true = take part
-  const T* mf = nullptr;     // attn_mask, float: added
-  int64_t ms[4] = {0, 0, 0, 0};
-  const bool* kb = nullptr;  // key_padding_mask, bool: true = ignore
-  const T* kf = nullptr;     // key_padding_mask, float: added
-  int64_t ks[2] = {0, 0};
-  explicit Masker(const SdpaArgs& args) : a(args) {
-    if (a.attn_mask.data) {
-      if (a.attn_mask.dtype == kBool) mb = static_cast<const bool*>(a.attn_mask.data);
-      else mf = static_cast<const T*>(a.attn_mask.data);
-      for (int i = 0; i < 4; ++i) ms[i] = a.attn_mask.strides[size_t(i)];
-    }
-    if (a.key_padding_mask.data) {
-      if (a.key_padding_mask.dtype == kBool) kb = static_cast<const bool*>(a.key_padding_mask.data);
-      else kf = static_cast<const T*>(a.key_padding_mask.data);
-      for (int i = 0; i < 2; ++i) ks[i] = a.key_padding_mask.strides[size_t(i)];
-    }
-  }
-  bool has_key_bias() const { return kb || kf; }
-  // the key padding of keys j0 .. j0 + bc of batch n as an additive bias (0 or -inf, or the float mask):
-  // the same for every query row, so made once per key block
-  void key_bias(int64_t n, int64_t j0, int64_t bc, T* bias) const {
-    constexpr T ninf = -std::numeric_limits<T>::infinity();
-    if (kb) {
-      const bool* m = kb + n * ks[0] + j0 * ks[1];
-      for (int64_t c = 0; c < bc; ++c) bias[c] = m[c * ks[1]] ? ninf : T(0);
-    } else {
-      const T* m = kf + n * ks[0] + j0 * ks[1];
-      for (int64_t c = 0; c < bc; ++c) bias[c] = m[c * ks[1]];
-    }
-  }
-  bool has_attn_mask() const { return mb || mf; }
-  // attn_mask only (key padding and causal are handled by the caller)
-  void apply_attn_mask(T* s, int64_t n, int64_t h, int64_t i, int64_t j0, int64_t bc) const {
-    constexpr T ninf = -std::numeric_limits<T>::infinity();
-    if (mb) {
-      const bool* m = mb + n * ms[0] + h * ms[1] + i * ms[2] + j0 * ms[3];
-      for (int64_t c = 0; c < bc; ++c)
-        if (!m[c * ms[3]]) s[c] = ninf;
-    } else if (mf) {
-      const T* m = mf + n * ms[0] + h * ms[1] + i * ms[2] + j0 * ms[3];
-      for (int64_t c = 0; c < bc; ++c) s[c] += m[c * ms[3]];
-    }
-  }
-  // s[c]: the score of key j0 + c, c < bc, for query i of (n, h); kbias from key_bias() or null.
-  void apply(T* s, int64_t n, int64_t h, int64_t i, int64_t j0, int64_t bc, const T* kbias) const {
-    constexpr T ninf = -std::numeric_limits<T>::infinity();
-    apply_attn_mask(s, n, h, i, j0, bc);
-    if (kbias)
-      for (int64_t c = 0; c < bc; ++c) s[c] += kbias[c];
-    if (a.is_causal)
-      for (int64_t c = std::max<int64_t>(0, i - j0 + 1); c < bc; ++c) s[c] = ninf;
-  }
-};
-
-// Keys a query block [i0, i0 + br) can see: all S, or j <= i0 + br - 1 when causal.
-inline int64_t key_end(const SdpaArgs& a, int64_t i0, int64_t br) {
-  return a.is_causal ? std::min(a.s, i0 + br) : a.s;
-}
-
-// rows (n, h, i0 .. i0 + br) x cols of a strided operand -> dst (br, ld), scaled; pad columns untouched.
-template <typename T>
-void pack_rows(const Op4<const T>& x, int64_t n, int64_t h, int64_t i0, int64_t br, int64_t cols, T scale, T* dst,
-               int64_t ld) {
-  for (int64_t r = 0; r < br; ++r) {
-    const T* src = x.row(n, h, i0 + r);
-    T* d = dst + r * ld;
-    if (x.s3 == 1)
-      for (int64_t c = 0; c < cols; ++c) d[c] = src[c] * scale;
-    else
-      for (int64_t c = 0; c < cols; ++c) d[c] = src[c * x.s3] * scale;
-  }
-}
-// the transpose: dst (cols, ld) with dst[c][r] = x[i0 + r][c]; columns br .. ld zeroed.
-template <typename T>
-void pack_transposed(const Op4<const T>& x, int64_t n, int64_t h, int64_t i0, int64_t br, int64_t cols, T* dst,
-                     int64_t ld) {
-  if (br < ld)
-    for (int64_t c = 0; c < cols; ++c) std::fill(dst + c * ld + br, dst + (c + 1) * ld, T(0));
-  for (int64_t r = 0; r < br; ++r) {
-    const T* src = x.row(n, h, i0 + r);
-    for (int64_t c = 0; c < cols; ++c) dst[c * ld + r] = src[c * x.s3];
-  }
-}
-
-template <typename T> bool worth_threads(const SdpaArgs& a) {
-  return double(a.n * a.h) * double(a.l) * double(a.s) * double(a.d + a.dv) >= double(1 << 18);
-}
-
-template <typename T>
-void forward_impl(const SdpaArgs& a, const TensorRef& q_, const TensorRef& k_, const TensorRef& v_,
-                  const TensorRef& out_, T* lse) {
-  const Micro<T> mk = micro<T>();
-  const Op4<const T> q(q_), k(k_), v(v_);
-  const Op4<T> out(out_);
-  const int64_t H = a.h, L = a.l, D = a.d, Dv = a.dv, dpad = pad16(D), dvpad = pad16(Dv);
-  const int64_t nqb = (L + kBr - 1) / kBr, work = a.n * H * nqb;
-  const Masker<T> masker(a);
-  const T scale = T(a.scale), ninf = -std::numeric_limits<T>::infinity();
-  const bool drop = a.dropout_p > 0;
-  const T keep_scale = drop ? T(1.0 / (1.0 - a.dropout_p)) : T(1);
-#pragma omp parallel if (work > 1 && worth_threads<T>(a))
-  {
-    std::vector<T> qs(size_t(kBr * dpad), T(0)), kt(size_t(std::max<int64_t>(D, 1) * kBc)),
-        vp(size_t(kBc * dvpad), T(0)), st(size_t(kBr * kBc)), o(size_t(kBr * dvpad)), m(kBr), l(kBr);
-    std::vector<T> kbias(kBc);
-    std::vector<uint8_t> keep(kBc);
-    const T* kb = masker.has_key_bias() ? kbias.data() : nullptr;
-#pragma omp for schedule(static)
-    for (int64_t w = 0; w < work; ++w) {
-      const int64_t nh = w / nqb, n = nh / H, h = nh % H, i0 = (w % nqb) * kBr, br = std::min(kBr, L - i0);
-      pack_rows(q, n, h, i0, br, D, scale, qs.data(), dpad);
-      std::fill(o.begin(), o.end(), T(0));
-      std::fill(m.begin(), m.end(), ninf);
-      std::fill(l.begin(), l.end(), T(0));
-      const int64_t j_end = key_end(a, i0, br);
-      for (int64_t j0 = 0; j0 < j_end; j0 += kBc) {
-        const int64_t bc = std::min(kBc, j_end - j0), bcp = pad16(bc);
-        pack_transposed(k, n, h, j0, bc, D, kt.data(), bcp);  // (D, bcp)
-        pack_rows(v, n, h, j0, bc, Dv, T(1), vp.data(), dvpad);
-        mk.gemm(qs.data(), dpad, kt.data(), bcp, st.data(), bcp, br, D, bcp, false);  // (br, bcp)
-        if (kb) masker.key_bias(n, j0, bc, kbias.data());
-        for (int64_t r = 0; r < br; ++r) {
-          T* s = st.data() + r * bcp;
-          masker.apply(s, n, h, i0 + r, j0, bc, kb);
-          std::fill(s + bc, s + bcp, ninf);
-          T mx = m[size_t(r)];
-          for (int64_t c = 0; c < bc; ++c) mx = std::max(mx, s[c]);
-          if (mx == ninf) {  // every key so far masked
-            std::fill(s, s + bcp, T(0));
-            continue;
-          }
-          const T alpha = m[size_t(r)] == ninf ? T(0) : std::exp(m[size_t(r)] - mx);
-          l[size_t(r)] = l[size_t(r)] * alpha + mk.exp_row(s, bcp, mx);
-          m[size_t(r)] = mx;
-          if (alpha != T(1))
-            for (int64_t e = 0; e < Dv; ++e) o[size_t(r * dvpad + e)] *= alpha;
-          if (drop) {
-            sdpa_keep_row(a, (nh * L) + i0 + r, j0, bc, keep.data());
-            for (int64_t c = 0; c < bc; ++c) s[c] = keep[size_t(c)] ? s[c] * keep_scale : T(0);
-          }
-        }
-        mk.gemm(st.data(), bcp, vp.data(), dvpad, o.data(), dvpad, br, bc, dvpad, true);  // O += P V
-      }
-      for (int64_t r = 0; r < br; ++r) {
-        const T lr = l[size_t(r)], inv = lr > 0 ? T(1) / lr : T(0);
-        T* dst = out.row(n, h, i0 + r);
-        for (int64_t e = 0; e < Dv; ++e) dst[e * out.s3] = o[size_t(r * dvpad + e)] * inv;
-        lse[nh * L + i0 + r] = lr > 0 ? m[size_t(r)] + std::log(lr) : std::numeric_limits<T>::infinity();
-      }
-    }
-  }
-}
-
-template <typename T>
-void backward_impl(const SdpaArgs& a, const TensorRef& q_, const TensorRef& k_, const TensorRef& v_,
-                   const TensorRef& out_, const T* lse, const TensorRef& gout_, const TensorRef& gq_,
-                   const TensorRef& gk_, const TensorRef& gv_) {
-  const Micro<T> mk = micro<T>();
-  const Op4<const T> q(q_), k(k_), v(v_), out(out_), gout(gout_);
-  const Op4<T> gq(gq_), gk(gk_), gv(gv_);
-  const int64_t H = a.h, L = a.l, S = a.s, D = a.d, Dv = a.dv, dpad = pad16(D), dvpad = pad16(Dv);
-  const int64_t work = a.n * H;
-  const Masker<T> masker(a);
-  const T scale = T(a.scale), ninf = -std::numeric_limits<T>::infinity(), inf = -ninf;
-  const bool drop = a.dropout_p > 0;
-  const T keep_scale = drop ? T(1.0 / (1.0 - a.dropout_p)) : T(1);
-#pragma omp parallel if (work > 1 && worth_threads<T>(a))
-  {
-    std::vector<T> qs(size_t(kBr * dpad), T(0)), dos(size_t(kBr * dvpad), T(0)), dr(kBr), dq(size_t(kBr * dpad));
-    std::vector<T> kt(size_t(std::max<int64_t>(D, 1) * kBc)), kp(size_t(kBc * dpad), T(0)),
-        vt(size_t(std::max<int64_t>(Dv, 1) * kBc)), st(size_t(kBr * kBc)), dp(size_t(kBr * kBc)),
-        tt(size_t(kBc * kBr));
-    std::vector<T> dk(size_t(S * dpad)), dv(size_t(S * dvpad));  // this (n, h)'s dK, dV accumulators
-    std::vector<T> kbias(kBc);
-    std::vector<uint8_t> keep(kBc);
-    const T* kb = masker.has_key_bias() ? kbias.data() : nullptr;
-#pragma omp for schedule(static)
-    for (int64_t nh = 0; nh < work; ++nh) {
-      const int64_t n = nh / H, h = nh % H;
-      std::fill(dk.begin(), dk.end(), T(0));
-      std::fill(dv.begin(), dv.end(), T(0));
-      for (int64_t i0 = 0; i0 < L; i0 += kBr) {
-        const int64_t br = std::min(kBr, L - i0);
-        pack_rows(q, n, h, i0, br, D, scale, qs.data(), dpad);
-        pack_rows(gout, n, h, i0, br, Dv, T(1), dos.data(), dvpad);
-        for (int64_t r = 0; r < br; ++r) {  // D_i = rowsum(dO ∘ O)
-          const T* orow = out.row(n, h, i0 + r);
-          T acc = 0;
-          for (int64_t e = 0; e < Dv; ++e) acc += dos[size_t(r * dvpad + e)] * orow[e * out.s3];
-          dr[size_t(r)] = acc;
-        }
-        std::fill(dq.begin(), dq.end(), T(0));
-        const int64_t j_end = key_end(a, i0, br);
-        for (int64_t j0 = 0; j0 < j_end; j0 += kBc) {
-          const int64_t bc = std::min(kBc, j_end - j0), bcp = pad16(bc);
-          pack_transposed(k, n, h, j0, bc, D, kt.data(), bcp);   // (D, bcp)
-          pack_rows(k, n, h, j0, bc, D, T(1), kp.data(), dpad);  // (bc, dpad)
-          pack_transposed(v, n, h, j0, bc, Dv, vt.data(), bcp);  // (Dv, bcp)
-          mk.gemm(qs.data(), dpad, kt.data(), bcp, st.data(), bcp, br, D, bcp, false);   // S
-          mk.gemm(dos.data(), dvpad, vt.data(), bcp, dp.data(), bcp, br, Dv, bcp, false);  // dP = dO Vᵀ
-          if (kb) masker.key_bias(n, j0, bc, kbias.data());
-          for (int64_t r = 0; r < br; ++r) {
-            T* s = st.data() + r * bcp;
-            T* g = dp.data() + r * bcp;
-            const T lr = lse[nh * L + i0 + r];
-            if (lr == inf) {
-              std::fill(s, s + bcp, T(0));
-            } else {
-              masker.apply(s, n, h, i0 + r, j0, bc, kb);
-              std::fill(s + bc, s + bcp, ninf);
-              mk.exp_row(s, bcp, lr);  // P
-            }
-            if (drop) sdpa_keep_row(a, nh * L + i0 + r, j0, bc, keep.data());
-            for (int64_t c = 0; c < bc; ++c) {
-              const T ks = drop ? (keep[size_t(c)] ? keep_scale : T(0)) : T(1);
-              tt[size_t(c * kBr + r)] = s[c] * ks;             // dropped P, transposed
-              s[c] = s[c] * (g[c] * ks - dr[size_t(r)]);       // dS = P ∘ (dP − D)
-            }
-          }
-          // dV += Pᵀ dO
-          mk.gemm(tt.data(), kBr, dos.data(), dvpad, dv.data() + j0 * dvpad, dvpad, bc, br, dvpad, true);
-          // dQ += dS K (scaled at the end)
-          mk.gemm(st.data(), bcp, kp.data(), dpad, dq.data(), dpad, br, bc, dpad, true);
-          for (int64_t r = 0; r < br; ++r)
-            for (int64_t c = 0; c < bc; ++c) tt[size_t(c * kBr + r)] = st[size_t(r * bcp + c)];
-          // dK += dSᵀ (scale Q)
-          mk.gemm(tt.data(), kBr, qs.data(), dpad, dk.data() + j0 * dpad, dpad, bc, br, dpad, true);
-        }
-        for (int64_t r = 0; r < br; ++r) {
-          T* dst = gq.row(n, h, i0 + r);
-          for (int64_t e = 0; e < D; ++e) dst[e * gq.s3] = dq[size_t(r * dpad + e)] * scale;
-        }
-      }
-      for (int64_t j = 0; j < S; ++j) {
-        T* dst = gk.row(n, h, j);
-        for (int64_t e = 0; e < D; ++e) dst[e * gk.s3] = dk[size_t(j * dpad + e)];
-        T* dst2 = gv.row(n, h, j);
-        for (int64_t e = 0; e < Dv; ++e) dst2[e * gv.s3] = dv[size_t(j * dvpad + e)];
-      }
-    }
-  }
-}
+using namespace sdpa_tiles;
 
 // ---- float32 with the SIMD micro-kernels (attention_simd.inc). Per (n, h) head, K and V are packed once:
 // K row-major (S16, dpad) and transposed per key block (dpad, 64), V row-major (forward) or transposed
@@ -382,15 +85,6 @@ inline View view_rows(const SdpaKernels& mk, const Op4<const BFloat16>& x, int64
     std::fill(d + cols, d + ld, 0.f);
   }
   return {buf, ld};
-}
-// one output row of Dv values (already normalised) into a float32 or bf16 row with stride s3
-inline void store_row(float* dst, int64_t s3, const float* src, int64_t dv) {
-  if (s3 == 1) std::copy(src, src + dv, dst);
-  else
-    for (int64_t e = 0; e < dv; ++e) dst[e * s3] = src[e];
-}
-inline void store_row(BFloat16* dst, int64_t s3, const float* src, int64_t dv) {
-  for (int64_t e = 0; e < dv; ++e) dst[e * s3] = BFloat16(src[e]);
 }
 // the transpose of rows [0, s_used) of a view (cols a multiple of 16) into key blocks (cols, 64) at dst,
 // columns up to pad16 zero; tmp: 16 x cols
@@ -450,6 +144,10 @@ void sdpa_keep_scales(const SdpaArgs& a, int64_t row, int64_t j0, int64_t count,
 namespace {
 
 constexpr int64_t kNoCausal = std::numeric_limits<int64_t>::max() / 4;
+
+// a float32 operand's row as float* (only taken for float32 operands; bf16 ones accumulate in scratch)
+inline float* as_f32(float* p) { return p; }
+inline float* as_f32(BFloat16*) { return nullptr; }
 
 // E: the element type of q, k, v and out (float, or BFloat16 widened into the packed tiles; the math is
 // float32 either way and a bf16 output row is rounded once, from the same float32 values).
@@ -539,11 +237,15 @@ void forward_simd(const SdpaKernels& mk, const SdpaArgs& a, const TensorRef& q_,
   }
 }
 
-void backward_f32(const SdpaKernels& mk, const SdpaArgs& a, const TensorRef& q_, const TensorRef& k_,
-                  const TensorRef& v_, const TensorRef& out_, const float* lse, const TensorRef& gout_,
-                  const TensorRef& gq_, const TensorRef& gk_, const TensorRef& gv_) {
-  const Op4<const float> q(q_), k(k_), v(v_), out(out_), gout(gout_);
-  const Op4<float> gq(gq_), gk(gk_), gv(gv_);
+// E as in forward_simd: bf16 q, k, v, out and dO are widened as they are packed, the float32 gradients are
+// accumulated in scratch and each rounded once.
+template <typename E>
+void backward_simd(const SdpaKernels& mk, const SdpaArgs& a, const TensorRef& q_, const TensorRef& k_,
+                   const TensorRef& v_, const TensorRef& out_, const float* lse, const TensorRef& gout_,
+                   const TensorRef& gq_, const TensorRef& gk_, const TensorRef& gv_) {
+  constexpr bool kF32 = std::is_same_v<E, float>;
+  const Op4<const E> q(q_), k(k_), v(v_), out(out_), gout(gout_);
+  const Op4<E> gq(gq_), gk(gk_), gv(gv_);
   const int64_t H = a.h, L = a.l, S = a.s, D = a.d, Dv = a.dv;
   const Layout ly(a);
   const int64_t dpad = ly.dpad, dvpad = ly.dvpad, S16 = ly.S16, nkb = ly.nkb, blen = nkb * kBc;
@@ -569,23 +271,24 @@ void backward_f32(const SdpaKernels& mk, const SdpaArgs& a, const TensorRef& q_,
     for (int64_t nh = 0; nh < work; ++nh) {
       const int64_t n = nh / H, h = nh % H;
       const int64_t s_used = a.is_causal ? std::min(S, L) : S, s16 = pad16(s_used);  // keys some query sees
-      const View kv = view_rows(k, n, h, 0, s_used, D, kp, dpad);
+      const View kv = view_rows(mk, k, n, h, 0, s_used, D, kp, dpad);
       transpose_keys(mk, kv, s_used, dpad, kt, dq);
-      transpose_keys(mk, view_rows(v, n, h, 0, s_used, Dv, vr, dvpad), s_used, dvpad, vt, dos);
+      transpose_keys(mk, view_rows(mk, v, n, h, 0, s_used, Dv, vr, dvpad), s_used, dvpad, vt, dos);
       make_bias(masker, a, n, blen, bias);
       (void)s16;
-      // the gradient accumulators: the output rows themselves when they allow vector stores, else scratch
-      const bool gq_in = gq.s3 == 1 && D % 16 == 0, gk_in = gk.s3 == 1 && D % 16 == 0,
-                 gv_in = gv.s3 == 1 && Dv % 16 == 0;
-      float* dkp = gk_in ? gk.row(n, h, 0) : dk;
-      float* dvp = gv_in ? gv.row(n, h, 0) : dv;
+      // the gradient accumulators: float32 output rows themselves when they allow vector stores, else scratch
+      const bool gq_in = kF32 && gq.s3 == 1 && D % 16 == 0, gk_in = kF32 && gk.s3 == 1 && D % 16 == 0,
+                 gv_in = kF32 && gv.s3 == 1 && Dv % 16 == 0;
+      float* dkp = gk_in ? as_f32(gk.row(n, h, 0)) : dk;
+      float* dvp = gv_in ? as_f32(gv.row(n, h, 0)) : dv;
       const int64_t ldk = gk_in ? gk.s2 : dpad, ldv = gv_in ? gv.s2 : dvpad;
       for (int64_t i0 = 0; i0 < L; i0 += kBr) {
         const int64_t br = std::min(kBr, L - i0);
-        const View qv = view_rows(q, n, h, i0, br, D, qs, dpad), gv_ = view_rows(gout, n, h, i0, br, Dv, dos, dvpad),
-                   ov = view_rows(out, n, h, i0, br, Dv, os, dvpad);
+        const View qv = view_rows(mk, q, n, h, i0, br, D, qs, dpad),
+                   gv_ = view_rows(mk, gout, n, h, i0, br, Dv, dos, dvpad),
+                   ov = view_rows(mk, out, n, h, i0, br, Dv, os, dvpad);
         for (int64_t r = 0; r < br; ++r) dr[r] = mk.row_dot(gv_.row(r), ov.row(r), dvpad);  // rowsum(dO ∘ O)
-        float* dqp = gq_in ? gq.row(n, h, i0) : dq;
+        float* dqp = gq_in ? as_f32(gq.row(n, h, i0)) : dq;
         const int64_t ldq = gq_in ? gq.s2 : dpad;
         const float* lrow = lse + nh * L + i0;
         const int64_t j_end = key_end(a, i0, br);
@@ -619,23 +322,18 @@ void backward_f32(const SdpaKernels& mk, const SdpaArgs& a, const TensorRef& q_,
           mk.gemm_at(dp, bcp, qv.p, qv.ld, dkp + j0 * ldk, ldk, bc, br, dpad, kv_acc);      // dK += dSᵀ Q
         }
         if (!gq_in)
-          for (int64_t r = 0; r < br; ++r) {
-            float* dst = gq.row(n, h, i0 + r);
-            for (int64_t e = 0; e < D; ++e) dst[e * gq.s3] = dq[r * dpad + e];
-          }
+          for (int64_t r = 0; r < br; ++r) store_row(gq.row(n, h, i0 + r), gq.s3, dq + r * dpad, D);
       }
       for (int64_t j = 0; j < S; ++j) {
-        float* dst = gk.row(n, h, j);
-        float* dst2 = gv.row(n, h, j);
+        E* dst = gk.row(n, h, j);
+        E* dst2 = gv.row(n, h, j);
         if (j >= s_used) {  // keys no query sees (causal, S > L)
-          for (int64_t e = 0; e < D; ++e) dst[e * gk.s3] = 0.f;
-          for (int64_t e = 0; e < Dv; ++e) dst2[e * gv.s3] = 0.f;
+          for (int64_t e = 0; e < D; ++e) dst[e * gk.s3] = E(0.f);
+          for (int64_t e = 0; e < Dv; ++e) dst2[e * gv.s3] = E(0.f);
           continue;
         }
-        if (!gk_in)
-          for (int64_t e = 0; e < D; ++e) dst[e * gk.s3] = dk[j * dpad + e];
-        if (!gv_in)
-          for (int64_t e = 0; e < Dv; ++e) dst2[e * gv.s3] = dv[j * dvpad + e];
+        if (!gk_in) store_row(dst, gk.s3, dk + j * dpad, D);
+        if (!gv_in) store_row(dst2, gv.s3, dv + j * dvpad, Dv);
       }
     }
   }
@@ -733,31 +431,6 @@ bool forward_one_query(const SdpaKernels& mk, const SdpaArgs& a, const TensorRef
   return true;
 }
 
-// bf16 without SIMD kernels (the Reference ISA): float32 copies through the scalar tiled path.
-void forward_bf16_widened(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v,
-                          const TensorRef& out, float* lse) {
-  auto widened = [](const TensorRef& r, std::vector<float>& buf) {
-    buf.resize(size_t(r.numel()));
-    const Op4<const BFloat16> x(r);
-    const int64_t R = r.shape[2], C = r.shape[3];
-    for (int64_t n = 0; n < r.shape[0]; ++n)
-      for (int64_t h = 0; h < r.shape[1]; ++h)
-        for (int64_t i = 0; i < R; ++i)
-          for (int64_t c = 0; c < C; ++c) buf[size_t(((n * r.shape[1] + h) * R + i) * C + c)] = float(x.row(n, h, i)[c * x.s3]);
-    return TensorRef{buf.data(), kFloat32, r.shape, {r.shape[1] * R * C, R * C, C, 1}};
-  };
-  std::vector<float> qb, kb, vb, ob(size_t(out.numel()));
-  const TensorRef o32{ob.data(), kFloat32, out.shape, {out.shape[1] * out.shape[2] * out.shape[3],
-                                                       out.shape[2] * out.shape[3], out.shape[3], 1}};
-  forward_impl<float>(a, widened(q, qb), widened(k, kb), widened(v, vb), o32, lse);
-  const Op4<BFloat16> y(out);
-  for (int64_t n = 0; n < out.shape[0]; ++n)
-    for (int64_t h = 0; h < out.shape[1]; ++h)
-      for (int64_t i = 0; i < out.shape[2]; ++i)
-        store_row(y.row(n, h, i), y.s3, ob.data() + ((n * out.shape[1] + h) * out.shape[2] + i) * out.shape[3],
-                  out.shape[3]);
-}
-
 }  // namespace
 
 void sdpa_forward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v, const TensorRef& out,
@@ -773,8 +446,8 @@ void sdpa_forward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, con
   }
   if (mk && forward_one_query<float>(*mk, a, q, k, v, out, lse)) return;
   if (mk) forward_simd<float>(*mk, a, q, k, v, out, lse);
-  else if (q.dtype == kFloat32) forward_impl<float>(a, q, k, v, out, lse);
-  else forward_impl<double>(a, q, k, v, out, static_cast<double*>(logsumexp.data));
+  else if (q.dtype == kFloat32) forward_tiled<float>(a, q, k, v, out, lse);
+  else forward_tiled<double>(a, q, k, v, out, static_cast<double*>(logsumexp.data));
 }
 
 void sdpa_backward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, const TensorRef& v,
@@ -785,16 +458,20 @@ void sdpa_backward(const SdpaArgs& a, const TensorRef& q, const TensorRef& k, co
         "gradient shapes do not match");
   check(grad_out.dtype == q.dtype && grad_q.dtype == q.dtype && grad_k.dtype == q.dtype && grad_v.dtype == q.dtype,
         "gradients must have q's dtype");
-  check(q.dtype != kBFloat16, "the backward takes float32 or float64 operands (ops/attention.cc widens bf16 ones)");
   if (a.n * a.h == 0) return;
-  const SdpaKernels* mk = q.dtype == kFloat32 && a.s > 0 ? simd_kernels() : nullptr;
-  if (mk)
-    backward_f32(*mk, a, q, k, v, out, static_cast<const float*>(logsumexp.data), grad_out, grad_q, grad_k, grad_v);
-  else if (q.dtype == kFloat32)
-    backward_impl<float>(a, q, k, v, out, static_cast<const float*>(logsumexp.data), grad_out, grad_q, grad_k, grad_v);
-  else
-    backward_impl<double>(a, q, k, v, out, static_cast<const double*>(logsumexp.data), grad_out, grad_q, grad_k,
-                          grad_v);
+  const SdpaKernels* mk = q.dtype != kFloat64 && a.s > 0 ? simd_kernels() : nullptr;
+  const float* lse = static_cast<const float*>(logsumexp.data);
+  if (q.dtype == kBFloat16) {
+    if (mk) backward_simd<BFloat16>(*mk, a, q, k, v, out, lse, grad_out, grad_q, grad_k, grad_v);
+    else backward_bf16_widened(a, q, k, v, out, lse, grad_out, grad_q, grad_k, grad_v);
+  } else if (mk) {
+    backward_simd<float>(*mk, a, q, k, v, out, lse, grad_out, grad_q, grad_k, grad_v);
+  } else if (q.dtype == kFloat32) {
+    backward_tiled<float>(a, q, k, v, out, lse, grad_out, grad_q, grad_k, grad_v);
+  } else {
+    backward_tiled<double>(a, q, k, v, out, static_cast<const double*>(logsumexp.data), grad_out, grad_q, grad_k,
+                           grad_v);
+  }
 }
 
 // ---- the CpuBackend entries
