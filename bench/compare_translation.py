@@ -135,7 +135,10 @@ def main():
               "--eval-sentences", a.eval_sentences, "--max-steps", a.max_steps, "--time-budget", a.time_budget,
               "--patience", 1 << 30, "--train", a.train, "--dev", a.dev, "--src", a.src, "--tgt", a.tgt]
     recipe = [str(x) for x in recipe]
-    attn_cmd = [a.attn, "train-translator", "--out", attn_dir, "--vocab-size", str(a.vocab_size), "--no-progress"] + recipe
+    # float32 on both sides: attn's default precision ("auto") is bf16 on a CPU with AVX512_BF16 or AMX, and
+    # the PyTorch side trains in float32
+    attn_cmd = [a.attn, "train-translator", "--out", attn_dir, "--vocab-size", str(a.vocab_size), "--no-progress",
+                "--precision", "fp32"] + recipe
     torch_cmd = [a.python, os.path.join(HERE, "torch_translator.py"), "--spm", os.path.join(attn_dir, "spm.model"),
                  "--out", torch_dir, "--threads", str(a.threads)] + recipe
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), MKL_NUM_THREADS=str(a.threads))

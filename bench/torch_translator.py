@@ -16,7 +16,7 @@ the same step count and the same training time (bench/compare_translation.py run
   x sqrt(d), sinusoidal positions + dropout, post-LN nn.Transformer with its own xavier init, output
   projection tied to the embedding + zero-initialised bias); masks: source key padding (encoder and
   cross-attention) and the causal target mask, as attn's Translator::forward;
-- optimisation: Adam(betas 0.9/0.98, eps 1e-9), lr = factor * d^-0.5 * min(s^-0.5, s * warmup^-1.5) set
+- optimisation: Adam(betas 0.9/0.98, eps 1e-9, fused=True: the peer of bench/README.md), lr = factor * d^-0.5 * min(s^-0.5, s * warmup^-1.5) set
   before step s, cross-entropy with label smoothing and ignore_index = pad (mean over target tokens),
   clip_grad_norm_, step, zero_grad;
 - validation every --eval-every steps and at the last step (as attn): teacher-forced loss (no smoothing) on
@@ -379,7 +379,7 @@ def main():
                        num_decoder_layers=a.layers, dim_feedforward=a.ff, dropout=a.dropout, max_len=max_pos,
                        pad_id=pad, bos_id=bos, eos_id=eos)
     params = list(model.parameters())
-    opt = torch.optim.Adam(params, lr=0.0, betas=(0.9, 0.98), eps=1e-9)
+    opt = torch.optim.Adam(params, lr=0.0, betas=(0.9, 0.98), eps=1e-9, fused=True)  # the peer's optimizer (bench/README.md)
     n_params = sum(p.numel() for p in params)
     print(f"torch translator: {n_params} parameters, {len(train)} training pairs ({train.dropped_empty} empty, "
           f"{train.dropped_long} too long dropped), {batches.num_batches(0)} batches per epoch, vocabulary {vocab}, "
