@@ -237,6 +237,37 @@ void forward_simd(const SdpaKernels& mk, const SdpaArgs& a, const TensorRef& q_,
   }
 }
 
+// The dropout of one backward tile, rows [0, br) of score rows row0 + r: pd = P ∘ keep (its pad columns
+// zeroed) and dP ∘= keep, keep[c] = keep_scale or 0; returns pd.
+const float* drop_tile(const SdpaArgs& a, int64_t row0, int64_t j0, int64_t br, int64_t bc, int64_t bcp,
+                       float keep_scale, const float* st, float* dp, float* pd, float* keep) {
+  for (int64_t r = 0; r < br; ++r) {
+    sdpa_keep_scales(a, row0 + r, j0, bc, keep_scale, keep);
+    const float* sr = st + r * bcp;
+    float *pr = pd + r * bcp, *gr = dp + r * bcp;
+    for (int64_t c = 0; c < bc; ++c) {
+      pr[c] = sr[c] * keep[c];
+      gr[c] *= keep[c];
+    }
+    std::fill(pr + bc, pr + bcp, 0.f);
+  }
+  return pd;
+}
+
+// Rows [0, S) of one head's key (or value) gradient: zeros from s_used on (keys no query sees: causal,
+// S > L), below it the scratch accumulator `acc` (ld) rounded into them, or nothing where the rows
+// themselves accumulated (acc null).
+template <typename E>
+void store_key_grads(const Op4<E>& g, int64_t n, int64_t h, int64_t S, int64_t s_used, int64_t cols,
+                     const float* acc, int64_t ld) {
+  for (int64_t j = 0; j < S; ++j) {
+    E* dst = g.row(n, h, j);
+    if (j >= s_used)
+      for (int64_t e = 0; e < cols; ++e) dst[e * g.s3] = E(0.f);
+    else if (acc) store_row(dst, g.s3, acc + j * ld, cols);
+  }
+}
+
 // E as in forward_simd: bf16 q, k, v, out and dO are widened as they are packed, the float32 gradients are
 // accumulated in scratch and each rounded once.
 template <typename E>
@@ -300,20 +331,8 @@ void backward_simd(const SdpaKernels& mk, const SdpaArgs& a, const TensorRef& q_
             for (int64_t r = 0; r < br; ++r) masker.apply_attn_mask(st + r * bcp, n, h, i0 + r, j0, bc);
           mk.prob_tile(st, bcp, br, bcp, lrow);                                           // P
           mk.gemm(gv_.p, gv_.ld, vt + jb * dvpad * kBc, kBc, dp, bcp, br, Dv, bcp, false);  // dP = dO Vᵀ
-          const float* pv = st;  // the P of dV += Pᵀ dO: dropped when dropout
-          if (drop) {
-            for (int64_t r = 0; r < br; ++r) {
-              sdpa_keep_scales(a, nh * L + i0 + r, j0, bc, keep_scale, keep.data());
-              const float* sr = st + r * bcp;
-              float *pr = pd + r * bcp, *gr = dp + r * bcp;
-              for (int64_t c = 0; c < bc; ++c) {
-                pr[c] = sr[c] * keep[size_t(c)];
-                gr[c] *= keep[size_t(c)];
-              }
-              std::fill(pr + bc, pr + bcp, 0.f);
-            }
-            pv = pd;
-          }
+          // the P of dV += Pᵀ dO: dropped when dropout
+          const float* pv = drop ? drop_tile(a, nh * L + i0, j0, br, bc, bcp, keep_scale, st, dp, pd, keep.data()) : st;
           mk.ds_tile(st, bcp, dp, bcp, br, bcp, dr, scale);  // dS = scale P ∘ (dP − D), into dp
           // the first query block that sees key block jb writes its dK, dV rows, later ones add
           const bool kv_acc = i0 / kBr != (a.is_causal ? jb : 0), q_acc = j0 > 0;
@@ -324,17 +343,8 @@ void backward_simd(const SdpaKernels& mk, const SdpaArgs& a, const TensorRef& q_
         if (!gq_in)
           for (int64_t r = 0; r < br; ++r) store_row(gq.row(n, h, i0 + r), gq.s3, dq + r * dpad, D);
       }
-      for (int64_t j = 0; j < S; ++j) {
-        E* dst = gk.row(n, h, j);
-        E* dst2 = gv.row(n, h, j);
-        if (j >= s_used) {  // keys no query sees (causal, S > L)
-          for (int64_t e = 0; e < D; ++e) dst[e * gk.s3] = E(0.f);
-          for (int64_t e = 0; e < Dv; ++e) dst2[e * gv.s3] = E(0.f);
-          continue;
-        }
-        if (!gk_in) store_row(dst, gk.s3, dk + j * dpad, D);
-        if (!gv_in) store_row(dst2, gv.s3, dv + j * dvpad, Dv);
-      }
+      store_key_grads(gk, n, h, S, s_used, D, gk_in ? nullptr : dk, dpad);
+      store_key_grads(gv, n, h, S, s_used, Dv, gv_in ? nullptr : dv, dvpad);
     }
   }
 }
