@@ -74,12 +74,12 @@ inline View view_rows(const SdpaKernels&, const Op4<const float>& x, int64_t n, 
   return view_rows(x, n, h, r0, rows, cols, buf, ld);
 }
 // bf16 rows are always widened into buf (exact), pad columns zeroed
-inline View view_rows(const SdpaKernels& mk, const Op4<const BFloat16>& x, int64_t n, int64_t h, int64_t r0,
+inline View view_rows(const SdpaKernels&, const Op4<const BFloat16>& x, int64_t n, int64_t h, int64_t r0,
                       int64_t rows, int64_t cols, float* buf, int64_t ld) {
   for (int64_t r = 0; r < rows; ++r) {
     const BFloat16* src = x.row(n, h, r0 + r);
     float* d = buf + r * ld;
-    if (x.s3 == 1) mk.widen(reinterpret_cast<const uint16_t*>(src), d, cols);
+    if (x.s3 == 1) widen_bf16(reinterpret_cast<const uint16_t*>(src), d, cols);
     else
       for (int64_t c = 0; c < cols; ++c) d[c] = float(src[c * x.s3]);
     std::fill(d + cols, d + ld, 0.f);

@@ -73,8 +73,6 @@ struct SdpaKernels {
   float (*row_dot)(const float* a, const float* b, int64_t n);
   // s[r][.] *= 1 / l[r] (0 where l[r] = 0)
   void (*scale_rows)(float* s, int64_t lds, int64_t rows, int64_t ncols, const float* l);
-  // f[i] = h[i] widened from bf16 (exact), any n
-  void (*widen)(const uint16_t* h, float* f, int64_t n);
 };
 namespace avx512 { const SdpaKernels& sdpa_kernels(); }
 namespace avx2 { const SdpaKernels& sdpa_kernels(); }

@@ -13,10 +13,6 @@ constexpr int kNV = 2;  // 4 rows x 2 vectors = 8 accumulators of 16 registers
 static inline vf vset1(float a) { return _mm256_set1_ps(a); }
 static inline vf vzero() { return _mm256_setzero_ps(); }
 static inline vf vload(const float* p) { return _mm256_loadu_ps(p); }
-static inline vf vload_bf16(const uint16_t* p) {  // 8 bf16, widened exactly
-  const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
-}
 static inline void vstore(float* p, vf v) { _mm256_storeu_ps(p, v); }
 static inline vf vadd(vf a, vf b) { return _mm256_add_ps(a, b); }
 static inline vf vsub(vf a, vf b) { return _mm256_sub_ps(a, b); }

@@ -16,10 +16,6 @@ constexpr int kNV = 4;  // vectors per register tile row: 4 rows x 4 = 16 accumu
 static inline vf vset1(float a) { return _mm512_set1_ps(a); }
 static inline vf vzero() { return _mm512_setzero_ps(); }
 static inline vf vload(const float* p) { return _mm512_loadu_ps(p); }
-static inline vf vload_bf16(const uint16_t* p) {  // 16 bf16, widened exactly
-  const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
-}
 static inline void vstore(float* p, vf v) { _mm512_storeu_ps(p, v); }
 static inline vf vadd(vf a, vf b) { return _mm512_add_ps(a, b); }
 static inline vf vsub(vf a, vf b) { return _mm512_sub_ps(a, b); }

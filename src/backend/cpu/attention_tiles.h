@@ -9,6 +9,7 @@
 
 #include "attn/dtype.h"
 #include "backend/backend.h"
+#include "backend/cpu/kernels.h"
 
 namespace attn::cpu::sdpa_tiles {
 
@@ -101,7 +102,9 @@ inline void store_row(float* dst, int64_t s3, const float* src, int64_t dv) {
     for (int64_t e = 0; e < dv; ++e) dst[e * s3] = src[e];
 }
 inline void store_row(BFloat16* dst, int64_t s3, const float* src, int64_t dv) {
-  for (int64_t e = 0; e < dv; ++e) dst[e * s3] = BFloat16(src[e]);
+  if (s3 == 1) narrow_bf16(src, reinterpret_cast<uint16_t*>(dst), dv);  // the same rounding, on vectors
+  else
+    for (int64_t e = 0; e < dv; ++e) dst[e * s3] = BFloat16(src[e]);
 }
 
 // The scalar tiled path (attention_scalar.cc), T = float or double: lse has q's dtype.
